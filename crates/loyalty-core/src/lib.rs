@@ -1,0 +1,21 @@
+//! Domain types and rules of Loyalty Ledger.
+//!
+//! This crate is pure: no IO, no async, no clock, no randomness. Everything that
+//! decides how many points a player earns or which tier they hold lives here, so
+//! that the same inputs give the same answer on every machine and every backend.
+//!
+//! * [`policy`] — the points-from-play formula (DESIGN §3.1) in exact decimal
+//!   arithmetic, with half-away-from-zero rounding.
+//! * [`tier`] — tiers, their thresholds and multipliers, and tier progress.
+//! * [`model`] — the nouns shared by the store and the server: roles,
+//!   permissions, slip states, transaction types, bounded input newtypes.
+#![warn(missing_docs)]
+
+pub mod model;
+pub mod policy;
+pub mod tier;
+
+pub use model::*;
+pub use policy::{AccrualInput, GameSettings, PolicyError, compute_points, round_half_away};
+pub use tier::{Tier, TierTable};
+#[cfg(test)] mod tests;

@@ -1,0 +1,120 @@
+//! Shared state of a running server and the request-scoped context that
+//! operations receive.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use jiff::tz::TimeZone;
+use loyalty_core::TierTable;
+use loyalty_store::Store;
+use loyalty_store::ops::OpCtx;
+
+use crate::auth::{Caller, TokenCache};
+use crate::clock::Clock;
+use crate::ratelimit::RateLimiter;
+
+/// Configuration that shapes behaviour (not where to listen).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Whether `/v1/test/*` is enabled.
+    pub test_mode: bool,
+    /// Time zone of the gaming day.
+    pub gaming_day_tz: TimeZone,
+    /// Hour (0–23) at which the gaming day starts.
+    pub gaming_day_start_hour: u8,
+    /// Tier thresholds and multipliers.
+    pub tiers: Arc<TierTable>,
+    /// How often the background task looks for pending accruals, ms.
+    pub accrual_retry_interval_ms: u64,
+    /// How long `Idempotency-Key` records are kept, hours (at least 24).
+    pub idempotency_retention_hours: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            test_mode: false,
+            gaming_day_tz: TimeZone::UTC,
+            gaming_day_start_hour: 0,
+            tiers: Arc::new(TierTable::default()),
+            accrual_retry_interval_ms: 2_000,
+            idempotency_retention_hours: 48,
+        }
+    }
+}
+
+/// Test mode's fault switches.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Make loyalty accrual fail.
+    pub loyalty_accrual_fail: AtomicBool,
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+/// The shared parts.
+pub struct Inner {
+    /// Storage.
+    pub store: Store,
+    /// The clock every time rule reads.
+    pub clock: Clock,
+    /// Behaviour settings.
+    pub settings: Settings,
+    /// Test-mode faults.
+    pub faults: Faults,
+    /// Token lookups.
+    pub tokens: TokenCache,
+    /// Manual-reward rate limiter.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// `Idempotency-Key`s being processed on this node.
+    pub in_flight: Mutex<HashSet<(String, String)>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(store: Store, settings: Settings, limiter: Arc<dyn RateLimiter>) -> Self {
+        AppState(Arc::new(Inner {
+            store,
+            clock: Clock::default(),
+            settings,
+            faults: Faults::default(),
+            tokens: TokenCache::default(),
+            limiter,
+            in_flight: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    /// The context for an operation of `caller` in the current request.
+    pub fn op_ctx(&self, caller: Option<&Caller>, idempotency_key: Option<String>) -> OpCtx {
+        OpCtx {
+            now: self.clock.now(),
+            correlation_id: crate::correlation::current(),
+            idempotency_key,
+            staff_id: caller.and_then(Caller::staff_id),
+            tiers: self.settings.tiers.clone(),
+            fail_accrual: self.settings.test_mode
+                && self.faults.loyalty_accrual_fail.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The gaming day `at` belongs to, e.g. `2026-11-22`.
+    pub fn gaming_day(&self, at: jiff::Timestamp) -> jiff::civil::Date {
+        let local = at.to_zoned(self.settings.gaming_day_tz.clone()).datetime();
+        let shifted = local
+            .checked_sub(jiff::SignedDuration::from_hours(i64::from(
+                self.settings.gaming_day_start_hour,
+            )))
+            .unwrap_or(local);
+        shifted.date()
+    }
+}

@@ -1,0 +1,147 @@
+//! `loyalty bench`: a load generator against a running server. N concurrent
+//! clients each open a rating slip and complete it, over and over; the
+//! completion latency (the request that writes the ledger) is reported as
+//! throughput and p50 / p99 / max.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// A token with players:write, tables:write and ratingslip:write.
+    pub token: String,
+    /// Client counts to run, one after the other.
+    pub clients: Vec<usize>,
+    /// How long each run lasts.
+    pub duration: Duration,
+    /// What to drive: `complete` (open + complete slips) or `reward`.
+    pub workload: String,
+}
+
+/// One run's numbers.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Measured operations.
+    pub ops: usize,
+    /// Failed requests.
+    pub errors: usize,
+    /// Operations per second.
+    pub ops_per_s: f64,
+    /// Latency percentiles, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Worst, ms.
+    pub max_ms: f64,
+}
+
+async fn post(c: &reqwest::Client, cfg: &BenchConfig, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+    let resp = c
+        .post(format!("{}{path}", cfg.url))
+        .bearer_auth(&cfg.token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, v))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Runs every configured client count and prints a table.
+pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let (s, table) = post(
+        &client,
+        &cfg,
+        "/v1/tables",
+        json!({"name": "bench", "game_type": "blackjack", "house_edge": "1.5", "average_rounds_per_hour": 60}),
+    )
+    .await
+    .context("cannot reach the server")?;
+    if s != 201 {
+        bail!("creating the bench table failed ({s}): {table}");
+    }
+    let table_id = table["id"].as_str().unwrap_or_default().to_string();
+    let staff_id = if cfg.workload == "reward" {
+        bail!("the reward workload needs a staff id; use the complete workload")
+    } else {
+        String::new()
+    };
+    let _ = staff_id;
+    let mut results = Vec::new();
+    println!("workload  clients      ops  errors     ops/s   p50_ms   p99_ms   max_ms");
+    for &n in &cfg.clients {
+        let mut handles = Vec::new();
+        let deadline = Instant::now() + cfg.duration;
+        let started = Instant::now();
+        for i in 0..n {
+            let (client, cfg, table_id) = (client.clone(), cfg.clone(), table_id.clone());
+            handles.push(tokio::spawn(async move {
+                let (_, player) = post(&client, &cfg, "/v1/players", json!({"display_name": format!("bench {i}")})).await?;
+                let player_id = player["id"].as_str().unwrap_or_default().to_string();
+                let mut lat = Vec::new();
+                let mut errors = 0usize;
+                while Instant::now() < deadline {
+                    let start = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(30)).to_string();
+                    let (s, slip) = post(&client, &cfg, "/v1/rating-slips", json!({
+                        "player_id": player_id, "table_id": table_id, "average_bet": "25", "started_at": start,
+                    })).await?;
+                    if s != 201 {
+                        errors += 1;
+                        continue;
+                    }
+                    let id = slip["id"].as_str().unwrap_or_default();
+                    let t = Instant::now();
+                    let (s, _) = post(&client, &cfg, &format!("/v1/rating-slips/{id}/complete"), json!({})).await?;
+                    if s == 200 {
+                        lat.push(t.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                anyhow::Ok((lat, errors))
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for h in handles {
+            let (lat, e) = h.await??;
+            all.extend(lat);
+            errors += e;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        all.sort();
+        let r = BenchResult {
+            clients: n,
+            ops: all.len(),
+            errors,
+            ops_per_s: all.len() as f64 / elapsed,
+            p50_ms: percentile(&all, 0.50),
+            p99_ms: percentile(&all, 0.99),
+            max_ms: all.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+        };
+        println!(
+            "{:<8} {:>8} {:>8} {:>7} {:>9.1} {:>8.2} {:>8.2} {:>8.2}",
+            cfg.workload, r.clients, r.ops, r.errors, r.ops_per_s, r.p50_ms, r.p99_ms, r.max_ms
+        );
+        results.push(r);
+    }
+    Ok(results)
+}

@@ -1,0 +1,224 @@
+//! The HTTP error envelope and the one place that maps failures to codes.
+//!
+//! `{"error": {"code", "message", "correlation_id", "details"}}` — the codes
+//! are public API and listed, in precedence order, in docs/errors.md.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use loyalty_store::StoreError;
+use loyalty_store::ops::OpError;
+use serde_json::{Value, json};
+
+use crate::correlation;
+
+/// Every error code the API can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 400: input breaks a rule; details name the field.
+    ValidationError,
+    /// 401: no or unknown bearer token.
+    Unauthorized,
+    /// 403: the caller lacks the permission.
+    Forbidden,
+    /// 403: `staff_id` is not the authenticated staff member.
+    InvalidStaffId,
+    /// 404: no such resource or route.
+    NotFound,
+    /// 405: the route exists with another method.
+    MethodNotAllowed,
+    /// 409: the slip is closed.
+    SlipNotOpen,
+    /// 409: the slip must be closed first.
+    SlipNotClosed,
+    /// 409: the same `Idempotency-Key` is still being processed.
+    IdempotencyKeyInUse,
+    /// 409: uniqueness or state conflict.
+    Conflict,
+    /// 422: |points| above the per-reward limit.
+    RewardExceedsLimit,
+    /// 422: the balance cannot cover the change.
+    InsufficientBalance,
+    /// 422: `Idempotency-Key` reused with a different request.
+    IdempotencyKeyReused,
+    /// 422: the escrow is not held.
+    EscrowNotHeld,
+    /// 429: too many manual rewards; see `Retry-After`.
+    RateLimitExceeded,
+    /// 503: the shared rate limiter is unreachable.
+    RateLimitUnavailable,
+    /// 503: storage unreachable or overloaded.
+    Unavailable,
+    /// 202: the slip closed, its loyalty accrual is pending.
+    PartialCompletion,
+    /// 500: a bug; details are in the log only.
+    Internal,
+}
+
+impl Code {
+    /// The stable SCREAMING_SNAKE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::ValidationError => "VALIDATION_ERROR",
+            Code::Unauthorized => "UNAUTHORIZED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::InvalidStaffId => "INVALID_STAFF_ID",
+            Code::NotFound => "NOT_FOUND",
+            Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Code::SlipNotOpen => "SLIP_NOT_OPEN",
+            Code::SlipNotClosed => "SLIP_NOT_CLOSED",
+            Code::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
+            Code::Conflict => "CONFLICT",
+            Code::RewardExceedsLimit => "REWARD_EXCEEDS_LIMIT",
+            Code::InsufficientBalance => "INSUFFICIENT_BALANCE",
+            Code::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Code::EscrowNotHeld => "ESCROW_NOT_HELD",
+            Code::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
+            Code::RateLimitUnavailable => "RATE_LIMIT_UNAVAILABLE",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::PartialCompletion => "PARTIAL_COMPLETION",
+            Code::Internal => "INTERNAL",
+        }
+    }
+
+    /// The HTTP status of the code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::ValidationError => StatusCode::BAD_REQUEST,
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Forbidden | Code::InvalidStaffId => StatusCode::FORBIDDEN,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Code::SlipNotOpen | Code::SlipNotClosed | Code::IdempotencyKeyInUse | Code::Conflict => {
+                StatusCode::CONFLICT
+            }
+            Code::RewardExceedsLimit
+            | Code::InsufficientBalance
+            | Code::IdempotencyKeyReused
+            | Code::EscrowNotHeld => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Code::RateLimitUnavailable | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::PartialCompletion => StatusCode::ACCEPTED,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// A failed request: the code, a human message and optional details.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// Stable code.
+    pub code: Code,
+    /// Lower-case message saying what was expected.
+    pub message: String,
+    /// Machine-readable details (e.g. the field).
+    pub details: Value,
+    /// Seconds for `Retry-After`.
+    pub retry_after_s: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with no details.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            details: json!({}),
+            retry_after_s: None,
+        }
+    }
+
+    /// 400 naming the offending field.
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        let mut e = ApiError::new(Code::ValidationError, message);
+        e.details = json!({ "field": field });
+        e
+    }
+
+    /// Adds details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// 404 for a thing.
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(Code::NotFound, format!("{what} not found"))
+    }
+
+    /// The envelope body (also stored for idempotent replays).
+    pub fn body(&self) -> Value {
+        json!({
+            "error": {
+                "code": self.code.as_str(),
+                "message": self.message,
+                "correlation_id": correlation::current(),
+                "details": self.details,
+            }
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(msg) => ApiError::new(Code::Conflict, msg),
+            StoreError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "storage unavailable");
+                ApiError::new(Code::Unavailable, "storage is unavailable, retry later")
+            }
+            StoreError::Internal(msg) => {
+                tracing::error!(error = %msg, "storage failure");
+                ApiError::new(Code::Internal, "internal error")
+            }
+        }
+    }
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Validation { field, message } => ApiError::validation(field, message),
+            OpError::NotFound(what) => ApiError::not_found(what),
+            OpError::SlipNotOpen => ApiError::new(Code::SlipNotOpen, "rating slip is closed"),
+            OpError::SlipNotClosed => {
+                ApiError::new(Code::SlipNotClosed, "rating slip must be closed first")
+            }
+            OpError::Conflict(msg) => ApiError::new(Code::Conflict, msg),
+            OpError::InsufficientBalance {
+                available,
+                requested,
+            } => ApiError::new(
+                Code::InsufficientBalance,
+                "the balance cannot go below zero",
+            )
+            .with_details(json!({"available": available, "requested": requested})),
+            OpError::IdempotencyKeyReused => ApiError::new(
+                Code::IdempotencyKeyReused,
+                "idempotency key was already used with a different request",
+            ),
+            OpError::AccrualFailed(msg) => {
+                tracing::error!(error = %msg, "loyalty accrual failed");
+                ApiError::new(Code::Unavailable, "loyalty accrual failed, retry later")
+            }
+            OpError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.code == Code::Internal {
+            tracing::error!(message = %self.message, "request failed with an internal error");
+        }
+        let mut resp = (self.code.status(), axum::Json(self.body())).into_response();
+        if let Some(s) = self.retry_after_s {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Result of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

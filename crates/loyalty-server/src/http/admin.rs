@@ -1,0 +1,105 @@
+//! Events replay, verification and the test-mode controls.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use loyalty_core::Permission;
+use loyalty_store::ops;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+
+/// Largest events page.
+pub const EVENTS_PAGE_MAX: u32 = 1000;
+/// Most drift rows returned by one verification (the count is exact).
+pub const DRIFT_REPORT_MAX: usize = 1000;
+
+#[derive(Deserialize)]
+pub(super) struct EventParams {
+    after: Option<i64>,
+    limit: Option<u32>,
+    event_type: Option<String>,
+}
+
+pub(super) async fn events(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<EventParams>,
+) -> ApiResult<Response> {
+    caller.require(Permission::AuditRead)?;
+    let after = p.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::validation("after", "must be a sequence number >= 0"));
+    }
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=EVENTS_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::validation("limit", format!("must be 1-{EVENTS_PAGE_MAX}")));
+    }
+    if let Some(t) = &p.event_type {
+        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+            return Err(ApiError::validation("event_type", "must be an event type like LEDGER_ENTRY_CREATED"));
+        }
+    }
+    let events = st
+        .store
+        .read(move |tx| tx.events(after, limit, p.event_type.as_deref()))
+        .await?;
+    Ok(axum::Json(json!({"events": events})).into_response())
+}
+
+pub(super) async fn verify(State(st): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(Permission::AuditRead)?;
+    let (checked, drift, total) = st
+        .store
+        .read(|tx| ops::verify(tx, DRIFT_REPORT_MAX))
+        .await?;
+    if total > 0 {
+        tracing::error!(drift_count = total, accounts_checked = checked, "ledger_drift_detected");
+    }
+    Ok(axum::Json(json!({
+        "accounts_checked": checked,
+        "drift": drift,
+        "drift_count": total,
+        "ok": total == 0,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ClockBody {
+    now: Timestamp,
+}
+
+pub(super) async fn set_clock(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<ClockBody>,
+) -> ApiResult<Response> {
+    st.clock.set(body.now);
+    tracing::warn!(now = %body.now, "test mode: clock set");
+    Ok(axum::Json(json!({"now": st.clock.now()})).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct FaultsBody {
+    loyalty_accrual: String,
+}
+
+pub(super) async fn set_faults(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<FaultsBody>,
+) -> ApiResult<Response> {
+    let fail = match body.loyalty_accrual.as_str() {
+        "fail" => true,
+        "ok" => false,
+        _ => return Err(ApiError::validation("loyalty_accrual", "must be \"fail\" or \"ok\"")),
+    };
+    st.faults.loyalty_accrual_fail.store(fail, Ordering::Relaxed);
+    tracing::warn!(loyalty_accrual = %body.loyalty_accrual, "test mode: faults set");
+    Ok(axum::Json(json!({"loyalty_accrual": body.loyalty_accrual})).into_response())
+}

@@ -1,0 +1,368 @@
+//! The HTTP API (DESIGN §5): routes, and the handlers for staff, players
+//! and tables. Slips, rewards and ledger reads have their own modules.
+
+mod admin;
+mod ledger;
+mod rewards;
+mod slips;
+
+pub use slips::log_completion;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use loyalty_core::limits::{
+    BODY_BYTES_MAX, CARD_NUMBER_CHARS_MAX, CONVERSION_RATE_MAX, NAME_CHARS_MAX,
+    POINT_MULTIPLIER_MAX, ROUNDS_PER_HOUR_MAX, SEATS_MAX,
+};
+use loyalty_core::{GameSettings, Permission, Role, chars_within};
+use loyalty_store::ops;
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::auth::{Caller, hash_token, new_token};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::extract::{RawBody, parse_json, path_id};
+use crate::idem::{self, run_write};
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let mut v1 = Router::new()
+        .route("/v1/staff", post(create_staff))
+        .route("/v1/players", post(create_player))
+        .route("/v1/players/{id}", get(get_player))
+        .route("/v1/players/{id}/tokens", post(create_player_token))
+        .route("/v1/players/{id}/loyalty", get(ledger::player_loyalty))
+        .route("/v1/players/{id}/ledger", get(ledger::player_ledger))
+        .route("/v1/tables", post(create_table))
+        .route("/v1/tables/{id}", get(get_table).patch(patch_table))
+        .route("/v1/rating-slips", post(slips::open))
+        .route("/v1/rating-slips/{id}", get(slips::get).patch(slips::patch))
+        .route("/v1/rating-slips/{id}/pause", post(slips::pause))
+        .route("/v1/rating-slips/{id}/resume", post(slips::resume))
+        .route("/v1/rating-slips/{id}/complete", post(slips::complete))
+        .route("/v1/rating-slips/{id}/recover-loyalty", post(slips::recover))
+        .route("/v1/loyalty/manual-rewards", post(rewards::manual_reward))
+        .route("/v1/ledger", get(ledger::audit_search))
+        .route("/v1/events", get(admin::events))
+        .route("/v1/admin/verify", post(admin::verify))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz));
+    if state.settings.test_mode {
+        v1 = v1
+            .route("/v1/test/clock", put(admin::set_clock))
+            .route("/v1/test/faults", put(admin::set_faults));
+    }
+    v1.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(crate::correlation::layer))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(Code::MethodNotAllowed, "method not allowed on this route")
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(st): State<AppState>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => axum::Json(json!({"status": "ready", "storage": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            ApiError::new(Code::Unavailable, "storage is unreachable").into_response()
+        }
+    }
+}
+
+/// Checks a required name-like text field.
+pub(crate) fn text(field: &str, value: &str, min: usize, max: usize) -> ApiResult<String> {
+    let v = value.trim();
+    if !chars_within(v, min.max(1), max) {
+        return Err(ApiError::validation(
+            field,
+            format!("must be {}-{max} characters", min.max(1)),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ApiError::validation(field, "must not contain control characters"));
+    }
+    Ok(v.to_string())
+}
+
+/// Checks an exact decimal is within `[min, max]` with few decimal places.
+pub(crate) fn decimal_in(
+    field: &str,
+    v: Decimal,
+    min: Decimal,
+    max: Decimal,
+    min_exclusive: bool,
+) -> ApiResult<Decimal> {
+    let low_ok = if min_exclusive { v > min } else { v >= min };
+    if !low_ok || v > max {
+        let low = if min_exclusive { "above" } else { "at least" };
+        return Err(ApiError::validation(
+            field,
+            format!("must be {low} {min} and at most {max}"),
+        ));
+    }
+    if v.scale() > loyalty_core::limits::DECIMAL_PLACES_MAX {
+        return Err(ApiError::validation(
+            field,
+            format!(
+                "must have at most {} decimal places",
+                loyalty_core::limits::DECIMAL_PLACES_MAX
+            ),
+        ));
+    }
+    Ok(v.normalize())
+}
+
+// ---------------------------------------------------------------- staff
+
+#[derive(Deserialize)]
+struct NewStaff {
+    name: String,
+    role: String,
+}
+
+async fn create_staff(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::StaffAdmin)?;
+    let input: NewStaff = parse_json(&body)?;
+    let name = text("name", &input.name, 1, NAME_CHARS_MAX)?;
+    let role = Role::parse(&input.role).ok_or_else(|| {
+        ApiError::validation("role", "must be admin, supervisor, pit_boss, cashier or auditor")
+    })?;
+    let key = idem::parse(&headers, &caller, "create_staff", "/v1/staff", &body)?;
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    let token = new_token()?;
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        let staff = ops::create_staff(tx, ctx, name, role, &hash_token(&token))?;
+        let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
+                          "created_at": staff.created_at, "token": token});
+        Ok((StatusCode::CREATED, body, ()))
+    })
+    .await?;
+    Ok(out.into_response())
+}
+
+// ---------------------------------------------------------------- players
+
+#[derive(Deserialize)]
+struct NewPlayer {
+    display_name: String,
+    card_number: Option<String>,
+}
+
+async fn create_player(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::PlayersWrite)?;
+    let input: NewPlayer = parse_json(&body)?;
+    let name = text("display_name", &input.display_name, 1, NAME_CHARS_MAX)?;
+    let card = input
+        .card_number
+        .map(|c| text("card_number", &c, 1, CARD_NUMBER_CHARS_MAX))
+        .transpose()?;
+    let key = idem::parse(&headers, &caller, "create_player", "/v1/players", &body)?;
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        let player = ops::create_player(tx, ctx, name, card)?;
+        Ok((StatusCode::CREATED, json!(player), ()))
+    })
+    .await?;
+    Ok(out.into_response())
+}
+
+async fn get_player(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::PlayersRead)?;
+    let id = path_id(&id, "player")?;
+    let player = st
+        .store
+        .read(move |tx| tx.player(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("player"))?;
+    Ok(axum::Json(player).into_response())
+}
+
+async fn create_player_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::PlayersWrite)?;
+    let id = path_id(&id, "player")?;
+    let path = format!("/v1/players/{id}/tokens");
+    let key = idem::parse(&headers, &caller, "create_player_token", &path, &body)?;
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    let token = new_token()?;
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        ops::create_player_token(tx, ctx, id, &hash_token(&token))?;
+        Ok((StatusCode::CREATED, json!({"player_id": id, "token": token}), ()))
+    })
+    .await?;
+    Ok(out.into_response())
+}
+
+// ---------------------------------------------------------------- tables
+
+#[derive(Deserialize)]
+struct NewTable {
+    name: String,
+    game_type: String,
+    house_edge: Decimal,
+    average_rounds_per_hour: u32,
+    points_conversion_rate: Option<Decimal>,
+    point_multiplier: Option<Decimal>,
+    seats_available: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct TablePatch {
+    name: Option<String>,
+    game_type: Option<String>,
+    house_edge: Option<Decimal>,
+    average_rounds_per_hour: Option<u32>,
+    points_conversion_rate: Option<Decimal>,
+    point_multiplier: Option<Decimal>,
+    seats_available: Option<u32>,
+}
+
+fn house_edge(v: Decimal) -> ApiResult<Decimal> {
+    decimal_in("house_edge", v, Decimal::ZERO, Decimal::ONE_HUNDRED, false)
+}
+fn rounds_per_hour(v: u32) -> ApiResult<u32> {
+    if !(1..=ROUNDS_PER_HOUR_MAX).contains(&v) {
+        return Err(ApiError::validation(
+            "average_rounds_per_hour",
+            format!("must be 1-{ROUNDS_PER_HOUR_MAX}"),
+        ));
+    }
+    Ok(v)
+}
+fn conversion_rate(v: Decimal) -> ApiResult<Decimal> {
+    decimal_in("points_conversion_rate", v, Decimal::ZERO, Decimal::from(CONVERSION_RATE_MAX), false)
+}
+fn point_multiplier(v: Decimal) -> ApiResult<Decimal> {
+    decimal_in("point_multiplier", v, Decimal::ZERO, Decimal::from(POINT_MULTIPLIER_MAX), false)
+}
+fn seats(v: u32) -> ApiResult<u32> {
+    if v > SEATS_MAX {
+        return Err(ApiError::validation("seats_available", format!("must be 0-{SEATS_MAX}")));
+    }
+    Ok(v)
+}
+
+async fn create_table(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::TablesWrite)?;
+    let input: NewTable = parse_json(&body)?;
+    let name = text("name", &input.name, 1, NAME_CHARS_MAX)?;
+    let game_type = text("game_type", &input.game_type, 1, NAME_CHARS_MAX)?;
+    let settings = GameSettings {
+        house_edge: house_edge(input.house_edge)?,
+        average_rounds_per_hour: rounds_per_hour(input.average_rounds_per_hour)?,
+        points_conversion_rate: conversion_rate(input.points_conversion_rate.unwrap_or(Decimal::TEN))?,
+        point_multiplier: point_multiplier(input.point_multiplier.unwrap_or(Decimal::ONE))?,
+        seats_available: seats(input.seats_available.unwrap_or(7))?,
+    };
+    let key = idem::parse(&headers, &caller, "create_table", "/v1/tables", &body)?;
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        let table = ops::create_table(tx, ctx, name, game_type, settings)?;
+        Ok((StatusCode::CREATED, json!(table), ()))
+    })
+    .await?;
+    Ok(out.into_response())
+}
+
+async fn get_table(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::PlayersRead)?;
+    let id = path_id(&id, "table")?;
+    let table = st
+        .store
+        .read(move |tx| tx.table(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("table"))?;
+    Ok(axum::Json(table).into_response())
+}
+
+async fn patch_table(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::TablesWrite)?;
+    let id = path_id(&id, "table")?;
+    let p: TablePatch = parse_json(&body)?;
+    let name = p.name.map(|v| text("name", &v, 1, NAME_CHARS_MAX)).transpose()?;
+    let game_type = p.game_type.map(|v| text("game_type", &v, 1, NAME_CHARS_MAX)).transpose()?;
+    let edge = p.house_edge.map(house_edge).transpose()?;
+    let rph = p.average_rounds_per_hour.map(rounds_per_hour).transpose()?;
+    let conv = p.points_conversion_rate.map(conversion_rate).transpose()?;
+    let mult = p.point_multiplier.map(point_multiplier).transpose()?;
+    let seats_v = p.seats_available.map(seats).transpose()?;
+    let ctx = st.op_ctx(Some(&caller), None);
+    let out = run_write(&st, ctx, None, move |tx, ctx| {
+        let table = ops::patch_table(tx, ctx, id, |t| {
+            if let Some(v) = name {
+                t.name = v;
+            }
+            if let Some(v) = game_type {
+                t.game_type = v;
+            }
+            if let Some(v) = edge {
+                t.settings.house_edge = v;
+            }
+            if let Some(v) = rph {
+                t.settings.average_rounds_per_hour = v;
+            }
+            if let Some(v) = conv {
+                t.settings.points_conversion_rate = v;
+            }
+            if let Some(v) = mult {
+                t.settings.point_multiplier = v;
+            }
+            if let Some(v) = seats_v {
+                t.settings.seats_available = v;
+            }
+        })?;
+        Ok((StatusCode::OK, json!(table), ()))
+    })
+    .await?;
+    Ok(out.into_response())
+}

@@ -1,0 +1,226 @@
+//! Manual rewards (DESIGN §3.4). Checks run in the documented order:
+//! 401 → 403 FORBIDDEN → 403 INVALID_STAFF_ID → 400 VALIDATION_ERROR →
+//! 422 REWARD_EXCEEDS_LIMIT → 404 / 422 INSUFFICIENT_BALANCE → 429 rate limit.
+//! A refused request writes nothing and uses no quota; replays use none.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use loyalty_core::Permission;
+use loyalty_core::limits::{KEY_CHARS_MAX, REASON_CHARS_MAX, REWARD_POINTS_MAX, REWARD_REASON_CHARS_MIN};
+use loyalty_store::ops::{self, OpError};
+use loyalty_store::{LedgerEntry, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::text;
+use crate::app::AppState;
+use crate::auth::{Caller, hex};
+use crate::error::{ApiError, ApiResult, Code};
+use crate::extract::{RawBody, parse_json};
+use crate::idem::{self, Outcome, run_write};
+use crate::ratelimit::Decision;
+
+#[derive(Deserialize)]
+struct RewardInput {
+    player_id: Uuid,
+    points: i64,
+    reason: String,
+    #[allow(dead_code)]
+    staff_id: Uuid,
+    rating_slip_id: Option<Uuid>,
+    reward_id: Option<String>,
+}
+
+fn entry_body(entry: &LedgerEntry, replay: bool) -> Value {
+    let mut v = json!(entry);
+    v["idempotent_replay"] = json!(replay);
+    v
+}
+
+/// The deterministic key of a reward without `reward_id`: a hash of player,
+/// staff, points, reason and gaming day.
+fn derived_key(player: Uuid, staff: Uuid, points: i64, reason: &str, day: jiff::civil::Date) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        player.to_string(),
+        staff.to_string(),
+        points.to_string(),
+        reason.to_string(),
+        day.to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0x1f]);
+    }
+    format!("manual:{}", hex(&h.finalize()))
+}
+
+pub(super) async fn manual_reward(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let staff = caller.require(Permission::LoyaltyAward)?.clone();
+    let raw: Value = parse_json(&body)?;
+    if raw.get("points").and_then(Value::as_f64).is_some_and(|p| p < 0.0) {
+        caller.require(Permission::LoyaltyAdjust)?;
+    }
+    match raw.get("staff_id") {
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_str().and_then(|s| Uuid::parse_str(s).ok()) == Some(staff.id) => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                Code::InvalidStaffId,
+                "staff_id must be the authenticated staff member",
+            ));
+        }
+    }
+    let input: RewardInput = parse_json(&body)?;
+    if input.points == 0 {
+        return Err(ApiError::validation("points", "must not be zero"));
+    }
+    let reason = text("reason", &input.reason, REWARD_REASON_CHARS_MIN, REASON_CHARS_MAX)?;
+    if let Some(r) = &input.reward_id {
+        if r.is_empty() || r.len() > KEY_CHARS_MAX || !r.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ApiError::validation(
+                "reward_id",
+                format!("must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
+            ));
+        }
+    }
+    if input.points.unsigned_abs() > REWARD_POINTS_MAX.unsigned_abs() {
+        return Err(ApiError::new(
+            Code::RewardExceedsLimit,
+            format!("a manual reward is at most {REWARD_POINTS_MAX} points either way"),
+        )
+        .with_details(json!({"points": input.points, "limit": REWARD_POINTS_MAX})));
+    }
+
+    let now = st.clock.now();
+    let key = match &input.reward_id {
+        Some(r) => format!("reward:{r}"),
+        None => derived_key(input.player_id, staff.id, input.points, &reason, st.gaming_day(now)),
+    };
+    let header_key = idem::parse(&headers, &caller, "manual_reward", "/v1/loyalty/manual-rewards", &body)?;
+
+    // Read-only precheck, in rule order: replays first (they use no quota),
+    // then the player, then the balance; the transaction re-checks all of it.
+    let (k, hk, player_id, points) = (key.clone(), header_key.clone(), input.player_id, input.points);
+    let pre = st
+        .store
+        .read(move |tx| -> Result<Precheck, StoreError> {
+            if let Some(h) = &hk {
+                if tx.idempotency_record(&h.scope, &h.key)?.is_some() {
+                    return Ok(Precheck::Replay);
+                }
+            }
+            if tx.entry_by_key(&k)?.is_some() {
+                return Ok(Precheck::Replay);
+            }
+            Ok(match tx.account(player_id)? {
+                None => Precheck::NoPlayer,
+                Some(a) if a.current_balance + points < 0 => Precheck::Insufficient(a.current_balance),
+                Some(_) => Precheck::Go,
+            })
+        })
+        .await?;
+    match pre {
+        Precheck::NoPlayer => return Err(ApiError::not_found("player")),
+        Precheck::Insufficient(available) => {
+            return Err(OpError::InsufficientBalance { available, requested: -points }.into());
+        }
+        Precheck::Replay | Precheck::Go => {}
+    }
+    let ticket = if matches!(pre, Precheck::Go) {
+        match st.limiter.acquire(staff.id, now).await {
+            Ok(Decision::Granted(t)) => Some(t),
+            Ok(Decision::Limited { retry_after_s }) => {
+                let mut e = ApiError::new(
+                    Code::RateLimitExceeded,
+                    "too many manual rewards by this staff member; retry later",
+                )
+                .with_details(json!({"retry_after_seconds": retry_after_s}));
+                e.retry_after_s = Some(retry_after_s);
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rate limiter unavailable");
+                return Err(ApiError::new(
+                    Code::RateLimitUnavailable,
+                    "the rate limiter is unavailable; the reward was not issued",
+                ));
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut ctx = st.op_ctx(Some(&caller), Some(key.clone()));
+    ctx.now = now;
+    let cmd = ops::ManualReward {
+        player_id: input.player_id,
+        points: input.points,
+        reason,
+        staff_id: staff.id,
+        rating_slip_id: input.rating_slip_id,
+        key,
+    };
+    let result = run_write(&st, ctx, header_key, move |tx, ctx| {
+        let (entry, replay) = ops::manual_reward(tx, ctx, cmd)?;
+        let status = if replay { StatusCode::OK } else { StatusCode::CREATED };
+        Ok((status, entry_body(&entry, replay), (entry, replay)))
+    })
+    .await;
+    let fresh_write = matches!(&result, Ok(Outcome::Fresh(_, _, (_, false))));
+    if let (Some(t), false) = (ticket, fresh_write) {
+        st.limiter.release(t).await;
+    }
+    let out = result?;
+    if let Outcome::Fresh(_, _, (entry, replay)) = &out {
+        log_reward(entry, *replay, started);
+    }
+    Ok(out.into_response())
+}
+
+enum Precheck {
+    Replay,
+    NoPlayer,
+    Insufficient(i64),
+    Go,
+}
+
+fn log_reward(e: &LedgerEntry, replay: bool, started: Instant) {
+    tracing::info!(
+        correlation_id = %e.correlation_id,
+        player_id = %e.player_id,
+        staff_id = ?e.staff_id,
+        ledger_entry_id = %e.id,
+        points = e.points_change,
+        transaction_type = e.transaction_type.as_str(),
+        reason = e.reason.as_deref().unwrap_or(""),
+        idempotency_key = e.idempotency_key.as_deref().unwrap_or(""),
+        balance_before = e.balance_before,
+        balance_after = e.balance_after,
+        tier_before = e.tier_before.as_str(),
+        tier_after = e.tier_after.as_str(),
+        idempotent_replay = replay,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "manual_reward_issued"
+    );
+    if e.tier_before != e.tier_after && !replay {
+        tracing::info!(
+            correlation_id = %e.correlation_id,
+            player_id = %e.player_id,
+            tier_before = e.tier_before.as_str(),
+            tier_after = e.tier_after.as_str(),
+            lifetime_points = e.lifetime_after,
+            "loyalty_tier_changed"
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! Rating slips: open, change, pause, resume, complete, recover.
+
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use loyalty_core::Permission;
+use loyalty_core::limits::{AVERAGE_BET_MAX, SEATS_MAX};
+use loyalty_store::ops::{self, Completion, OpCtx};
+use loyalty_store::{RatingSlip, Tx};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::decimal_in;
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Code};
+use crate::extract::{RawBody, parse_json, path_id};
+use crate::idem::{self, Outcome, run_write};
+use crate::views;
+
+#[derive(Deserialize)]
+struct OpenSlip {
+    player_id: Uuid,
+    table_id: Uuid,
+    average_bet: Decimal,
+    seat_number: Option<u32>,
+    started_at: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+struct SlipPatch {
+    average_bet: Decimal,
+}
+
+#[derive(Deserialize, Default)]
+struct CompleteSlip {
+    ended_at: Option<Timestamp>,
+}
+
+fn average_bet(v: Decimal) -> ApiResult<Decimal> {
+    decimal_in("average_bet", v, Decimal::ZERO, Decimal::from(AVERAGE_BET_MAX), true)
+}
+
+pub(super) async fn open(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::RatingSlipWrite)?;
+    let input: OpenSlip = parse_json(&body)?;
+    let bet = average_bet(input.average_bet)?;
+    if let Some(seat) = input.seat_number {
+        if !(1..=SEATS_MAX).contains(&seat) {
+            return Err(ApiError::validation("seat_number", format!("must be 1-{SEATS_MAX}")));
+        }
+    }
+    let key = idem::parse(&headers, &caller, "open_slip", "/v1/rating-slips", &body)?;
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        let slip = ops::open_slip(
+            tx,
+            ctx,
+            ops::OpenSlip {
+                player_id: input.player_id,
+                table_id: input.table_id,
+                average_bet: bet,
+                seat_number: input.seat_number,
+                started_at: input.started_at,
+            },
+        )?;
+        Ok((StatusCode::CREATED, views::slip(&slip, ctx.now), ()))
+    })
+    .await?;
+    Ok(out.into_response())
+}
+
+pub(super) async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::PlayersRead)?;
+    let id = path_id(&id, "rating slip")?;
+    let slip = st
+        .store
+        .read(move |tx| tx.slip(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("rating slip"))?;
+    Ok(axum::Json(views::slip(&slip, st.clock.now())).into_response())
+}
+
+/// Runs a simple slip transition and answers 200 with the slip.
+async fn transition(
+    st: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    id: String,
+    body: axum::body::Bytes,
+    operation: &'static str,
+    op: impl FnOnce(&mut dyn Tx, &OpCtx, Uuid) -> Result<RatingSlip, ops::OpError> + Send + 'static,
+) -> ApiResult<Response> {
+    caller.require(Permission::RatingSlipWrite)?;
+    let id = path_id(&id, "rating slip")?;
+    let path = format!("/v1/rating-slips/{id}/{operation}");
+    let key = idem::parse(&headers, &caller, operation, &path, &body)?;
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        let slip = op(tx, ctx, id)?;
+        Ok((StatusCode::OK, views::slip(&slip, ctx.now), ()))
+    })
+    .await?;
+    Ok(out.into_response())
+}
+
+pub(super) async fn patch(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::RatingSlipWrite)?;
+    let input: SlipPatch = parse_json(&body)?;
+    let bet = average_bet(input.average_bet)?;
+    transition(st, caller, headers, id, body, "update", move |tx, ctx, id| {
+        ops::set_average_bet(tx, ctx, id, bet)
+    })
+    .await
+}
+
+pub(super) async fn pause(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    transition(st, caller, headers, id, body, "pause", ops::pause_slip).await
+}
+
+pub(super) async fn resume(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    transition(st, caller, headers, id, body, "resume", ops::resume_slip).await
+}
+
+pub(super) async fn complete(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::RatingSlipWrite)?;
+    let id = path_id(&id, "rating slip")?;
+    let input: CompleteSlip = if body.iter().all(u8::is_ascii_whitespace) {
+        CompleteSlip::default()
+    } else {
+        parse_json(&body)?
+    };
+    let path = format!("/v1/rating-slips/{id}/complete");
+    let key = idem::parse(&headers, &caller, "complete_slip", &path, &body)?;
+    settle(st, caller, key, "complete", move |tx, ctx| {
+        ops::complete_slip(tx, ctx, id, input.ended_at)
+    })
+    .await
+}
+
+pub(super) async fn recover(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::RatingSlipWrite)?;
+    let id = path_id(&id, "rating slip")?;
+    let path = format!("/v1/rating-slips/{id}/recover-loyalty");
+    let key = idem::parse(&headers, &caller, "recover_loyalty", &path, &body)?;
+    settle(st, caller, key, "recover", move |tx, ctx| ops::recover_slip(tx, ctx, id)).await
+}
+
+/// The body of a completion: 200 `{rating_slip, loyalty}` or 202 PARTIAL_COMPLETION.
+pub(crate) fn completion_body(c: &Completion, now: Timestamp) -> (StatusCode, Value) {
+    match c {
+        Completion::Accrued { slip, loyalty, .. } => (
+            StatusCode::OK,
+            json!({"rating_slip": views::slip(slip, now), "loyalty": loyalty}),
+        ),
+        Completion::Pending { slip, .. } => {
+            let mut body = ApiError::new(
+                Code::PartialCompletion,
+                "the rating slip is closed; its loyalty accrual is pending and will be retried",
+            )
+            .with_details(json!({
+                "rating_slip_id": slip.id,
+                "loyalty_status": slip.loyalty_status,
+                "recovery_needed": true,
+            }))
+            .body();
+            body["rating_slip"] = views::slip(slip, now);
+            (StatusCode::ACCEPTED, body)
+        }
+    }
+}
+
+async fn settle(
+    st: AppState,
+    caller: Caller,
+    key: Option<idem::IdemKey>,
+    action: &'static str,
+    op: impl FnOnce(&mut dyn Tx, &OpCtx) -> Result<Completion, ops::OpError> + Send + 'static,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let idempotency_key = key.as_ref().map(|k| k.key.clone());
+    let ctx = st.op_ctx(Some(&caller), idempotency_key);
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        let c = op(tx, ctx)?;
+        let (status, body) = completion_body(&c, ctx.now);
+        Ok((status, body, c))
+    })
+    .await?;
+    if let Outcome::Fresh(_, _, c) = &out {
+        log_completion(c, action, caller.staff_id(), started);
+    }
+    Ok(out.into_response())
+}
+
+/// Writes the canonical log line of a completion or recovery.
+pub fn log_completion(c: &Completion, action: &str, staff_id: Option<Uuid>, started: Instant) {
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let correlation_id = crate::correlation::current();
+    match c {
+        Completion::Accrued { slip, loyalty, entry } => {
+            tracing::info!(
+                correlation_id = %correlation_id,
+                action,
+                player_id = %slip.player_id,
+                rating_slip_id = %slip.id,
+                staff_id = ?staff_id,
+                ledger_entry_id = %entry.id,
+                points = loyalty.points_earned,
+                balance_before = loyalty.balance_before,
+                balance_after = loyalty.balance_after,
+                tier_before = loyalty.tier_before.as_str(),
+                tier_after = loyalty.tier_after.as_str(),
+                idempotency_key = entry.idempotency_key.as_deref().unwrap_or(""),
+                idempotent_replay = loyalty.idempotent_replay,
+                duration_ms,
+                "loyalty_accrual_completed"
+            );
+            if loyalty.tier_before != loyalty.tier_after && !loyalty.idempotent_replay {
+                tracing::info!(
+                    correlation_id = %correlation_id,
+                    player_id = %slip.player_id,
+                    tier_before = loyalty.tier_before.as_str(),
+                    tier_after = loyalty.tier_after.as_str(),
+                    lifetime_points = loyalty.lifetime_points,
+                    "loyalty_tier_changed"
+                );
+            }
+        }
+        Completion::Pending { slip, error } => {
+            tracing::error!(
+                correlation_id = %correlation_id,
+                action,
+                player_id = %slip.player_id,
+                rating_slip_id = %slip.id,
+                staff_id = ?staff_id,
+                error = %error,
+                attempts = slip.accrual_attempts,
+                idempotency_key = %ops::gameplay_key(slip.id),
+                recovery_needed = true,
+                duration_ms,
+                "loyalty_accrual_failed"
+            );
+        }
+    }
+}

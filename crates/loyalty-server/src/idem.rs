@@ -1,0 +1,181 @@
+//! `Idempotency-Key` on every mutating POST, and the one function that runs
+//! a write for a handler.
+//!
+//! The stored response is written in the same transaction as the work, so a
+//! key is either unused or maps to the exact committed response. Keys are
+//! scoped per caller and operation. A key being processed on this node
+//! answers 409 `IDEMPOTENCY_KEY_IN_USE`; across nodes the database's
+//! primary key serialises them and the loser replays the winner's response.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use loyalty_core::limits::KEY_CHARS_MAX;
+use loyalty_store::ops::{OpCtx, OpError};
+use loyalty_store::{IdempotencyRecord, Tx};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::auth::{Caller, hex};
+use crate::error::{ApiError, Code};
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+/// Response header set on a replayed response.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// A parsed `Idempotency-Key` for one caller and operation.
+#[derive(Debug, Clone)]
+pub struct IdemKey {
+    /// Caller + operation.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// Hash of method, path and body.
+    pub fingerprint: String,
+}
+
+/// Reads the header: `None` if absent, 400 if malformed.
+pub fn parse(
+    headers: &HeaderMap,
+    caller: &Caller,
+    operation: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Option<IdemKey>, ApiError> {
+    let Some(raw) = headers.get(HEADER) else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= KEY_CHARS_MAX && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::validation(
+                "Idempotency-Key",
+                format!("must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
+            )
+        })?;
+    let mut h = Sha256::new();
+    h.update(operation.as_bytes());
+    h.update([0]);
+    h.update(path.as_bytes());
+    h.update([0]);
+    h.update(body);
+    Ok(Some(IdemKey {
+        scope: format!("{}|{operation}", caller.scope_id()),
+        key: key.to_string(),
+        fingerprint: hex(&h.finalize()),
+    }))
+}
+
+/// Marks a key in flight on this node until dropped.
+pub struct InFlight {
+    state: AppState,
+    slot: (String, String),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.state.in_flight.lock() {
+            set.remove(&self.slot);
+        }
+    }
+}
+
+fn claim(state: &AppState, k: &IdemKey) -> Result<InFlight, ApiError> {
+    let slot = (k.scope.clone(), k.key.clone());
+    let mut set = state
+        .in_flight
+        .lock()
+        .map_err(|_| ApiError::new(Code::Internal, "in-flight lock poisoned"))?;
+    if !set.insert(slot.clone()) {
+        return Err(ApiError::new(
+            Code::IdempotencyKeyInUse,
+            "a request with this idempotency key is still being processed",
+        ));
+    }
+    Ok(InFlight {
+        state: state.clone(),
+        slot,
+    })
+}
+
+/// What a write produced: a fresh response or a stored one.
+pub enum Outcome<T> {
+    /// Done now; `T` is extra data for the handler (e.g. for logging).
+    Fresh(StatusCode, Vec<u8>, T),
+    /// A stored response for the same key and request.
+    Replayed(StatusCode, Vec<u8>),
+}
+
+/// Runs `op` as one durable write, honouring `Idempotency-Key`. `op` returns
+/// the status, the JSON body and extra data for the caller.
+pub async fn run_write<T, F>(
+    state: &AppState,
+    ctx: OpCtx,
+    idem: Option<IdemKey>,
+    op: F,
+) -> Result<Outcome<T>, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Tx, &OpCtx) -> Result<(StatusCode, Value, T), ApiError> + Send + 'static,
+{
+    let _guard = idem.as_ref().map(|k| claim(state, k)).transpose()?;
+    state
+        .store
+        .write(move |tx| -> Result<Outcome<T>, ApiError> {
+            if let Some(k) = &idem {
+                if let Some(rec) = tx.idempotency_record(&k.scope, &k.key)? {
+                    if rec.fingerprint != k.fingerprint {
+                        return Err(OpError::IdempotencyKeyReused.into());
+                    }
+                    let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
+                    return Ok(Outcome::Replayed(status, rec.body));
+                }
+            }
+            let (status, value, extra) = op(tx, &ctx)?;
+            let body = serde_json::to_vec(&value)
+                .map_err(|e| ApiError::new(Code::Internal, format!("cannot encode response: {e}")))?;
+            if let Some(k) = &idem {
+                tx.insert_idempotency_record(
+                    &k.scope,
+                    &k.key,
+                    &IdempotencyRecord {
+                        fingerprint: k.fingerprint.clone(),
+                        status: status.as_u16(),
+                        body: body.clone(),
+                        created_at: ctx.now,
+                    },
+                )?;
+            }
+            Ok(Outcome::Fresh(status, body, extra))
+        })
+        .await
+}
+
+/// A JSON response from status and bytes.
+pub fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        resp.headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+impl<T> Outcome<T> {
+    /// The HTTP response; replays carry `Idempotent-Replayed: true`.
+    pub fn into_response(self) -> Response {
+        match self {
+            Outcome::Fresh(s, b, _) => json_response(s, b, false),
+            Outcome::Replayed(s, b) => json_response(s, b, true),
+        }
+    }
+}

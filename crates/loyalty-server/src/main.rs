@@ -1,0 +1,247 @@
+//! The `loyalty` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use loyalty_core::Role;
+use loyalty_server::app::Settings;
+use loyalty_server::auth::{hash_token, new_token};
+use loyalty_server::ratelimit::Limit;
+use loyalty_server::serve::{ServeConfig, StorageConfig, open_store, serve};
+use loyalty_store::ops::{self, OpCtx};
+
+#[derive(Parser)]
+#[command(name = "loyalty", version, about = "Loyalty Ledger: casino table play to loyalty points, every point accounted for")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Staff administration.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+    /// Check every account against its ledger; exit 0 only if there is no drift.
+    Verify(StorageArgs),
+    /// Apply pending schema migrations and exit.
+    Migrate(StorageArgs),
+    /// Drive a running server with concurrent clients and print latency.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum StaffCommand {
+    /// Create a staff member and print their token alone on stdout.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// admin, supervisor, pit_boss, cashier or auditor.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Directory of the embedded database (created on first start).
+    #[arg(long, env = "LOYALTY_DATA_DIR", default_value = "./data", conflicts_with = "database_url")]
+    data_dir: PathBuf,
+    /// Database URL instead of the data directory.
+    #[arg(long, env = "LOYALTY_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl StorageArgs {
+    fn config(&self) -> StorageConfig {
+        match &self.database_url {
+            Some(url) => StorageConfig::Url(url.clone()),
+            None => StorageConfig::DataDir(self.data_dir.clone()),
+        }
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LOYALTY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Enable /v1/test/clock and /v1/test/faults. Never in production.
+    #[arg(long, env = "LOYALTY_TEST_MODE")]
+    test_mode: bool,
+    /// IANA time zone of the gaming day.
+    #[arg(long, env = "LOYALTY_GAMING_DAY_TZ", default_value = "UTC")]
+    gaming_day_tz: String,
+    /// Hour (0-23) at which the gaming day starts.
+    #[arg(long, env = "LOYALTY_GAMING_DAY_START_HOUR", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..24))]
+    gaming_day_start_hour: u8,
+    /// How often pending accruals are looked for, milliseconds.
+    #[arg(long, env = "LOYALTY_ACCRUAL_RETRY_INTERVAL_MS", default_value_t = 2000)]
+    accrual_retry_interval_ms: u64,
+    /// Manual rewards allowed per staff member per minute.
+    #[arg(long, env = "LOYALTY_REWARD_RATE_LIMIT", default_value_t = 10)]
+    reward_rate_limit: usize,
+    /// How long Idempotency-Key responses are kept, hours (at least 24).
+    #[arg(long, env = "LOYALTY_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u32).range(24..))]
+    idempotency_retention_hours: u32,
+    /// Log filter (tracing env-filter syntax).
+    #[arg(long, env = "LOYALTY_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Token of a staff member allowed to create players, tables and slips.
+    #[arg(long, env = "LOYALTY_TOKEN")]
+    token: String,
+    /// Comma-separated client counts.
+    #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
+    clients: Vec<usize>,
+    /// Seconds per client count.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+fn init_logs(filter: &str, to_stdout: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter);
+    if to_stdout {
+        builder.init();
+    } else {
+        builder.with_writer(std::io::stderr).init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(a) => {
+            init_logs(&a.log, true);
+            let tz = jiff::tz::TimeZone::get(&a.gaming_day_tz)
+                .with_context(|| format!("unknown time zone {:?}", a.gaming_day_tz))?;
+            let settings = Settings {
+                test_mode: a.test_mode,
+                gaming_day_tz: tz,
+                gaming_day_start_hour: a.gaming_day_start_hour,
+                accrual_retry_interval_ms: a.accrual_retry_interval_ms,
+                idempotency_retention_hours: a.idempotency_retention_hours,
+                ..Settings::default()
+            };
+            let cfg = ServeConfig {
+                listen: a.listen,
+                storage: a.storage.config(),
+                settings,
+                reward_limit: Limit {
+                    max: a.reward_rate_limit.max(1),
+                    ..Limit::default()
+                },
+            };
+            runtime()?.block_on(serve(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Staff {
+            command: StaffCommand::Create { name, role, storage },
+        } => {
+            init_logs("warn", false);
+            let role = Role::parse(&role).with_context(|| {
+                format!("unknown role {role:?}: expected admin, supervisor, pit_boss, cashier or auditor")
+            })?;
+            let name = name.trim().to_string();
+            if !loyalty_core::chars_within(&name, 1, loyalty_core::limits::NAME_CHARS_MAX) {
+                anyhow::bail!("--name must be 1-200 characters");
+            }
+            let store = open_store(&storage.config())?;
+            let token = new_token().map_err(|e| anyhow::anyhow!(e.message))?;
+            let hash = hash_token(&token);
+            let ctx = cli_ctx();
+            runtime()?
+                .block_on(store.write(move |tx| ops::create_staff(tx, &ctx, name, role, &hash)))
+                .context("cannot create the staff member")?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(storage) => {
+            init_logs("warn", false);
+            let store = open_store(&storage.config())?;
+            let (checked, drift, total) = runtime()?
+                .block_on(store.read(|tx| ops::verify(tx, 1000)))
+                .context("verification failed to run")?;
+            let report = serde_json::json!({"accounts_checked": checked, "drift": drift, "drift_count": total});
+            println!("{report}");
+            if total == 0 {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("error: {total} drift finding(s) in {checked} accounts");
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Migrate(storage) => {
+            init_logs("info", false);
+            let store = open_store(&storage.config())?;
+            eprintln!("migrated {}", store.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(a) => {
+            let cfg = loyalty_server::bench::BenchConfig {
+                url: a.url.trim_end_matches('/').to_string(),
+                token: a.token,
+                clients: a.clients,
+                duration: Duration::from_secs(a.seconds),
+                workload: "complete".into(),
+            };
+            runtime()?.block_on(loyalty_server::bench::run(cfg))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cli_ctx() -> OpCtx {
+    OpCtx {
+        now: loyalty_server::clock::Clock::default().now(),
+        correlation_id: format!("cli-{}", uuid::Uuid::new_v4().simple()),
+        idempotency_key: None,
+        staff_id: None,
+        tiers: Arc::new(loyalty_core::TierTable::default()),
+        fail_accrual: false,
+    }
+}

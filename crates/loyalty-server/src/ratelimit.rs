@@ -1,0 +1,141 @@
+//! The manual-reward rate limit: at most N rewards per staff member in any
+//! sliding window (not calendar minutes).
+//!
+//! A slot is *reserved* before the reward is written and *released* if the
+//! write does not happen, so a refused request uses no quota and two racing
+//! requests cannot both take the last slot. Time comes from the server clock
+//! so test mode can move it. The in-memory limiter is a sliding log per staff
+//! member; `governor`'s GCRA was not used because it cannot return a
+//! reservation or answer "when does the oldest slot free".
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use jiff::{SignedDuration, Timestamp};
+use uuid::Uuid;
+
+/// Result of asking for a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Granted; pass the ticket to `release` if the reward is not written.
+    Granted(Ticket),
+    /// Refused; a slot frees in this many seconds (at least 1).
+    Limited {
+        /// Seconds until a slot frees.
+        retry_after_s: u64,
+    },
+}
+
+/// A reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// Staff member.
+    pub staff_id: Uuid,
+    /// Reservation id.
+    pub id: Uuid,
+}
+
+/// Why the limiter could not answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rate limiter unavailable: {0}")]
+pub struct LimiterUnavailable(pub String);
+
+/// A sliding-window limiter keyed by staff member.
+pub trait RateLimiter: Send + Sync {
+    /// Reserves a slot at `now`.
+    fn acquire(
+        &self,
+        staff_id: Uuid,
+        now: Timestamp,
+    ) -> futures_util::future::BoxFuture<'_, Result<Decision, LimiterUnavailable>>;
+    /// Returns a reserved slot.
+    fn release(&self, ticket: Ticket) -> futures_util::future::BoxFuture<'_, ()>;
+}
+
+/// Configuration of the limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Rewards allowed per window.
+    pub max: usize,
+    /// Window length.
+    pub window: SignedDuration,
+}
+
+impl Default for Limit {
+    fn default() -> Self {
+        Limit {
+            max: 10,
+            window: SignedDuration::from_secs(60),
+        }
+    }
+}
+
+/// Most staff members tracked at once by the in-memory limiter; idle ones are
+/// dropped first.
+pub const TRACKED_STAFF_MAX: usize = 100_000;
+
+/// The in-memory sliding log (one node).
+#[derive(Debug, Default)]
+pub struct MemoryLimiter {
+    limit: Limit,
+    log: Mutex<HashMap<Uuid, VecDeque<(Timestamp, Uuid)>>>,
+}
+
+impl MemoryLimiter {
+    /// A limiter enforcing `limit`.
+    pub fn new(limit: Limit) -> Self {
+        MemoryLimiter {
+            limit,
+            log: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn decide(&self, staff_id: Uuid, now: Timestamp) -> Result<Decision, LimiterUnavailable> {
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| LimiterUnavailable("limiter lock poisoned".into()))?;
+        if log.len() >= TRACKED_STAFF_MAX && !log.contains_key(&staff_id) {
+            let window = self.limit.window;
+            log.retain(|_, q| q.back().is_some_and(|(t, _)| *t + window > now));
+        }
+        let q = log.entry(staff_id).or_default();
+        // Entries at or before now - window have left the window. Entries
+        // after `now` (the test clock moved back) still count.
+        while q.front().is_some_and(|(t, _)| *t + self.limit.window <= now) {
+            q.pop_front();
+        }
+        if q.len() >= self.limit.max {
+            let oldest = q.front().map(|(t, _)| *t).unwrap_or(now);
+            let frees_at = oldest + self.limit.window;
+            let wait_ms = frees_at.duration_since(now).as_millis().max(0);
+            let retry_after_s = u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1);
+            return Ok(Decision::Limited { retry_after_s });
+        }
+        let id = Uuid::new_v4();
+        // Keep the log ordered by time even if the clock moved back.
+        let pos = q.partition_point(|(t, _)| *t <= now);
+        q.insert(pos, (now, id));
+        Ok(Decision::Granted(Ticket { staff_id, id }))
+    }
+}
+
+impl RateLimiter for MemoryLimiter {
+    fn acquire(
+        &self,
+        staff_id: Uuid,
+        now: Timestamp,
+    ) -> futures_util::future::BoxFuture<'_, Result<Decision, LimiterUnavailable>> {
+        let d = self.decide(staff_id, now);
+        Box::pin(async move { d })
+    }
+
+    fn release(&self, ticket: Ticket) -> futures_util::future::BoxFuture<'_, ()> {
+        if let Ok(mut log) = self.log.lock() {
+            if let Some(q) = log.get_mut(&ticket.staff_id) {
+                q.retain(|(_, id)| *id != ticket.id);
+            }
+        }
+        Box::pin(async {})
+    }
+}

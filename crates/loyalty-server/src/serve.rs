@@ -1,0 +1,100 @@
+//! Opening storage and running the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use loyalty_store::Store;
+use loyalty_store::sqlite::SqliteStore;
+
+use crate::app::{AppState, Settings};
+use crate::ratelimit::{Limit, MemoryLimiter};
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// Embedded SQLite in this directory.
+    DataDir(PathBuf),
+    /// A database URL.
+    Url(String),
+}
+
+/// Opens the configured storage.
+pub fn open_store(cfg: &StorageConfig) -> anyhow::Result<Store> {
+    match cfg {
+        StorageConfig::DataDir(dir) => {
+            let s = SqliteStore::open(dir)
+                .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
+            Ok(Store::Sqlite(Arc::new(s)))
+        }
+        StorageConfig::Url(url) => {
+            if let Some(path) = url.strip_prefix("sqlite://") {
+                let s = SqliteStore::open(&PathBuf::from(path))
+                    .with_context(|| format!("cannot open the data directory {path}"))?;
+                return Ok(Store::Sqlite(Arc::new(s)));
+            }
+            let scheme = url.split("://").next().unwrap_or("");
+            bail!("unsupported database URL scheme {scheme:?}: this build supports sqlite://DIR")
+        }
+    }
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// Storage.
+    pub storage: StorageConfig,
+    /// Behaviour.
+    pub settings: Settings,
+    /// Manual-reward limit.
+    pub reward_limit: Limit,
+}
+
+/// Runs the server until Ctrl-C / SIGTERM.
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    let store = open_store(&cfg.storage)?;
+    if cfg.settings.test_mode {
+        eprintln!("**************************************************************");
+        eprintln!("*  TEST MODE: /v1/test/clock and /v1/test/faults are enabled  *");
+        eprintln!("*  never run test mode in production                         *");
+        eprintln!("**************************************************************");
+        tracing::warn!("test_mode_enabled");
+    }
+    let limiter = Arc::new(MemoryLimiter::new(cfg.reward_limit));
+    let state = AppState::new(store.clone(), cfg.settings.clone(), limiter);
+    let app = crate::http::router(state.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(addr = %addr, storage = %store.describe(), test_mode = cfg.settings.test_mode, "listening");
+    tokio::spawn(crate::background::retry_pending_accruals(state.clone()));
+    tokio::spawn(crate::background::purge_idempotency_records(state.clone()));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,188 @@
+//! Storage for Loyalty Ledger.
+//!
+//! * [`Tx`] — the primitive reads and writes of one transaction. Every backend
+//!   implements it; nothing outside this crate writes SQL.
+//! * [`Store`] — a handle to a backend that runs closures over a [`Tx`]:
+//!   [`Store::write`] runs one operation atomically and durably (the result is
+//!   returned only after the commit is on disk), [`Store::read`] runs a
+//!   read-only snapshot.
+//! * [`ops`] — the transactional operations (complete a slip, grant a reward,
+//!   apply a ledger entry …), written once against [`Tx`], so both backends
+//!   behave the same by construction.
+//!
+//! The embedded backend ([`sqlite`]) funnels all writes through one writer
+//! thread that commits them in groups: operations queued while a commit is
+//! running share the next fsync, each inside its own savepoint so one failure
+//! never affects another.
+#![warn(missing_docs)]
+
+pub mod ops;
+pub mod records;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+pub use records::*;
+use uuid::Uuid;
+
+/// Failures of the storage layer itself.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated (e.g. card number taken).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The storage is unreachable or shutting down.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupted data.
+    #[error("storage failure: {0}")]
+    Internal(String),
+}
+
+/// Result of storage primitives.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The primitive operations of one transaction.
+///
+/// Reads see the transaction's own writes. In the PostgreSQL backend
+/// `account` locks the row; in SQLite the writer already holds the database
+/// write lock.
+pub trait Tx {
+    /// Inserts a staff member.
+    fn insert_staff(&mut self, staff: &Staff) -> StoreResult<()>;
+    /// A staff member by id.
+    fn staff(&mut self, id: Uuid) -> StoreResult<Option<Staff>>;
+    /// Stores a token hash for a subject.
+    fn insert_token(
+        &mut self,
+        hash: &str,
+        subject: TokenSubject,
+        at: jiff::Timestamp,
+    ) -> StoreResult<()>;
+    /// Looks a token hash up.
+    fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>>;
+
+    /// Inserts a player; `Conflict` if the card number is taken.
+    fn insert_player(&mut self, player: &Player) -> StoreResult<()>;
+    /// A player by id.
+    fn player(&mut self, id: Uuid) -> StoreResult<Option<Player>>;
+    /// Inserts a loyalty account.
+    fn insert_account(&mut self, account: &Account) -> StoreResult<()>;
+    /// A loyalty account (locked for update where the backend needs it).
+    fn account(&mut self, player_id: Uuid) -> StoreResult<Option<Account>>;
+    /// Overwrites a loyalty account's balances.
+    fn update_account(&mut self, account: &Account) -> StoreResult<()>;
+
+    /// Inserts a table.
+    fn insert_table(&mut self, table: &GameTable) -> StoreResult<()>;
+    /// A table by id.
+    fn table(&mut self, id: Uuid) -> StoreResult<Option<GameTable>>;
+    /// Overwrites a table.
+    fn update_table(&mut self, table: &GameTable) -> StoreResult<()>;
+
+    /// Inserts a rating slip.
+    fn insert_slip(&mut self, slip: &RatingSlip) -> StoreResult<()>;
+    /// A rating slip by id.
+    fn slip(&mut self, id: Uuid) -> StoreResult<Option<RatingSlip>>;
+    /// Overwrites a rating slip.
+    fn update_slip(&mut self, slip: &RatingSlip) -> StoreResult<()>;
+    /// Ids of closed slips whose loyalty is pending and due for a retry.
+    fn pending_slips(&mut self, due_at: jiff::Timestamp, limit: u32) -> StoreResult<Vec<Uuid>>;
+
+    /// Appends a ledger entry; returns its sequence number. `Conflict` if the
+    /// idempotency key or the slip's GAMEPLAY entry already exists.
+    fn insert_entry(&mut self, entry: &LedgerEntry) -> StoreResult<i64>;
+    /// A ledger entry by id.
+    fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>>;
+    /// The ledger entry written under an idempotency key.
+    fn entry_by_key(&mut self, key: &str) -> StoreResult<Option<LedgerEntry>>;
+    /// A page of ledger entries, newest first.
+    fn entries(&mut self, query: &EntryQuery) -> StoreResult<Vec<LedgerEntry>>;
+
+    /// Appends an event to the outbox; returns its sequence number.
+    fn append_event(&mut self, event: &NewEvent) -> StoreResult<i64>;
+    /// Events after a sequence number, in order.
+    fn events(
+        &mut self,
+        after_seq: i64,
+        limit: u32,
+        event_type: Option<&str>,
+    ) -> StoreResult<Vec<EventRecord>>;
+
+    /// A stored idempotent response.
+    fn idempotency_record(
+        &mut self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>>;
+    /// Stores an idempotent response.
+    fn insert_idempotency_record(
+        &mut self,
+        scope: &str,
+        key: &str,
+        record: &IdempotencyRecord,
+    ) -> StoreResult<()>;
+    /// Deletes idempotency records created before `before`; returns how many.
+    fn purge_idempotency_records(&mut self, before: jiff::Timestamp) -> StoreResult<u64>;
+
+    /// Opens a nested savepoint.
+    fn savepoint(&mut self) -> StoreResult<()>;
+    /// Rolls back to and releases the innermost savepoint.
+    fn rollback_savepoint(&mut self) -> StoreResult<()>;
+    /// Releases (keeps) the innermost savepoint.
+    fn release_savepoint(&mut self) -> StoreResult<()>;
+
+    /// Checks every account against its ledger, streaming; calls `drift` for
+    /// each disagreement and returns the number of accounts checked.
+    fn verify_accounts(&mut self, drift: &mut dyn FnMut(Drift)) -> StoreResult<u64>;
+}
+
+/// A handle to the configured backend. Cheap to clone.
+#[derive(Clone)]
+pub enum Store {
+    /// Embedded SQLite.
+    Sqlite(Arc<sqlite::SqliteStore>),
+}
+
+impl Store {
+    /// Runs `op` in one durable transaction. `op`'s writes are committed (and
+    /// on disk) before this returns `Ok`; if `op` fails nothing it wrote remains.
+    pub async fn write<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(s) => s.write(op).await,
+        }
+    }
+
+    /// Runs `op` over a read-only snapshot.
+    pub async fn read<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(s) => s.read(op).await,
+        }
+    }
+
+    /// Whether the storage answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.read(|tx| tx.token("ping").map(|_| ())).await
+    }
+
+    /// A short description for logs (never a password).
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Sqlite(s) => format!("sqlite:{}", s.path().display()),
+        }
+    }
+}

@@ -1,0 +1,802 @@
+//! Transactional operations, written once against [`Tx`].
+//!
+//! Each public function here is one business operation; the caller runs it
+//! inside [`crate::Store::write`], so everything it writes — rows, ledger
+//! entries, outbox events — commits together or not at all. The only function
+//! that changes a balance is [`apply_entry`], and it always writes the ledger
+//! entry and the events in the same breath.
+
+pub mod verify;
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use loyalty_core::{
+    AccrualInput, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TierTable,
+    TransactionType, compute_points,
+};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::records::*;
+use crate::{StoreError, Tx};
+
+/// First retry delay of a pending accrual.
+pub const ACCRUAL_RETRY_BASE_MS: i64 = 1_000;
+/// Longest retry delay of a pending accrual.
+pub const ACCRUAL_RETRY_MAX_MS: i64 = 300_000;
+
+/// Why an operation refused or failed. The server maps each variant to one
+/// HTTP status and code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpError {
+    /// Input breaks a rule; `field` names it.
+    #[error("{field}: {message}")]
+    Validation {
+        /// The offending field.
+        field: &'static str,
+        /// What was expected.
+        message: String,
+    },
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The slip is closed (or not in the state the action needs).
+    #[error("rating slip is not open")]
+    SlipNotOpen,
+    /// The slip must be closed for this action.
+    #[error("rating slip is not closed")]
+    SlipNotClosed,
+    /// A uniqueness or state conflict.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The balance cannot cover the change.
+    #[error("insufficient balance: {available} available, {requested} requested")]
+    InsufficientBalance {
+        /// Points available.
+        available: i64,
+        /// Points the change needs.
+        requested: i64,
+    },
+    /// An `Idempotency-Key` was reused with a different request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    /// Accrual failed for a reason other than bad input.
+    #[error("loyalty accrual failed: {0}")]
+    AccrualFailed(String),
+    /// The storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything an operation needs besides its input: the clock reading, the
+/// request's identity and configuration. Operations never read a clock.
+#[derive(Debug, Clone)]
+pub struct OpCtx {
+    /// The instant the operation happens at (server or test clock).
+    pub now: Timestamp,
+    /// Correlation id of the request.
+    pub correlation_id: String,
+    /// Idempotency key of the request, if any (stored on events).
+    pub idempotency_key: Option<String>,
+    /// Staff member acting, if any.
+    pub staff_id: Option<Uuid>,
+    /// Tier table in force.
+    pub tiers: Arc<TierTable>,
+    /// Test mode's accrual fault: when set, accrual fails.
+    pub fail_accrual: bool,
+}
+
+impl OpCtx {
+    fn emit(
+        &self,
+        tx: &mut dyn Tx,
+        event_type: &'static str,
+        source: &'static str,
+        payload: serde_json::Value,
+    ) -> Result<i64, OpError> {
+        Ok(tx.append_event(&NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type,
+            version: 1,
+            occurred_at: self.now,
+            correlation_id: self.correlation_id.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            source,
+            payload,
+        })?)
+    }
+}
+
+fn validation(field: &'static str, message: impl Into<String>) -> OpError {
+    OpError::Validation {
+        field,
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------- ledger
+
+/// What to write to the ledger; [`apply_entry`] fills in the balances.
+#[derive(Debug, Clone)]
+pub struct EntrySpec {
+    /// Whose balance changes.
+    pub player_id: Uuid,
+    /// Kind.
+    pub transaction_type: TransactionType,
+    /// Business event, e.g. `RATING_SLIP_COMPLETED`.
+    pub event_type: &'static str,
+    /// Signed change of the available balance.
+    pub points_change: i64,
+    /// Why.
+    pub reason: Option<String>,
+    /// Subsystem.
+    pub source: &'static str,
+    /// Staff member responsible.
+    pub staff_id: Option<Uuid>,
+    /// Rating slip concerned.
+    pub rating_slip_id: Option<Uuid>,
+    /// Idempotency key (unique across the ledger).
+    pub idempotency_key: Option<String>,
+    /// Escrow concerned.
+    pub escrow_id: Option<Uuid>,
+}
+
+/// Appends one ledger entry and moves the account with it: balance, lifetime
+/// points, tier and entry count, plus the LEDGER_ENTRY_CREATED,
+/// BALANCE_UPDATED and (if the tier moved) TIER_CHANGED events.
+pub fn apply_entry(tx: &mut dyn Tx, ctx: &OpCtx, spec: EntrySpec) -> Result<LedgerEntry, OpError> {
+    let mut account = tx.account(spec.player_id)?.ok_or(OpError::NotFound("player"))?;
+    let before = account.clone();
+    let balance_after = account
+        .current_balance
+        .checked_add(spec.points_change)
+        .ok_or_else(|| validation("points", "balance would overflow"))?;
+    if balance_after < 0 {
+        return Err(OpError::InsufficientBalance {
+            available: account.current_balance,
+            requested: -spec.points_change,
+        });
+    }
+    if spec.transaction_type.is_earning() && spec.points_change > 0 {
+        account.lifetime_points = account
+            .lifetime_points
+            .checked_add(spec.points_change)
+            .ok_or_else(|| validation("points", "lifetime points would overflow"))?;
+    }
+    account.current_balance = balance_after;
+    account.tier = ctx.tiers.tier_for(account.lifetime_points).max(before.tier);
+    account.entry_count += 1;
+    account.updated_at = ctx.now;
+    // A broken invariant is a bug: refuse to write it.
+    if account.lifetime_points < before.lifetime_points || account.escrow_balance < 0 {
+        return Err(StoreError::Internal("ledger invariant would break".into()).into());
+    }
+
+    let mut entry = LedgerEntry {
+        seq: 0,
+        id: Uuid::now_v7(),
+        player_id: spec.player_id,
+        transaction_type: spec.transaction_type,
+        event_type: spec.event_type.to_string(),
+        points_change: spec.points_change,
+        reason: spec.reason,
+        source: spec.source.to_string(),
+        staff_id: spec.staff_id,
+        rating_slip_id: spec.rating_slip_id,
+        idempotency_key: spec.idempotency_key,
+        balance_before: before.current_balance,
+        balance_after,
+        tier_before: before.tier,
+        tier_after: account.tier,
+        lifetime_after: account.lifetime_points,
+        escrow_id: spec.escrow_id,
+        correlation_id: ctx.correlation_id.clone(),
+        created_at: ctx.now,
+    };
+    entry.seq = tx.insert_entry(&entry)?;
+    tx.update_account(&account)?;
+
+    ctx.emit(
+        tx,
+        "LEDGER_ENTRY_CREATED",
+        "ledger",
+        json!({
+            "ledger_entry_id": entry.id,
+            "player_id": entry.player_id,
+            "transaction_type": entry.transaction_type,
+            "points_change": entry.points_change,
+            "balance_before": entry.balance_before,
+            "balance_after": entry.balance_after,
+            "staff_id": entry.staff_id,
+            "rating_slip_id": entry.rating_slip_id,
+            "escrow_id": entry.escrow_id,
+        }),
+    )?;
+    ctx.emit(
+        tx,
+        "BALANCE_UPDATED",
+        "ledger",
+        json!({
+            "player_id": account.player_id,
+            "ledger_entry_id": entry.id,
+            "current_balance": account.current_balance,
+            "escrow_balance": account.escrow_balance,
+            "lifetime_points": account.lifetime_points,
+            "balance_before": before.current_balance,
+            "tier": account.tier,
+        }),
+    )?;
+    if account.tier != before.tier {
+        ctx.emit(
+            tx,
+            "TIER_CHANGED",
+            "ledger",
+            json!({
+                "player_id": account.player_id,
+                "ledger_entry_id": entry.id,
+                "tier_before": before.tier,
+                "tier_after": account.tier,
+                "lifetime_points": account.lifetime_points,
+            }),
+        )?;
+    }
+    Ok(entry)
+}
+
+// ---------------------------------------------------------------- staff, players, tables
+
+/// Creates a staff member and stores the hash of their first token.
+pub fn create_staff(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    name: String,
+    role: Role,
+    token_hash: &str,
+) -> Result<Staff, OpError> {
+    let staff = Staff {
+        id: Uuid::now_v7(),
+        name,
+        role,
+        created_at: ctx.now,
+    };
+    tx.insert_staff(&staff)?;
+    tx.insert_token(token_hash, TokenSubject::Staff(staff.id), ctx.now)?;
+    ctx.emit(
+        tx,
+        "STAFF_CREATED",
+        "staff",
+        json!({"staff_id": staff.id, "role": staff.role, "created_by": ctx.staff_id}),
+    )?;
+    Ok(staff)
+}
+
+/// Creates a player and their loyalty account (BRONZE, 0).
+pub fn create_player(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    display_name: String,
+    card_number: Option<String>,
+) -> Result<Player, OpError> {
+    let player = Player {
+        id: Uuid::now_v7(),
+        display_name,
+        card_number,
+        status: "ACTIVE".into(),
+        created_at: ctx.now,
+    };
+    tx.insert_player(&player).map_err(|e| match e {
+        StoreError::Conflict(_) => OpError::Conflict("card_number is already registered".into()),
+        other => other.into(),
+    })?;
+    tx.insert_account(&Account {
+        player_id: player.id,
+        current_balance: 0,
+        escrow_balance: 0,
+        lifetime_points: 0,
+        tier: Tier::Bronze,
+        entry_count: 0,
+        updated_at: ctx.now,
+    })?;
+    ctx.emit(
+        tx,
+        "PLAYER_CREATED",
+        "players",
+        json!({"player_id": player.id, "card_number": player.card_number}),
+    )?;
+    Ok(player)
+}
+
+/// Issues a player's read-only token (stores its hash).
+pub fn create_player_token(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    player_id: Uuid,
+    token_hash: &str,
+) -> Result<(), OpError> {
+    tx.player(player_id)?.ok_or(OpError::NotFound("player"))?;
+    tx.insert_token(token_hash, TokenSubject::Player(player_id), ctx.now)?;
+    ctx.emit(
+        tx,
+        "PLAYER_TOKEN_ISSUED",
+        "players",
+        json!({"player_id": player_id, "issued_by": ctx.staff_id}),
+    )?;
+    Ok(())
+}
+
+/// Creates a table.
+pub fn create_table(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    name: String,
+    game_type: String,
+    settings: GameSettings,
+) -> Result<GameTable, OpError> {
+    let table = GameTable {
+        id: Uuid::now_v7(),
+        name,
+        game_type,
+        settings,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    tx.insert_table(&table)?;
+    ctx.emit(tx, "TABLE_CREATED", "tables", json!({"table_id": table.id, "settings": table.settings}))?;
+    Ok(table)
+}
+
+/// Changes a table; `change` edits a copy that is then stored. Open slips keep
+/// their snapshot.
+pub fn patch_table(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    id: Uuid,
+    change: impl FnOnce(&mut GameTable),
+) -> Result<GameTable, OpError> {
+    let mut table = tx.table(id)?.ok_or(OpError::NotFound("table"))?;
+    change(&mut table);
+    table.updated_at = ctx.now;
+    tx.update_table(&table)?;
+    ctx.emit(tx, "TABLE_UPDATED", "tables", json!({"table_id": table.id, "settings": table.settings}))?;
+    Ok(table)
+}
+
+// ---------------------------------------------------------------- rating slips
+
+/// Input of [`open_slip`].
+#[derive(Debug, Clone)]
+pub struct OpenSlip {
+    /// Player rated.
+    pub player_id: Uuid,
+    /// Table.
+    pub table_id: Uuid,
+    /// Average bet (validated range).
+    pub average_bet: Decimal,
+    /// Seat, if recorded.
+    pub seat_number: Option<u32>,
+    /// Start of play for slips entered after the fact.
+    pub started_at: Option<Timestamp>,
+}
+
+fn session_max() -> SignedDuration {
+    SignedDuration::from_secs(loyalty_core::limits::SESSION_SECONDS_MAX)
+}
+
+/// Opens a slip, snapshotting the table's game settings.
+pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<RatingSlip, OpError> {
+    let started = input.started_at.unwrap_or(ctx.now);
+    if started > ctx.now {
+        return Err(validation("started_at", "must not be in the future"));
+    }
+    if ctx.now.duration_since(started) > session_max() {
+        return Err(validation("started_at", "must be at most 24 hours ago"));
+    }
+    tx.player(input.player_id)?.ok_or(OpError::NotFound("player"))?;
+    let table = tx.table(input.table_id)?.ok_or(OpError::NotFound("table"))?;
+    let slip = RatingSlip {
+        id: Uuid::now_v7(),
+        player_id: input.player_id,
+        table_id: input.table_id,
+        seat_number: input.seat_number,
+        status: SlipStatus::Open,
+        average_bet: input.average_bet,
+        started_at: started,
+        ended_at: None,
+        accumulated_us: 0,
+        segment_started_at: Some(started),
+        game_settings: table.settings,
+        loyalty_status: LoyaltyStatus::None,
+        ledger_entry_id: None,
+        accrual_attempts: 0,
+        next_retry_at: None,
+        opened_by: ctx.staff_id,
+        closed_correlation_id: None,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+    };
+    tx.insert_slip(&slip)?;
+    ctx.emit(
+        tx,
+        "RATING_SLIP_OPENED",
+        "rating_slip",
+        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "table_id": slip.table_id,
+               "average_bet": slip.average_bet, "started_at": slip.started_at, "staff_id": ctx.staff_id}),
+    )?;
+    Ok(slip)
+}
+
+fn open_or_paused(tx: &mut dyn Tx, id: Uuid) -> Result<RatingSlip, OpError> {
+    let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
+    if slip.status == SlipStatus::Closed {
+        return Err(OpError::SlipNotOpen);
+    }
+    Ok(slip)
+}
+
+fn slip_event(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    event_type: &'static str,
+    slip: &RatingSlip,
+) -> Result<(), OpError> {
+    ctx.emit(
+        tx,
+        event_type,
+        "rating_slip",
+        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "status": slip.status,
+               "average_bet": slip.average_bet, "accumulated_seconds": slip.played_us_at(ctx.now) / 1_000_000,
+               "staff_id": ctx.staff_id}),
+    )?;
+    Ok(())
+}
+
+/// Changes the average bet of a slip that is not closed.
+pub fn set_average_bet(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    id: Uuid,
+    average_bet: Decimal,
+) -> Result<RatingSlip, OpError> {
+    let mut slip = open_or_paused(tx, id)?;
+    slip.average_bet = average_bet;
+    slip.updated_at = ctx.now;
+    tx.update_slip(&slip)?;
+    slip_event(tx, ctx, "RATING_SLIP_UPDATED", &slip)?;
+    Ok(slip)
+}
+
+/// Pauses an open slip: the running segment's time is banked.
+pub fn pause_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<RatingSlip, OpError> {
+    let mut slip = open_or_paused(tx, id)?;
+    if slip.status != SlipStatus::Open {
+        return Err(OpError::Conflict("rating slip is already paused".into()));
+    }
+    if slip.played_us_at(ctx.now) > loyalty_core::limits::SESSION_SECONDS_MAX * 1_000_000 {
+        return Err(validation("rating_slip", "session would exceed 24 hours"));
+    }
+    slip.accumulated_us = slip.played_us_at(ctx.now);
+    slip.segment_started_at = None;
+    slip.status = SlipStatus::Paused;
+    slip.updated_at = ctx.now;
+    tx.update_slip(&slip)?;
+    slip_event(tx, ctx, "RATING_SLIP_PAUSED", &slip)?;
+    Ok(slip)
+}
+
+/// Resumes a paused slip.
+pub fn resume_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<RatingSlip, OpError> {
+    let mut slip = open_or_paused(tx, id)?;
+    if slip.status != SlipStatus::Paused {
+        return Err(OpError::Conflict("rating slip is not paused".into()));
+    }
+    slip.segment_started_at = Some(ctx.now);
+    slip.status = SlipStatus::Open;
+    slip.updated_at = ctx.now;
+    tx.update_slip(&slip)?;
+    slip_event(tx, ctx, "RATING_SLIP_RESUMED", &slip)?;
+    Ok(slip)
+}
+
+/// The `loyalty` object of completion and recovery responses: the numbers of
+/// the GAMEPLAY ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoyaltyResult {
+    /// The entry.
+    pub ledger_entry_id: Uuid,
+    /// Its `points_change`.
+    pub points_earned: i64,
+    /// Balance before.
+    pub balance_before: i64,
+    /// Balance after.
+    pub balance_after: i64,
+    /// Tier before.
+    pub tier_before: Tier,
+    /// Tier after.
+    pub tier_after: Tier,
+    /// Progress towards the next tier after the entry.
+    pub tier_progress: u8,
+    /// Lifetime points after the entry.
+    pub lifetime_points: i64,
+    /// Whether this is a repeat of an earlier result.
+    pub idempotent_replay: bool,
+}
+
+impl LoyaltyResult {
+    /// The result that `entry` represents.
+    pub fn from_entry(entry: &LedgerEntry, tiers: &TierTable, replay: bool) -> Self {
+        LoyaltyResult {
+            ledger_entry_id: entry.id,
+            points_earned: entry.points_change,
+            balance_before: entry.balance_before,
+            balance_after: entry.balance_after,
+            tier_before: entry.tier_before,
+            tier_after: entry.tier_after,
+            tier_progress: tiers.progress(entry.lifetime_after),
+            lifetime_points: entry.lifetime_after,
+            idempotent_replay: replay,
+        }
+    }
+}
+
+/// How a completion or recovery ended.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    /// Points are in the ledger (now or earlier, see `idempotent_replay`).
+    Accrued {
+        /// The closed slip.
+        slip: RatingSlip,
+        /// The GAMEPLAY entry's numbers.
+        loyalty: LoyaltyResult,
+        /// The entry itself.
+        entry: LedgerEntry,
+    },
+    /// The slip is closed but its points are pending recovery.
+    Pending {
+        /// The closed slip.
+        slip: RatingSlip,
+        /// Why accrual failed.
+        error: String,
+    },
+}
+
+/// Idempotency key of a slip's GAMEPLAY entry.
+pub fn gameplay_key(slip_id: Uuid) -> String {
+    format!("gameplay:{slip_id}")
+}
+
+/// Completes a slip: closes it and accrues its points in one transaction. If
+/// accrual fails for a reason other than bad input, the slip still closes
+/// with its loyalty PENDING. Completing a closed slip replays (or, if pending,
+/// retries) its accrual.
+pub fn complete_slip(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    id: Uuid,
+    ended_at: Option<Timestamp>,
+) -> Result<Completion, OpError> {
+    let mut slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
+    if slip.status == SlipStatus::Closed {
+        return settle_closed(tx, ctx, slip);
+    }
+    let ended = ended_at.unwrap_or(ctx.now);
+    if ended > ctx.now {
+        return Err(validation("ended_at", "must not be in the future"));
+    }
+    if ended < slip.started_at {
+        return Err(validation("ended_at", "must not be before started_at"));
+    }
+    if let (SlipStatus::Open, Some(seg)) = (slip.status, slip.segment_started_at) {
+        if ended < seg {
+            return Err(validation("ended_at", "must not be before the slip was last resumed"));
+        }
+    }
+    if ended.duration_since(slip.started_at) > session_max() {
+        return Err(validation("ended_at", "a session lasts at most 24 hours"));
+    }
+    slip.accumulated_us = slip.played_us_at(ended);
+    slip.segment_started_at = None;
+    slip.status = SlipStatus::Closed;
+    slip.ended_at = Some(ended);
+    slip.closed_correlation_id = Some(ctx.correlation_id.clone());
+    slip.updated_at = ctx.now;
+    tx.update_slip(&slip)?;
+    ctx.emit(
+        tx,
+        "RATING_SLIP_COMPLETED",
+        "rating_slip",
+        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "table_id": slip.table_id,
+               "average_bet": slip.average_bet, "seconds_played": slip.accumulated_us / 1_000_000,
+               "ended_at": ended, "staff_id": ctx.staff_id}),
+    )?;
+    accrue_guarded(tx, ctx, slip)
+}
+
+/// Recovers a closed slip's pending accrual; a replay if already accrued.
+pub fn recover_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<Completion, OpError> {
+    let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
+    if slip.status != SlipStatus::Closed {
+        return Err(OpError::SlipNotClosed);
+    }
+    settle_closed(tx, ctx, slip)
+}
+
+fn settle_closed(tx: &mut dyn Tx, ctx: &OpCtx, slip: RatingSlip) -> Result<Completion, OpError> {
+    match slip.loyalty_status {
+        LoyaltyStatus::Accrued => {
+            let entry = tx
+                .entry_by_key(&gameplay_key(slip.id))?
+                .ok_or_else(|| StoreError::Internal("accrued slip has no ledger entry".into()))?;
+            Ok(Completion::Accrued {
+                loyalty: LoyaltyResult::from_entry(&entry, &ctx.tiers, true),
+                slip,
+                entry,
+            })
+        }
+        LoyaltyStatus::Pending | LoyaltyStatus::None => accrue_guarded(tx, ctx, slip),
+    }
+}
+
+/// Runs the accrual in a savepoint; on a failure that is not bad input the
+/// savepoint is rolled back and the slip is marked PENDING instead.
+fn accrue_guarded(tx: &mut dyn Tx, ctx: &OpCtx, mut slip: RatingSlip) -> Result<Completion, OpError> {
+    tx.savepoint()?;
+    match accrue(tx, ctx, &mut slip) {
+        Ok(entry) => {
+            tx.release_savepoint()?;
+            Ok(Completion::Accrued {
+                loyalty: LoyaltyResult::from_entry(&entry, &ctx.tiers, false),
+                slip,
+                entry,
+            })
+        }
+        Err(e @ (OpError::Validation { .. } | OpError::NotFound(_))) => {
+            tx.rollback_savepoint()?;
+            Err(e)
+        }
+        Err(e) => {
+            tx.rollback_savepoint()?;
+            let error = e.to_string();
+            slip.loyalty_status = LoyaltyStatus::Pending;
+            slip.accrual_attempts += 1;
+            let shift = u32::try_from(slip.accrual_attempts.clamp(1, 20) - 1).unwrap_or(0);
+            let delay_ms = (ACCRUAL_RETRY_BASE_MS << shift).min(ACCRUAL_RETRY_MAX_MS);
+            slip.next_retry_at = Some(ctx.now + SignedDuration::from_millis(delay_ms));
+            slip.updated_at = ctx.now;
+            tx.update_slip(&slip)?;
+            ctx.emit(
+                tx,
+                "LOYALTY_ACCRUAL_FAILED",
+                "rating_slip",
+                json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "error": error,
+                       "attempts": slip.accrual_attempts, "recovery_needed": true,
+                       "next_retry_at": slip.next_retry_at}),
+            )?;
+            Ok(Completion::Pending { slip, error })
+        }
+    }
+}
+
+fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerEntry, OpError> {
+    if ctx.fail_accrual {
+        return Err(OpError::AccrualFailed("accrual fault injected (test mode)".into()));
+    }
+    let account = tx.account(slip.player_id)?.ok_or(OpError::NotFound("player"))?;
+    let seconds = u64::try_from(slip.accumulated_us / 1_000_000).unwrap_or(0);
+    let points = compute_points(
+        &AccrualInput {
+            average_bet: slip.average_bet,
+            seconds_played: seconds,
+            settings: &slip.game_settings,
+            tier: account.tier,
+        },
+        &ctx.tiers,
+    )
+    .map_err(|e| validation("average_bet", e.to_string()))?;
+    let entry = apply_entry(
+        tx,
+        ctx,
+        EntrySpec {
+            player_id: slip.player_id,
+            transaction_type: TransactionType::Gameplay,
+            event_type: "RATING_SLIP_COMPLETED",
+            points_change: points,
+            reason: None,
+            source: "rating_slip",
+            staff_id: ctx.staff_id,
+            rating_slip_id: Some(slip.id),
+            idempotency_key: Some(gameplay_key(slip.id)),
+            escrow_id: None,
+        },
+    )?;
+    slip.loyalty_status = LoyaltyStatus::Accrued;
+    slip.ledger_entry_id = Some(entry.id);
+    slip.next_retry_at = None;
+    slip.updated_at = ctx.now;
+    tx.update_slip(slip)?;
+    Ok(entry)
+}
+
+// ---------------------------------------------------------------- manual rewards
+
+/// Input of [`manual_reward`], already validated at the edge.
+#[derive(Debug, Clone)]
+pub struct ManualReward {
+    /// Player rewarded.
+    pub player_id: Uuid,
+    /// Signed points, 1 ≤ |points| ≤ 10,000.
+    pub points: i64,
+    /// Why, 10–500 characters.
+    pub reason: String,
+    /// Staff member granting it (the authenticated one).
+    pub staff_id: Uuid,
+    /// Rating slip it belongs to, if any (must be the player's).
+    pub rating_slip_id: Option<Uuid>,
+    /// Deterministic idempotency key.
+    pub key: String,
+}
+
+/// Grants a manual reward (MANUAL_BONUS) or adjustment (ADJUSTMENT). Returns
+/// the entry and whether it is a replay of an earlier one with the same key.
+pub fn manual_reward(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    input: ManualReward,
+) -> Result<(LedgerEntry, bool), OpError> {
+    if let Some(existing) = tx.entry_by_key(&input.key)? {
+        return Ok((existing, true));
+    }
+    tx.player(input.player_id)?.ok_or(OpError::NotFound("player"))?;
+    if let Some(slip_id) = input.rating_slip_id {
+        match tx.slip(slip_id)? {
+            Some(slip) if slip.player_id == input.player_id => {}
+            Some(_) => return Err(validation("rating_slip_id", "rating slip belongs to another player")),
+            None => return Err(validation("rating_slip_id", "rating slip does not exist")),
+        }
+    }
+    let transaction_type = if input.points > 0 {
+        TransactionType::ManualBonus
+    } else {
+        TransactionType::Adjustment
+    };
+    let entry = apply_entry(
+        tx,
+        ctx,
+        EntrySpec {
+            player_id: input.player_id,
+            transaction_type,
+            event_type: "POINTS_UPDATE_REQUESTED",
+            points_change: input.points,
+            reason: Some(input.reason),
+            source: "manual_reward",
+            staff_id: Some(input.staff_id),
+            rating_slip_id: input.rating_slip_id,
+            idempotency_key: Some(input.key),
+            escrow_id: None,
+        },
+    )?;
+    ctx.emit(
+        tx,
+        "POINTS_UPDATE_REQUESTED",
+        "manual_reward",
+        json!({"player_id": entry.player_id, "staff_id": entry.staff_id, "points": entry.points_change,
+               "reason": entry.reason, "ledger_entry_id": entry.id, "rating_slip_id": entry.rating_slip_id}),
+    )?;
+    Ok((entry, false))
+}
+
+/// Runs the integrity check; returns accounts checked and drift found (at
+/// most `drift_max` reported, the count is exact).
+pub fn verify(tx: &mut dyn Tx, drift_max: usize) -> Result<(u64, Vec<Drift>, u64), OpError> {
+    let mut found = Vec::new();
+    let mut total = 0u64;
+    let checked = tx.verify_accounts(&mut |d| {
+        total += 1;
+        if found.len() < drift_max {
+            found.push(d);
+        }
+    })?;
+    Ok((checked, found, total))
+}

@@ -1,0 +1,274 @@
+//! Rows as the rest of the system sees them: plain data, no behaviour.
+
+use jiff::Timestamp;
+use loyalty_core::{GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A staff member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Staff {
+    /// Id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Role, which decides permissions.
+    pub role: Role,
+    /// When created.
+    pub created_at: Timestamp,
+}
+
+/// Whom a bearer token stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSubject {
+    /// A staff member's token.
+    Staff(Uuid),
+    /// A player's read-only token.
+    Player(Uuid),
+}
+
+/// A player.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Player {
+    /// Id.
+    pub id: Uuid,
+    /// Name shown to staff.
+    pub display_name: String,
+    /// Loyalty card number, unique when present.
+    pub card_number: Option<String>,
+    /// `ACTIVE` for now.
+    pub status: String,
+    /// When created.
+    pub created_at: Timestamp,
+}
+
+/// A player's loyalty account: the materialised balances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The player.
+    pub player_id: Uuid,
+    /// Available points (= Σ of the player's ledger `points_change`).
+    pub current_balance: i64,
+    /// Points held for redemptions.
+    pub escrow_balance: i64,
+    /// Σ of positive earnings; never lowered.
+    pub lifetime_points: i64,
+    /// Tier from lifetime points.
+    pub tier: Tier,
+    /// Number of ledger entries of this player.
+    pub entry_count: i64,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A gaming table and its current settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GameTable {
+    /// Id.
+    pub id: Uuid,
+    /// Name on the floor.
+    pub name: String,
+    /// Game, e.g. `blackjack`.
+    pub game_type: String,
+    /// Current game settings (slips snapshot them when they open).
+    #[serde(flatten)]
+    pub settings: GameSettings,
+    /// When created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// A rating slip: one player's session at one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatingSlip {
+    /// Id.
+    pub id: Uuid,
+    /// The player rated.
+    pub player_id: Uuid,
+    /// The table played at.
+    pub table_id: Uuid,
+    /// Seat, if recorded.
+    pub seat_number: Option<u32>,
+    /// OPEN, PAUSED or CLOSED.
+    pub status: SlipStatus,
+    /// Current (final, once closed) average bet.
+    pub average_bet: Decimal,
+    /// Start of play.
+    pub started_at: Timestamp,
+    /// End of play, once closed.
+    pub ended_at: Option<Timestamp>,
+    /// Microseconds played in finished segments (pauses excluded).
+    pub accumulated_us: i64,
+    /// Start of the running segment while OPEN.
+    pub segment_started_at: Option<Timestamp>,
+    /// Settings snapshotted when the slip opened.
+    pub game_settings: GameSettings,
+    /// Whether the slip's points are in the ledger.
+    pub loyalty_status: LoyaltyStatus,
+    /// The GAMEPLAY entry, once accrued.
+    pub ledger_entry_id: Option<Uuid>,
+    /// Failed accrual attempts so far.
+    pub accrual_attempts: i64,
+    /// When the background retry may try again (PENDING only).
+    pub next_retry_at: Option<Timestamp>,
+    /// Staff member who opened the slip.
+    pub opened_by: Option<Uuid>,
+    /// Correlation id of the request that closed the slip.
+    pub closed_correlation_id: Option<String>,
+    /// When created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+impl RatingSlip {
+    /// Microseconds played up to `now` (a running segment counts up to `now`).
+    pub fn played_us_at(&self, now: Timestamp) -> i64 {
+        let running = match (self.status, self.segment_started_at) {
+            (SlipStatus::Open, Some(start)) => {
+                (now.as_microsecond() - start.as_microsecond()).max(0)
+            }
+            _ => 0,
+        };
+        self.accumulated_us + running
+    }
+}
+
+/// One ledger entry. Never updated, never deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerEntry {
+    /// Global, strictly increasing position; the cursor for pages.
+    #[serde(skip)]
+    pub seq: i64,
+    /// Id.
+    pub id: Uuid,
+    /// Whose balance changed.
+    pub player_id: Uuid,
+    /// Kind of change.
+    pub transaction_type: TransactionType,
+    /// Business event that caused it, e.g. `RATING_SLIP_COMPLETED`.
+    pub event_type: String,
+    /// Signed change of the available balance.
+    pub points_change: i64,
+    /// Why (manual rewards, escrow).
+    pub reason: Option<String>,
+    /// Subsystem that wrote it: `rating_slip`, `manual_reward`, `wallet`.
+    pub source: String,
+    /// Staff member responsible, if any.
+    pub staff_id: Option<Uuid>,
+    /// Rating slip concerned, if any.
+    pub rating_slip_id: Option<Uuid>,
+    /// Key that makes the write idempotent.
+    pub idempotency_key: Option<String>,
+    /// Available balance before.
+    pub balance_before: i64,
+    /// Available balance after.
+    pub balance_after: i64,
+    /// Tier before.
+    pub tier_before: Tier,
+    /// Tier after.
+    pub tier_after: Tier,
+    /// Lifetime points after this entry.
+    pub lifetime_after: i64,
+    /// Escrow concerned, if any.
+    pub escrow_id: Option<Uuid>,
+    /// Correlation id of the request that wrote it.
+    pub correlation_id: String,
+    /// When written.
+    pub created_at: Timestamp,
+}
+
+/// An event to append to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Unique id, also the broker's dedup id.
+    pub event_id: Uuid,
+    /// E.g. `LEDGER_ENTRY_CREATED`.
+    pub event_type: &'static str,
+    /// Payload schema version.
+    pub version: u32,
+    /// When the change happened.
+    pub occurred_at: Timestamp,
+    /// Correlation id of the causing request.
+    pub correlation_id: String,
+    /// Idempotency key of the causing operation, if any.
+    pub idempotency_key: Option<String>,
+    /// Subsystem that emitted it.
+    pub source: &'static str,
+    /// Ids and numbers of what changed.
+    pub payload: serde_json::Value,
+}
+
+/// An event as stored, with its global sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    /// Global gap-free sequence.
+    pub seq: i64,
+    /// Unique id.
+    pub event_id: Uuid,
+    /// Type.
+    pub event_type: String,
+    /// Payload schema version.
+    pub version: u32,
+    /// When the change happened.
+    pub occurred_at: Timestamp,
+    /// Correlation id.
+    pub correlation_id: String,
+    /// Idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// Emitting subsystem.
+    pub source: String,
+    /// Payload.
+    pub payload: serde_json::Value,
+}
+
+/// A stored response for an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Hash of the request (method, path, body).
+    pub fingerprint: String,
+    /// HTTP status of the stored response.
+    pub status: u16,
+    /// Body bytes of the stored response.
+    pub body: Vec<u8>,
+    /// When stored.
+    pub created_at: Timestamp,
+}
+
+/// Filters for ledger queries, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryQuery {
+    /// Only this player's entries.
+    pub player_id: Option<Uuid>,
+    /// Only entries by this staff member.
+    pub staff_id: Option<Uuid>,
+    /// Only entries of this request.
+    pub correlation_id: Option<String>,
+    /// Only this type.
+    pub transaction_type: Option<TransactionType>,
+    /// `created_at >= from`.
+    pub from: Option<Timestamp>,
+    /// `created_at < to`.
+    pub to: Option<Timestamp>,
+    /// Entries with `seq < before_seq` (the cursor).
+    pub before_seq: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// One account's disagreement with its ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// The player.
+    pub player_id: Uuid,
+    /// What disagrees, e.g. `current_balance`.
+    pub check: String,
+    /// What the account row says.
+    pub expected: i64,
+    /// What the ledger says.
+    pub actual: i64,
+    /// The entry where a chain broke, if that is the problem.
+    pub entry_id: Option<Uuid>,
+}

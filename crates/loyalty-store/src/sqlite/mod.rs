@@ -1,0 +1,260 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! All writes go through one writer thread. It takes every operation queued
+//! while the previous commit was running (up to [`BATCH_OPS_MAX`]) and runs
+//! them in one transaction, each inside its own savepoint: an operation that
+//! fails is rolled back alone, the rest commit together with one fsync, and
+//! only then does any caller hear success (group commit). Reads use a small
+//! pool of read-only connections; WAL lets them run beside the writer.
+
+mod tx;
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::{StoreError, StoreResult, Tx};
+pub use tx::SqliteTx;
+
+/// Most operations committed by one transaction.
+pub const BATCH_OPS_MAX: usize = 512;
+/// Most operations waiting for the writer before callers wait to enqueue.
+pub const QUEUE_OPS_MAX: usize = 8192;
+/// Most concurrent read connections.
+pub const READERS_MAX: usize = 8;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
+type Job = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finisher) + Send>;
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+    reader_permits: Semaphore,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file `loyalty.db` in
+    /// `data_dir`, applies migrations and starts the writer thread.
+    pub fn open(data_dir: &Path) -> StoreResult<SqliteStore> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
+        })?;
+        let path = data_dir.join("loyalty.db");
+        let mut conn = open_conn(&path, false)?;
+        migrate(&mut conn)?;
+        let (jobs, rx) = mpsc::channel::<Job>(QUEUE_OPS_MAX);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Internal(format!("cannot start writer: {e}")))?;
+        Ok(SqliteStore {
+            path,
+            jobs,
+            readers: Mutex::new(Vec::new()),
+            reader_permits: Semaphore::new(READERS_MAX),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) async fn write<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<T, E>>();
+        let job: Job = Box::new(move |tx: &mut dyn Tx| {
+            let result = op(tx);
+            let keep = result.is_ok();
+            let finish: Finisher = Box::new(move |commit: StoreResult<()>| {
+                let out = match (result, commit) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Ok(_), Err(e)) => Err(E::from(e)),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = reply.send(out);
+            });
+            (keep, finish)
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| E::from(StoreError::Unavailable("the writer has stopped".into())))?;
+        answer
+            .await
+            .map_err(|_| E::from(StoreError::Unavailable("the writer dropped an operation".into())))?
+    }
+
+    pub(crate) async fn read<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let _permit = self
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
+        let conn = self.readers.lock().map_err(poisoned)?.pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_conn(&self.path, true).map_err(E::from)?,
+        };
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = run_read(&conn, op);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Internal(format!("read task failed: {e}"))))?;
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Internal("reader pool lock poisoned".into())
+}
+
+fn run_read<T, E: From<StoreError>>(
+    conn: &Connection,
+    op: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch("BEGIN").map_err(|e| E::from(tx::map_err(e)))?;
+    let mut tx = SqliteTx::new(conn);
+    let result = op(&mut tx);
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
+fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(tx::map_err)?;
+    // WAL lets readers run beside the writer; FULL makes every commit fsync
+    // the WAL before it returns, so an acknowledged write survives a crash.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -16384;",
+    )
+    .map_err(tx::map_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(tx::map_err)?;
+    let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > latest {
+        return Err(StoreError::Internal(format!(
+            "database schema version {current} is newer than this binary ({latest})"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        let t = conn.transaction().map_err(tx::map_err)?;
+        t.execute_batch(sql).map_err(tx::map_err)?;
+        t.execute_batch(&format!("PRAGMA user_version = {version}"))
+            .map_err(tx::map_err)?;
+        t.commit().map_err(tx::map_err)?;
+        tracing::info!(version, "applied sqlite migration");
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(BATCH_OPS_MAX);
+    while let Some(first) = jobs.blocking_recv() {
+        batch.push(first);
+        while batch.len() < BATCH_OPS_MAX {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, &mut batch);
+    }
+}
+
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = tx::map_err(e);
+        for job in batch.drain(..) {
+            // Let the operation see the failure through a failing finisher.
+            fail_job(job, err.clone());
+        }
+        return;
+    }
+    let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        let mut tx = SqliteTx::new(conn);
+        if tx.savepoint().is_err() {
+            finishers.push(fail_finisher(job));
+            continue;
+        }
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
+        match outcome {
+            Ok((true, finish)) => {
+                if tx.release_savepoint().is_err() {
+                    let _ = tx.rollback_savepoint();
+                }
+                finishers.push(finish);
+            }
+            Ok((false, finish)) => {
+                let _ = tx.rollback_savepoint();
+                finish(Ok(()));
+            }
+            Err(_) => {
+                tracing::error!("a write operation panicked; it was rolled back");
+                let _ = tx.rollback_savepoint();
+            }
+        }
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(tx::map_err);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for finish in finishers {
+        finish(commit.clone());
+    }
+}
+
+fn fail_finisher(job: Job) -> Finisher {
+    drop(job);
+    Box::new(|_| {})
+}
+
+fn fail_job(job: Job, _err: StoreError) {
+    // Dropping the job drops its reply sender; the caller sees the writer
+    // "dropped an operation" and gets an error, never a false success.
+    drop(job);
+}

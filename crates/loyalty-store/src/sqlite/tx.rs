@@ -1,0 +1,746 @@
+//! `Tx` over one SQLite connection. The only place with SQLite SQL besides
+//! the migrations.
+
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use loyalty_core::{GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::records::*;
+use crate::{StoreError, StoreResult, Tx};
+
+/// A transaction (or read snapshot) on one connection.
+pub struct SqliteTx<'c> {
+    conn: &'c Connection,
+    depth: u32,
+}
+
+impl<'c> SqliteTx<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Self {
+        SqliteTx { conn, depth: 0 }
+    }
+}
+
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        let msg = msg.clone().unwrap_or_else(|| f.to_string());
+        return match f.code {
+            ErrorCode::ConstraintViolation => StoreError::Conflict(msg),
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::ReadOnly => StoreError::Unavailable(msg),
+            _ => StoreError::Internal(msg),
+        };
+    }
+    StoreError::Internal(e.to_string())
+}
+
+fn us(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn ts(v: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_microsecond(v).map_err(|e| conv_err(e.to_string()))
+}
+
+fn ts_opt(v: Option<i64>) -> rusqlite::Result<Option<Timestamp>> {
+    v.map(ts).transpose()
+}
+
+fn conv_err(msg: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        Box::new(std::io::Error::other(msg)),
+    )
+}
+
+fn uuid(v: String) -> rusqlite::Result<Uuid> {
+    Uuid::parse_str(&v).map_err(|e| conv_err(e.to_string()))
+}
+
+fn uuid_opt(v: Option<String>) -> rusqlite::Result<Option<Uuid>> {
+    v.map(uuid).transpose()
+}
+
+fn dec(v: String) -> rusqlite::Result<Decimal> {
+    Decimal::from_str(&v).map_err(|e| conv_err(e.to_string()))
+}
+
+fn tier(v: String) -> rusqlite::Result<Tier> {
+    Tier::parse(&v).ok_or_else(|| conv_err(format!("unknown tier {v}")))
+}
+
+fn staff_row(r: &Row<'_>) -> rusqlite::Result<Staff> {
+    let role: String = r.get(2)?;
+    Ok(Staff {
+        id: uuid(r.get(0)?)?,
+        name: r.get(1)?,
+        role: Role::parse(&role).ok_or_else(|| conv_err(format!("unknown role {role}")))?,
+        created_at: ts(r.get(3)?)?,
+    })
+}
+
+fn player_row(r: &Row<'_>) -> rusqlite::Result<Player> {
+    Ok(Player {
+        id: uuid(r.get(0)?)?,
+        display_name: r.get(1)?,
+        card_number: r.get(2)?,
+        status: r.get(3)?,
+        created_at: ts(r.get(4)?)?,
+    })
+}
+
+fn account_row(r: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        player_id: uuid(r.get(0)?)?,
+        current_balance: r.get(1)?,
+        escrow_balance: r.get(2)?,
+        lifetime_points: r.get(3)?,
+        tier: tier(r.get(4)?)?,
+        entry_count: r.get(5)?,
+        updated_at: ts(r.get(6)?)?,
+    })
+}
+
+const TABLE_COLS: &str = "id, name, game_type, house_edge, average_rounds_per_hour, \
+     points_conversion_rate, point_multiplier, seats_available, created_at, updated_at";
+
+fn table_row(r: &Row<'_>) -> rusqlite::Result<GameTable> {
+    Ok(GameTable {
+        id: uuid(r.get(0)?)?,
+        name: r.get(1)?,
+        game_type: r.get(2)?,
+        settings: GameSettings {
+            house_edge: dec(r.get(3)?)?,
+            average_rounds_per_hour: r.get(4)?,
+            points_conversion_rate: dec(r.get(5)?)?,
+            point_multiplier: dec(r.get(6)?)?,
+            seats_available: r.get(7)?,
+        },
+        created_at: ts(r.get(8)?)?,
+        updated_at: ts(r.get(9)?)?,
+    })
+}
+
+const SLIP_COLS: &str = "id, player_id, table_id, seat_number, status, average_bet, started_at, \
+     ended_at, accumulated_us, segment_started_at, game_settings, loyalty_status, \
+     ledger_entry_id, accrual_attempts, next_retry_at, opened_by, closed_correlation_id, \
+     created_at, updated_at";
+
+fn slip_row(r: &Row<'_>) -> rusqlite::Result<RatingSlip> {
+    let status: String = r.get(4)?;
+    let settings: String = r.get(10)?;
+    let loyalty: String = r.get(11)?;
+    Ok(RatingSlip {
+        id: uuid(r.get(0)?)?,
+        player_id: uuid(r.get(1)?)?,
+        table_id: uuid(r.get(2)?)?,
+        seat_number: r.get(3)?,
+        status: SlipStatus::parse(&status)
+            .ok_or_else(|| conv_err(format!("unknown slip status {status}")))?,
+        average_bet: dec(r.get(5)?)?,
+        started_at: ts(r.get(6)?)?,
+        ended_at: ts_opt(r.get(7)?)?,
+        accumulated_us: r.get(8)?,
+        segment_started_at: ts_opt(r.get(9)?)?,
+        game_settings: serde_json::from_str(&settings).map_err(|e| conv_err(e.to_string()))?,
+        loyalty_status: LoyaltyStatus::parse(&loyalty)
+            .ok_or_else(|| conv_err(format!("unknown loyalty status {loyalty}")))?,
+        ledger_entry_id: uuid_opt(r.get(12)?)?,
+        accrual_attempts: r.get(13)?,
+        next_retry_at: ts_opt(r.get(14)?)?,
+        opened_by: uuid_opt(r.get(15)?)?,
+        closed_correlation_id: r.get(16)?,
+        created_at: ts(r.get(17)?)?,
+        updated_at: ts(r.get(18)?)?,
+    })
+}
+
+const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
+     reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, balance_after, \
+     tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at";
+
+fn entry_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
+    let tt: String = r.get(3)?;
+    Ok(LedgerEntry {
+        seq: r.get(0)?,
+        id: uuid(r.get(1)?)?,
+        player_id: uuid(r.get(2)?)?,
+        transaction_type: TransactionType::parse(&tt)
+            .ok_or_else(|| conv_err(format!("unknown transaction type {tt}")))?,
+        event_type: r.get(4)?,
+        points_change: r.get(5)?,
+        reason: r.get(6)?,
+        source: r.get(7)?,
+        staff_id: uuid_opt(r.get(8)?)?,
+        rating_slip_id: uuid_opt(r.get(9)?)?,
+        idempotency_key: r.get(10)?,
+        balance_before: r.get(11)?,
+        balance_after: r.get(12)?,
+        tier_before: tier(r.get(13)?)?,
+        tier_after: tier(r.get(14)?)?,
+        lifetime_after: r.get(15)?,
+        escrow_id: uuid_opt(r.get(16)?)?,
+        correlation_id: r.get(17)?,
+        created_at: ts(r.get(18)?)?,
+    })
+}
+
+fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
+    let payload: String = r.get(8)?;
+    Ok(EventRecord {
+        seq: r.get(0)?,
+        event_id: uuid(r.get(1)?)?,
+        event_type: r.get(2)?,
+        version: r.get(3)?,
+        occurred_at: ts(r.get(4)?)?,
+        correlation_id: r.get(5)?,
+        idempotency_key: r.get(6)?,
+        source: r.get(7)?,
+        payload: serde_json::from_str(&payload).map_err(|e| conv_err(e.to_string()))?,
+    })
+}
+
+impl SqliteTx<'_> {
+    fn one<T>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Option<T>> {
+        let mut st = self.conn.prepare_cached(sql).map_err(map_err)?;
+        st.query_row(p, f).optional().map_err(map_err)
+    }
+
+    fn exec(&self, sql: &str, p: impl rusqlite::Params) -> StoreResult<usize> {
+        let mut st = self.conn.prepare_cached(sql).map_err(map_err)?;
+        st.execute(p).map_err(map_err)
+    }
+
+    fn exec_one(&self, sql: &str, p: impl rusqlite::Params, what: &str) -> StoreResult<()> {
+        match self.exec(sql, p)? {
+            1 => Ok(()),
+            n => Err(StoreError::Internal(format!(
+                "{what}: expected to change 1 row, changed {n}"
+            ))),
+        }
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn insert_staff(&mut self, s: &Staff) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO staff (id, name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![s.id.to_string(), s.name, s.role.as_str(), us(s.created_at)],
+            "insert staff",
+        )
+    }
+
+    fn staff(&mut self, id: Uuid) -> StoreResult<Option<Staff>> {
+        self.one(
+            "SELECT id, name, role, created_at FROM staff WHERE id = ?1",
+            [id.to_string()],
+            staff_row,
+        )
+    }
+
+    fn insert_token(&mut self, hash: &str, subject: TokenSubject, at: Timestamp) -> StoreResult<()> {
+        let (kind, id) = match subject {
+            TokenSubject::Staff(id) => ("staff", id),
+            TokenSubject::Player(id) => ("player", id),
+        };
+        self.exec_one(
+            "INSERT INTO tokens (hash, kind, subject_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![hash, kind, id.to_string(), us(at)],
+            "insert token",
+        )
+    }
+
+    fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>> {
+        let row = self.one(
+            "SELECT kind, subject_id FROM tokens WHERE hash = ?1",
+            [hash],
+            |r| Ok((r.get::<_, String>(0)?, uuid(r.get(1)?)?)),
+        )?;
+        Ok(row.and_then(|(kind, id)| match kind.as_str() {
+            "staff" => Some(TokenSubject::Staff(id)),
+            "player" => Some(TokenSubject::Player(id)),
+            _ => None,
+        }))
+    }
+
+    fn insert_player(&mut self, p: &Player) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO players (id, display_name, card_number, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                p.id.to_string(),
+                p.display_name,
+                p.card_number,
+                p.status,
+                us(p.created_at)
+            ],
+            "insert player",
+        )
+    }
+
+    fn player(&mut self, id: Uuid) -> StoreResult<Option<Player>> {
+        self.one(
+            "SELECT id, display_name, card_number, status, created_at FROM players WHERE id = ?1",
+            [id.to_string()],
+            player_row,
+        )
+    }
+
+    fn insert_account(&mut self, a: &Account) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO loyalty_accounts (player_id, current_balance, escrow_balance,
+                 lifetime_points, tier, entry_count, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                a.player_id.to_string(),
+                a.current_balance,
+                a.escrow_balance,
+                a.lifetime_points,
+                a.tier.as_str(),
+                a.entry_count,
+                us(a.updated_at)
+            ],
+            "insert account",
+        )
+    }
+
+    fn account(&mut self, player_id: Uuid) -> StoreResult<Option<Account>> {
+        self.one(
+            "SELECT player_id, current_balance, escrow_balance, lifetime_points, tier,
+                    entry_count, updated_at
+             FROM loyalty_accounts WHERE player_id = ?1",
+            [player_id.to_string()],
+            account_row,
+        )
+    }
+
+    fn update_account(&mut self, a: &Account) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE loyalty_accounts SET current_balance = ?2, escrow_balance = ?3,
+                 lifetime_points = ?4, tier = ?5, entry_count = ?6, updated_at = ?7
+             WHERE player_id = ?1",
+            params![
+                a.player_id.to_string(),
+                a.current_balance,
+                a.escrow_balance,
+                a.lifetime_points,
+                a.tier.as_str(),
+                a.entry_count,
+                us(a.updated_at)
+            ],
+            "update account",
+        )
+    }
+
+    fn insert_table(&mut self, t: &GameTable) -> StoreResult<()> {
+        self.exec_one(
+            &format!("INSERT INTO game_tables ({TABLE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"),
+            params![
+                t.id.to_string(),
+                t.name,
+                t.game_type,
+                t.settings.house_edge.to_string(),
+                t.settings.average_rounds_per_hour,
+                t.settings.points_conversion_rate.to_string(),
+                t.settings.point_multiplier.to_string(),
+                t.settings.seats_available,
+                us(t.created_at),
+                us(t.updated_at)
+            ],
+            "insert table",
+        )
+    }
+
+    fn table(&mut self, id: Uuid) -> StoreResult<Option<GameTable>> {
+        self.one(
+            &format!("SELECT {TABLE_COLS} FROM game_tables WHERE id = ?1"),
+            [id.to_string()],
+            table_row,
+        )
+    }
+
+    fn update_table(&mut self, t: &GameTable) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE game_tables SET name = ?2, game_type = ?3, house_edge = ?4,
+                 average_rounds_per_hour = ?5, points_conversion_rate = ?6,
+                 point_multiplier = ?7, seats_available = ?8, updated_at = ?9
+             WHERE id = ?1",
+            params![
+                t.id.to_string(),
+                t.name,
+                t.game_type,
+                t.settings.house_edge.to_string(),
+                t.settings.average_rounds_per_hour,
+                t.settings.points_conversion_rate.to_string(),
+                t.settings.point_multiplier.to_string(),
+                t.settings.seats_available,
+                us(t.updated_at)
+            ],
+            "update table",
+        )
+    }
+
+    fn insert_slip(&mut self, s: &RatingSlip) -> StoreResult<()> {
+        let settings = serde_json::to_string(&s.game_settings)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.exec_one(
+            &format!(
+                "INSERT INTO rating_slips ({SLIP_COLS})
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+            ),
+            params![
+                s.id.to_string(),
+                s.player_id.to_string(),
+                s.table_id.to_string(),
+                s.seat_number,
+                s.status.as_str(),
+                s.average_bet.to_string(),
+                us(s.started_at),
+                s.ended_at.map(us),
+                s.accumulated_us,
+                s.segment_started_at.map(us),
+                settings,
+                s.loyalty_status.as_str(),
+                s.ledger_entry_id.map(|u| u.to_string()),
+                s.accrual_attempts,
+                s.next_retry_at.map(us),
+                s.opened_by.map(|u| u.to_string()),
+                s.closed_correlation_id,
+                us(s.created_at),
+                us(s.updated_at)
+            ],
+            "insert slip",
+        )
+    }
+
+    fn slip(&mut self, id: Uuid) -> StoreResult<Option<RatingSlip>> {
+        self.one(
+            &format!("SELECT {SLIP_COLS} FROM rating_slips WHERE id = ?1"),
+            [id.to_string()],
+            slip_row,
+        )
+    }
+
+    fn update_slip(&mut self, s: &RatingSlip) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE rating_slips SET status = ?2, average_bet = ?3, ended_at = ?4,
+                 accumulated_us = ?5, segment_started_at = ?6, loyalty_status = ?7,
+                 ledger_entry_id = ?8, accrual_attempts = ?9, next_retry_at = ?10,
+                 closed_correlation_id = ?11, updated_at = ?12
+             WHERE id = ?1",
+            params![
+                s.id.to_string(),
+                s.status.as_str(),
+                s.average_bet.to_string(),
+                s.ended_at.map(us),
+                s.accumulated_us,
+                s.segment_started_at.map(us),
+                s.loyalty_status.as_str(),
+                s.ledger_entry_id.map(|u| u.to_string()),
+                s.accrual_attempts,
+                s.next_retry_at.map(us),
+                s.closed_correlation_id,
+                us(s.updated_at)
+            ],
+            "update slip",
+        )
+    }
+
+    fn pending_slips(&mut self, due_at: Timestamp, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM rating_slips
+                 WHERE loyalty_status = 'PENDING' AND next_retry_at <= ?1
+                 ORDER BY next_retry_at LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![us(due_at), limit], |r| uuid(r.get(0)?))
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn insert_entry(&mut self, e: &LedgerEntry) -> StoreResult<i64> {
+        self.exec_one(
+            "INSERT INTO ledger_entries (id, player_id, transaction_type, event_type,
+                 points_change, reason, source, staff_id, rating_slip_id, idempotency_key,
+                 balance_before, balance_after, tier_before, tier_after, lifetime_after,
+                 escrow_id, correlation_id, created_at)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+            params![
+                e.id.to_string(),
+                e.player_id.to_string(),
+                e.transaction_type.as_str(),
+                e.event_type,
+                e.points_change,
+                e.reason,
+                e.source,
+                e.staff_id.map(|u| u.to_string()),
+                e.rating_slip_id.map(|u| u.to_string()),
+                e.idempotency_key,
+                e.balance_before,
+                e.balance_after,
+                e.tier_before.as_str(),
+                e.tier_after.as_str(),
+                e.lifetime_after,
+                e.escrow_id.map(|u| u.to_string()),
+                e.correlation_id,
+                us(e.created_at)
+            ],
+            "insert ledger entry",
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>> {
+        self.one(
+            &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE id = ?1"),
+            [id.to_string()],
+            entry_row,
+        )
+    }
+
+    fn entry_by_key(&mut self, key: &str) -> StoreResult<Option<LedgerEntry>> {
+        self.one(
+            &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE idempotency_key = ?1"),
+            [key],
+            entry_row,
+        )
+    }
+
+    fn entries(&mut self, q: &EntryQuery) -> StoreResult<Vec<LedgerEntry>> {
+        // Every filter is optional; `?n IS NULL OR …` keeps one cached
+        // statement per shape, and the planner picks the index from the
+        // equality filters that are present.
+        let (index, lead) = if q.player_id.is_some() {
+            ("INDEXED BY ledger_player", "player_id = ?1")
+        } else if q.staff_id.is_some() {
+            ("INDEXED BY ledger_staff", "staff_id = ?2")
+        } else if q.correlation_id.is_some() {
+            ("INDEXED BY ledger_correlation", "correlation_id = ?3")
+        } else {
+            ("", "1")
+        };
+        let sql = format!(
+            "SELECT {ENTRY_COLS} FROM ledger_entries {index}
+             WHERE {lead}
+               AND (?1 IS NULL OR player_id = ?1)
+               AND (?2 IS NULL OR staff_id = ?2)
+               AND (?3 IS NULL OR correlation_id = ?3)
+               AND (?4 IS NULL OR transaction_type = ?4)
+               AND (?5 IS NULL OR created_at >= ?5)
+               AND (?6 IS NULL OR created_at < ?6)
+               AND (?7 IS NULL OR seq < ?7)
+             ORDER BY seq DESC LIMIT ?8"
+        );
+        let mut st = self.conn.prepare_cached(&sql).map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![
+                    q.player_id.map(|u| u.to_string()),
+                    q.staff_id.map(|u| u.to_string()),
+                    q.correlation_id,
+                    q.transaction_type.map(|t| t.as_str()),
+                    q.from.map(us),
+                    q.to.map(us),
+                    q.before_seq,
+                    q.limit
+                ],
+                entry_row,
+            )
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn append_event(&mut self, e: &NewEvent) -> StoreResult<i64> {
+        self.exec_one(
+            "INSERT INTO outbox (event_id, event_type, version, occurred_at, correlation_id,
+                 idempotency_key, source, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                e.event_id.to_string(),
+                e.event_type,
+                e.version,
+                us(e.occurred_at),
+                e.correlation_id,
+                e.idempotency_key,
+                e.source,
+                e.payload.to_string()
+            ],
+            "append event",
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn events(
+        &mut self,
+        after_seq: i64,
+        limit: u32,
+        event_type: Option<&str>,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, event_id, event_type, version, occurred_at, correlation_id,
+                        idempotency_key, source, payload
+                 FROM outbox WHERE seq > ?1 AND (?2 IS NULL OR event_type = ?2)
+                 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![after_seq, event_type, limit], event_row)
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn idempotency_record(
+        &mut self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
+        self.one(
+            "SELECT fingerprint, status, body, created_at FROM idempotency_records
+             WHERE scope = ?1 AND key = ?2",
+            [scope, key],
+            |r| {
+                Ok(IdempotencyRecord {
+                    fingerprint: r.get(0)?,
+                    status: r.get(1)?,
+                    body: r.get(2)?,
+                    created_at: ts(r.get(3)?)?,
+                })
+            },
+        )
+    }
+
+    fn insert_idempotency_record(
+        &mut self,
+        scope: &str,
+        key: &str,
+        rec: &IdempotencyRecord,
+    ) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO idempotency_records (scope, key, fingerprint, status, body, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![scope, key, rec.fingerprint, rec.status, rec.body, us(rec.created_at)],
+            "insert idempotency record",
+        )
+    }
+
+    fn purge_idempotency_records(&mut self, before: Timestamp) -> StoreResult<u64> {
+        let n = self.exec(
+            "DELETE FROM idempotency_records WHERE created_at < ?1",
+            [us(before)],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn savepoint(&mut self) -> StoreResult<()> {
+        self.depth += 1;
+        self.conn
+            .execute_batch(&format!("SAVEPOINT sp{}", self.depth))
+            .map_err(map_err)
+    }
+
+    fn rollback_savepoint(&mut self) -> StoreResult<()> {
+        let d = self.depth;
+        self.depth = self.depth.saturating_sub(1);
+        self.conn
+            .execute_batch(&format!("ROLLBACK TO sp{d}; RELEASE sp{d}"))
+            .map_err(map_err)
+    }
+
+    fn release_savepoint(&mut self) -> StoreResult<()> {
+        let d = self.depth;
+        self.depth = self.depth.saturating_sub(1);
+        self.conn
+            .execute_batch(&format!("RELEASE sp{d}"))
+            .map_err(map_err)
+    }
+
+    fn verify_accounts(&mut self, drift: &mut dyn FnMut(Drift)) -> StoreResult<u64> {
+        let mut accounts = self
+            .conn
+            .prepare(
+                "SELECT player_id, current_balance, escrow_balance, lifetime_points, tier,
+                        entry_count, updated_at
+                 FROM loyalty_accounts ORDER BY player_id",
+            )
+            .map_err(map_err)?;
+        let mut entries = self
+            .conn
+            .prepare(
+                "SELECT player_id, id, transaction_type, points_change, balance_before,
+                        balance_after, lifetime_after
+                 FROM ledger_entries INDEXED BY ledger_player ORDER BY player_id, seq",
+            )
+            .map_err(map_err)?;
+        let mut acc_rows = accounts.query([]).map_err(map_err)?;
+        let mut ent_rows = entries.query([]).map_err(map_err)?;
+        let mut checker = crate::ops::verify::Checker::new(drift);
+        let mut pending: Option<crate::ops::verify::EntryFacts> = None;
+        loop {
+            let account = match acc_rows.next().map_err(map_err)? {
+                Some(r) => account_row(r).map_err(map_err)?,
+                None => break,
+            };
+            let pid = account.player_id;
+            checker.begin(&account);
+            loop {
+                let facts = match pending.take() {
+                    Some(f) => f,
+                    None => match ent_rows.next().map_err(map_err)? {
+                        Some(r) => entry_facts(r).map_err(map_err)?,
+                        None => break,
+                    },
+                };
+                if facts.player_id < pid {
+                    checker.orphan(&facts);
+                    continue;
+                }
+                if facts.player_id > pid {
+                    pending = Some(facts);
+                    break;
+                }
+                checker.entry(&facts);
+            }
+            checker.end();
+        }
+        if let Some(f) = pending.take() {
+            checker.orphan(&f);
+        }
+        while let Some(r) = ent_rows.next().map_err(map_err)? {
+            checker.orphan(&entry_facts(r).map_err(map_err)?);
+        }
+        Ok(checker.accounts_checked())
+    }
+}
+
+fn entry_facts(r: &Row<'_>) -> rusqlite::Result<crate::ops::verify::EntryFacts> {
+    let tt: String = r.get(2)?;
+    Ok(crate::ops::verify::EntryFacts {
+        player_id: uuid(r.get(0)?)?,
+        entry_id: uuid(r.get(1)?)?,
+        transaction_type: TransactionType::parse(&tt)
+            .ok_or_else(|| conv_err(format!("unknown transaction type {tt}")))?,
+        points_change: r.get(2 + 1)?,
+        balance_before: r.get(4)?,
+        balance_after: r.get(5)?,
+        lifetime_after: r.get(6)?,
+    })
+}
