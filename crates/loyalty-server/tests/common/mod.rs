@@ -1,0 +1,250 @@
+//! Test harness: starts the real `loyalty` binary on port 0 with a fresh
+//! data directory and drives it over HTTP (zero2prod's `spawn_app`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+/// Path of the binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_loyalty"))
+}
+
+/// A response: status, JSON body (Null if not JSON) and headers.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    /// The error code of an error envelope.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub admin_token: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `loyalty staff create` against a data dir and returns the token.
+pub fn cli_staff_create(data_dir: &Path, name: &str, role: &str) -> String {
+    let out = Command::new(bin())
+        .args(["staff", "create", "--name", name, "--role", role, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .expect("run loyalty staff create");
+    assert!(out.status.success(), "staff create failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl TestApp {
+    /// A server in test mode.
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(&["--test-mode"]).await
+    }
+
+    /// A server with extra `serve` arguments (add `--test-mode` yourself).
+    pub async fn spawn_with(extra: &[&str]) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let admin_token = cli_staff_create(&data_dir, "admin", "admin");
+        TestApp::start(dir, data_dir, admin_token, extra).await
+    }
+
+    /// Starts the binary on an existing data dir.
+    pub async fn start(dir: tempfile::TempDir, data_dir: PathBuf, admin_token: String, extra: &[&str]) -> TestApp {
+        let log_path = dir.path().join(format!("server-{}.log", uuid_like()));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--accrual-retry-interval-ms", "200", "--data-dir"])
+            .arg(&data_dir)
+            .args(extra)
+            .env("LOYALTY_LOG", "info")
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start loyalty serve");
+        let addr = wait_for_addr(&log_path);
+        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+        TestApp {
+            base: format!("http://{addr}"),
+            admin_token,
+            client,
+            data_dir,
+            log_path,
+            _dir: dir,
+            child,
+        }
+    }
+
+    /// Stops the server process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a request. `token` None sends no Authorization header.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut rb = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.expect("request");
+        Self::resp(r).await
+    }
+
+    /// Sends a raw body with a content type of JSON.
+    pub async fn send_raw(&self, method: reqwest::Method, token: Option<&str>, path: &str, raw: &str) -> Resp {
+        let mut rb = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(raw.to_string());
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        Self::resp(rb.send().await.expect("request")).await
+    }
+
+    async fn resp(r: reqwest::Response) -> Resp {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp { status, body, headers, text }
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Resp {
+        self.send(reqwest::Method::POST, Some(token), path, Some(body), &[]).await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Resp {
+        self.send(reqwest::Method::GET, Some(token), path, None, &[]).await
+    }
+
+    pub async fn patch(&self, token: &str, path: &str, body: Value) -> Resp {
+        self.send(reqwest::Method::PATCH, Some(token), path, Some(body), &[]).await
+    }
+
+    /// Creates a staff member with `role` through the API; returns (id, token).
+    pub async fn staff(&self, role: &str) -> (String, String) {
+        let r = self
+            .post(&self.admin_token, "/v1/staff", json!({"name": format!("{role} user"), "role": role}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        (r.body["id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
+    }
+
+    /// Creates a player; returns its id.
+    pub async fn player(&self) -> String {
+        let r = self.post(&self.admin_token, "/v1/players", json!({"display_name": "Test Player"})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a table (house edge 2.7 %, 60 rounds/h, defaults otherwise).
+    pub async fn table(&self) -> String {
+        self.table_with(json!({"name": "BJ 1", "game_type": "blackjack", "house_edge": "2.7", "average_rounds_per_hour": 60}))
+            .await
+    }
+
+    /// Creates a table from a body; returns its id.
+    pub async fn table_with(&self, body: Value) -> String {
+        let r = self.post(&self.admin_token, "/v1/tables", body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Opens a slip with `started_at` = now(server clock) - `seconds_ago`.
+    pub async fn open_slip(&self, player: &str, table: &str, bet: &str, started_at: Option<&str>) -> Value {
+        let mut body = json!({"player_id": player, "table_id": table, "average_bet": bet});
+        if let Some(s) = started_at {
+            body["started_at"] = json!(s);
+        }
+        let r = self.post(&self.admin_token, "/v1/rating-slips", body).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.body
+    }
+
+    /// Sets the test clock.
+    pub async fn set_clock(&self, rfc3339: &str) {
+        let r = self
+            .send(reqwest::Method::PUT, None, "/v1/test/clock", Some(json!({"now": rfc3339})), &[])
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    /// Sets the accrual fault: "fail" or "ok".
+    pub async fn set_accrual_fault(&self, v: &str) {
+        let r = self
+            .send(reqwest::Method::PUT, None, "/v1/test/faults", Some(json!({"loyalty_accrual": v})), &[])
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+
+    /// The server's JSON log lines so far.
+    pub fn logs(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+fn uuid_like() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+fn wait_for_addr(log_path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(s) = std::fs::read_to_string(log_path) {
+            for line in s.lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    if v["message"] == "listening" {
+                        return v["addr"].as_str().unwrap().to_string();
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not start; log: {}", std::fs::read_to_string(log_path).unwrap_or_default());
+}
