@@ -59,15 +59,18 @@ struct StorageArgs {
     /// Directory of the embedded database (created on first start).
     #[arg(long, env = "LOYALTY_DATA_DIR", default_value = "./data", conflicts_with = "database_url")]
     data_dir: PathBuf,
-    /// Database URL instead of the data directory.
+    /// Database URL instead of the data directory (postgres://user:pass@host:port/db).
     #[arg(long, env = "LOYALTY_DATABASE_URL")]
     database_url: Option<String>,
+    /// PostgreSQL connections per node.
+    #[arg(long, env = "LOYALTY_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
+    db_pool_size: u32,
 }
 
 impl StorageArgs {
     fn config(&self) -> StorageConfig {
         match &self.database_url {
-            Some(url) => StorageConfig::Url(url.clone()),
+            Some(url) => StorageConfig::Url(url.clone(), self.db_pool_size as usize),
             None => StorageConfig::DataDir(self.data_dir.clone()),
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use loyalty_store::Store;
+use loyalty_store::postgres::PgStore;
 use loyalty_store::sqlite::SqliteStore;
 
 use crate::app::{AppState, Settings};
@@ -16,8 +17,8 @@ use crate::ratelimit::{Limit, MemoryLimiter};
 pub enum StorageConfig {
     /// Embedded SQLite in this directory.
     DataDir(PathBuf),
-    /// A database URL.
-    Url(String),
+    /// A database URL, and the connection pool size for PostgreSQL.
+    Url(String, usize),
 }
 
 /// Opens the configured storage.
@@ -28,14 +29,20 @@ pub fn open_store(cfg: &StorageConfig) -> anyhow::Result<Store> {
                 .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
             Ok(Store::Sqlite(Arc::new(s)))
         }
-        StorageConfig::Url(url) => {
+        StorageConfig::Url(url, pool_size) => {
+            let pool_size = *pool_size;
             if let Some(path) = url.strip_prefix("sqlite://") {
                 let s = SqliteStore::open(&PathBuf::from(path))
                     .with_context(|| format!("cannot open the data directory {path}"))?;
                 return Ok(Store::Sqlite(Arc::new(s)));
             }
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                let s = PgStore::open(url, pool_size)
+                    .with_context(|| format!("cannot open {}", loyalty_store::postgres::redact(url)))?;
+                return Ok(Store::Postgres(Arc::new(s)));
+            }
             let scheme = url.split("://").next().unwrap_or("");
-            bail!("unsupported database URL scheme {scheme:?}: this build supports sqlite://DIR")
+            bail!("unsupported database URL scheme {scheme:?}: use postgres://… or sqlite://DIR")
         }
     }
 }
@@ -55,7 +62,11 @@ pub struct ServeConfig {
 
 /// Runs the server until Ctrl-C / SIGTERM.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    let store = open_store(&cfg.storage)?;
+    // Opening may block (connecting, migrating): keep it off the async threads.
+    let storage = cfg.storage.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&storage))
+        .await
+        .context("opening storage panicked")??;
     if cfg.settings.test_mode {
         eprintln!("**************************************************************");
         eprintln!("*  TEST MODE: /v1/test/clock and /v1/test/faults are enabled  *");

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod ops;
+pub mod postgres;
 pub mod records;
 pub mod sqlite;
 
@@ -142,6 +143,8 @@ pub trait Tx {
 pub enum Store {
     /// Embedded SQLite.
     Sqlite(Arc<sqlite::SqliteStore>),
+    /// PostgreSQL, shared by several nodes.
+    Postgres(Arc<postgres::PgStore>),
 }
 
 impl Store {
@@ -157,6 +160,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(s) => s.write(op).await,
+            Store::Postgres(s) => s.write(op).await,
         }
     }
 
@@ -171,6 +175,7 @@ impl Store {
     {
         match self {
             Store::Sqlite(s) => s.read(op).await,
+            Store::Postgres(s) => s.read(op).await,
         }
     }
 
@@ -183,6 +188,7 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Store::Sqlite(s) => format!("sqlite:{}", s.path().display()),
+            Store::Postgres(s) => s.describe().to_string(),
         }
     }
 }

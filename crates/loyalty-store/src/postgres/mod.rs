@@ -1,0 +1,248 @@
+//! The production backend: PostgreSQL, shared by several stateless nodes.
+//!
+//! Each operation runs in its own READ COMMITTED transaction on a pooled
+//! connection (in a blocking thread: the operations are synchronous code
+//! written against [`Tx`]). Concurrency safety comes from locks taken by the
+//! `Tx` primitives themselves when in a write transaction: `account`, `slip`
+//! and `table` read with `FOR UPDATE`; `entry_by_key` and
+//! `idempotency_record` first take a transaction-scoped advisory lock on the
+//! key, so two nodes racing on one key serialise and the second sees the
+//! first's committed result. The outbox sequence is one counter row, so
+//! sequence numbers are gap-free and in commit order. Commits use
+//! `synchronous_commit = on`.
+
+mod tx;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+use tokio::sync::Semaphore;
+
+use crate::{StoreError, StoreResult, Tx};
+pub use tx::PgTx;
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+/// Default number of pooled connections per node.
+pub const POOL_SIZE_DEFAULT: usize = 16;
+
+/// One pooled connection with its prepared statements.
+pub struct PgConn {
+    pub(crate) client: Client,
+    pub(crate) statements: std::collections::HashMap<String, postgres::Statement>,
+}
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    config: postgres::Config,
+    redacted: String,
+    idle: Mutex<Vec<PgConn>>,
+    permits: Semaphore,
+}
+
+fn map_err(e: postgres::Error) -> StoreError {
+    tx::map_err(&e)
+}
+
+impl PgStore {
+    /// Connects (checking the server answers) and applies migrations.
+    pub fn open(url: &str, pool_size: usize) -> StoreResult<PgStore> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+        config.connect_timeout(Duration::from_secs(5));
+        config.options("-c synchronous_commit=on -c statement_timeout=30000");
+        config.application_name("loyalty");
+        let redacted = redact(url);
+        let store = PgStore {
+            config,
+            redacted,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(pool_size.max(1)),
+        };
+        let mut conn = store.connect()?;
+        migrate(&mut conn.client)?;
+        store.put_back(conn);
+        Ok(store)
+    }
+
+    /// The URL without its password.
+    pub fn describe(&self) -> &str {
+        &self.redacted
+    }
+
+    fn connect(&self) -> StoreResult<PgConn> {
+        let client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        Ok(PgConn {
+            client,
+            statements: Default::default(),
+        })
+    }
+
+    fn take(&self) -> StoreResult<PgConn> {
+        let idle = self
+            .idle
+            .lock()
+            .map_err(|_| StoreError::Internal("pool lock poisoned".into()))?
+            .pop();
+        match idle {
+            Some(c) if !c.client.is_closed() => Ok(c),
+            _ => self.connect(),
+        }
+    }
+
+    fn put_back(&self, conn: PgConn) {
+        if conn.client.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(conn);
+        }
+    }
+
+    async fn run<T, E>(
+        &self,
+        write: bool,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
+        let conn = {
+            let this: &PgStore = self;
+            // Connecting blocks; do it off the async threads.
+            let (idle, config) = (this.idle.lock().ok().and_then(|mut v| v.pop()), this.config.clone());
+            tokio::task::spawn_blocking(move || -> StoreResult<PgConn> {
+                match idle {
+                    Some(c) if !c.client.is_closed() => Ok(c),
+                    _ => {
+                        let client = config.connect(NoTls).map_err(|e| {
+                            StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
+                        })?;
+                        Ok(PgConn {
+                            client,
+                            statements: Default::default(),
+                        })
+                    }
+                }
+            })
+            .await
+            .map_err(|e| E::from(StoreError::Internal(format!("connect task failed: {e}"))))?
+            .map_err(E::from)?
+        };
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let mut conn = conn;
+            let result = run_in_tx(&mut conn, write, op);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| E::from(StoreError::Internal(format!("database task failed: {e}"))))?;
+        self.put_back(conn);
+        result
+    }
+
+    pub(crate) async fn write<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run(true, op).await
+    }
+
+    pub(crate) async fn read<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run(false, op).await
+    }
+
+    /// Blocking helper for tools and tests: one connection outside the pool.
+    pub fn raw_client(&self) -> StoreResult<Client> {
+        Ok(self.take()?.client)
+    }
+}
+
+fn run_in_tx<T, E: From<StoreError>>(
+    conn: &mut PgConn,
+    write: bool,
+    op: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
+) -> Result<T, E> {
+    let begin = if write {
+        "BEGIN ISOLATION LEVEL READ COMMITTED"
+    } else {
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+    };
+    conn.client.batch_execute(begin).map_err(|e| E::from(map_err(e)))?;
+    let mut tx = PgTx::new(conn, write);
+    let result = op(&mut tx);
+    match result {
+        Ok(v) => {
+            conn.client
+                .batch_execute("COMMIT")
+                .map_err(|e| E::from(map_err(e)))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.client.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn migrate(client: &mut Client) -> StoreResult<()> {
+    let mut t = client.transaction().map_err(map_err)?;
+    // Serialise nodes starting at once.
+    t.batch_execute(
+        "SELECT pg_advisory_xact_lock(7411001);
+         CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+    )
+    .map_err(map_err)?;
+    let current: i64 = t
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+        .map_err(map_err)?
+        .get(0);
+    let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > latest {
+        return Err(StoreError::Internal(format!(
+            "database schema version {current} is newer than this binary ({latest})"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+        t.batch_execute(sql).map_err(map_err)?;
+        t.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
+            .map_err(map_err)?;
+        tracing::info!(version, "applied postgres migration");
+    }
+    t.commit().map_err(map_err)
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,715 @@
+//! `Tx` over one PostgreSQL connection. The only PostgreSQL SQL besides the
+//! migrations.
+
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use loyalty_core::{GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType};
+use postgres::Row;
+use postgres::error::SqlState;
+use postgres::types::ToSql;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::PgConn;
+use crate::records::*;
+use crate::{StoreError, StoreResult, Tx};
+
+/// A transaction on one pooled connection.
+pub struct PgTx<'c> {
+    conn: &'c mut PgConn,
+    write: bool,
+    depth: u32,
+}
+
+impl<'c> PgTx<'c> {
+    pub(crate) fn new(conn: &'c mut PgConn, write: bool) -> Self {
+        PgTx {
+            conn,
+            write,
+            depth: 0,
+        }
+    }
+}
+
+pub(crate) fn map_err(e: &postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let msg = db.message().to_string();
+        return if *code == SqlState::UNIQUE_VIOLATION
+            || *code == SqlState::CHECK_VIOLATION
+            || *code == SqlState::FOREIGN_KEY_VIOLATION
+            || *code == SqlState::EXCLUSION_VIOLATION
+        {
+            StoreError::Conflict(msg)
+        } else if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::QUERY_CANCELED
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+        {
+            StoreError::Unavailable(msg)
+        } else {
+            StoreError::Internal(format!("{}: {msg}", code.code()))
+        };
+    }
+    // No database error: the connection itself failed.
+    StoreError::Unavailable(format!("database connection failed: {e}"))
+}
+
+fn conv(msg: impl Into<String>) -> StoreError {
+    StoreError::Internal(format!("bad stored value: {}", msg.into()))
+}
+
+fn us(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn ts(v: i64) -> StoreResult<Timestamp> {
+    Timestamp::from_microsecond(v).map_err(|e| conv(e.to_string()))
+}
+
+fn ts_opt(v: Option<i64>) -> StoreResult<Option<Timestamp>> {
+    v.map(ts).transpose()
+}
+
+fn dec(v: &str) -> StoreResult<Decimal> {
+    Decimal::from_str(v).map_err(|e| conv(e.to_string()))
+}
+
+fn tier(v: &str) -> StoreResult<Tier> {
+    Tier::parse(v).ok_or_else(|| conv(format!("unknown tier {v}")))
+}
+
+fn u32_of(v: i64) -> StoreResult<u32> {
+    u32::try_from(v).map_err(|_| conv(format!("{v} out of range")))
+}
+
+fn staff_row(r: &Row) -> StoreResult<Staff> {
+    let role: String = r.get(2);
+    Ok(Staff {
+        id: r.get(0),
+        name: r.get(1),
+        role: Role::parse(&role).ok_or_else(|| conv(format!("unknown role {role}")))?,
+        created_at: ts(r.get(3))?,
+    })
+}
+
+fn player_row(r: &Row) -> StoreResult<Player> {
+    Ok(Player {
+        id: r.get(0),
+        display_name: r.get(1),
+        card_number: r.get(2),
+        status: r.get(3),
+        created_at: ts(r.get(4))?,
+    })
+}
+
+const ACCOUNT_COLS: &str =
+    "player_id, current_balance, escrow_balance, lifetime_points, tier, entry_count, updated_at";
+
+fn account_row(r: &Row, at: usize) -> StoreResult<Account> {
+    Ok(Account {
+        player_id: r.get(at),
+        current_balance: r.get(at + 1),
+        escrow_balance: r.get(at + 2),
+        lifetime_points: r.get(at + 3),
+        tier: tier(r.get(at + 4))?,
+        entry_count: r.get(at + 5),
+        updated_at: ts(r.get(at + 6))?,
+    })
+}
+
+const TABLE_COLS: &str = "id, name, game_type, house_edge, average_rounds_per_hour, \
+     points_conversion_rate, point_multiplier, seats_available, created_at, updated_at";
+
+fn table_row(r: &Row) -> StoreResult<GameTable> {
+    Ok(GameTable {
+        id: r.get(0),
+        name: r.get(1),
+        game_type: r.get(2),
+        settings: GameSettings {
+            house_edge: dec(r.get(3))?,
+            average_rounds_per_hour: u32_of(r.get(4))?,
+            points_conversion_rate: dec(r.get(5))?,
+            point_multiplier: dec(r.get(6))?,
+            seats_available: u32_of(r.get(7))?,
+        },
+        created_at: ts(r.get(8))?,
+        updated_at: ts(r.get(9))?,
+    })
+}
+
+const SLIP_COLS: &str = "id, player_id, table_id, seat_number, status, average_bet, started_at, \
+     ended_at, accumulated_us, segment_started_at, game_settings, loyalty_status, \
+     ledger_entry_id, accrual_attempts, next_retry_at, opened_by, closed_correlation_id, \
+     created_at, updated_at";
+
+fn slip_row(r: &Row) -> StoreResult<RatingSlip> {
+    let status: String = r.get(4);
+    let settings: String = r.get(10);
+    let loyalty: String = r.get(11);
+    Ok(RatingSlip {
+        id: r.get(0),
+        player_id: r.get(1),
+        table_id: r.get(2),
+        seat_number: r.get::<_, Option<i64>>(3).map(u32_of).transpose()?,
+        status: SlipStatus::parse(&status).ok_or_else(|| conv(format!("slip status {status}")))?,
+        average_bet: dec(r.get(5))?,
+        started_at: ts(r.get(6))?,
+        ended_at: ts_opt(r.get(7))?,
+        accumulated_us: r.get(8),
+        segment_started_at: ts_opt(r.get(9))?,
+        game_settings: serde_json::from_str(&settings).map_err(|e| conv(e.to_string()))?,
+        loyalty_status: LoyaltyStatus::parse(&loyalty)
+            .ok_or_else(|| conv(format!("loyalty status {loyalty}")))?,
+        ledger_entry_id: r.get(12),
+        accrual_attempts: r.get(13),
+        next_retry_at: ts_opt(r.get(14))?,
+        opened_by: r.get(15),
+        closed_correlation_id: r.get(16),
+        created_at: ts(r.get(17))?,
+        updated_at: ts(r.get(18))?,
+    })
+}
+
+const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
+     reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, balance_after, \
+     tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at";
+
+fn entry_row(r: &Row) -> StoreResult<LedgerEntry> {
+    let tt: String = r.get(3);
+    Ok(LedgerEntry {
+        seq: r.get(0),
+        id: r.get(1),
+        player_id: r.get(2),
+        transaction_type: TransactionType::parse(&tt)
+            .ok_or_else(|| conv(format!("transaction type {tt}")))?,
+        event_type: r.get(4),
+        points_change: r.get(5),
+        reason: r.get(6),
+        source: r.get(7),
+        staff_id: r.get(8),
+        rating_slip_id: r.get(9),
+        idempotency_key: r.get(10),
+        balance_before: r.get(11),
+        balance_after: r.get(12),
+        tier_before: tier(r.get(13))?,
+        tier_after: tier(r.get(14))?,
+        lifetime_after: r.get(15),
+        escrow_id: r.get(16),
+        correlation_id: r.get(17),
+        created_at: ts(r.get(18))?,
+    })
+}
+
+fn event_row(r: &Row) -> StoreResult<EventRecord> {
+    let version: i32 = r.get(3);
+    Ok(EventRecord {
+        seq: r.get(0),
+        event_id: r.get(1),
+        event_type: r.get(2),
+        version: u32::try_from(version).map_err(|_| conv("event version"))?,
+        occurred_at: ts(r.get(4))?,
+        correlation_id: r.get(5),
+        idempotency_key: r.get(6),
+        source: r.get(7),
+        payload: r.get(8),
+    })
+}
+
+impl PgTx<'_> {
+    fn stmt(&mut self, sql: &str) -> StoreResult<postgres::Statement> {
+        if let Some(s) = self.conn.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.conn.client.prepare(sql).map_err(|e| map_err(&e))?;
+        self.conn.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    fn query(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        let st = self.stmt(sql)?;
+        self.conn.client.query(&st, p).map_err(|e| map_err(&e))
+    }
+
+    fn opt(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)]) -> StoreResult<Option<Row>> {
+        let st = self.stmt(sql)?;
+        self.conn.client.query_opt(&st, p).map_err(|e| map_err(&e))
+    }
+
+    fn exec_one(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)], what: &str) -> StoreResult<()> {
+        let st = self.stmt(sql)?;
+        match self.conn.client.execute(&st, p).map_err(|e| map_err(&e))? {
+            1 => Ok(()),
+            n => Err(StoreError::Internal(format!("{what}: expected 1 row, changed {n}"))),
+        }
+    }
+
+    fn lock_suffix(&self) -> &'static str {
+        if self.write { " FOR UPDATE" } else { "" }
+    }
+
+    /// Serialises write transactions on one key across nodes until commit.
+    fn key_lock(&mut self, key: &str) -> StoreResult<()> {
+        if self.write {
+            self.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7411))", &[&key])?;
+        }
+        Ok(())
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn insert_staff(&mut self, s: &Staff) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO staff (id, name, role, created_at) VALUES ($1, $2, $3, $4)",
+            &[&s.id, &s.name, &s.role.as_str(), &us(s.created_at)],
+            "insert staff",
+        )
+    }
+
+    fn staff(&mut self, id: Uuid) -> StoreResult<Option<Staff>> {
+        self.opt("SELECT id, name, role, created_at FROM staff WHERE id = $1", &[&id])?
+            .map(|r| staff_row(&r))
+            .transpose()
+    }
+
+    fn insert_token(&mut self, hash: &str, subject: TokenSubject, at: Timestamp) -> StoreResult<()> {
+        let (kind, id) = match subject {
+            TokenSubject::Staff(id) => ("staff", id),
+            TokenSubject::Player(id) => ("player", id),
+        };
+        self.exec_one(
+            "INSERT INTO tokens (hash, kind, subject_id, created_at) VALUES ($1, $2, $3, $4)",
+            &[&hash, &kind, &id, &us(at)],
+            "insert token",
+        )
+    }
+
+    fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>> {
+        let row = self.opt("SELECT kind, subject_id FROM tokens WHERE hash = $1", &[&hash])?;
+        Ok(row.and_then(|r| {
+            let kind: String = r.get(0);
+            let id: Uuid = r.get(1);
+            match kind.as_str() {
+                "staff" => Some(TokenSubject::Staff(id)),
+                "player" => Some(TokenSubject::Player(id)),
+                _ => None,
+            }
+        }))
+    }
+
+    fn insert_player(&mut self, p: &Player) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO players (id, display_name, card_number, status, created_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&p.id, &p.display_name, &p.card_number, &p.status, &us(p.created_at)],
+            "insert player",
+        )
+    }
+
+    fn player(&mut self, id: Uuid) -> StoreResult<Option<Player>> {
+        self.opt(
+            "SELECT id, display_name, card_number, status, created_at FROM players WHERE id = $1",
+            &[&id],
+        )?
+        .map(|r| player_row(&r))
+        .transpose()
+    }
+
+    fn insert_account(&mut self, a: &Account) -> StoreResult<()> {
+        self.exec_one(
+            &format!("INSERT INTO loyalty_accounts ({ACCOUNT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            &[
+                &a.player_id,
+                &a.current_balance,
+                &a.escrow_balance,
+                &a.lifetime_points,
+                &a.tier.as_str(),
+                &a.entry_count,
+                &us(a.updated_at),
+            ],
+            "insert account",
+        )
+    }
+
+    fn account(&mut self, player_id: Uuid) -> StoreResult<Option<Account>> {
+        let sql = format!(
+            "SELECT {ACCOUNT_COLS} FROM loyalty_accounts WHERE player_id = $1{}",
+            self.lock_suffix()
+        );
+        self.opt(&sql, &[&player_id])?
+            .map(|r| account_row(&r, 0))
+            .transpose()
+    }
+
+    fn update_account(&mut self, a: &Account) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE loyalty_accounts SET current_balance = $2, escrow_balance = $3,
+                 lifetime_points = $4, tier = $5, entry_count = $6, updated_at = $7
+             WHERE player_id = $1",
+            &[
+                &a.player_id,
+                &a.current_balance,
+                &a.escrow_balance,
+                &a.lifetime_points,
+                &a.tier.as_str(),
+                &a.entry_count,
+                &us(a.updated_at),
+            ],
+            "update account",
+        )
+    }
+
+    fn insert_table(&mut self, t: &GameTable) -> StoreResult<()> {
+        self.exec_one(
+            &format!("INSERT INTO game_tables ({TABLE_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
+            &[
+                &t.id,
+                &t.name,
+                &t.game_type,
+                &t.settings.house_edge.to_string(),
+                &i64::from(t.settings.average_rounds_per_hour),
+                &t.settings.points_conversion_rate.to_string(),
+                &t.settings.point_multiplier.to_string(),
+                &i64::from(t.settings.seats_available),
+                &us(t.created_at),
+                &us(t.updated_at),
+            ],
+            "insert table",
+        )
+    }
+
+    fn table(&mut self, id: Uuid) -> StoreResult<Option<GameTable>> {
+        let sql = format!("SELECT {TABLE_COLS} FROM game_tables WHERE id = $1{}", self.lock_suffix());
+        self.opt(&sql, &[&id])?.map(|r| table_row(&r)).transpose()
+    }
+
+    fn update_table(&mut self, t: &GameTable) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE game_tables SET name = $2, game_type = $3, house_edge = $4,
+                 average_rounds_per_hour = $5, points_conversion_rate = $6,
+                 point_multiplier = $7, seats_available = $8, updated_at = $9
+             WHERE id = $1",
+            &[
+                &t.id,
+                &t.name,
+                &t.game_type,
+                &t.settings.house_edge.to_string(),
+                &i64::from(t.settings.average_rounds_per_hour),
+                &t.settings.points_conversion_rate.to_string(),
+                &t.settings.point_multiplier.to_string(),
+                &i64::from(t.settings.seats_available),
+                &us(t.updated_at),
+            ],
+            "update table",
+        )
+    }
+
+    fn insert_slip(&mut self, s: &RatingSlip) -> StoreResult<()> {
+        let settings =
+            serde_json::to_string(&s.game_settings).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.exec_one(
+            &format!(
+                "INSERT INTO rating_slips ({SLIP_COLS})
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)"
+            ),
+            &[
+                &s.id,
+                &s.player_id,
+                &s.table_id,
+                &s.seat_number.map(i64::from),
+                &s.status.as_str(),
+                &s.average_bet.to_string(),
+                &us(s.started_at),
+                &s.ended_at.map(us),
+                &s.accumulated_us,
+                &s.segment_started_at.map(us),
+                &settings,
+                &s.loyalty_status.as_str(),
+                &s.ledger_entry_id,
+                &s.accrual_attempts,
+                &s.next_retry_at.map(us),
+                &s.opened_by,
+                &s.closed_correlation_id,
+                &us(s.created_at),
+                &us(s.updated_at),
+            ],
+            "insert slip",
+        )
+    }
+
+    fn slip(&mut self, id: Uuid) -> StoreResult<Option<RatingSlip>> {
+        let sql = format!("SELECT {SLIP_COLS} FROM rating_slips WHERE id = $1{}", self.lock_suffix());
+        self.opt(&sql, &[&id])?.map(|r| slip_row(&r)).transpose()
+    }
+
+    fn update_slip(&mut self, s: &RatingSlip) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE rating_slips SET status = $2, average_bet = $3, ended_at = $4,
+                 accumulated_us = $5, segment_started_at = $6, loyalty_status = $7,
+                 ledger_entry_id = $8, accrual_attempts = $9, next_retry_at = $10,
+                 closed_correlation_id = $11, updated_at = $12
+             WHERE id = $1",
+            &[
+                &s.id,
+                &s.status.as_str(),
+                &s.average_bet.to_string(),
+                &s.ended_at.map(us),
+                &s.accumulated_us,
+                &s.segment_started_at.map(us),
+                &s.loyalty_status.as_str(),
+                &s.ledger_entry_id,
+                &s.accrual_attempts,
+                &s.next_retry_at.map(us),
+                &s.closed_correlation_id,
+                &us(s.updated_at),
+            ],
+            "update slip",
+        )
+    }
+
+    fn pending_slips(&mut self, due_at: Timestamp, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let rows = self.query(
+            "SELECT id FROM rating_slips
+             WHERE loyalty_status = 'PENDING' AND next_retry_at <= $1
+             ORDER BY next_retry_at LIMIT $2",
+            &[&us(due_at), &i64::from(limit)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn insert_entry(&mut self, e: &LedgerEntry) -> StoreResult<i64> {
+        let st = self.stmt(
+            "INSERT INTO ledger_entries (id, player_id, transaction_type, event_type,
+                 points_change, reason, source, staff_id, rating_slip_id, idempotency_key,
+                 balance_before, balance_after, tier_before, tier_after, lifetime_after,
+                 escrow_id, correlation_id, created_at)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)
+             RETURNING seq",
+        )?;
+        let row = self
+            .conn
+            .client
+            .query_one(
+                &st,
+                &[
+                    &e.id,
+                    &e.player_id,
+                    &e.transaction_type.as_str(),
+                    &e.event_type,
+                    &e.points_change,
+                    &e.reason,
+                    &e.source,
+                    &e.staff_id,
+                    &e.rating_slip_id,
+                    &e.idempotency_key,
+                    &e.balance_before,
+                    &e.balance_after,
+                    &e.tier_before.as_str(),
+                    &e.tier_after.as_str(),
+                    &e.lifetime_after,
+                    &e.escrow_id,
+                    &e.correlation_id,
+                    &us(e.created_at),
+                ],
+            )
+            .map_err(|err| map_err(&err))?;
+        Ok(row.get(0))
+    }
+
+    fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>> {
+        self.opt(&format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE id = $1"), &[&id])?
+            .map(|r| entry_row(&r))
+            .transpose()
+    }
+
+    fn entry_by_key(&mut self, key: &str) -> StoreResult<Option<LedgerEntry>> {
+        self.key_lock(key)?;
+        self.opt(
+            &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE idempotency_key = $1"),
+            &[&key],
+        )?
+        .map(|r| entry_row(&r))
+        .transpose()
+    }
+
+    fn entries(&mut self, q: &EntryQuery) -> StoreResult<Vec<LedgerEntry>> {
+        // Only the filters present go into the SQL, so each shape gets its
+        // own plan and the planner picks the matching index.
+        let mut sql = format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE TRUE");
+        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        let mut add = |sql: &mut String, cond: &str, v: Box<dyn ToSql + Sync>| {
+            params.push(v);
+            sql.push_str(&format!(" AND {cond} ${}", params.len()));
+        };
+        if let Some(p) = q.player_id {
+            add(&mut sql, "player_id =", Box::new(p));
+        }
+        if let Some(s) = q.staff_id {
+            add(&mut sql, "staff_id =", Box::new(s));
+        }
+        if let Some(c) = &q.correlation_id {
+            add(&mut sql, "correlation_id =", Box::new(c.clone()));
+        }
+        if let Some(t) = q.transaction_type {
+            add(&mut sql, "transaction_type =", Box::new(t.as_str().to_string()));
+        }
+        if let Some(f) = q.from {
+            add(&mut sql, "created_at >=", Box::new(us(f)));
+        }
+        if let Some(t) = q.to {
+            add(&mut sql, "created_at <", Box::new(us(t)));
+        }
+        if let Some(b) = q.before_seq {
+            add(&mut sql, "seq <", Box::new(b));
+        }
+        params.push(Box::new(i64::from(q.limit)));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", params.len()));
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
+        let rows = self.query(&sql, &refs)?;
+        rows.iter().map(entry_row).collect()
+    }
+
+    fn append_event(&mut self, e: &NewEvent) -> StoreResult<i64> {
+        let seq: i64 = self
+            .query("UPDATE outbox_sequence SET last = last + 1 WHERE id = 1 RETURNING last", &[])?
+            .first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::Internal("outbox sequence row missing".into()))?;
+        self.exec_one(
+            "INSERT INTO outbox (seq, event_id, event_type, version, occurred_at, correlation_id,
+                 idempotency_key, source, payload)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &seq,
+                &e.event_id,
+                &e.event_type,
+                &i32::try_from(e.version).unwrap_or(i32::MAX),
+                &us(e.occurred_at),
+                &e.correlation_id,
+                &e.idempotency_key,
+                &e.source,
+                &e.payload,
+            ],
+            "append event",
+        )?;
+        Ok(seq)
+    }
+
+    fn events(&mut self, after_seq: i64, limit: u32, event_type: Option<&str>) -> StoreResult<Vec<EventRecord>> {
+        let rows = self.query(
+            "SELECT seq, event_id, event_type, version, occurred_at, correlation_id,
+                    idempotency_key, source, payload
+             FROM outbox WHERE seq > $1 AND ($2::text IS NULL OR event_type = $2)
+             ORDER BY seq LIMIT $3",
+            &[&after_seq, &event_type, &i64::from(limit)],
+        )?;
+        rows.iter().map(event_row).collect()
+    }
+
+    fn idempotency_record(&mut self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        self.key_lock(&format!("idem\u{1f}{scope}\u{1f}{key}"))?;
+        let row = self.opt(
+            "SELECT fingerprint, status, body, created_at FROM idempotency_records
+             WHERE scope = $1 AND key = $2",
+            &[&scope, &key],
+        )?;
+        row.map(|r| {
+            let status: i32 = r.get(1);
+            Ok(IdempotencyRecord {
+                fingerprint: r.get(0),
+                status: u16::try_from(status).map_err(|_| conv("status"))?,
+                body: r.get(2),
+                created_at: ts(r.get(3))?,
+            })
+        })
+        .transpose()
+    }
+
+    fn insert_idempotency_record(&mut self, scope: &str, key: &str, rec: &IdempotencyRecord) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO idempotency_records (scope, key, fingerprint, status, body, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&scope, &key, &rec.fingerprint, &i32::from(rec.status), &rec.body, &us(rec.created_at)],
+            "insert idempotency record",
+        )
+    }
+
+    fn purge_idempotency_records(&mut self, before: Timestamp) -> StoreResult<u64> {
+        let st = self.stmt("DELETE FROM idempotency_records WHERE created_at < $1")?;
+        self.conn.client.execute(&st, &[&us(before)]).map_err(|e| map_err(&e))
+    }
+
+    fn savepoint(&mut self) -> StoreResult<()> {
+        self.depth += 1;
+        let sql = format!("SAVEPOINT sp{}", self.depth);
+        self.conn.client.batch_execute(&sql).map_err(|e| map_err(&e))
+    }
+
+    fn rollback_savepoint(&mut self) -> StoreResult<()> {
+        let d = self.depth;
+        self.depth = self.depth.saturating_sub(1);
+        let sql = format!("ROLLBACK TO SAVEPOINT sp{d}; RELEASE SAVEPOINT sp{d}");
+        self.conn.client.batch_execute(&sql).map_err(|e| map_err(&e))
+    }
+
+    fn release_savepoint(&mut self) -> StoreResult<()> {
+        let d = self.depth;
+        self.depth = self.depth.saturating_sub(1);
+        let sql = format!("RELEASE SAVEPOINT sp{d}");
+        self.conn.client.batch_execute(&sql).map_err(|e| map_err(&e))
+    }
+
+    fn verify_accounts(&mut self, drift: &mut dyn FnMut(Drift)) -> StoreResult<u64> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let sql = format!(
+            "SELECT a.player_id, a.current_balance, a.escrow_balance, a.lifetime_points, a.tier,
+                    a.entry_count, a.updated_at,
+                    e.id, e.transaction_type, e.points_change, e.balance_before, e.balance_after,
+                    e.lifetime_after
+             FROM loyalty_accounts a LEFT JOIN ledger_entries e ON e.player_id = a.player_id
+             ORDER BY a.player_id, e.seq"
+        );
+        let st = self.stmt(&sql)?;
+        let params: [&(dyn ToSql + Sync); 0] = [];
+        let mut rows = self
+            .conn
+            .client
+            .query_raw(&st, params.iter().copied())
+            .map_err(|e| map_err(&e))?;
+        let mut checker = crate::ops::verify::Checker::new(drift);
+        let mut current: Option<Uuid> = None;
+        while let Some(r) = rows.next().map_err(|e| map_err(&e))? {
+            let account = account_row(&r, 0)?;
+            if current != Some(account.player_id) {
+                if current.is_some() {
+                    checker.end();
+                }
+                current = Some(account.player_id);
+                checker.begin(&account);
+            }
+            let entry_id: Option<Uuid> = r.get(7);
+            if let Some(entry_id) = entry_id {
+                let tt: String = r.get(8);
+                checker.entry(&crate::ops::verify::EntryFacts {
+                    player_id: account.player_id,
+                    entry_id,
+                    transaction_type: TransactionType::parse(&tt)
+                        .ok_or_else(|| conv(format!("transaction type {tt}")))?,
+                    points_change: r.get(9),
+                    balance_before: r.get(10),
+                    balance_after: r.get(11),
+                    lifetime_after: r.get(12),
+                });
+            }
+        }
+        if current.is_some() {
+            checker.end();
+        }
+        Ok(checker.accounts_checked())
+    }
+}
