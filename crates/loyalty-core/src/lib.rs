@@ -18,4 +18,5 @@ pub mod tier;
 pub use model::*;
 pub use policy::{AccrualInput, GameSettings, PolicyError, compute_points, round_half_away};
 pub use tier::{Tier, TierTable};
-#[cfg(test)] mod tests;
+#[cfg(test)]
+mod tests;

@@ -249,7 +249,10 @@ impl TransactionType {
     }
     /// Whether a positive entry of this type counts towards lifetime points.
     pub fn is_earning(self) -> bool {
-        matches!(self, TransactionType::Gameplay | TransactionType::ManualBonus)
+        matches!(
+            self,
+            TransactionType::Gameplay | TransactionType::ManualBonus
+        )
     }
 }
 

@@ -1,10 +1,13 @@
 //! Points from play (DESIGN §3.1), exact.
 //!
-//! Every quantity is a [`Decimal`] or an integer; there is no binary floating
-//! point anywhere, so `150 × 2.7 % × 3 × 10 = 121.5` really is 121.5 and rounds
-//! to 122 on every machine. Rounding is half away from zero.
+//! Inputs are [`Decimal`]s; the formula runs on exact scaled integers (38
+//! significant digits) with no binary floating point anywhere, so
+//! `150 × 2.7 % × 3 × 10 = 121.5` really is 121.5 and rounds to 122 on every
+//! machine. Rounding is half away from zero. A product too large to hold
+//! exactly is an error, never a rounded guess.
 
 use rust_decimal::{Decimal, RoundingStrategy};
+
 use serde::{Deserialize, Serialize};
 
 use crate::tier::{Tier, TierTable};
@@ -51,6 +54,55 @@ pub enum PolicyError {
     NoRounds,
 }
 
+/// An exact decimal as an `i128` mantissa and a power-of-ten scale: 38
+/// significant digits, where `rust_decimal`'s 96-bit mantissa keeps only 28
+/// and silently rounds a product that needs more. Products that do not fit
+/// are refused, never rounded.
+#[derive(Debug, Clone, Copy)]
+struct Exact {
+    mantissa: i128,
+    scale: u32,
+}
+
+impl Exact {
+    fn of(d: Decimal) -> Exact {
+        let d = d.normalize();
+        Exact {
+            mantissa: d.mantissa(),
+            scale: d.scale(),
+        }
+    }
+
+    fn mul(self, other: Exact) -> Result<Exact, PolicyError> {
+        let mut e = Exact {
+            mantissa: self
+                .mantissa
+                .checked_mul(other.mantissa)
+                .ok_or(PolicyError::Overflow)?,
+            scale: self.scale + other.scale,
+        };
+        while e.scale > 0 && e.mantissa % 10 == 0 {
+            e.mantissa /= 10;
+            e.scale -= 1;
+        }
+        Ok(e)
+    }
+
+    /// Rounds to an integer, halves away from zero.
+    fn round(self) -> Result<i64, PolicyError> {
+        let div = 10i128
+            .checked_pow(self.scale)
+            .ok_or(PolicyError::Overflow)?;
+        let (q, r) = (self.mantissa / div, self.mantissa % div);
+        let q = if 2 * r.abs() >= div {
+            q + self.mantissa.signum()
+        } else {
+            q
+        };
+        i64::try_from(q).map_err(|_| PolicyError::Overflow)
+    }
+}
+
 /// Rounds `value` to an integer, halves away from zero (2.5 → 3, −2.5 → −3).
 /// Values beyond `i64` saturate.
 pub fn round_half_away(value: Decimal) -> i64 {
@@ -78,25 +130,31 @@ pub fn compute_points(input: &AccrualInput<'_>, tiers: &TierTable) -> Result<i64
         return Err(PolicyError::NoRounds);
     }
     let rounds = rounds_played(input.seconds_played, s.average_rounds_per_hour);
-    let rounds_dec = Decimal::from(rounds);
-    let mul = |a: Decimal, b: Decimal| a.checked_mul(b).ok_or(PolicyError::Overflow);
-
-    let theo = mul(
-        mul(input.average_bet, s.house_edge)? / Decimal::ONE_HUNDRED,
-        rounds_dec,
-    )?;
-    let mut points = mul(
-        mul(mul(theo, s.points_conversion_rate)?, s.point_multiplier)?,
-        tiers.multiplier(input.tier),
-    )?;
+    let percent = Exact {
+        mantissa: 1,
+        scale: 2,
+    };
+    let theo = Exact::of(input.average_bet)
+        .mul(Exact::of(s.house_edge))?
+        .mul(percent)?
+        .mul(Exact::of(Decimal::from(rounds)))?;
+    let mut points = theo
+        .mul(Exact::of(s.points_conversion_rate))?
+        .mul(Exact::of(s.point_multiplier))?
+        .mul(Exact::of(tiers.multiplier(input.tier)))?;
     if s.seats_available < FULL_TABLE_SEATS {
-        let empty = Decimal::from(FULL_TABLE_SEATS - s.seats_available);
-        let bonus = Decimal::ONE + Decimal::new(5, 2) * empty;
-        points = mul(points, bonus)?;
+        // 1 + 0.05 × empty seats = (100 + 5 × empty) / 100
+        let empty = i128::from(FULL_TABLE_SEATS - s.seats_available);
+        points = points.mul(Exact {
+            mantissa: 100 + 5 * empty,
+            scale: 2,
+        })?;
     }
     if rounds > u64::from(s.average_rounds_per_hour) {
-        points = mul(points, Decimal::new(11, 1))?;
+        points = points.mul(Exact {
+            mantissa: 11,
+            scale: 1,
+        })?;
     }
-    let rounded = points.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
-    i64::try_from(rounded).map_err(|_| PolicyError::Overflow)
+    points.round()
 }

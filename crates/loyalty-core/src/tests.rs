@@ -349,6 +349,31 @@ fn saturated_rounds_are_an_error_not_a_panic() {
     assert_eq!(got, Err(PolicyError::Overflow));
 }
 
+#[test]
+fn points_stay_exact_beyond_28_significant_digits() {
+    // Every input is inside `model::limits` (<= 4 decimal places, each below
+    // its maximum), yet the exact result needs 32 significant digits:
+    // rounds = round(3316 * 1000 / 3600) = round(921.11) = 921 (<= 1000: no bonus)
+    // points = 499056.7691 * 94.7324 / 100 * 921 * 434.8846 * 99.6465 * 1.0
+    //        = 18868796421686.499999999999999960 -> 18868796421686.
+    // `Decimal::checked_mul` would silently round the product to 28 digits
+    // (…686.500000000000000) and answer 18868796421687; the policy computes
+    // in 38-digit integers instead.
+    let got = points(
+        dec("499056.7691"),
+        3316,
+        dec("94.7324"),
+        1000,
+        dec("434.8846"),
+        dec("99.6465"),
+        7,
+        Bronze,
+    );
+    let exact: i128 = 4_990_567_691 * 947_324 * 921 * 4_348_846 * 996_465;
+    assert_eq!(exact, 18_868_796_421_686_499_999_999_999_999_960);
+    assert_eq!(got, Ok(18_868_796_421_686));
+}
+
 // --- round_half_away ----------------------------------------------------------
 
 #[test]

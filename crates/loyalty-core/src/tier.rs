@@ -108,8 +108,8 @@ impl TierTable {
         }
         let low = self.thresholds[i];
         let high = self.thresholds[i + 1];
-        let pct = Decimal::from(lifetime_points - low) * Decimal::ONE_HUNDRED
-            / Decimal::from(high - low);
+        let pct =
+            Decimal::from(lifetime_points - low) * Decimal::ONE_HUNDRED / Decimal::from(high - low);
         let rounded = round_half_away(pct);
         u8::try_from(rounded.clamp(0, 100)).unwrap_or(100)
     }

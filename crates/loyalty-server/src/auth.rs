@@ -65,8 +65,11 @@ impl Caller {
 
 /// 403 FORBIDDEN naming the missing permission.
 pub fn forbidden(p: Permission) -> ApiError {
-    ApiError::new(Code::Forbidden, format!("permission {} is required", p.as_str()))
-        .with_details(serde_json::json!({"permission": p.as_str()}))
+    ApiError::new(
+        Code::Forbidden,
+        format!("permission {} is required", p.as_str()),
+    )
+    .with_details(serde_json::json!({"permission": p.as_str()}))
 }
 
 /// A new random token.
@@ -85,10 +88,12 @@ pub fn hash_token(token: &str) -> String {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// In-memory cache of token lookups.

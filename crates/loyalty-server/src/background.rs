@@ -50,7 +50,9 @@ pub async fn retry_pass(state: &AppState) -> Result<usize, ApiError> {
                 Ok(c @ Completion::Pending { .. }) => {
                     crate::http::log_completion(&c, "background_retry", None, started)
                 }
-                Err(e) => tracing::warn!(rating_slip_id = %slip_id, error = %e, "accrual retry failed"),
+                Err(e) => {
+                    tracing::warn!(rating_slip_id = %slip_id, error = %e, "accrual retry failed")
+                }
             }
         })
         .instrument(span)

@@ -42,7 +42,12 @@ pub struct BenchResult {
     pub max_ms: f64,
 }
 
-async fn post(c: &reqwest::Client, cfg: &BenchConfig, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+async fn post(
+    c: &reqwest::Client,
+    cfg: &BenchConfig,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<(u16, Value)> {
     let resp = c
         .post(format!("{}{path}", cfg.url))
         .bearer_auth(&cfg.token)

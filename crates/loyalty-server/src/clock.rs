@@ -25,7 +25,8 @@ impl Clock {
         match set {
             None => Timestamp::now(),
             Some((at, since)) => {
-                let elapsed = SignedDuration::try_from(since.elapsed()).unwrap_or(SignedDuration::ZERO);
+                let elapsed =
+                    SignedDuration::try_from(since.elapsed()).unwrap_or(SignedDuration::ZERO);
                 at.checked_add(elapsed).unwrap_or(at)
             }
         }

@@ -30,8 +30,7 @@ pub fn current() -> String {
 pub fn is_valid(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= CHARS_MAX
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -58,7 +57,8 @@ pub async fn layer(req: Request, next: Next) -> Response {
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
-    let span = tracing::info_span!("request", correlation_id = %cid, method = %method, route = %route);
+    let span =
+        tracing::info_span!("request", correlation_id = %cid, method = %method, route = %route);
     let started = Instant::now();
     let cid_for_scope = cid.clone();
     let mut resp = CURRENT

@@ -88,9 +88,10 @@ impl Code {
             Code::Forbidden | Code::InvalidStaffId => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Code::SlipNotOpen | Code::SlipNotClosed | Code::IdempotencyKeyInUse | Code::Conflict => {
-                StatusCode::CONFLICT
-            }
+            Code::SlipNotOpen
+            | Code::SlipNotClosed
+            | Code::IdempotencyKeyInUse
+            | Code::Conflict => StatusCode::CONFLICT,
             Code::RewardExceedsLimit
             | Code::InsufficientBalance
             | Code::IdempotencyKeyReused

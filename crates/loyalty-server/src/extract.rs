@@ -22,12 +22,20 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             .strip_prefix("missing field `")
             .and_then(|r| r.split('`').next())
         {
-            field = if field == "." { missing.to_string() } else { format!("{field}.{missing}") };
+            field = if field == "." {
+                missing.to_string()
+            } else {
+                format!("{field}.{missing}")
+            };
         }
         if field == "." {
             field = "body".to_string();
         }
-        let message = inner.split(" at line ").next().unwrap_or(&inner).to_string();
+        let message = inner
+            .split(" at line ")
+            .next()
+            .unwrap_or(&inner)
+            .to_string();
         ApiError::validation(&field, message)
     })
 }
@@ -70,7 +78,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
             .map(ApiQuery)
             .map_err(|e| {
                 let field = e.path().to_string();
-                ApiError::validation(if field == "." { "query" } else { &field }, e.inner().to_string())
+                ApiError::validation(
+                    if field == "." { "query" } else { &field },
+                    e.inner().to_string(),
+                )
             })
     }
 }

@@ -50,7 +50,9 @@ pub fn parse(
     let key = raw
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= KEY_CHARS_MAX && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| {
+            !k.is_empty() && k.len() <= KEY_CHARS_MAX && k.bytes().all(|b| b.is_ascii_graphic())
+        })
         .ok_or_else(|| {
             ApiError::validation(
                 "Idempotency-Key",
@@ -136,8 +138,9 @@ where
                 }
             }
             let (status, value, extra) = op(tx, &ctx)?;
-            let body = serde_json::to_vec(&value)
-                .map_err(|e| ApiError::new(Code::Internal, format!("cannot encode response: {e}")))?;
+            let body = serde_json::to_vec(&value).map_err(|e| {
+                ApiError::new(Code::Internal, format!("cannot encode response: {e}"))
+            })?;
             if let Some(k) = &idem {
                 tx.insert_idempotency_record(
                     &k.scope,

@@ -16,7 +16,11 @@ use loyalty_server::serve::{ServeConfig, StorageConfig, open_store, serve};
 use loyalty_store::ops::{self, OpCtx};
 
 #[derive(Parser)]
-#[command(name = "loyalty", version, about = "Loyalty Ledger: casino table play to loyalty points, every point accounted for")]
+#[command(
+    name = "loyalty",
+    version,
+    about = "Loyalty Ledger: casino table play to loyalty points, every point accounted for"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -57,7 +61,12 @@ enum StaffCommand {
 #[derive(Args, Clone)]
 struct StorageArgs {
     /// Directory of the embedded database (created on first start).
-    #[arg(long, env = "LOYALTY_DATA_DIR", default_value = "./data", conflicts_with = "database_url")]
+    #[arg(
+        long,
+        env = "LOYALTY_DATA_DIR",
+        default_value = "./data",
+        conflicts_with = "database_url"
+    )]
     data_dir: PathBuf,
     /// Database URL instead of the data directory (postgres://user:pass@host:port/db).
     #[arg(long, env = "LOYALTY_DATABASE_URL")]
@@ -93,7 +102,11 @@ struct ServeArgs {
     #[arg(long, env = "LOYALTY_GAMING_DAY_START_HOUR", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..24))]
     gaming_day_start_hour: u8,
     /// How often pending accruals are looked for, milliseconds.
-    #[arg(long, env = "LOYALTY_ACCRUAL_RETRY_INTERVAL_MS", default_value_t = 2000)]
+    #[arg(
+        long,
+        env = "LOYALTY_ACCRUAL_RETRY_INTERVAL_MS",
+        default_value_t = 2000
+    )]
     accrual_retry_interval_ms: u64,
     /// Manual rewards allowed per staff member per minute.
     #[arg(long, env = "LOYALTY_REWARD_RATE_LIMIT", default_value_t = 10)]
@@ -101,6 +114,9 @@ struct ServeArgs {
     /// How long Idempotency-Key responses are kept, hours (at least 24).
     #[arg(long, env = "LOYALTY_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u32).range(24..))]
     idempotency_retention_hours: u32,
+    /// Redis URL for the rate limiter shared by several nodes (in memory if unset).
+    #[arg(long, env = "LOYALTY_REDIS_URL")]
+    redis_url: Option<String>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "LOYALTY_LOG", default_value = "info")]
     log: String,
@@ -178,12 +194,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max: a.reward_rate_limit.max(1),
                     ..Limit::default()
                 },
+                redis_url: a.redis_url,
             };
             runtime()?.block_on(serve(cfg))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Staff {
-            command: StaffCommand::Create { name, role, storage },
+            command:
+                StaffCommand::Create {
+                    name,
+                    role,
+                    storage,
+                },
         } => {
             init_logs("warn", false);
             let role = Role::parse(&role).with_context(|| {

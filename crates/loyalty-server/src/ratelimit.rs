@@ -50,6 +50,10 @@ pub trait RateLimiter: Send + Sync {
     ) -> futures_util::future::BoxFuture<'_, Result<Decision, LimiterUnavailable>>;
     /// Returns a reserved slot.
     fn release(&self, ticket: Ticket) -> futures_util::future::BoxFuture<'_, ()>;
+    /// Whether the limiter can answer (readiness).
+    fn ping(&self) -> futures_util::future::BoxFuture<'_, Result<(), LimiterUnavailable>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Configuration of the limit.
@@ -102,7 +106,10 @@ impl MemoryLimiter {
         let q = log.entry(staff_id).or_default();
         // Entries at or before now - window have left the window. Entries
         // after `now` (the test clock moved back) still count.
-        while q.front().is_some_and(|(t, _)| *t + self.limit.window <= now) {
+        while q
+            .front()
+            .is_some_and(|(t, _)| *t + self.limit.window <= now)
+        {
             q.pop_front();
         }
         if q.len() >= self.limit.max {
@@ -137,5 +144,133 @@ impl RateLimiter for MemoryLimiter {
             }
         }
         Box::pin(async {})
+    }
+}
+
+/// The shared limiter: a sliding log per staff member in a Redis sorted set,
+/// checked and appended atomically by one Lua script, so the limit holds
+/// across every node. Redis unreachable → [`LimiterUnavailable`] (the reward
+/// is refused with 503, never let through).
+pub struct RedisLimiter {
+    limit: Limit,
+    conn: redis::aio::ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+}
+
+/// How long one limiter call may take before Redis counts as unreachable.
+pub const REDIS_CALL_TIMEOUT_MS: u64 = 1_000;
+
+const ACQUIRE_LUA: &str = r"
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) >= max then
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2])}
+end
+redis.call('ZADD', key, now, ARGV[4])
+redis.call('PEXPIRE', key, window * 2 + 86400000)
+return {1, 0}
+";
+
+impl RedisLimiter {
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`).
+    pub async fn connect(url: &str, limit: Limit) -> Result<Self, LimiterUnavailable> {
+        let client = redis::Client::open(url).map_err(|e| LimiterUnavailable(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_millis(
+                REDIS_CALL_TIMEOUT_MS,
+            )))
+            .set_response_timeout(Some(std::time::Duration::from_millis(
+                REDIS_CALL_TIMEOUT_MS,
+            )))
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(
+            std::time::Duration::from_millis(REDIS_CALL_TIMEOUT_MS * 5),
+            redis::aio::ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| LimiterUnavailable("timed out connecting to Redis".into()))?
+        .map_err(|e| LimiterUnavailable(e.to_string()))?;
+        Ok(RedisLimiter {
+            limit,
+            conn,
+            script: redis::Script::new(ACQUIRE_LUA),
+            prefix: "loyalty:reward-rate:".into(),
+        })
+    }
+
+    /// Whether Redis answers.
+    pub async fn check(&self) -> Result<(), LimiterUnavailable> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("PING");
+        let fut = cmd.query_async::<String>(&mut conn);
+        tokio::time::timeout(std::time::Duration::from_millis(REDIS_CALL_TIMEOUT_MS), fut)
+            .await
+            .map_err(|_| LimiterUnavailable("Redis timed out".into()))?
+            .map(|_| ())
+            .map_err(|e| LimiterUnavailable(e.to_string()))
+    }
+
+    async fn decide(&self, staff_id: Uuid, now: Timestamp) -> Result<Decision, LimiterUnavailable> {
+        let id = Uuid::new_v4();
+        let now_ms = now.as_millisecond();
+        let window_ms = self.limit.window.as_millis();
+        let mut conn = self.conn.clone();
+        let key = format!("{}{staff_id}", self.prefix);
+        let mut inv = self.script.key(&key);
+        inv.arg(now_ms)
+            .arg(i64::try_from(window_ms).unwrap_or(i64::MAX))
+            .arg(self.limit.max)
+            .arg(id.to_string());
+        let fut = inv.invoke_async::<(i64, i64)>(&mut conn);
+        let (granted, oldest_ms) =
+            tokio::time::timeout(std::time::Duration::from_millis(REDIS_CALL_TIMEOUT_MS), fut)
+                .await
+                .map_err(|_| LimiterUnavailable("Redis timed out".into()))?
+                .map_err(|e| LimiterUnavailable(e.to_string()))?;
+        if granted == 1 {
+            return Ok(Decision::Granted(Ticket { staff_id, id }));
+        }
+        let wait_ms = (i128::from(oldest_ms) + window_ms - i128::from(now_ms)).max(0);
+        let retry_after_s = u64::try_from((wait_ms + 999) / 1000).unwrap_or(1).max(1);
+        Ok(Decision::Limited { retry_after_s })
+    }
+}
+
+impl RateLimiter for RedisLimiter {
+    fn acquire(
+        &self,
+        staff_id: Uuid,
+        now: Timestamp,
+    ) -> futures_util::future::BoxFuture<'_, Result<Decision, LimiterUnavailable>> {
+        Box::pin(self.decide(staff_id, now))
+    }
+
+    fn ping(&self) -> futures_util::future::BoxFuture<'_, Result<(), LimiterUnavailable>> {
+        Box::pin(self.check())
+    }
+
+    fn release(&self, ticket: Ticket) -> futures_util::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let key = format!("{}{}", self.prefix, ticket.staff_id);
+            let mut cmd = redis::cmd("ZREM");
+            cmd.arg(&key).arg(ticket.id.to_string());
+            let fut = cmd.query_async::<i64>(&mut conn);
+            match tokio::time::timeout(std::time::Duration::from_millis(REDIS_CALL_TIMEOUT_MS), fut)
+                .await
+            {
+                Ok(Ok(_)) => {}
+                // A slot that cannot be returned stays taken until the window
+                // passes: the limit errs on the safe side.
+                _ => {
+                    tracing::warn!(staff_id = %ticket.staff_id, "could not return a rate-limit slot to Redis")
+                }
+            }
+        })
     }
 }

@@ -10,7 +10,7 @@ use loyalty_store::postgres::PgStore;
 use loyalty_store::sqlite::SqliteStore;
 
 use crate::app::{AppState, Settings};
-use crate::ratelimit::{Limit, MemoryLimiter};
+use crate::ratelimit::{Limit, MemoryLimiter, RateLimiter, RedisLimiter};
 
 /// Where the data lives.
 #[derive(Debug, Clone)]
@@ -37,8 +37,9 @@ pub fn open_store(cfg: &StorageConfig) -> anyhow::Result<Store> {
                 return Ok(Store::Sqlite(Arc::new(s)));
             }
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                let s = PgStore::open(url, pool_size)
-                    .with_context(|| format!("cannot open {}", loyalty_store::postgres::redact(url)))?;
+                let s = PgStore::open(url, pool_size).with_context(|| {
+                    format!("cannot open {}", loyalty_store::postgres::redact(url))
+                })?;
                 return Ok(Store::Postgres(Arc::new(s)));
             }
             let scheme = url.split("://").next().unwrap_or("");
@@ -58,6 +59,8 @@ pub struct ServeConfig {
     pub settings: Settings,
     /// Manual-reward limit.
     pub reward_limit: Limit,
+    /// Redis for the shared rate limiter (several nodes); in memory if None.
+    pub redis_url: Option<String>,
 }
 
 /// Runs the server until Ctrl-C / SIGTERM.
@@ -74,7 +77,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         eprintln!("**************************************************************");
         tracing::warn!("test_mode_enabled");
     }
-    let limiter = Arc::new(MemoryLimiter::new(cfg.reward_limit));
+    let limiter: Arc<dyn RateLimiter> = match &cfg.redis_url {
+        Some(url) => Arc::new(
+            RedisLimiter::connect(url, cfg.reward_limit)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach Redis: {}", e.0))?,
+        ),
+        None => Arc::new(MemoryLimiter::new(cfg.reward_limit)),
+    };
     let state = AppState::new(store.clone(), cfg.settings.clone(), limiter);
     let app = crate::http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -98,7 +108,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

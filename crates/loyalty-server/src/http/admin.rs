@@ -35,15 +35,24 @@ pub(super) async fn events(
     caller.require(Permission::AuditRead)?;
     let after = p.after.unwrap_or(0);
     if after < 0 {
-        return Err(ApiError::validation("after", "must be a sequence number >= 0"));
+        return Err(ApiError::validation(
+            "after",
+            "must be a sequence number >= 0",
+        ));
     }
     let limit = p.limit.unwrap_or(100);
     if !(1..=EVENTS_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::validation("limit", format!("must be 1-{EVENTS_PAGE_MAX}")));
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be 1-{EVENTS_PAGE_MAX}"),
+        ));
     }
     if let Some(t) = &p.event_type {
         if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
-            return Err(ApiError::validation("event_type", "must be an event type like LEDGER_ENTRY_CREATED"));
+            return Err(ApiError::validation(
+                "event_type",
+                "must be an event type like LEDGER_ENTRY_CREATED",
+            ));
         }
     }
     let events = st
@@ -60,7 +69,11 @@ pub(super) async fn verify(State(st): State<AppState>, caller: Caller) -> ApiRes
         .read(|tx| ops::verify(tx, DRIFT_REPORT_MAX))
         .await?;
     if total > 0 {
-        tracing::error!(drift_count = total, accounts_checked = checked, "ledger_drift_detected");
+        tracing::error!(
+            drift_count = total,
+            accounts_checked = checked,
+            "ledger_drift_detected"
+        );
     }
     Ok(axum::Json(json!({
         "accounts_checked": checked,
@@ -97,9 +110,16 @@ pub(super) async fn set_faults(
     let fail = match body.loyalty_accrual.as_str() {
         "fail" => true,
         "ok" => false,
-        _ => return Err(ApiError::validation("loyalty_accrual", "must be \"fail\" or \"ok\"")),
+        _ => {
+            return Err(ApiError::validation(
+                "loyalty_accrual",
+                "must be \"fail\" or \"ok\"",
+            ));
+        }
     };
-    st.faults.loyalty_accrual_fail.store(fail, Ordering::Relaxed);
+    st.faults
+        .loyalty_accrual_fail
+        .store(fail, Ordering::Relaxed);
     tracing::warn!(loyalty_accrual = %body.loyalty_accrual, "test mode: faults set");
     Ok(axum::Json(json!({"loyalty_accrual": body.loyalty_accrual})).into_response())
 }

@@ -87,7 +87,10 @@ fn uuid_param(field: &str, v: Option<String>) -> ApiResult<Option<Uuid>> {
 fn build_query(p: LedgerParams) -> ApiResult<EntryQuery> {
     let limit = p.limit.unwrap_or(PAGE_DEFAULT);
     if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(ApiError::validation("limit", format!("must be 1-{PAGE_MAX}")));
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be 1-{PAGE_MAX}"),
+        ));
     }
     let transaction_type = p
         .transaction_type
@@ -98,7 +101,10 @@ fn build_query(p: LedgerParams) -> ApiResult<EntryQuery> {
         .transpose()?;
     if let Some(c) = &p.correlation_id {
         if !crate::correlation::is_valid(c) {
-            return Err(ApiError::validation("correlation_id", "not a valid correlation id"));
+            return Err(ApiError::validation(
+                "correlation_id",
+                "not a valid correlation id",
+            ));
         }
     }
     Ok(EntryQuery {

@@ -10,9 +10,10 @@ pub use slips::log_completion;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, on};
 use loyalty_core::limits::{
     BODY_BYTES_MAX, CARD_NUMBER_CHARS_MAX, CONVERSION_RATE_MAX, NAME_CHARS_MAX,
     POINT_MULTIPLIER_MAX, ROUNDS_PER_HOUR_MAX, SEATS_MAX,
@@ -29,35 +30,125 @@ use crate::error::{ApiError, ApiResult, Code};
 use crate::extract::{RawBody, parse_json, path_id};
 use crate::idem::{self, run_write};
 
+/// Every route the server exposes, as (method, path template). `router()`
+/// registers routes only through [`Routes::add`], which refuses a route
+/// missing from this list and, at the end, checks that every entry was
+/// registered (`/v1/test/*` only in test mode). The access-matrix test keeps
+/// one row per entry, so a new route without a row fails it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/staff"),
+    ("POST", "/v1/players"),
+    ("GET", "/v1/players/{id}"),
+    ("POST", "/v1/players/{id}/tokens"),
+    ("GET", "/v1/players/{id}/loyalty"),
+    ("GET", "/v1/players/{id}/ledger"),
+    ("POST", "/v1/tables"),
+    ("GET", "/v1/tables/{id}"),
+    ("PATCH", "/v1/tables/{id}"),
+    ("POST", "/v1/rating-slips"),
+    ("GET", "/v1/rating-slips/{id}"),
+    ("PATCH", "/v1/rating-slips/{id}"),
+    ("POST", "/v1/rating-slips/{id}/pause"),
+    ("POST", "/v1/rating-slips/{id}/resume"),
+    ("POST", "/v1/rating-slips/{id}/complete"),
+    ("POST", "/v1/rating-slips/{id}/recover-loyalty"),
+    ("POST", "/v1/loyalty/manual-rewards"),
+    ("GET", "/v1/ledger"),
+    ("GET", "/v1/events"),
+    ("POST", "/v1/admin/verify"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("PUT", "/v1/test/clock"),
+    ("PUT", "/v1/test/faults"),
+];
+
+/// Whether a route of [`ROUTES`] exists only with `--test-mode`.
+pub fn is_test_mode_route(path: &str) -> bool {
+    path.starts_with("/v1/test/")
+}
+
+/// Registers routes, each checked against [`ROUTES`].
+struct Routes {
+    router: Router<AppState>,
+    added: Vec<(&'static str, &'static str)>,
+}
+
+impl Routes {
+    fn add<H, T>(mut self, method: &'static str, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        assert!(
+            ROUTES.contains(&(method, path)),
+            "route {method} {path} is not listed in http::ROUTES"
+        );
+        let filter = match method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "PATCH" => MethodFilter::PATCH,
+            "DELETE" => MethodFilter::DELETE,
+            other => panic!("route {other} {path}: unsupported method"),
+        };
+        self.router = self.router.route(path, on(filter, handler));
+        self.added.push((method, path));
+        self
+    }
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let mut v1 = Router::new()
-        .route("/v1/staff", post(create_staff))
-        .route("/v1/players", post(create_player))
-        .route("/v1/players/{id}", get(get_player))
-        .route("/v1/players/{id}/tokens", post(create_player_token))
-        .route("/v1/players/{id}/loyalty", get(ledger::player_loyalty))
-        .route("/v1/players/{id}/ledger", get(ledger::player_ledger))
-        .route("/v1/tables", post(create_table))
-        .route("/v1/tables/{id}", get(get_table).patch(patch_table))
-        .route("/v1/rating-slips", post(slips::open))
-        .route("/v1/rating-slips/{id}", get(slips::get).patch(slips::patch))
-        .route("/v1/rating-slips/{id}/pause", post(slips::pause))
-        .route("/v1/rating-slips/{id}/resume", post(slips::resume))
-        .route("/v1/rating-slips/{id}/complete", post(slips::complete))
-        .route("/v1/rating-slips/{id}/recover-loyalty", post(slips::recover))
-        .route("/v1/loyalty/manual-rewards", post(rewards::manual_reward))
-        .route("/v1/ledger", get(ledger::audit_search))
-        .route("/v1/events", get(admin::events))
-        .route("/v1/admin/verify", post(admin::verify))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
-    if state.settings.test_mode {
-        v1 = v1
-            .route("/v1/test/clock", put(admin::set_clock))
-            .route("/v1/test/faults", put(admin::set_faults));
+    let test_mode = state.settings.test_mode;
+    let mut v1 = Routes {
+        router: Router::new(),
+        added: Vec::with_capacity(ROUTES.len()),
     }
-    v1.fallback(not_found)
+    .add("POST", "/v1/staff", create_staff)
+    .add("POST", "/v1/players", create_player)
+    .add("GET", "/v1/players/{id}", get_player)
+    .add("POST", "/v1/players/{id}/tokens", create_player_token)
+    .add("GET", "/v1/players/{id}/loyalty", ledger::player_loyalty)
+    .add("GET", "/v1/players/{id}/ledger", ledger::player_ledger)
+    .add("POST", "/v1/tables", create_table)
+    .add("GET", "/v1/tables/{id}", get_table)
+    .add("PATCH", "/v1/tables/{id}", patch_table)
+    .add("POST", "/v1/rating-slips", slips::open)
+    .add("GET", "/v1/rating-slips/{id}", slips::get)
+    .add("PATCH", "/v1/rating-slips/{id}", slips::patch)
+    .add("POST", "/v1/rating-slips/{id}/pause", slips::pause)
+    .add("POST", "/v1/rating-slips/{id}/resume", slips::resume)
+    .add("POST", "/v1/rating-slips/{id}/complete", slips::complete)
+    .add(
+        "POST",
+        "/v1/rating-slips/{id}/recover-loyalty",
+        slips::recover,
+    )
+    .add("POST", "/v1/loyalty/manual-rewards", rewards::manual_reward)
+    .add("GET", "/v1/ledger", ledger::audit_search)
+    .add("GET", "/v1/events", admin::events)
+    .add("POST", "/v1/admin/verify", admin::verify)
+    .add("GET", "/healthz", healthz)
+    .add("GET", "/readyz", readyz);
+    if test_mode {
+        v1 = v1.add("PUT", "/v1/test/clock", admin::set_clock).add(
+            "PUT",
+            "/v1/test/faults",
+            admin::set_faults,
+        );
+    }
+    for route in ROUTES {
+        let expected = test_mode || !is_test_mode_route(route.1);
+        assert_eq!(
+            v1.added.contains(route),
+            expected,
+            "route {} {} of http::ROUTES: registered must be {expected} (test mode {test_mode})",
+            route.0,
+            route.1
+        );
+    }
+    v1.router
+        .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn(crate::correlation::layer))
@@ -77,13 +168,15 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(st): State<AppState>) -> Response {
-    match st.store.ping().await {
-        Ok(()) => axum::Json(json!({"status": "ready", "storage": "ok"})).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            ApiError::new(Code::Unavailable, "storage is unreachable").into_response()
-        }
+    if let Err(e) = st.store.ping().await {
+        tracing::warn!(error = %e, "not ready: storage");
+        return ApiError::new(Code::Unavailable, "storage is unreachable").into_response();
     }
+    if let Err(e) = st.limiter.ping().await {
+        tracing::warn!(error = %e, "not ready: rate limiter");
+        return ApiError::new(Code::Unavailable, "the rate limiter is unreachable").into_response();
+    }
+    axum::Json(json!({"status": "ready", "storage": "ok", "rate_limiter": "ok"})).into_response()
 }
 
 /// Checks a required name-like text field.
@@ -96,7 +189,10 @@ pub(crate) fn text(field: &str, value: &str, min: usize, max: usize) -> ApiResul
         ));
     }
     if v.chars().any(char::is_control) {
-        return Err(ApiError::validation(field, "must not contain control characters"));
+        return Err(ApiError::validation(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(v.to_string())
 }
@@ -147,7 +243,10 @@ async fn create_staff(
     let input: NewStaff = parse_json(&body)?;
     let name = text("name", &input.name, 1, NAME_CHARS_MAX)?;
     let role = Role::parse(&input.role).ok_or_else(|| {
-        ApiError::validation("role", "must be admin, supervisor, pit_boss, cashier or auditor")
+        ApiError::validation(
+            "role",
+            "must be admin, supervisor, pit_boss, cashier or auditor",
+        )
     })?;
     let key = idem::parse(&headers, &caller, "create_staff", "/v1/staff", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
@@ -223,7 +322,11 @@ async fn create_player_token(
     let token = new_token()?;
     let out = run_write(&st, ctx, key, move |tx, ctx| {
         ops::create_player_token(tx, ctx, id, &hash_token(&token))?;
-        Ok((StatusCode::CREATED, json!({"player_id": id, "token": token}), ()))
+        Ok((
+            StatusCode::CREATED,
+            json!({"player_id": id, "token": token}),
+            (),
+        ))
     })
     .await?;
     Ok(out.into_response())
@@ -266,14 +369,29 @@ fn rounds_per_hour(v: u32) -> ApiResult<u32> {
     Ok(v)
 }
 fn conversion_rate(v: Decimal) -> ApiResult<Decimal> {
-    decimal_in("points_conversion_rate", v, Decimal::ZERO, Decimal::from(CONVERSION_RATE_MAX), false)
+    decimal_in(
+        "points_conversion_rate",
+        v,
+        Decimal::ZERO,
+        Decimal::from(CONVERSION_RATE_MAX),
+        false,
+    )
 }
 fn point_multiplier(v: Decimal) -> ApiResult<Decimal> {
-    decimal_in("point_multiplier", v, Decimal::ZERO, Decimal::from(POINT_MULTIPLIER_MAX), false)
+    decimal_in(
+        "point_multiplier",
+        v,
+        Decimal::ZERO,
+        Decimal::from(POINT_MULTIPLIER_MAX),
+        false,
+    )
 }
 fn seats(v: u32) -> ApiResult<u32> {
     if v > SEATS_MAX {
-        return Err(ApiError::validation("seats_available", format!("must be 0-{SEATS_MAX}")));
+        return Err(ApiError::validation(
+            "seats_available",
+            format!("must be 0-{SEATS_MAX}"),
+        ));
     }
     Ok(v)
 }
@@ -291,7 +409,9 @@ async fn create_table(
     let settings = GameSettings {
         house_edge: house_edge(input.house_edge)?,
         average_rounds_per_hour: rounds_per_hour(input.average_rounds_per_hour)?,
-        points_conversion_rate: conversion_rate(input.points_conversion_rate.unwrap_or(Decimal::TEN))?,
+        points_conversion_rate: conversion_rate(
+            input.points_conversion_rate.unwrap_or(Decimal::TEN),
+        )?,
         point_multiplier: point_multiplier(input.point_multiplier.unwrap_or(Decimal::ONE))?,
         seats_available: seats(input.seats_available.unwrap_or(7))?,
     };
@@ -329,8 +449,14 @@ async fn patch_table(
     caller.require(Permission::TablesWrite)?;
     let id = path_id(&id, "table")?;
     let p: TablePatch = parse_json(&body)?;
-    let name = p.name.map(|v| text("name", &v, 1, NAME_CHARS_MAX)).transpose()?;
-    let game_type = p.game_type.map(|v| text("game_type", &v, 1, NAME_CHARS_MAX)).transpose()?;
+    let name = p
+        .name
+        .map(|v| text("name", &v, 1, NAME_CHARS_MAX))
+        .transpose()?;
+    let game_type = p
+        .game_type
+        .map(|v| text("game_type", &v, 1, NAME_CHARS_MAX))
+        .transpose()?;
     let edge = p.house_edge.map(house_edge).transpose()?;
     let rph = p.average_rounds_per_hour.map(rounds_per_hour).transpose()?;
     let conv = p.points_conversion_rate.map(conversion_rate).transpose()?;
@@ -365,4 +491,43 @@ async fn patch_table(
     })
     .await?;
     Ok(out.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{ROUTES, router};
+    use crate::app::{AppState, Settings};
+    use crate::ratelimit::{Limit, MemoryLimiter};
+    use crate::serve::{StorageConfig, open_store};
+
+    fn state(test_mode: bool) -> (tempfile::TempDir, AppState) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(&StorageConfig::DataDir(dir.path().join("data"))).unwrap();
+        let settings = Settings {
+            test_mode,
+            ..Settings::default()
+        };
+        let limiter = Arc::new(MemoryLimiter::new(Limit::default()));
+        (dir, AppState::new(store, settings, limiter))
+    }
+
+    #[tokio::test]
+    async fn router_registers_exactly_the_listed_routes_in_both_modes() {
+        // router() panics if it registers a route missing from ROUTES or
+        // misses one that is listed.
+        for test_mode in [false, true] {
+            let (_dir, st) = state(test_mode);
+            let _ = router(st);
+        }
+    }
+
+    #[test]
+    fn routes_are_listed_once_each() {
+        let mut seen = std::collections::HashSet::new();
+        for r in ROUTES {
+            assert!(seen.insert(r), "{} {} is listed twice", r.0, r.1);
+        }
+    }
 }

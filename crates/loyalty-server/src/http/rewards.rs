@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use loyalty_core::Permission;
-use loyalty_core::limits::{KEY_CHARS_MAX, REASON_CHARS_MAX, REWARD_POINTS_MAX, REWARD_REASON_CHARS_MIN};
+use loyalty_core::limits::{
+    KEY_CHARS_MAX, REASON_CHARS_MAX, REWARD_POINTS_MAX, REWARD_REASON_CHARS_MIN,
+};
 use loyalty_store::ops::{self, OpError};
 use loyalty_store::{LedgerEntry, StoreError};
 use serde::Deserialize;
@@ -44,7 +46,13 @@ fn entry_body(entry: &LedgerEntry, replay: bool) -> Value {
 
 /// The deterministic key of a reward without `reward_id`: a hash of player,
 /// staff, points, reason and gaming day.
-fn derived_key(player: Uuid, staff: Uuid, points: i64, reason: &str, day: jiff::civil::Date) -> String {
+fn derived_key(
+    player: Uuid,
+    staff: Uuid,
+    points: i64,
+    reason: &str,
+    day: jiff::civil::Date,
+) -> String {
     let mut h = Sha256::new();
     for part in [
         player.to_string(),
@@ -68,7 +76,11 @@ pub(super) async fn manual_reward(
     let started = Instant::now();
     let staff = caller.require(Permission::LoyaltyAward)?.clone();
     let raw: Value = parse_json(&body)?;
-    if raw.get("points").and_then(Value::as_f64).is_some_and(|p| p < 0.0) {
+    if raw
+        .get("points")
+        .and_then(Value::as_f64)
+        .is_some_and(|p| p < 0.0)
+    {
         caller.require(Permission::LoyaltyAdjust)?;
     }
     match raw.get("staff_id") {
@@ -85,7 +97,12 @@ pub(super) async fn manual_reward(
     if input.points == 0 {
         return Err(ApiError::validation("points", "must not be zero"));
     }
-    let reason = text("reason", &input.reason, REWARD_REASON_CHARS_MIN, REASON_CHARS_MAX)?;
+    let reason = text(
+        "reason",
+        &input.reason,
+        REWARD_REASON_CHARS_MIN,
+        REASON_CHARS_MAX,
+    )?;
     if let Some(r) = &input.reward_id {
         if r.is_empty() || r.len() > KEY_CHARS_MAX || !r.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ApiError::validation(
@@ -105,13 +122,30 @@ pub(super) async fn manual_reward(
     let now = st.clock.now();
     let key = match &input.reward_id {
         Some(r) => format!("reward:{r}"),
-        None => derived_key(input.player_id, staff.id, input.points, &reason, st.gaming_day(now)),
+        None => derived_key(
+            input.player_id,
+            staff.id,
+            input.points,
+            &reason,
+            st.gaming_day(now),
+        ),
     };
-    let header_key = idem::parse(&headers, &caller, "manual_reward", "/v1/loyalty/manual-rewards", &body)?;
+    let header_key = idem::parse(
+        &headers,
+        &caller,
+        "manual_reward",
+        "/v1/loyalty/manual-rewards",
+        &body,
+    )?;
 
     // Read-only precheck, in rule order: replays first (they use no quota),
     // then the player, then the balance; the transaction re-checks all of it.
-    let (k, hk, player_id, points) = (key.clone(), header_key.clone(), input.player_id, input.points);
+    let (k, hk, player_id, points) = (
+        key.clone(),
+        header_key.clone(),
+        input.player_id,
+        input.points,
+    );
     let pre = st
         .store
         .read(move |tx| -> Result<Precheck, StoreError> {
@@ -125,7 +159,9 @@ pub(super) async fn manual_reward(
             }
             Ok(match tx.account(player_id)? {
                 None => Precheck::NoPlayer,
-                Some(a) if a.current_balance + points < 0 => Precheck::Insufficient(a.current_balance),
+                Some(a) if a.current_balance + points < 0 => {
+                    Precheck::Insufficient(a.current_balance)
+                }
                 Some(_) => Precheck::Go,
             })
         })
@@ -133,7 +169,11 @@ pub(super) async fn manual_reward(
     match pre {
         Precheck::NoPlayer => return Err(ApiError::not_found("player")),
         Precheck::Insufficient(available) => {
-            return Err(OpError::InsufficientBalance { available, requested: -points }.into());
+            return Err(OpError::InsufficientBalance {
+                available,
+                requested: -points,
+            }
+            .into());
         }
         Precheck::Replay | Precheck::Go => {}
     }
@@ -173,7 +213,11 @@ pub(super) async fn manual_reward(
     };
     let result = run_write(&st, ctx, header_key, move |tx, ctx| {
         let (entry, replay) = ops::manual_reward(tx, ctx, cmd)?;
-        let status = if replay { StatusCode::OK } else { StatusCode::CREATED };
+        let status = if replay {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        };
         Ok((status, entry_body(&entry, replay), (entry, replay)))
     })
     .await;
@@ -199,7 +243,7 @@ fn log_reward(e: &LedgerEntry, replay: bool, started: Instant) {
     tracing::info!(
         correlation_id = %e.correlation_id,
         player_id = %e.player_id,
-        staff_id = ?e.staff_id,
+        staff_id = e.staff_id.map(tracing::field::display),
         ledger_entry_id = %e.id,
         points = e.points_change,
         transaction_type = e.transaction_type.as_str(),

@@ -43,7 +43,13 @@ struct CompleteSlip {
 }
 
 fn average_bet(v: Decimal) -> ApiResult<Decimal> {
-    decimal_in("average_bet", v, Decimal::ZERO, Decimal::from(AVERAGE_BET_MAX), true)
+    decimal_in(
+        "average_bet",
+        v,
+        Decimal::ZERO,
+        Decimal::from(AVERAGE_BET_MAX),
+        true,
+    )
 }
 
 pub(super) async fn open(
@@ -57,7 +63,10 @@ pub(super) async fn open(
     let bet = average_bet(input.average_bet)?;
     if let Some(seat) = input.seat_number {
         if !(1..=SEATS_MAX).contains(&seat) {
-            return Err(ApiError::validation("seat_number", format!("must be 1-{SEATS_MAX}")));
+            return Err(ApiError::validation(
+                "seat_number",
+                format!("must be 1-{SEATS_MAX}"),
+            ));
         }
     }
     let key = idem::parse(&headers, &caller, "open_slip", "/v1/rating-slips", &body)?;
@@ -128,9 +137,15 @@ pub(super) async fn patch(
     caller.require(Permission::RatingSlipWrite)?;
     let input: SlipPatch = parse_json(&body)?;
     let bet = average_bet(input.average_bet)?;
-    transition(st, caller, headers, id, body, "update", move |tx, ctx, id| {
-        ops::set_average_bet(tx, ctx, id, bet)
-    })
+    transition(
+        st,
+        caller,
+        headers,
+        id,
+        body,
+        "update",
+        move |tx, ctx, id| ops::set_average_bet(tx, ctx, id, bet),
+    )
     .await
 }
 
@@ -187,11 +202,15 @@ pub(super) async fn recover(
     let id = path_id(&id, "rating slip")?;
     let path = format!("/v1/rating-slips/{id}/recover-loyalty");
     let key = idem::parse(&headers, &caller, "recover_loyalty", &path, &body)?;
-    settle(st, caller, key, "recover", move |tx, ctx| ops::recover_slip(tx, ctx, id)).await
+    settle(st, caller, key, "recover", move |tx, ctx| {
+        ops::recover_slip(tx, ctx, id)
+    })
+    .await
 }
 
 /// The body of a completion: 200 `{rating_slip, loyalty}` or 202 PARTIAL_COMPLETION.
-pub(crate) fn completion_body(c: &Completion, now: Timestamp) -> (StatusCode, Value) {
+pub(crate) fn completion_body(c: &Completion, ctx: &OpCtx) -> (StatusCode, Value) {
+    let now = ctx.now;
     match c {
         Completion::Accrued { slip, loyalty, .. } => (
             StatusCode::OK,
@@ -208,6 +227,9 @@ pub(crate) fn completion_body(c: &Completion, now: Timestamp) -> (StatusCode, Va
                 "recovery_needed": true,
             }))
             .body();
+            // Built on the storage thread, outside the request's task-local
+            // correlation id: take it from the operation's context.
+            body["error"]["correlation_id"] = json!(ctx.correlation_id);
             body["rating_slip"] = views::slip(slip, now);
             (StatusCode::ACCEPTED, body)
         }
@@ -226,7 +248,7 @@ async fn settle(
     let ctx = st.op_ctx(Some(&caller), idempotency_key);
     let out = run_write(&st, ctx, key, move |tx, ctx| {
         let c = op(tx, ctx)?;
-        let (status, body) = completion_body(&c, ctx.now);
+        let (status, body) = completion_body(&c, ctx);
         Ok((status, body, c))
     })
     .await?;
@@ -241,13 +263,17 @@ pub fn log_completion(c: &Completion, action: &str, staff_id: Option<Uuid>, star
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let correlation_id = crate::correlation::current();
     match c {
-        Completion::Accrued { slip, loyalty, entry } => {
+        Completion::Accrued {
+            slip,
+            loyalty,
+            entry,
+        } => {
             tracing::info!(
                 correlation_id = %correlation_id,
                 action,
                 player_id = %slip.player_id,
                 rating_slip_id = %slip.id,
-                staff_id = ?staff_id,
+                staff_id = staff_id.map(tracing::field::display),
                 ledger_entry_id = %entry.id,
                 points = loyalty.points_earned,
                 balance_before = loyalty.balance_before,
@@ -276,7 +302,7 @@ pub fn log_completion(c: &Completion, action: &str, staff_id: Option<Uuid>, star
                 action,
                 player_id = %slip.player_id,
                 rating_slip_id = %slip.id,
-                staff_id = ?staff_id,
+                staff_id = staff_id.map(tracing::field::display),
                 error = %error,
                 attempts = slip.accrual_attempts,
                 idempotency_key = %ops::gameplay_key(slip.id),
