@@ -212,11 +212,10 @@ impl IntoResponse for ApiError {
             tracing::error!(message = %self.message, "request failed with an internal error");
         }
         let mut resp = (self.code.status(), axum::Json(self.body())).into_response();
-        if let Some(s) = self.retry_after_s {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+        if let Some(s) = self.retry_after_s
+            && let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
-        }
         resp
     }
 }

@@ -128,15 +128,14 @@ where
     state
         .store
         .write(move |tx| -> Result<Outcome<T>, ApiError> {
-            if let Some(k) = &idem {
-                if let Some(rec) = tx.idempotency_record(&k.scope, &k.key)? {
+            if let Some(k) = &idem
+                && let Some(rec) = tx.idempotency_record(&k.scope, &k.key)? {
                     if rec.fingerprint != k.fingerprint {
                         return Err(OpError::IdempotencyKeyReused.into());
                     }
                     let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
                     return Ok(Outcome::Replayed(status, rec.body));
                 }
-            }
             let (status, value, extra) = op(tx, &ctx)?;
             let body = serde_json::to_vec(&value).map_err(|e| {
                 ApiError::new(Code::Internal, format!("cannot encode response: {e}"))

@@ -138,11 +138,10 @@ impl RateLimiter for MemoryLimiter {
     }
 
     fn release(&self, ticket: Ticket) -> futures_util::future::BoxFuture<'_, ()> {
-        if let Ok(mut log) = self.log.lock() {
-            if let Some(q) = log.get_mut(&ticket.staff_id) {
+        if let Ok(mut log) = self.log.lock()
+            && let Some(q) = log.get_mut(&ticket.staff_id) {
                 q.retain(|(_, id)| *id != ticket.id);
             }
-        }
         Box::pin(async {})
     }
 }

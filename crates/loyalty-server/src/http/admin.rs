@@ -47,14 +47,13 @@ pub(super) async fn events(
             format!("must be 1-{EVENTS_PAGE_MAX}"),
         ));
     }
-    if let Some(t) = &p.event_type {
-        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') {
+    if let Some(t) = &p.event_type
+        && (t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')) {
             return Err(ApiError::validation(
                 "event_type",
                 "must be an event type like LEDGER_ENTRY_CREATED",
             ));
         }
-    }
     let events = st
         .store
         .read(move |tx| tx.events(after, limit, p.event_type.as_deref()))

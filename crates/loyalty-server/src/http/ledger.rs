@@ -99,14 +99,13 @@ fn build_query(p: LedgerParams) -> ApiResult<EntryQuery> {
                 .ok_or_else(|| ApiError::validation("transaction_type", "unknown transaction type"))
         })
         .transpose()?;
-    if let Some(c) = &p.correlation_id {
-        if !crate::correlation::is_valid(c) {
+    if let Some(c) = &p.correlation_id
+        && !crate::correlation::is_valid(c) {
             return Err(ApiError::validation(
                 "correlation_id",
                 "not a valid correlation id",
             ));
         }
-    }
     Ok(EntryQuery {
         player_id: uuid_param("player_id", p.player_id)?,
         staff_id: uuid_param("staff_id", p.staff_id)?,

@@ -103,14 +103,13 @@ pub(super) async fn manual_reward(
         REWARD_REASON_CHARS_MIN,
         REASON_CHARS_MAX,
     )?;
-    if let Some(r) = &input.reward_id {
-        if r.is_empty() || r.len() > KEY_CHARS_MAX || !r.bytes().all(|b| b.is_ascii_graphic()) {
+    if let Some(r) = &input.reward_id
+        && (r.is_empty() || r.len() > KEY_CHARS_MAX || !r.bytes().all(|b| b.is_ascii_graphic())) {
             return Err(ApiError::validation(
                 "reward_id",
                 format!("must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
             ));
         }
-    }
     if input.points.unsigned_abs() > REWARD_POINTS_MAX.unsigned_abs() {
         return Err(ApiError::new(
             Code::RewardExceedsLimit,
@@ -139,35 +138,47 @@ pub(super) async fn manual_reward(
     )?;
 
     // Read-only precheck, in rule order: replays first (they use no quota),
-    // then the player, then the balance; the transaction re-checks all of it.
-    let (k, hk, player_id, points) = (
+    // then the player, its rating slip, then the balance; the transaction
+    // re-checks all of it.
+    let (k, hk, player_id, points, slip_id) = (
         key.clone(),
         header_key.clone(),
         input.player_id,
         input.points,
+        input.rating_slip_id,
     );
     let pre = st
         .store
         .read(move |tx| -> Result<Precheck, StoreError> {
-            if let Some(h) = &hk {
-                if tx.idempotency_record(&h.scope, &h.key)?.is_some() {
+            if let Some(h) = &hk
+                && tx.idempotency_record(&h.scope, &h.key)?.is_some() {
                     return Ok(Precheck::Replay);
                 }
-            }
             if tx.entry_by_key(&k)?.is_some() {
                 return Ok(Precheck::Replay);
             }
-            Ok(match tx.account(player_id)? {
-                None => Precheck::NoPlayer,
-                Some(a) if a.current_balance + points < 0 => {
-                    Precheck::Insufficient(a.current_balance)
+            let Some(account) = tx.account(player_id)? else {
+                return Ok(Precheck::NoPlayer);
+            };
+            if let Some(id) = slip_id {
+                match tx.slip(id)? {
+                    Some(slip) if slip.player_id == player_id => {}
+                    Some(_) => {
+                        return Ok(Precheck::BadSlip("rating slip belongs to another player"));
+                    }
+                    None => return Ok(Precheck::BadSlip("rating slip does not exist")),
                 }
-                Some(_) => Precheck::Go,
+            }
+            Ok(if account.current_balance + points < 0 {
+                Precheck::Insufficient(account.current_balance)
+            } else {
+                Precheck::Go
             })
         })
         .await?;
     match pre {
         Precheck::NoPlayer => return Err(ApiError::not_found("player")),
+        Precheck::BadSlip(why) => return Err(ApiError::validation("rating_slip_id", why)),
         Precheck::Insufficient(available) => {
             return Err(OpError::InsufficientBalance {
                 available,
@@ -235,6 +246,7 @@ pub(super) async fn manual_reward(
 enum Precheck {
     Replay,
     NoPlayer,
+    BadSlip(&'static str),
     Insufficient(i64),
     Go,
 }

@@ -52,11 +52,23 @@ impl Drop for TestApp {
 /// Runs `loyalty staff create` against a data dir and returns the token.
 pub fn cli_staff_create(data_dir: &Path, name: &str, role: &str) -> String {
     let out = Command::new(bin())
-        .args(["staff", "create", "--name", name, "--role", role, "--data-dir"])
+        .args([
+            "staff",
+            "create",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--data-dir",
+        ])
         .arg(data_dir)
         .output()
         .expect("run loyalty staff create");
-    assert!(out.status.success(), "staff create failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "staff create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -75,20 +87,17 @@ impl TestApp {
     }
 
     /// Starts the binary on an existing data dir.
-    pub async fn start(dir: tempfile::TempDir, data_dir: PathBuf, admin_token: String, extra: &[&str]) -> TestApp {
-        let log_path = dir.path().join(format!("server-{}.log", uuid_like()));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--accrual-retry-interval-ms", "200", "--data-dir"])
-            .arg(&data_dir)
-            .args(extra)
-            .env("LOYALTY_LOG", "info")
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start loyalty serve");
-        let addr = wait_for_addr(&log_path);
-        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    pub async fn start(
+        dir: tempfile::TempDir,
+        data_dir: PathBuf,
+        admin_token: String,
+        extra: &[&str],
+    ) -> TestApp {
+        let (child, log_path, addr) = launch(dir.path(), &data_dir, extra);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap();
         TestApp {
             base: format!("http://{addr}"),
             admin_token,
@@ -104,6 +113,16 @@ impl TestApp {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Kills the server and starts it again on the same data dir (new port,
+    /// new log file) with extra `serve` arguments.
+    pub fn restart(&mut self, extra: &[&str]) {
+        self.kill();
+        let (child, log_path, addr) = launch(self._dir.path(), &self.data_dir, extra);
+        self.child = child;
+        self.log_path = log_path;
+        self.base = format!("http://{addr}");
     }
 
     /// Sends a request. `token` None sends no Authorization header.
@@ -130,7 +149,13 @@ impl TestApp {
     }
 
     /// Sends a raw body with a content type of JSON.
-    pub async fn send_raw(&self, method: reqwest::Method, token: Option<&str>, path: &str, raw: &str) -> Resp {
+    pub async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path: &str,
+        raw: &str,
+    ) -> Resp {
         let mut rb = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -147,33 +172,54 @@ impl TestApp {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { status, body, headers, text }
+        Resp {
+            status,
+            body,
+            headers,
+            text,
+        }
     }
 
     pub async fn post(&self, token: &str, path: &str, body: Value) -> Resp {
-        self.send(reqwest::Method::POST, Some(token), path, Some(body), &[]).await
+        self.send(reqwest::Method::POST, Some(token), path, Some(body), &[])
+            .await
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Resp {
-        self.send(reqwest::Method::GET, Some(token), path, None, &[]).await
+        self.send(reqwest::Method::GET, Some(token), path, None, &[])
+            .await
     }
 
     pub async fn patch(&self, token: &str, path: &str, body: Value) -> Resp {
-        self.send(reqwest::Method::PATCH, Some(token), path, Some(body), &[]).await
+        self.send(reqwest::Method::PATCH, Some(token), path, Some(body), &[])
+            .await
     }
 
     /// Creates a staff member with `role` through the API; returns (id, token).
     pub async fn staff(&self, role: &str) -> (String, String) {
         let r = self
-            .post(&self.admin_token, "/v1/staff", json!({"name": format!("{role} user"), "role": role}))
+            .post(
+                &self.admin_token,
+                "/v1/staff",
+                json!({"name": format!("{role} user"), "role": role}),
+            )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
-        (r.body["id"].as_str().unwrap().to_string(), r.body["token"].as_str().unwrap().to_string())
+        (
+            r.body["id"].as_str().unwrap().to_string(),
+            r.body["token"].as_str().unwrap().to_string(),
+        )
     }
 
     /// Creates a player; returns its id.
     pub async fn player(&self) -> String {
-        let r = self.post(&self.admin_token, "/v1/players", json!({"display_name": "Test Player"})).await;
+        let r = self
+            .post(
+                &self.admin_token,
+                "/v1/players",
+                json!({"display_name": "Test Player"}),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body["id"].as_str().unwrap().to_string()
     }
@@ -192,7 +238,13 @@ impl TestApp {
     }
 
     /// Opens a slip with `started_at` = now(server clock) - `seconds_ago`.
-    pub async fn open_slip(&self, player: &str, table: &str, bet: &str, started_at: Option<&str>) -> Value {
+    pub async fn open_slip(
+        &self,
+        player: &str,
+        table: &str,
+        bet: &str,
+        started_at: Option<&str>,
+    ) -> Value {
         let mut body = json!({"player_id": player, "table_id": table, "average_bet": bet});
         if let Some(s) = started_at {
             body["started_at"] = json!(s);
@@ -205,7 +257,13 @@ impl TestApp {
     /// Sets the test clock.
     pub async fn set_clock(&self, rfc3339: &str) {
         let r = self
-            .send(reqwest::Method::PUT, None, "/v1/test/clock", Some(json!({"now": rfc3339})), &[])
+            .send(
+                reqwest::Method::PUT,
+                None,
+                "/v1/test/clock",
+                Some(json!({"now": rfc3339})),
+                &[],
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
@@ -213,7 +271,13 @@ impl TestApp {
     /// Sets the accrual fault: "fail" or "ok".
     pub async fn set_accrual_fault(&self, v: &str) {
         let r = self
-            .send(reqwest::Method::PUT, None, "/v1/test/faults", Some(json!({"loyalty_accrual": v})), &[])
+            .send(
+                reqwest::Method::PUT,
+                None,
+                "/v1/test/faults",
+                Some(json!({"loyalty_accrual": v})),
+                &[],
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
@@ -228,8 +292,38 @@ impl TestApp {
     }
 }
 
+/// Spawns `loyalty serve` on port 0; returns the child, its log and address.
+fn launch(dir: &Path, data_dir: &Path, extra: &[&str]) -> (Child, PathBuf, String) {
+    let log_path = dir.join(format!("server-{}.log", uuid_like()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--accrual-retry-interval-ms",
+            "200",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .env("LOYALTY_LOG", "info")
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start loyalty serve");
+    let addr = wait_for_addr(&log_path);
+    (child, log_path, addr)
+}
+
 fn uuid_like() -> String {
-    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
 
 fn wait_for_addr(log_path: &Path) -> String {
@@ -246,5 +340,8 @@ fn wait_for_addr(log_path: &Path) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("server did not start; log: {}", std::fs::read_to_string(log_path).unwrap_or_default());
+    panic!(
+        "server did not start; log: {}",
+        std::fs::read_to_string(log_path).unwrap_or_default()
+    );
 }

@@ -2,5 +2,15 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod support;
 
+mod access;
+mod bad_input;
+mod concurrency;
+mod correlation;
+mod ledger;
+mod recovery;
+mod slips;
 mod smoke;
+mod test_mode;
+mod verify;

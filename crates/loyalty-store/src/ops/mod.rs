@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use loyalty_core::{
-    AccrualInput, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TierTable,
-    TransactionType, compute_points,
+    AccrualInput, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TierTable, TransactionType,
+    compute_points,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -148,7 +148,9 @@ pub struct EntrySpec {
 /// points, tier and entry count, plus the LEDGER_ENTRY_CREATED,
 /// BALANCE_UPDATED and (if the tier moved) TIER_CHANGED events.
 pub fn apply_entry(tx: &mut dyn Tx, ctx: &OpCtx, spec: EntrySpec) -> Result<LedgerEntry, OpError> {
-    let mut account = tx.account(spec.player_id)?.ok_or(OpError::NotFound("player"))?;
+    let mut account = tx
+        .account(spec.player_id)?
+        .ok_or(OpError::NotFound("player"))?;
     let before = account.clone();
     let balance_after = account
         .current_balance
@@ -344,7 +346,12 @@ pub fn create_table(
         updated_at: ctx.now,
     };
     tx.insert_table(&table)?;
-    ctx.emit(tx, "TABLE_CREATED", "tables", json!({"table_id": table.id, "settings": table.settings}))?;
+    ctx.emit(
+        tx,
+        "TABLE_CREATED",
+        "tables",
+        json!({"table_id": table.id, "settings": table.settings}),
+    )?;
     Ok(table)
 }
 
@@ -360,7 +367,12 @@ pub fn patch_table(
     change(&mut table);
     table.updated_at = ctx.now;
     tx.update_table(&table)?;
-    ctx.emit(tx, "TABLE_UPDATED", "tables", json!({"table_id": table.id, "settings": table.settings}))?;
+    ctx.emit(
+        tx,
+        "TABLE_UPDATED",
+        "tables",
+        json!({"table_id": table.id, "settings": table.settings}),
+    )?;
     Ok(table)
 }
 
@@ -394,8 +406,11 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
     if ctx.now.duration_since(started) > session_max() {
         return Err(validation("started_at", "must be at most 24 hours ago"));
     }
-    tx.player(input.player_id)?.ok_or(OpError::NotFound("player"))?;
-    let table = tx.table(input.table_id)?.ok_or(OpError::NotFound("table"))?;
+    tx.player(input.player_id)?
+        .ok_or(OpError::NotFound("player"))?;
+    let table = tx
+        .table(input.table_id)?
+        .ok_or(OpError::NotFound("table"))?;
     let slip = RatingSlip {
         id: Uuid::now_v7(),
         player_id: input.player_id,
@@ -542,6 +557,8 @@ impl LoyaltyResult {
 }
 
 /// How a completion or recovery ended.
+// Short-lived and returned once per request; boxing buys nothing here.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Completion {
     /// Points are in the ledger (now or earlier, see `idempotent_replay`).
@@ -588,10 +605,21 @@ pub fn complete_slip(
     if ended < slip.started_at {
         return Err(validation("ended_at", "must not be before started_at"));
     }
-    if let (SlipStatus::Open, Some(seg)) = (slip.status, slip.segment_started_at) {
-        if ended < seg {
-            return Err(validation("ended_at", "must not be before the slip was last resumed"));
+    if let (SlipStatus::Open, Some(seg)) = (slip.status, slip.segment_started_at)
+        && ended < seg {
+            return Err(validation(
+                "ended_at",
+                "must not be before the slip was last resumed",
+            ));
         }
+    // A paused slip has banked its time up to the pause, which is at or
+    // before its last change: ending it earlier would credit time played
+    // after the end.
+    if slip.status == SlipStatus::Paused && ended < slip.updated_at {
+        return Err(validation(
+            "ended_at",
+            "must not be before the slip was paused",
+        ));
     }
     if ended.duration_since(slip.started_at) > session_max() {
         return Err(validation("ended_at", "a session lasts at most 24 hours"));
@@ -641,7 +669,11 @@ fn settle_closed(tx: &mut dyn Tx, ctx: &OpCtx, slip: RatingSlip) -> Result<Compl
 
 /// Runs the accrual in a savepoint; on a failure that is not bad input the
 /// savepoint is rolled back and the slip is marked PENDING instead.
-fn accrue_guarded(tx: &mut dyn Tx, ctx: &OpCtx, mut slip: RatingSlip) -> Result<Completion, OpError> {
+fn accrue_guarded(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    mut slip: RatingSlip,
+) -> Result<Completion, OpError> {
     tx.savepoint()?;
     match accrue(tx, ctx, &mut slip) {
         Ok(entry) => {
@@ -681,9 +713,13 @@ fn accrue_guarded(tx: &mut dyn Tx, ctx: &OpCtx, mut slip: RatingSlip) -> Result<
 
 fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerEntry, OpError> {
     if ctx.fail_accrual {
-        return Err(OpError::AccrualFailed("accrual fault injected (test mode)".into()));
+        return Err(OpError::AccrualFailed(
+            "accrual fault injected (test mode)".into(),
+        ));
     }
-    let account = tx.account(slip.player_id)?.ok_or(OpError::NotFound("player"))?;
+    let account = tx
+        .account(slip.player_id)?
+        .ok_or(OpError::NotFound("player"))?;
     let seconds = u64::try_from(slip.accumulated_us / 1_000_000).unwrap_or(0);
     let points = compute_points(
         &AccrualInput {
@@ -748,11 +784,17 @@ pub fn manual_reward(
     if let Some(existing) = tx.entry_by_key(&input.key)? {
         return Ok((existing, true));
     }
-    tx.player(input.player_id)?.ok_or(OpError::NotFound("player"))?;
+    tx.player(input.player_id)?
+        .ok_or(OpError::NotFound("player"))?;
     if let Some(slip_id) = input.rating_slip_id {
         match tx.slip(slip_id)? {
             Some(slip) if slip.player_id == input.player_id => {}
-            Some(_) => return Err(validation("rating_slip_id", "rating slip belongs to another player")),
+            Some(_) => {
+                return Err(validation(
+                    "rating_slip_id",
+                    "rating slip belongs to another player",
+                ));
+            }
             None => return Err(validation("rating_slip_id", "rating slip does not exist")),
         }
     }

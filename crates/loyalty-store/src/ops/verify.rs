@@ -57,7 +57,14 @@ impl<'a> Checker<'a> {
         self.count = 0;
     }
 
-    fn drift(&mut self, player_id: Uuid, check: &str, expected: i64, actual: i64, entry: Option<Uuid>) {
+    fn drift(
+        &mut self,
+        player_id: Uuid,
+        check: &str,
+        expected: i64,
+        actual: i64,
+        entry: Option<Uuid>,
+    ) {
         (self.report)(Drift {
             player_id,
             check: check.to_string(),
@@ -70,7 +77,13 @@ impl<'a> Checker<'a> {
     /// Folds the next entry of the current account (in sequence order).
     pub fn entry(&mut self, e: &EntryFacts) {
         if e.balance_before != self.balance {
-            self.drift(e.player_id, "balance_before_chain", self.balance, e.balance_before, Some(e.entry_id));
+            self.drift(
+                e.player_id,
+                "balance_before_chain",
+                self.balance,
+                e.balance_before,
+                Some(e.entry_id),
+            );
         }
         if e.balance_after != e.balance_before.saturating_add(e.points_change) {
             self.drift(
@@ -86,27 +99,57 @@ impl<'a> Checker<'a> {
             self.lifetime = self.lifetime.saturating_add(e.points_change);
         }
         if e.lifetime_after != self.lifetime {
-            self.drift(e.player_id, "lifetime_after", self.lifetime, e.lifetime_after, Some(e.entry_id));
+            self.drift(
+                e.player_id,
+                "lifetime_after",
+                self.lifetime,
+                e.lifetime_after,
+                Some(e.entry_id),
+            );
         }
         if self.balance < 0 {
-            self.drift(e.player_id, "negative_balance", 0, self.balance, Some(e.entry_id));
+            self.drift(
+                e.player_id,
+                "negative_balance",
+                0,
+                self.balance,
+                Some(e.entry_id),
+            );
         }
         self.count += 1;
     }
 
     /// An entry whose player has no account.
     pub fn orphan(&mut self, e: &EntryFacts) {
-        self.drift(e.player_id, "entry_without_account", 0, e.points_change, Some(e.entry_id));
+        self.drift(
+            e.player_id,
+            "entry_without_account",
+            0,
+            e.points_change,
+            Some(e.entry_id),
+        );
     }
 
     /// Ends the current account, comparing its row with the folded ledger.
     pub fn end(&mut self) {
         let Some(a) = self.current.take() else { return };
         if a.current_balance != self.balance {
-            self.drift(a.player_id, "current_balance", a.current_balance, self.balance, None);
+            self.drift(
+                a.player_id,
+                "current_balance",
+                a.current_balance,
+                self.balance,
+                None,
+            );
         }
         if a.lifetime_points != self.lifetime {
-            self.drift(a.player_id, "lifetime_points", a.lifetime_points, self.lifetime, None);
+            self.drift(
+                a.player_id,
+                "lifetime_points",
+                a.lifetime_points,
+                self.lifetime,
+                None,
+            );
         }
         if a.entry_count != self.count {
             self.drift(a.player_id, "entry_count", a.entry_count, self.count, None);

@@ -121,7 +121,10 @@ impl PgStore {
         let conn = {
             let this: &PgStore = self;
             // Connecting blocks; do it off the async threads.
-            let (idle, config) = (this.idle.lock().ok().and_then(|mut v| v.pop()), this.config.clone());
+            let (idle, config) = (
+                this.idle.lock().ok().and_then(|mut v| v.pop()),
+                this.config.clone(),
+            );
             tokio::task::spawn_blocking(move || -> StoreResult<PgConn> {
                 match idle {
                     Some(c) if !c.client.is_closed() => Ok(c),
@@ -189,7 +192,9 @@ fn run_in_tx<T, E: From<StoreError>>(
     } else {
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     };
-    conn.client.batch_execute(begin).map_err(|e| E::from(map_err(e)))?;
+    conn.client
+        .batch_execute(begin)
+        .map_err(|e| E::from(map_err(e)))?;
     let mut tx = PgTx::new(conn, write);
     let result = op(&mut tx);
     match result {
@@ -215,7 +220,10 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
     )
     .map_err(map_err)?;
     let current: i64 = t
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
         .map_err(map_err)?
         .get(0);
     let latest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
@@ -226,8 +234,11 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         t.batch_execute(sql).map_err(map_err)?;
-        t.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version])
-            .map_err(map_err)?;
+        t.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .map_err(map_err)?;
         tracing::info!(version, "applied postgres migration");
     }
     t.commit().map_err(map_err)

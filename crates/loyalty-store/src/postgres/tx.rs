@@ -245,7 +245,9 @@ impl PgTx<'_> {
         let st = self.stmt(sql)?;
         match self.conn.client.execute(&st, p).map_err(|e| map_err(&e))? {
             1 => Ok(()),
-            n => Err(StoreError::Internal(format!("{what}: expected 1 row, changed {n}"))),
+            n => Err(StoreError::Internal(format!(
+                "{what}: expected 1 row, changed {n}"
+            ))),
         }
     }
 
@@ -256,7 +258,10 @@ impl PgTx<'_> {
     /// Serialises write transactions on one key across nodes until commit.
     fn key_lock(&mut self, key: &str) -> StoreResult<()> {
         if self.write {
-            self.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7411))", &[&key])?;
+            self.query(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 7411))",
+                &[&key],
+            )?;
         }
         Ok(())
     }
@@ -272,12 +277,20 @@ impl Tx for PgTx<'_> {
     }
 
     fn staff(&mut self, id: Uuid) -> StoreResult<Option<Staff>> {
-        self.opt("SELECT id, name, role, created_at FROM staff WHERE id = $1", &[&id])?
-            .map(|r| staff_row(&r))
-            .transpose()
+        self.opt(
+            "SELECT id, name, role, created_at FROM staff WHERE id = $1",
+            &[&id],
+        )?
+        .map(|r| staff_row(&r))
+        .transpose()
     }
 
-    fn insert_token(&mut self, hash: &str, subject: TokenSubject, at: Timestamp) -> StoreResult<()> {
+    fn insert_token(
+        &mut self,
+        hash: &str,
+        subject: TokenSubject,
+        at: Timestamp,
+    ) -> StoreResult<()> {
         let (kind, id) = match subject {
             TokenSubject::Staff(id) => ("staff", id),
             TokenSubject::Player(id) => ("player", id),
@@ -290,7 +303,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>> {
-        let row = self.opt("SELECT kind, subject_id FROM tokens WHERE hash = $1", &[&hash])?;
+        let row = self.opt(
+            "SELECT kind, subject_id FROM tokens WHERE hash = $1",
+            &[&hash],
+        )?;
         Ok(row.and_then(|r| {
             let kind: String = r.get(0);
             let id: Uuid = r.get(1);
@@ -306,7 +322,13 @@ impl Tx for PgTx<'_> {
         self.exec_one(
             "INSERT INTO players (id, display_name, card_number, status, created_at)
              VALUES ($1, $2, $3, $4, $5)",
-            &[&p.id, &p.display_name, &p.card_number, &p.status, &us(p.created_at)],
+            &[
+                &p.id,
+                &p.display_name,
+                &p.card_number,
+                &p.status,
+                &us(p.created_at),
+            ],
             "insert player",
         )
     }
@@ -322,7 +344,9 @@ impl Tx for PgTx<'_> {
 
     fn insert_account(&mut self, a: &Account) -> StoreResult<()> {
         self.exec_one(
-            &format!("INSERT INTO loyalty_accounts ({ACCOUNT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            &format!(
+                "INSERT INTO loyalty_accounts ({ACCOUNT_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
             &[
                 &a.player_id,
                 &a.current_balance,
@@ -366,7 +390,9 @@ impl Tx for PgTx<'_> {
 
     fn insert_table(&mut self, t: &GameTable) -> StoreResult<()> {
         self.exec_one(
-            &format!("INSERT INTO game_tables ({TABLE_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
+            &format!(
+                "INSERT INTO game_tables ({TABLE_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+            ),
             &[
                 &t.id,
                 &t.name,
@@ -384,7 +410,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn table(&mut self, id: Uuid) -> StoreResult<Option<GameTable>> {
-        let sql = format!("SELECT {TABLE_COLS} FROM game_tables WHERE id = $1{}", self.lock_suffix());
+        let sql = format!(
+            "SELECT {TABLE_COLS} FROM game_tables WHERE id = $1{}",
+            self.lock_suffix()
+        );
         self.opt(&sql, &[&id])?.map(|r| table_row(&r)).transpose()
     }
 
@@ -410,8 +439,8 @@ impl Tx for PgTx<'_> {
     }
 
     fn insert_slip(&mut self, s: &RatingSlip) -> StoreResult<()> {
-        let settings =
-            serde_json::to_string(&s.game_settings).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let settings = serde_json::to_string(&s.game_settings)
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         self.exec_one(
             &format!(
                 "INSERT INTO rating_slips ({SLIP_COLS})
@@ -443,7 +472,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn slip(&mut self, id: Uuid) -> StoreResult<Option<RatingSlip>> {
-        let sql = format!("SELECT {SLIP_COLS} FROM rating_slips WHERE id = $1{}", self.lock_suffix());
+        let sql = format!(
+            "SELECT {SLIP_COLS} FROM rating_slips WHERE id = $1{}",
+            self.lock_suffix()
+        );
         self.opt(&sql, &[&id])?.map(|r| slip_row(&r)).transpose()
     }
 
@@ -522,9 +554,12 @@ impl Tx for PgTx<'_> {
     }
 
     fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>> {
-        self.opt(&format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE id = $1"), &[&id])?
-            .map(|r| entry_row(&r))
-            .transpose()
+        self.opt(
+            &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE id = $1"),
+            &[&id],
+        )?
+        .map(|r| entry_row(&r))
+        .transpose()
     }
 
     fn entry_by_key(&mut self, key: &str) -> StoreResult<Option<LedgerEntry>> {
@@ -556,7 +591,11 @@ impl Tx for PgTx<'_> {
             add(&mut sql, "correlation_id =", Box::new(c.clone()));
         }
         if let Some(t) = q.transaction_type {
-            add(&mut sql, "transaction_type =", Box::new(t.as_str().to_string()));
+            add(
+                &mut sql,
+                "transaction_type =",
+                Box::new(t.as_str().to_string()),
+            );
         }
         if let Some(f) = q.from {
             add(&mut sql, "created_at >=", Box::new(us(f)));
@@ -576,7 +615,10 @@ impl Tx for PgTx<'_> {
 
     fn append_event(&mut self, e: &NewEvent) -> StoreResult<i64> {
         let seq: i64 = self
-            .query("UPDATE outbox_sequence SET last = last + 1 WHERE id = 1 RETURNING last", &[])?
+            .query(
+                "UPDATE outbox_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
+                &[],
+            )?
             .first()
             .map(|r| r.get(0))
             .ok_or_else(|| StoreError::Internal("outbox sequence row missing".into()))?;
@@ -600,7 +642,12 @@ impl Tx for PgTx<'_> {
         Ok(seq)
     }
 
-    fn events(&mut self, after_seq: i64, limit: u32, event_type: Option<&str>) -> StoreResult<Vec<EventRecord>> {
+    fn events(
+        &mut self,
+        after_seq: i64,
+        limit: u32,
+        event_type: Option<&str>,
+    ) -> StoreResult<Vec<EventRecord>> {
         let rows = self.query(
             "SELECT seq, event_id, event_type, version, occurred_at, correlation_id,
                     idempotency_key, source, payload
@@ -611,7 +658,11 @@ impl Tx for PgTx<'_> {
         rows.iter().map(event_row).collect()
     }
 
-    fn idempotency_record(&mut self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+    fn idempotency_record(
+        &mut self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
         self.key_lock(&format!("idem\u{1f}{scope}\u{1f}{key}"))?;
         let row = self.opt(
             "SELECT fingerprint, status, body, created_at FROM idempotency_records
@@ -630,50 +681,72 @@ impl Tx for PgTx<'_> {
         .transpose()
     }
 
-    fn insert_idempotency_record(&mut self, scope: &str, key: &str, rec: &IdempotencyRecord) -> StoreResult<()> {
+    fn insert_idempotency_record(
+        &mut self,
+        scope: &str,
+        key: &str,
+        rec: &IdempotencyRecord,
+    ) -> StoreResult<()> {
         self.exec_one(
             "INSERT INTO idempotency_records (scope, key, fingerprint, status, body, created_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&scope, &key, &rec.fingerprint, &i32::from(rec.status), &rec.body, &us(rec.created_at)],
+            &[
+                &scope,
+                &key,
+                &rec.fingerprint,
+                &i32::from(rec.status),
+                &rec.body,
+                &us(rec.created_at),
+            ],
             "insert idempotency record",
         )
     }
 
     fn purge_idempotency_records(&mut self, before: Timestamp) -> StoreResult<u64> {
         let st = self.stmt("DELETE FROM idempotency_records WHERE created_at < $1")?;
-        self.conn.client.execute(&st, &[&us(before)]).map_err(|e| map_err(&e))
+        self.conn
+            .client
+            .execute(&st, &[&us(before)])
+            .map_err(|e| map_err(&e))
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {
         self.depth += 1;
         let sql = format!("SAVEPOINT sp{}", self.depth);
-        self.conn.client.batch_execute(&sql).map_err(|e| map_err(&e))
+        self.conn
+            .client
+            .batch_execute(&sql)
+            .map_err(|e| map_err(&e))
     }
 
     fn rollback_savepoint(&mut self) -> StoreResult<()> {
         let d = self.depth;
         self.depth = self.depth.saturating_sub(1);
         let sql = format!("ROLLBACK TO SAVEPOINT sp{d}; RELEASE SAVEPOINT sp{d}");
-        self.conn.client.batch_execute(&sql).map_err(|e| map_err(&e))
+        self.conn
+            .client
+            .batch_execute(&sql)
+            .map_err(|e| map_err(&e))
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
         let d = self.depth;
         self.depth = self.depth.saturating_sub(1);
         let sql = format!("RELEASE SAVEPOINT sp{d}");
-        self.conn.client.batch_execute(&sql).map_err(|e| map_err(&e))
+        self.conn
+            .client
+            .batch_execute(&sql)
+            .map_err(|e| map_err(&e))
     }
 
     fn verify_accounts(&mut self, drift: &mut dyn FnMut(Drift)) -> StoreResult<u64> {
         use postgres::fallible_iterator::FallibleIterator;
-        let sql = format!(
-            "SELECT a.player_id, a.current_balance, a.escrow_balance, a.lifetime_points, a.tier,
+        let sql = "SELECT a.player_id, a.current_balance, a.escrow_balance, a.lifetime_points, a.tier,
                     a.entry_count, a.updated_at,
                     e.id, e.transaction_type, e.points_change, e.balance_before, e.balance_after,
                     e.lifetime_after
              FROM loyalty_accounts a LEFT JOIN ledger_entries e ON e.player_id = a.player_id
-             ORDER BY a.player_id, e.seq"
-        );
+             ORDER BY a.player_id, e.seq".to_string();
         let st = self.stmt(&sql)?;
         let params: [&(dyn ToSql + Sync); 0] = [];
         let mut rows = self

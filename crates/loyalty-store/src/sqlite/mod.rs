@@ -94,9 +94,11 @@ impl SqliteStore {
             .send(job)
             .await
             .map_err(|_| E::from(StoreError::Unavailable("the writer has stopped".into())))?;
-        answer
-            .await
-            .map_err(|_| E::from(StoreError::Unavailable("the writer dropped an operation".into())))?
+        answer.await.map_err(|_| {
+            E::from(StoreError::Unavailable(
+                "the writer dropped an operation".into(),
+            ))
+        })?
     }
 
     pub(crate) async fn read<T, E>(
@@ -138,7 +140,8 @@ fn run_read<T, E: From<StoreError>>(
     conn: &Connection,
     op: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
 ) -> Result<T, E> {
-    conn.execute_batch("BEGIN").map_err(|e| E::from(tx::map_err(e)))?;
+    conn.execute_batch("BEGIN")
+        .map_err(|e| E::from(tx::map_err(e)))?;
     let mut tx = SqliteTx::new(conn);
     let result = op(&mut tx);
     let _ = conn.execute_batch("COMMIT");
@@ -205,6 +208,11 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
+/// Savepoint of one operation inside a batch (see [`run_batch`]).
+const OP_SAVEPOINT: &str = "SAVEPOINT loyalty_op";
+const OP_RELEASE: &str = "RELEASE loyalty_op";
+const OP_ROLLBACK: &str = "ROLLBACK TO loyalty_op; RELEASE loyalty_op";
+
 fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let err = tx::map_err(e);
@@ -216,26 +224,31 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     }
     let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        let mut tx = SqliteTx::new(conn);
-        if tx.savepoint().is_err() {
+        // The operation's own savepoint has a name of its own, not one of the
+        // `Tx` savepoints the operation may nest (and may leave unbalanced if
+        // it fails or panics): rolling back to it undoes everything the
+        // operation wrote, releasing it keeps everything.
+        if conn.execute_batch(OP_SAVEPOINT).is_err() {
             finishers.push(fail_finisher(job));
             continue;
         }
+        let mut tx = SqliteTx::new(conn);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
         match outcome {
-            Ok((true, finish)) => {
-                if tx.release_savepoint().is_err() {
-                    let _ = tx.rollback_savepoint();
+            Ok((true, finish)) => match conn.execute_batch(OP_RELEASE) {
+                Ok(()) => finishers.push(finish),
+                Err(e) => {
+                    let _ = conn.execute_batch(OP_ROLLBACK);
+                    finish(Err(tx::map_err(e)));
                 }
-                finishers.push(finish);
-            }
+            },
             Ok((false, finish)) => {
-                let _ = tx.rollback_savepoint();
+                let _ = conn.execute_batch(OP_ROLLBACK);
                 finish(Ok(()));
             }
             Err(_) => {
                 tracing::error!("a write operation panicked; it was rolled back");
-                let _ = tx.rollback_savepoint();
+                let _ = conn.execute_batch(OP_ROLLBACK);
             }
         }
     }

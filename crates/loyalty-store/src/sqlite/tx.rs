@@ -252,7 +252,12 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
-    fn insert_token(&mut self, hash: &str, subject: TokenSubject, at: Timestamp) -> StoreResult<()> {
+    fn insert_token(
+        &mut self,
+        hash: &str,
+        subject: TokenSubject,
+        at: Timestamp,
+    ) -> StoreResult<()> {
         let (kind, id) = match subject {
             TokenSubject::Staff(id) => ("staff", id),
             TokenSubject::Player(id) => ("player", id),
@@ -348,7 +353,9 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_table(&mut self, t: &GameTable) -> StoreResult<()> {
         self.exec_one(
-            &format!("INSERT INTO game_tables ({TABLE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"),
+            &format!(
+                "INSERT INTO game_tables ({TABLE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)"
+            ),
             params![
                 t.id.to_string(),
                 t.name,
@@ -637,7 +644,14 @@ impl Tx for SqliteTx<'_> {
         self.exec_one(
             "INSERT INTO idempotency_records (scope, key, fingerprint, status, body, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![scope, key, rec.fingerprint, rec.status, rec.body, us(rec.created_at)],
+            params![
+                scope,
+                key,
+                rec.fingerprint,
+                rec.status,
+                rec.body,
+                us(rec.created_at)
+            ],
             "insert idempotency record",
         )
     }
@@ -694,11 +708,8 @@ impl Tx for SqliteTx<'_> {
         let mut ent_rows = entries.query([]).map_err(map_err)?;
         let mut checker = crate::ops::verify::Checker::new(drift);
         let mut pending: Option<crate::ops::verify::EntryFacts> = None;
-        loop {
-            let account = match acc_rows.next().map_err(map_err)? {
-                Some(r) => account_row(r).map_err(map_err)?,
-                None => break,
-            };
+        while let Some(row) = acc_rows.next().map_err(map_err)? {
+            let account = account_row(row).map_err(map_err)?;
             let pid = account.player_id;
             checker.begin(&account);
             loop {

@@ -1,0 +1,311 @@
+//! Who may do what (DESIGN §3.7): bearer tokens, roles, player tokens and
+//! the `loyalty staff create` command beside a running server.
+
+use std::process::Command;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, bin, cli_staff_create};
+use crate::support::{T0, assert_error, at, ledger, min, play, s};
+
+#[tokio::test]
+async fn requests_without_a_valid_bearer_token_are_unauthorized() {
+    let app = TestApp::spawn().await;
+    let player = app.player().await;
+    let long = format!("Bearer {}", "a".repeat(300));
+    let lower = format!("bearer {}", "b".repeat(40));
+    let basic = format!("Basic {}", app.admin_token);
+    let no_scheme = app.admin_token.clone();
+    let headers: [Option<&str>; 8] = [
+        None,
+        Some("Bearer ll_0000000000000000000000000000000000000000000000000000000000000000"),
+        Some(&basic),
+        Some(&no_scheme),
+        Some("Bearer"),
+        Some("Bearer    "),
+        Some(&long),
+        Some(&lower),
+    ];
+    let routes = [
+        (Method::GET, format!("/v1/players/{player}")),
+        (Method::GET, format!("/v1/players/{player}/loyalty")),
+        (Method::POST, "/v1/players".to_string()),
+        (Method::GET, "/v1/ledger".to_string()),
+        (Method::POST, "/v1/admin/verify".to_string()),
+    ];
+
+    for header in headers {
+        for (method, path) in &routes {
+            let extra: Vec<(&str, &str)> = header
+                .map(|h| vec![("authorization", h)])
+                .unwrap_or_default();
+            let body = (*method == Method::POST).then(|| json!({"display_name": "Intruder"}));
+            let r = app.send(method.clone(), None, path, body, &extra).await;
+            assert_error(&r, 401, "UNAUTHORIZED");
+        }
+    }
+    let events = app
+        .get(&app.admin_token, "/v1/events?event_type=PLAYER_CREATED")
+        .await;
+    assert_eq!(
+        events.body["events"].as_array().unwrap().len(),
+        1,
+        "a 401 writes nothing"
+    );
+}
+
+/// (who, token, method, path, body, expected status)
+type Row<'a> = (&'a str, &'a str, Method, &'a str, Option<&'a Value>, u16);
+
+#[tokio::test]
+async fn each_role_has_exactly_its_permissions() {
+    let app = TestApp::spawn().await;
+    let player = app.player().await;
+    let table = app.table().await;
+    let (_, cashier) = app.staff("cashier").await;
+    let (_, auditor) = app.staff("auditor").await;
+    let (_, pit_boss) = app.staff("pit_boss").await;
+    let (_, supervisor) = app.staff("supervisor").await;
+    let new_player = json!({"display_name": "Walk-in"});
+    let new_table = json!({"name": "BJ 9", "game_type": "blackjack", "house_edge": "1.5", "average_rounds_per_hour": 70});
+    let new_slip = json!({"player_id": player, "table_id": table, "average_bet": "25"});
+    let new_staff = json!({"name": "Newcomer", "role": "cashier"});
+    let ledger_path = format!("/v1/players/{player}/ledger");
+    let loyalty_path = format!("/v1/players/{player}/loyalty");
+    let player_path = format!("/v1/players/{player}");
+
+    let (cashier, auditor, pit_boss, supervisor, admin) = (
+        cashier.as_str(),
+        auditor.as_str(),
+        pit_boss.as_str(),
+        supervisor.as_str(),
+        app.admin_token.as_str(),
+    );
+
+    #[rustfmt::skip]
+    let rows: [Row; 24] = [
+        ("cashier", cashier, Method::POST, "/v1/players", Some(&new_player), 403),
+        ("cashier", cashier, Method::GET, &player_path, None, 200),
+        ("cashier", cashier, Method::GET, &loyalty_path, None, 200),
+        ("cashier", cashier, Method::GET, &ledger_path, None, 403),
+        ("cashier", cashier, Method::POST, "/v1/rating-slips", Some(&new_slip), 403),
+        ("cashier", cashier, Method::POST, "/v1/staff", Some(&new_staff), 403),
+        ("auditor", auditor, Method::GET, &ledger_path, None, 200),
+        ("auditor", auditor, Method::GET, "/v1/ledger", None, 200),
+        ("auditor", auditor, Method::GET, &loyalty_path, None, 200),
+        ("auditor", auditor, Method::POST, "/v1/admin/verify", None, 200),
+        ("auditor", auditor, Method::POST, "/v1/players", Some(&new_player), 403),
+        ("auditor", auditor, Method::POST, "/v1/rating-slips", Some(&new_slip), 403),
+        ("auditor", auditor, Method::POST, "/v1/staff", Some(&new_staff), 403),
+        ("pit_boss", pit_boss, Method::GET, &ledger_path, None, 403),
+        ("pit_boss", pit_boss, Method::GET, "/v1/ledger", None, 403),
+        ("pit_boss", pit_boss, Method::GET, &loyalty_path, None, 200),
+        ("pit_boss", pit_boss, Method::POST, "/v1/tables", Some(&new_table), 403),
+        ("pit_boss", pit_boss, Method::POST, "/v1/players", Some(&new_player), 201),
+        ("pit_boss", pit_boss, Method::POST, "/v1/rating-slips", Some(&new_slip), 201),
+        ("pit_boss", pit_boss, Method::POST, "/v1/staff", Some(&new_staff), 403),
+        ("supervisor", supervisor, Method::POST, "/v1/tables", Some(&new_table), 201),
+        ("supervisor", supervisor, Method::GET, &ledger_path, None, 200),
+        ("supervisor", supervisor, Method::POST, "/v1/staff", Some(&new_staff), 403),
+        ("admin", admin, Method::POST, "/v1/staff", Some(&new_staff), 201),
+    ];
+
+    for (who, token, method, path, body, status) in rows {
+        let r = app
+            .send(method.clone(), Some(token), path, body.cloned(), &[])
+            .await;
+        assert_eq!(r.status, status, "{who} {method} {path}: {}", r.text);
+        if status == 403 {
+            assert_error(&r, 403, "FORBIDDEN");
+            assert!(
+                r.body["error"]["details"]["permission"].is_string(),
+                "names the permission: {}",
+                r.text
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn staff_created_through_the_api_get_a_working_token_of_their_role() {
+    let app = TestApp::spawn().await;
+
+    let r = app
+        .post(
+            &app.admin_token,
+            "/v1/staff",
+            json!({"name": "Dana", "role": "auditor"}),
+        )
+        .await;
+
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["name"], "Dana");
+    assert_eq!(r.body["role"], "auditor");
+    assert!(r.body["id"].is_string());
+    let token = s(&r.body, "token");
+    assert_eq!(app.get(token, "/v1/ledger").await.status, 200);
+    assert_error(
+        &app.post(token, "/v1/players", json!({"display_name": "Nope"}))
+            .await,
+        403,
+        "FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn a_player_token_reads_only_that_players_own_balance_and_ledger() {
+    let app = TestApp::spawn().await;
+    let table = app.table().await;
+    let (me, other) = (app.player().await, app.player().await);
+    app.set_clock(T0).await;
+    play(&app, &me, &table, "10", &at(T0, -min(30)), T0).await;
+    play(&app, &other, &table, "10", &at(T0, -min(30)), T0).await;
+    let issued = app
+        .post(
+            &app.admin_token,
+            &format!("/v1/players/{me}/tokens"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(issued.status, 201, "{}", issued.text);
+    let token = s(&issued.body, "token");
+
+    let own = app.get(token, &format!("/v1/players/{me}/loyalty")).await;
+    assert_eq!(own.status, 200, "{}", own.text);
+    assert_eq!(own.body["player_id"], me.as_str());
+    assert_eq!(own.body["current_balance"], 81);
+    let own_ledger = app.get(token, &format!("/v1/players/{me}/ledger")).await;
+    assert_eq!(own_ledger.status, 200, "{}", own_ledger.text);
+    assert_eq!(own_ledger.body["entries"], json!(ledger(&app, &me).await));
+
+    let slip = app.open_slip(&me, &table, "10", None).await;
+    let forbidden = [
+        (Method::GET, format!("/v1/players/{other}/loyalty"), None),
+        (Method::GET, format!("/v1/players/{other}/ledger"), None),
+        (Method::GET, format!("/v1/players/{me}"), None),
+        (Method::GET, format!("/v1/players/{other}"), None),
+        (Method::GET, "/v1/ledger".to_string(), None),
+        (Method::GET, format!("/v1/ledger?player_id={me}"), None),
+        (
+            Method::GET,
+            format!("/v1/rating-slips/{}", s(&slip, "id")),
+            None,
+        ),
+        (
+            Method::POST,
+            "/v1/players".to_string(),
+            Some(json!({"display_name": "Me Again"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/players/{me}/tokens"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/v1/rating-slips".to_string(),
+            Some(json!({"player_id": me, "table_id": table, "average_bet": "10"})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/rating-slips/{}/complete", s(&slip, "id")),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/v1/loyalty/manual-rewards".to_string(),
+            Some(json!({"player_id": me, "points": 500, "reason": "I deserve more points"})),
+        ),
+        (Method::POST, "/v1/admin/verify".to_string(), None),
+    ];
+    for (method, path, body) in forbidden {
+        let r = app
+            .send(method.clone(), Some(token), &path, body, &[])
+            .await;
+        assert_error(&r, 403, "FORBIDDEN");
+    }
+    assert_eq!(ledger(&app, &me).await.len(), 1, "nothing was written");
+}
+
+#[tokio::test]
+async fn staff_create_on_the_command_line_works_while_the_server_runs() {
+    let app = TestApp::spawn().await;
+
+    let token = cli_staff_create(&app.data_dir, "Night Supervisor", "supervisor");
+
+    assert!(
+        token.starts_with("ll_") && !token.contains(char::is_whitespace),
+        "token alone on stdout: {token:?}"
+    );
+    let r = app
+        .post(
+            &token,
+            "/v1/tables",
+            json!({"name": "Roulette 2", "game_type": "roulette", "house_edge": "5.26", "average_rounds_per_hour": 38}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_error(
+        &app.post(&token, "/v1/staff", json!({"name": "X", "role": "admin"}))
+            .await,
+        403,
+        "FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn staff_create_with_an_unknown_role_fails_with_one_line_on_stderr() {
+    let app = TestApp::spawn().await;
+
+    let out = Command::new(bin())
+        .args([
+            "staff",
+            "create",
+            "--name",
+            "Eve",
+            "--role",
+            "owner",
+            "--data-dir",
+        ])
+        .arg(&app.data_dir)
+        .output()
+        .unwrap();
+
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no token printed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+    assert!(stderr.contains("owner"), "{stderr}");
+}
+
+#[tokio::test]
+async fn tokens_are_stored_only_as_hashes() {
+    let mut app = TestApp::spawn().await;
+    let (_, staff_token) = app.staff("cashier").await;
+    let player = app.player().await;
+    let issued = app
+        .post(
+            &app.admin_token,
+            &format!("/v1/players/{player}/tokens"),
+            json!({}),
+        )
+        .await;
+    let player_token = s(&issued.body, "token").to_string();
+    app.kill();
+
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(&app.data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            stored.extend(std::fs::read(path).unwrap());
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    for token in [&app.admin_token, &staff_token, &player_token] {
+        assert!(
+            !stored.contains(token.as_str()),
+            "a token is stored in plain text"
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! Verification (DESIGN §3.6): the endpoint and `loyalty verify` prove every
+//! account against its ledger, and report a balance corrupted behind the
+//! server's back. The ledger itself refuses to be changed.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rusqlite::Connection;
+use serde_json::{Value, json};
+
+use crate::common::{TestApp, bin};
+use crate::support::{T0, at, ledger, min, play, s};
+
+fn cli_verify(data_dir: &Path) -> (Output, Value) {
+    let out = Command::new(bin())
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let report = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("verify printed no JSON ({e}): {stdout}"));
+    (out, report)
+}
+
+/// Two players with a few entries each.
+async fn some_activity(app: &TestApp) -> (String, String) {
+    let table = app.table().await;
+    let (p1, p2) = (app.player().await, app.player().await);
+    app.set_clock(T0).await;
+    for (player, bets) in [(&p1, ["10", "20", "30"]), (&p2, ["40", "50", "60"])] {
+        for bet in bets {
+            play(app, player, &table, bet, &at(T0, -min(30)), T0).await;
+        }
+    }
+    (p1, p2)
+}
+
+#[tokio::test]
+async fn a_clean_database_verifies_without_drift_on_the_endpoint_and_the_command_line() {
+    let app = TestApp::spawn().await;
+    let (p1, _) = some_activity(&app).await;
+    let (_, auditor) = app.staff("auditor").await;
+
+    let r = app.post(&auditor, "/v1/admin/verify", json!({})).await;
+
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["accounts_checked"], 2);
+    assert_eq!(r.body["drift"], json!([]));
+    assert_eq!(ledger(&app, &p1).await.len(), 3);
+
+    // The command line reads the same data while the server runs.
+    let (out, report) = cli_verify(&app.data_dir);
+    assert!(
+        out.status.success(),
+        "verify failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["accounts_checked"], 2);
+    assert_eq!(report["drift"], json!([]));
+}
+
+#[tokio::test]
+async fn a_balance_corrupted_in_the_database_is_reported_as_drift() {
+    let mut app = TestApp::spawn().await;
+    let (p1, p2) = some_activity(&app).await;
+    app.kill();
+
+    let db = Connection::open(app.data_dir.join("loyalty.db")).unwrap();
+    let changed = db
+        .execute("UPDATE loyalty_accounts SET current_balance = current_balance + 5 WHERE player_id = ?1", [&p1])
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let (out, report) = cli_verify(&app.data_dir);
+    assert!(!out.status.success(), "verify must fail on drift: {report}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&p1),
+        "the drifting player is named: {stdout}"
+    );
+    assert!(
+        !stdout.contains(&p2),
+        "only the drifting player is named: {stdout}"
+    );
+    let drift = report["drift"].as_array().unwrap();
+    let balance = drift
+        .iter()
+        .find(|d| d["check"] == "current_balance")
+        .expect("a current_balance finding");
+    assert_eq!(balance["player_id"], p1.as_str());
+    assert_eq!(
+        balance["expected"].as_i64().unwrap() - balance["actual"].as_i64().unwrap(),
+        5
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one clear line on stderr: {stderr}"
+    );
+
+    // The running server reports the same drift.
+    app.restart(&["--test-mode"]);
+    let r = app
+        .post(&app.admin_token, "/v1/admin/verify", json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["accounts_checked"], 2);
+    let drift = r.body["drift"].as_array().unwrap();
+    assert!(!drift.is_empty());
+    assert!(
+        drift.iter().all(|d| d["player_id"] == p1.as_str()),
+        "{drift:?}"
+    );
+}
+
+#[tokio::test]
+async fn ledger_rows_cannot_be_updated_or_deleted() {
+    let mut app = TestApp::spawn().await;
+    let (p1, _) = some_activity(&app).await;
+    let entries = ledger(&app, &p1).await;
+    let id = s(&entries[0], "id").to_string();
+    app.kill();
+
+    let db = Connection::open(app.data_dir.join("loyalty.db")).unwrap();
+    let update = db.execute(
+        "UPDATE ledger_entries SET points_change = 0 WHERE id = ?1",
+        [&id],
+    );
+    let delete = db.execute("DELETE FROM ledger_entries WHERE id = ?1", [&id]);
+    let delete_all = db.execute("DELETE FROM ledger_entries", []);
+
+    for (what, result) in [
+        ("update", update),
+        ("delete", delete),
+        ("delete all", delete_all),
+    ] {
+        let err = result.expect_err(what).to_string();
+        assert!(err.contains("append-only"), "{what}: {err}");
+    }
+    let count: i64 = db
+        .query_row("SELECT count(*) FROM ledger_entries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 6);
+    drop(db);
+    let (out, report) = cli_verify(&app.data_dir);
+    assert!(out.status.success(), "{report}");
+}
