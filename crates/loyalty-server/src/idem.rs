@@ -64,7 +64,12 @@ pub fn parse(
     h.update([0]);
     h.update(path.as_bytes());
     h.update([0]);
-    h.update(body);
+    // JSON bodies are fingerprinted in canonical form (keys sorted, no
+    // whitespace), so the same request re-serialised is still the same.
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => h.update(serde_json::to_vec(&v).unwrap_or_else(|_| body.to_vec())),
+        Err(_) => h.update(body),
+    }
     Ok(Some(IdemKey {
         scope: format!("{}|{operation}", caller.scope_id()),
         key: key.to_string(),
@@ -129,13 +134,14 @@ where
         .store
         .write(move |tx| -> Result<Outcome<T>, ApiError> {
             if let Some(k) = &idem
-                && let Some(rec) = tx.idempotency_record(&k.scope, &k.key)? {
-                    if rec.fingerprint != k.fingerprint {
-                        return Err(OpError::IdempotencyKeyReused.into());
-                    }
-                    let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
-                    return Ok(Outcome::Replayed(status, rec.body));
+                && let Some(rec) = tx.idempotency_record(&k.scope, &k.key)?
+            {
+                if rec.fingerprint != k.fingerprint {
+                    return Err(OpError::IdempotencyKeyReused.into());
                 }
+                let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
+                return Ok(Outcome::Replayed(status, rec.body));
+            }
             let (status, value, extra) = op(tx, &ctx)?;
             let body = serde_json::to_vec(&value).map_err(|e| {
                 ApiError::new(Code::Internal, format!("cannot encode response: {e}"))

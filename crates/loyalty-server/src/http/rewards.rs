@@ -104,12 +104,21 @@ pub(super) async fn manual_reward(
         REASON_CHARS_MAX,
     )?;
     if let Some(r) = &input.reward_id
-        && (r.is_empty() || r.len() > KEY_CHARS_MAX || !r.bytes().all(|b| b.is_ascii_graphic())) {
-            return Err(ApiError::validation(
-                "reward_id",
-                format!("must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
-            ));
-        }
+        && (r.is_empty() || r.len() > KEY_CHARS_MAX || !r.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(ApiError::validation(
+            "reward_id",
+            format!("must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
+        ));
+    }
+    // A malformed Idempotency-Key is invalid input too (rule 4).
+    let header_key = idem::parse(
+        &headers,
+        &caller,
+        "manual_reward",
+        "/v1/loyalty/manual-rewards",
+        &body,
+    )?;
     if input.points.unsigned_abs() > REWARD_POINTS_MAX.unsigned_abs() {
         return Err(ApiError::new(
             Code::RewardExceedsLimit,
@@ -129,13 +138,6 @@ pub(super) async fn manual_reward(
             st.gaming_day(now),
         ),
     };
-    let header_key = idem::parse(
-        &headers,
-        &caller,
-        "manual_reward",
-        "/v1/loyalty/manual-rewards",
-        &body,
-    )?;
 
     // Read-only precheck, in rule order: replays first (they use no quota),
     // then the player, its rating slip, then the balance; the transaction
@@ -151,9 +153,10 @@ pub(super) async fn manual_reward(
         .store
         .read(move |tx| -> Result<Precheck, StoreError> {
             if let Some(h) = &hk
-                && tx.idempotency_record(&h.scope, &h.key)?.is_some() {
-                    return Ok(Precheck::Replay);
-                }
+                && tx.idempotency_record(&h.scope, &h.key)?.is_some()
+            {
+                return Ok(Precheck::Replay);
+            }
             if tx.entry_by_key(&k)?.is_some() {
                 return Ok(Precheck::Replay);
             }

@@ -331,11 +331,10 @@ fn wait_for_addr(log_path: &Path) -> String {
     while Instant::now() < deadline {
         if let Ok(s) = std::fs::read_to_string(log_path) {
             for line in s.lines() {
-                if let Ok(v) = serde_json::from_str::<Value>(line) {
-                    if v["message"] == "listening" {
+                if let Ok(v) = serde_json::from_str::<Value>(line)
+                    && v["message"] == "listening" {
                         return v["addr"].as_str().unwrap().to_string();
                     }
-                }
             }
         }
         std::thread::sleep(Duration::from_millis(20));

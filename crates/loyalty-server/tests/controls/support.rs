@@ -1,0 +1,254 @@
+//! Helpers shared by the controls modules: raw requests with arbitrary
+//! headers, manual rewards, instants relative to a fixed test time, event and
+//! ledger counts.
+
+use jiff::{SignedDuration, Timestamp};
+use reqwest::Method;
+use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::common::{Resp, TestApp};
+
+/// The manual-rewards endpoint.
+pub const REWARDS: &str = "/v1/loyalty/manual-rewards";
+
+/// The instant most tests set the server clock to (a Monday, noon UTC).
+pub const T0: &str = "2026-03-02T12:00:00Z";
+
+/// A reason long enough for a manual reward.
+pub const REASON: &str = "great table manners tonight";
+
+/// The fields DESIGN §5 names for a ledger entry.
+pub const ENTRY_FIELDS: [&str; 16] = [
+    "id",
+    "player_id",
+    "transaction_type",
+    "event_type",
+    "points_change",
+    "reason",
+    "source",
+    "staff_id",
+    "rating_slip_id",
+    "idempotency_key",
+    "balance_before",
+    "balance_after",
+    "tier_before",
+    "tier_after",
+    "correlation_id",
+    "created_at",
+];
+
+/// `base` shifted by `ms` milliseconds, as RFC 3339.
+pub fn at(base: &str, ms: i64) -> String {
+    let t: Timestamp = base.parse().expect("RFC 3339 instant");
+    (t + SignedDuration::from_millis(ms)).to_string()
+}
+
+/// Seconds in milliseconds, for [`at`].
+pub const fn secs(s: i64) -> i64 {
+    s * 1000
+}
+
+/// A header value, which may be any bytes (to send malformed ones).
+pub fn hv(bytes: &[u8]) -> HeaderValue {
+    HeaderValue::from_bytes(bytes).expect("a header value reqwest can send")
+}
+
+/// Sends `method path` with an optional raw JSON body and any headers.
+pub async fn send(
+    app: &TestApp,
+    method: Method,
+    token: Option<&str>,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, HeaderValue)],
+) -> Resp {
+    let mut rb = app.client.request(method, format!("{}{path}", app.base));
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        rb = rb.header(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.clone());
+    }
+    if let Some(b) = body {
+        rb = rb
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let r = rb.send().await.expect("request");
+    let status = r.status();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Resp {
+        status,
+        body,
+        headers,
+        text,
+    }
+}
+
+/// A manual-reward body.
+pub fn reward_body(player: &str, staff_id: &str, points: i64, reason: &str) -> Value {
+    json!({"player_id": player, "staff_id": staff_id, "points": points, "reason": reason})
+}
+
+/// POSTs a manual reward with `body` and extra headers.
+pub async fn reward_with(
+    app: &TestApp,
+    token: &str,
+    body: &Value,
+    headers: &[(&str, HeaderValue)],
+) -> Resp {
+    send(
+        app,
+        Method::POST,
+        Some(token),
+        REWARDS,
+        Some(&body.to_string()),
+        headers,
+    )
+    .await
+}
+
+/// POSTs a manual reward.
+pub async fn reward(app: &TestApp, token: &str, body: &Value) -> Resp {
+    reward_with(app, token, body, &[]).await
+}
+
+/// POSTs a manual reward that must succeed with 201; returns the entry.
+pub async fn reward_ok(app: &TestApp, token: &str, body: &Value) -> Value {
+    let r = reward(app, token, body).await;
+    assert_eq!(r.status, 201, "reward {body} was refused: {}", r.text);
+    r.body
+}
+
+/// The player's loyalty summary, read as the admin.
+pub async fn loyalty(app: &TestApp, player: &str) -> Value {
+    let r = app
+        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body
+}
+
+/// The player's current balance.
+pub async fn balance(app: &TestApp, player: &str) -> i64 {
+    loyalty(app, player).await["current_balance"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The player's whole ledger, oldest first.
+pub async fn ledger(app: &TestApp, player: &str) -> Vec<Value> {
+    let r = app
+        .get(
+            &app.admin_token,
+            &format!("/v1/players/{player}/ledger?limit=1000"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.body["next_cursor"].is_null(),
+        "ledger longer than one page"
+    );
+    let mut entries = r.body["entries"].as_array().unwrap().clone();
+    entries.reverse();
+    entries
+}
+
+/// Every event in the outbox, in sequence order.
+pub async fn events(app: &TestApp) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let r = app
+            .get(
+                &app.admin_token,
+                &format!("/v1/events?limit=1000&after={after}"),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let page = r.body["events"].as_array().unwrap().clone();
+        let Some(last) = page.last() else { break };
+        after = last["seq"].as_i64().unwrap();
+        all.extend(page);
+    }
+    all
+}
+
+/// How many events the outbox holds: every state change writes at least one.
+pub async fn event_count(app: &TestApp) -> usize {
+    events(app).await.len()
+}
+
+/// Asserts each entry's `balance_before` is the previous entry's
+/// `balance_after`, starting from zero; returns the last `balance_after`.
+pub fn assert_chained(entries: &[Value]) -> i64 {
+    let mut balance = 0;
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(
+            e["balance_before"].as_i64(),
+            Some(balance),
+            "entry {i} breaks the chain: {e}"
+        );
+        assert_eq!(
+            e["balance_after"].as_i64(),
+            Some(balance + e["points_change"].as_i64().unwrap()),
+            "entry {i} does not add up: {e}"
+        );
+        balance = e["balance_after"].as_i64().unwrap();
+    }
+    balance
+}
+
+/// POST /v1/admin/verify as the admin; asserts no drift.
+pub async fn assert_no_drift(app: &TestApp) {
+    let r = app
+        .post(&app.admin_token, "/v1/admin/verify", json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["drift"], json!([]), "drift found: {}", r.text);
+    assert!(
+        r.body["accounts_checked"].as_u64().unwrap() >= 1,
+        "{}",
+        r.text
+    );
+}
+
+/// The `Retry-After` header as whole seconds.
+pub fn retry_after(r: &Resp) -> u64 {
+    let v = r
+        .headers
+        .get("retry-after")
+        .unwrap_or_else(|| panic!("no Retry-After: {:?}", r.headers));
+    v.to_str()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("Retry-After {v:?} is not integer seconds"))
+}
+
+/// Whether the response is a stored `Idempotency-Key` response.
+pub fn replayed(r: &Resp) -> bool {
+    r.headers
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true")
+}
+
+/// Asserts `r` is an error envelope with `status` and `code` (and, if given,
+/// `details.field`).
+#[track_caller]
+pub fn assert_error(r: &Resp, status: u16, code: &str, field: Option<&str>) {
+    assert_eq!(r.status, status, "expected {status} {code}, got {}", r.text);
+    assert_eq!(r.code(), code, "{}", r.text);
+    assert!(
+        r.body["error"]["correlation_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()),
+        "error without correlation id: {}",
+        r.text
+    );
+    if let Some(f) = field {
+        assert_eq!(r.body["error"]["details"]["field"], f, "{}", r.text);
+    }
+}
