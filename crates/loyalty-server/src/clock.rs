@@ -1,16 +1,25 @@
-//! The server's clock. In production it is the system clock; in test mode
-//! `PUT /v1/test/clock` sets it to an instant from which it keeps running.
-//! Every time-based rule reads this clock, never `Timestamp::now()` directly.
+//! The server's clock. Every time-based rule reads this clock, never
+//! `Timestamp::now()` directly.
+//!
+//! With a shared database (PostgreSQL), the clock follows the database's:
+//! [`sync`] measures the offset between this node and the database and every
+//! reading is corrected by it, so nodes with skewed clocks agree on gaming
+//! days, rate-limit windows and alert windows. In test mode
+//! `PUT /v1/test/clock` sets the clock to an instant from which it keeps
+//! running; the setting is stored in the database and picked up by every node.
 
 use std::sync::RwLock;
-use std::time::Instant;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
+use loyalty_store::{DbClock, Store, StoreError};
 
 /// The clock every time rule reads.
 #[derive(Debug, Default)]
 pub struct Clock {
     set: RwLock<Option<(Timestamp, Instant)>>,
+    offset_us: AtomicI64,
 }
 
 impl Clock {
@@ -23,7 +32,11 @@ impl Clock {
     fn raw_now(&self) -> Timestamp {
         let set = self.set.read().map(|g| *g).unwrap_or(None);
         match set {
-            None => Timestamp::now(),
+            None => {
+                let offset = SignedDuration::from_micros(self.offset_us.load(Ordering::Relaxed));
+                let local = Timestamp::now();
+                local.checked_add(offset).unwrap_or(local)
+            }
             Some((at, since)) => {
                 let elapsed =
                     SignedDuration::try_from(since.elapsed()).unwrap_or(SignedDuration::ZERO);
@@ -37,5 +50,49 @@ impl Clock {
         if let Ok(mut g) = self.set.write() {
             *g = Some((at, Instant::now()));
         }
+    }
+
+    /// The current correction applied to the local clock, microseconds.
+    pub fn offset_us(&self) -> i64 {
+        self.offset_us.load(Ordering::Relaxed)
+    }
+
+    /// Applies one reading of the database clock taken between the local
+    /// instants `before` and `after`.
+    pub fn apply(&self, reading: DbClock, before: Timestamp, after: Timestamp) {
+        let mid_us = (before.as_microsecond() + after.as_microsecond()) / 2;
+        let offset = reading.now.as_microsecond() - mid_us;
+        self.offset_us.store(offset, Ordering::Relaxed);
+        if let Some((set_to, set_at)) = reading.test_clock {
+            let ran = reading.now.duration_since(set_at);
+            self.set(set_to.checked_add(ran).unwrap_or(set_to));
+        }
+    }
+}
+
+/// Reads the database clock once and applies it. Returns false for a
+/// backend without a shared clock.
+pub async fn sync_once(clock: &Clock, store: &Store) -> Result<bool, StoreError> {
+    let before = Timestamp::now();
+    let reading = store.read(|tx| tx.db_clock()).await?;
+    let after = Timestamp::now();
+    match reading {
+        Some(r) => {
+            clock.apply(r, before, after);
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Keeps the clock following the database, every `interval`.
+pub async fn sync(state: crate::app::AppState, interval: Duration) {
+    loop {
+        match sync_once(&state.clock, &state.store).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::warn!(error = %e, "database clock sync failed"),
+        }
+        tokio::time::sleep(interval).await;
     }
 }

@@ -139,9 +139,10 @@ impl RateLimiter for MemoryLimiter {
 
     fn release(&self, ticket: Ticket) -> futures_util::future::BoxFuture<'_, ()> {
         if let Ok(mut log) = self.log.lock()
-            && let Some(q) = log.get_mut(&ticket.staff_id) {
-                q.retain(|(_, id)| *id != ticket.id);
-            }
+            && let Some(q) = log.get_mut(&ticket.staff_id)
+        {
+            q.retain(|(_, id)| *id != ticket.id);
+        }
         Box::pin(async {})
     }
 }

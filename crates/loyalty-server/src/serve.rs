@@ -92,6 +92,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(addr = %addr, storage = %store.describe(), test_mode = cfg.settings.test_mode, "listening");
+    // Follow the shared database clock before serving (no-op for SQLite).
+    if let Err(e) = crate::clock::sync_once(&state.clock, &state.store).await {
+        tracing::warn!(error = %e, "initial database clock sync failed");
+    }
+    let sync_every = if cfg.settings.test_mode { 100 } else { 1000 };
+    tokio::spawn(crate::clock::sync(
+        state.clone(),
+        std::time::Duration::from_millis(sync_every),
+    ));
     tokio::spawn(crate::background::retry_pending_accruals(state.clone()));
     tokio::spawn(crate::background::purge_idempotency_records(state.clone()));
     axum::serve(listener, app)

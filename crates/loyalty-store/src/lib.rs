@@ -16,6 +16,7 @@
 //! never affects another.
 #![warn(missing_docs)]
 
+pub mod dispatch;
 pub mod ops;
 pub mod postgres;
 pub mod records;
@@ -24,6 +25,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 pub use records::*;
+pub use dispatch::{Alert, DeadLetter, DeadLetterQuery, FeedItem, NewDeadLetter};
 use uuid::Uuid;
 
 /// Failures of the storage layer itself.
@@ -136,6 +138,81 @@ pub trait Tx {
     /// Checks every account against its ledger, streaming; calls `drift` for
     /// each disagreement and returns the number of accounts checked.
     fn verify_accounts(&mut self, drift: &mut dyn FnMut(Drift)) -> StoreResult<u64>;
+
+    // ------------------------------------------------------------ event dispatch
+
+    /// The highest outbox sequence number committed (0 when empty).
+    fn outbox_head(&mut self) -> StoreResult<i64>;
+    /// A subscriber's (or relay's) checkpoint: the last seq it fully handled.
+    fn checkpoint(&mut self, subscriber: &str) -> StoreResult<Option<i64>>;
+    /// Moves a checkpoint forward to `seq` (never back), creating it if needed.
+    fn set_checkpoint(
+        &mut self,
+        subscriber: &str,
+        seq: i64,
+        at: jiff::Timestamp,
+    ) -> StoreResult<()>;
+    /// Records (or re-records, as DEAD) a dead letter; returns its id.
+    fn upsert_dead_letter(&mut self, dead: &NewDeadLetter) -> StoreResult<i64>;
+    /// Dead letters, oldest first.
+    fn dead_letters(&mut self, query: &DeadLetterQuery) -> StoreResult<Vec<DeadLetter>>;
+    /// One dead letter.
+    fn dead_letter(&mut self, id: i64) -> StoreResult<Option<DeadLetter>>;
+    /// Changes a dead letter's status (and, if given, its error and attempts).
+    fn update_dead_letter(
+        &mut self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        attempts: Option<u32>,
+        at: jiff::Timestamp,
+    ) -> StoreResult<()>;
+    /// Takes or renews the lease `name` for `holder` for `ttl_ms` by the
+    /// database's clock; false if another holder's lease has not expired.
+    fn try_lease(&mut self, name: &str, holder: &str, ttl_ms: i64) -> StoreResult<bool>;
+    /// Gives the lease up if `holder` has it.
+    fn release_lease(&mut self, name: &str, holder: &str) -> StoreResult<()>;
+    /// Adds a feed item; false if the feed already has this event.
+    fn insert_feed_item(&mut self, item: &FeedItem) -> StoreResult<bool>;
+    /// A player's feed, newest first, items with `event_seq < before_seq`.
+    fn feed_items(
+        &mut self,
+        feed: &str,
+        player_id: Uuid,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<FeedItem>>;
+    /// Manual rewards and adjustments by `staff_id` created in
+    /// `(after, up_to]` with ledger seq at most `up_to_seq`.
+    fn count_manual_rewards(
+        &mut self,
+        staff_id: Uuid,
+        after: jiff::Timestamp,
+        up_to: jiff::Timestamp,
+        up_to_seq: i64,
+    ) -> StoreResult<i64>;
+    /// Records an alert; false if one exists for its triggering event.
+    fn insert_alert(&mut self, alert: &Alert) -> StoreResult<bool>;
+    /// The most recent alert of `kind` for a staff member.
+    fn latest_alert(&mut self, kind: &str, staff_id: Uuid) -> StoreResult<Option<Alert>>;
+    /// Alerts, newest first, those recorded before the cursor `before_seq`;
+    /// each with its paging position.
+    fn alerts(&mut self, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<(i64, Alert)>>;
+
+    /// The database's clock, and the shared test clock if one was set —
+    /// `None` for a backend with no clock shared between nodes (SQLite).
+    fn db_clock(&mut self) -> StoreResult<Option<DbClock>>;
+    /// Shares a test-mode clock setting with every node (no-op for SQLite).
+    fn set_test_clock(&mut self, to: jiff::Timestamp) -> StoreResult<()>;
+}
+
+/// A reading of the database clock shared by every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbClock {
+    /// The database's current time.
+    pub now: jiff::Timestamp,
+    /// Test mode: (the instant set, the database time when it was set).
+    pub test_clock: Option<(jiff::Timestamp, jiff::Timestamp)>,
 }
 
 /// A handle to the configured backend. Cheap to clone.

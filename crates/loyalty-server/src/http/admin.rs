@@ -48,12 +48,13 @@ pub(super) async fn events(
         ));
     }
     if let Some(t) = &p.event_type
-        && (t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')) {
-            return Err(ApiError::validation(
-                "event_type",
-                "must be an event type like LEDGER_ENTRY_CREATED",
-            ));
-        }
+        && (t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+    {
+        return Err(ApiError::validation(
+            "event_type",
+            "must be an event type like LEDGER_ENTRY_CREATED",
+        ));
+    }
     let events = st
         .store
         .read(move |tx| tx.events(after, limit, p.event_type.as_deref()))
@@ -92,6 +93,11 @@ pub(super) async fn set_clock(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<ClockBody>,
 ) -> ApiResult<Response> {
+    let to = body.now;
+    st.store
+        .write(move |tx| tx.set_test_clock(to))
+        .await
+        .map_err(ApiError::from)?;
     st.clock.set(body.now);
     tracing::warn!(now = %body.now, "test mode: clock set");
     Ok(axum::Json(json!({"now": st.clock.now()})).into_response())

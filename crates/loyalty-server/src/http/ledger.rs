@@ -100,12 +100,13 @@ fn build_query(p: LedgerParams) -> ApiResult<EntryQuery> {
         })
         .transpose()?;
     if let Some(c) = &p.correlation_id
-        && !crate::correlation::is_valid(c) {
-            return Err(ApiError::validation(
-                "correlation_id",
-                "not a valid correlation id",
-            ));
-        }
+        && !crate::correlation::is_valid(c)
+    {
+        return Err(ApiError::validation(
+            "correlation_id",
+            "not a valid correlation id",
+        ));
+    }
     Ok(EntryQuery {
         player_id: uuid_param("player_id", p.player_id)?,
         staff_id: uuid_param("staff_id", p.staff_id)?,

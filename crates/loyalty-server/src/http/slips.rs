@@ -62,12 +62,13 @@ pub(super) async fn open(
     let input: OpenSlip = parse_json(&body)?;
     let bet = average_bet(input.average_bet)?;
     if let Some(seat) = input.seat_number
-        && !(1..=SEATS_MAX).contains(&seat) {
-            return Err(ApiError::validation(
-                "seat_number",
-                format!("must be 1-{SEATS_MAX}"),
-            ));
-        }
+        && !(1..=SEATS_MAX).contains(&seat)
+    {
+        return Err(ApiError::validation(
+            "seat_number",
+            format!("must be 1-{SEATS_MAX}"),
+        ));
+    }
     let key = idem::parse(&headers, &caller, "open_slip", "/v1/rating-slips", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
     let out = run_write(&st, ctx, key, move |tx, ctx| {

@@ -144,3 +144,12 @@ CREATE TABLE idempotency_records (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX idempotency_created ON idempotency_records(created_at);
+
+-- Test mode only: the clock set by PUT /v1/test/clock, shared by every node.
+-- `set_at` is the database clock when it was set; nodes run it forward from
+-- there with the database clock.
+CREATE TABLE test_clock (
+    id      INT PRIMARY KEY CHECK (id = 1),
+    set_to  BIGINT NOT NULL,
+    set_at  BIGINT NOT NULL
+);

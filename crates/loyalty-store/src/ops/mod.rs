@@ -606,12 +606,13 @@ pub fn complete_slip(
         return Err(validation("ended_at", "must not be before started_at"));
     }
     if let (SlipStatus::Open, Some(seg)) = (slip.status, slip.segment_started_at)
-        && ended < seg {
-            return Err(validation(
-                "ended_at",
-                "must not be before the slip was last resumed",
-            ));
-        }
+        && ended < seg
+    {
+        return Err(validation(
+            "ended_at",
+            "must not be before the slip was last resumed",
+        ));
+    }
     // A paused slip has banked its time up to the pause, which is at or
     // before its last change: ending it earlier would credit time played
     // after the end.

@@ -739,14 +739,44 @@ impl Tx for PgTx<'_> {
             .map_err(|e| map_err(&e))
     }
 
+    fn db_clock(&mut self) -> StoreResult<Option<crate::DbClock>> {
+        let rows = self.query(
+            "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, c.set_to, c.set_at
+             FROM (SELECT 1) one LEFT JOIN test_clock c ON c.id = 1",
+            &[],
+        )?;
+        let r = rows.first().ok_or_else(|| conv("no clock row"))?;
+        let set_to: Option<i64> = r.get(1);
+        let set_at: Option<i64> = r.get(2);
+        Ok(Some(crate::DbClock {
+            now: ts(r.get(0))?,
+            test_clock: match (set_to, set_at) {
+                (Some(to), Some(at)) => Some((ts(to)?, ts(at)?)),
+                _ => None,
+            },
+        }))
+    }
+
+    fn set_test_clock(&mut self, to: Timestamp) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO test_clock (id, set_to, set_at)
+             VALUES (1, $1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT)
+             ON CONFLICT (id) DO UPDATE SET set_to = EXCLUDED.set_to, set_at = EXCLUDED.set_at",
+            &[&us(to)],
+            "set test clock",
+        )
+    }
+
     fn verify_accounts(&mut self, drift: &mut dyn FnMut(Drift)) -> StoreResult<u64> {
         use postgres::fallible_iterator::FallibleIterator;
-        let sql = "SELECT a.player_id, a.current_balance, a.escrow_balance, a.lifetime_points, a.tier,
+        let sql =
+            "SELECT a.player_id, a.current_balance, a.escrow_balance, a.lifetime_points, a.tier,
                     a.entry_count, a.updated_at,
                     e.id, e.transaction_type, e.points_change, e.balance_before, e.balance_after,
                     e.lifetime_after
              FROM loyalty_accounts a LEFT JOIN ledger_entries e ON e.player_id = a.player_id
-             ORDER BY a.player_id, e.seq".to_string();
+             ORDER BY a.player_id, e.seq"
+                .to_string();
         let st = self.stmt(&sql)?;
         let params: [&(dyn ToSql + Sync); 0] = [];
         let mut rows = self

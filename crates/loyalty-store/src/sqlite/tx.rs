@@ -687,6 +687,15 @@ impl Tx for SqliteTx<'_> {
             .map_err(map_err)
     }
 
+    fn db_clock(&mut self) -> StoreResult<Option<crate::DbClock>> {
+        // One node: its own clock is the shared clock.
+        Ok(None)
+    }
+
+    fn set_test_clock(&mut self, _to: Timestamp) -> StoreResult<()> {
+        Ok(())
+    }
+
     fn verify_accounts(&mut self, drift: &mut dyn FnMut(Drift)) -> StoreResult<u64> {
         let mut accounts = self
             .conn

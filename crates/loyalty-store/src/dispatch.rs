@@ -1,0 +1,117 @@
+//! Rows of event dispatch: dead letters, player feed items (tier
+//! notifications, activity) and alerts. Plain data, like [`crate::records`].
+
+use jiff::Timestamp;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Status of a dead letter that waits for an operator.
+pub const DEAD: &str = "DEAD";
+/// Status of a dead letter an operator asked to deliver again.
+pub const REPLAY_REQUESTED: &str = "REPLAY_REQUESTED";
+/// Status of a dead letter delivered by a replay.
+pub const REPLAYED: &str = "REPLAYED";
+
+/// An event one subscriber could not handle after its last attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    /// Id (increasing).
+    pub id: i64,
+    /// The subscriber that failed.
+    pub subscriber: String,
+    /// The event's outbox sequence number.
+    pub event_seq: i64,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The event's type.
+    pub event_type: String,
+    /// The last error.
+    pub error: String,
+    /// Delivery attempts so far (replays included).
+    pub attempts: u32,
+    /// DEAD, REPLAY_REQUESTED or REPLAYED.
+    pub status: String,
+    /// When first dead-lettered.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// What to record as a dead letter (an existing one for the same subscriber
+/// and event is overwritten: DEAD again, with the new error and attempts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeadLetter {
+    /// The subscriber.
+    pub subscriber: String,
+    /// The event's sequence number.
+    pub event_seq: i64,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The event's type.
+    pub event_type: String,
+    /// The last error.
+    pub error: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Filters for listing dead letters, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterQuery {
+    /// Only this subscriber's.
+    pub subscriber: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only ids above this (the cursor).
+    pub after_id: i64,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// One item of a player's feed, written by a subscriber for one event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedItem {
+    /// `notifications` or `activity`.
+    pub feed: String,
+    /// The player.
+    pub player_id: Uuid,
+    /// The event's sequence number (newest-first paging key).
+    pub event_seq: i64,
+    /// The event's id (one item per feed and event).
+    pub event_id: Uuid,
+    /// The event's type.
+    pub event_type: String,
+    /// When the event happened.
+    pub occurred_at: Timestamp,
+    /// What the feed shows.
+    pub data: serde_json::Value,
+}
+
+/// A raised alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    /// Id.
+    pub id: Uuid,
+    /// E.g. `MANUAL_REWARD_FREQUENCY`.
+    pub kind: String,
+    /// The staff member concerned.
+    pub staff_id: Uuid,
+    /// How many manual rewards were in the window.
+    pub count: i64,
+    /// Length of the window.
+    pub window_seconds: i64,
+    /// Start of the window (exclusive).
+    pub window_start: Timestamp,
+    /// End of the window: when the triggering event happened.
+    pub occurred_at: Timestamp,
+    /// The event that crossed the threshold.
+    pub trigger_event_id: Uuid,
+    /// The MANUAL_REWARD_ALERT event appended for this alert.
+    pub event_id: Uuid,
+    /// Correlation id of the triggering request.
+    pub correlation_id: String,
+    /// When recorded.
+    pub created_at: Timestamp,
+}
