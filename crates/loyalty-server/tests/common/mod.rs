@@ -31,12 +31,148 @@ impl Resp {
     }
 }
 
+/// Where a test server keeps its data: the embedded default, or a fresh
+/// PostgreSQL database when `LOYALTY_TEST_BACKEND=postgres` (then
+/// `LOYALTY_TEST_PG_URL` names the server, e.g. `postgres://postgres@127.0.0.1:5432`).
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// `--data-dir`.
+    Dir(PathBuf),
+    /// `--database-url`, with the maintenance URL and database name.
+    Pg { url: String, admin_url: String, db: String },
+}
+
+/// Whether the suite runs against PostgreSQL.
+pub fn postgres_backend() -> bool {
+    std::env::var("LOYALTY_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The PostgreSQL server URL for tests, if configured.
+pub fn pg_server_url() -> Option<String> {
+    std::env::var("LOYALTY_TEST_PG_URL").ok().filter(|u| !u.is_empty())
+}
+
+fn pg_blocking<T: Send + 'static>(
+    url: String,
+    f: impl FnOnce(&mut postgres::Client) -> T + Send + 'static,
+) -> T {
+    // The sync client runs its own runtime: keep it off the test's.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect to PostgreSQL");
+        f(&mut c)
+    })
+    .join()
+    .expect("postgres helper thread")
+}
+
+impl Storage {
+    /// Storage for a new test server under `dir`.
+    pub fn fresh(dir: &Path) -> Storage {
+        if !postgres_backend() {
+            return Storage::Dir(dir.join("data"));
+        }
+        let server = pg_server_url()
+            .expect("LOYALTY_TEST_BACKEND=postgres needs LOYALTY_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432)");
+        let db = format!("t_{}", uuid_like());
+        let admin_url = format!("{}/postgres", server.trim_end_matches('/'));
+        let create = format!("CREATE DATABASE {db}");
+        pg_blocking(admin_url.clone(), move |c| c.batch_execute(&create).expect("create test database"));
+        Storage::Pg {
+            url: format!("{}/{db}", server.trim_end_matches('/')),
+            admin_url,
+            db,
+        }
+    }
+
+    /// The CLI arguments that select this storage.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            Storage::Dir(d) => vec!["--data-dir".into(), d.display().to_string()],
+            Storage::Pg { url, .. } => vec!["--database-url".into(), url.clone()],
+        }
+    }
+
+    /// Runs one SQL statement directly on the database (behind the server's
+    /// back); returns rows changed or the database's error text.
+    pub fn exec(&self, sql: &str) -> Result<u64, String> {
+        let sql = sql.to_string();
+        match self {
+            Storage::Dir(d) => {
+                let db = rusqlite::Connection::open(d.join("loyalty.db")).map_err(|e| e.to_string())?;
+                db.execute(&sql, []).map(|n| n as u64).map_err(|e| e.to_string())
+            }
+            Storage::Pg { url, .. } => pg_blocking(url.clone(), move |c| {
+                c.execute(sql.as_str(), &[]).map_err(|e| {
+                    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+                })
+            }),
+        }
+    }
+
+    /// One integer from a query.
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let sql = sql.to_string();
+        match self {
+            Storage::Dir(d) => {
+                let db = rusqlite::Connection::open(d.join("loyalty.db")).unwrap();
+                db.query_row(&sql, [], |r| r.get(0)).unwrap()
+            }
+            Storage::Pg { url, .. } => pg_blocking(url.clone(), move |c| c.query_one(sql.as_str(), &[]).unwrap().get(0)),
+        }
+    }
+
+    /// Everything stored, as text (to prove a secret is not in it).
+    pub fn dump(&self) -> String {
+        match self {
+            Storage::Dir(d) => {
+                let mut bytes = Vec::new();
+                for entry in std::fs::read_dir(d).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.is_file() {
+                        bytes.extend(std::fs::read(path).unwrap());
+                    }
+                }
+                String::from_utf8_lossy(&bytes).to_string()
+            }
+            Storage::Pg { url, .. } => pg_blocking(url.clone(), |c| {
+                let tables: Vec<String> = c
+                    .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'", &[])
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let mut out = String::new();
+                for t in tables {
+                    let sql = format!("SELECT coalesce(string_agg(x::text, ' '), '') FROM {t} x");
+                    let text: String = c.query_one(sql.as_str(), &[]).unwrap().get(0);
+                    out.push_str(&text);
+                }
+                out
+            }),
+        }
+    }
+
+    fn drop_database(&self) {
+        if let Storage::Pg { admin_url, db, .. } = self {
+            let sql = format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)");
+            let url = admin_url.clone();
+            let _ = std::thread::spawn(move || {
+                if let Ok(mut c) = postgres::Client::connect(&url, postgres::NoTls) {
+                    let _ = c.batch_execute(&sql);
+                }
+            })
+            .join();
+        }
+    }
+}
+
 /// A running server.
 pub struct TestApp {
     pub base: String,
     pub admin_token: String,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
+    pub storage: Storage,
     pub log_path: PathBuf,
     _dir: tempfile::TempDir,
     child: Child,
@@ -46,22 +182,15 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.storage.drop_database();
     }
 }
 
-/// Runs `loyalty staff create` against a data dir and returns the token.
-pub fn cli_staff_create(data_dir: &Path, name: &str, role: &str) -> String {
+/// Runs `loyalty staff create` against a storage and returns the token.
+pub fn cli_staff_create(storage: &Storage, name: &str, role: &str) -> String {
     let out = Command::new(bin())
-        .args([
-            "staff",
-            "create",
-            "--name",
-            name,
-            "--role",
-            role,
-            "--data-dir",
-        ])
-        .arg(data_dir)
+        .args(["staff", "create", "--name", name, "--role", role])
+        .args(storage.args())
         .output()
         .expect("run loyalty staff create");
     assert!(
@@ -81,19 +210,20 @@ impl TestApp {
     /// A server with extra `serve` arguments (add `--test-mode` yourself).
     pub async fn spawn_with(extra: &[&str]) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
-        let data_dir = dir.path().join("data");
-        let admin_token = cli_staff_create(&data_dir, "admin", "admin");
-        TestApp::start(dir, data_dir, admin_token, extra).await
+        let storage = Storage::fresh(dir.path());
+        let admin_token = cli_staff_create(&storage, "admin", "admin");
+        TestApp::start(dir, storage, admin_token, extra).await
     }
 
-    /// Starts the binary on an existing data dir.
+    /// Starts the binary on an existing storage.
     pub async fn start(
         dir: tempfile::TempDir,
-        data_dir: PathBuf,
+        storage: Storage,
         admin_token: String,
         extra: &[&str],
     ) -> TestApp {
-        let (child, log_path, addr) = launch(dir.path(), &data_dir, extra);
+        let data_dir = dir.path().join("data");
+        let (child, log_path, addr) = launch(dir.path(), &storage, extra);
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
@@ -103,6 +233,7 @@ impl TestApp {
             admin_token,
             client,
             data_dir,
+            storage,
             log_path,
             _dir: dir,
             child,
@@ -119,7 +250,7 @@ impl TestApp {
     /// new log file) with extra `serve` arguments.
     pub fn restart(&mut self, extra: &[&str]) {
         self.kill();
-        let (child, log_path, addr) = launch(self._dir.path(), &self.data_dir, extra);
+        let (child, log_path, addr) = launch(self._dir.path(), &self.storage, extra);
         self.child = child;
         self.log_path = log_path;
         self.base = format!("http://{addr}");
@@ -293,7 +424,7 @@ impl TestApp {
 }
 
 /// Spawns `loyalty serve` on port 0; returns the child, its log and address.
-fn launch(dir: &Path, data_dir: &Path, extra: &[&str]) -> (Child, PathBuf, String) {
+fn launch(dir: &Path, storage: &Storage, extra: &[&str]) -> (Child, PathBuf, String) {
     let log_path = dir.join(format!("server-{}.log", uuid_like()));
     let log = std::fs::File::create(&log_path).unwrap();
     let child = Command::new(bin())
@@ -303,9 +434,8 @@ fn launch(dir: &Path, data_dir: &Path, extra: &[&str]) -> (Child, PathBuf, Strin
             "127.0.0.1:0",
             "--accrual-retry-interval-ms",
             "200",
-            "--data-dir",
         ])
-        .arg(data_dir)
+        .args(storage.args())
         .args(extra)
         .env("LOYALTY_LOG", "info")
         .stdout(Stdio::from(log))

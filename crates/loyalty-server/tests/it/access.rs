@@ -232,7 +232,7 @@ async fn a_player_token_reads_only_that_players_own_balance_and_ledger() {
 async fn staff_create_on_the_command_line_works_while_the_server_runs() {
     let app = TestApp::spawn().await;
 
-    let token = cli_staff_create(&app.data_dir, "Night Supervisor", "supervisor");
+    let token = cli_staff_create(&app.storage, "Night Supervisor", "supervisor");
 
     assert!(
         token.starts_with("ll_") && !token.contains(char::is_whitespace),
@@ -266,9 +266,8 @@ async fn staff_create_with_an_unknown_role_fails_with_one_line_on_stderr() {
             "Eve",
             "--role",
             "owner",
-            "--data-dir",
         ])
-        .arg(&app.data_dir)
+        .args(app.storage.args())
         .output()
         .unwrap();
 
@@ -294,14 +293,7 @@ async fn tokens_are_stored_only_as_hashes() {
     let player_token = s(&issued.body, "token").to_string();
     app.kill();
 
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(&app.data_dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            stored.extend(std::fs::read(path).unwrap());
-        }
-    }
-    let stored = String::from_utf8_lossy(&stored);
+    let stored = app.storage.dump();
     for token in [&app.admin_token, &staff_token, &player_token] {
         assert!(
             !stored.contains(token.as_str()),

@@ -2,20 +2,17 @@
 //! account against its ledger, and report a balance corrupted behind the
 //! server's back. The ledger itself refuses to be changed.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
-use rusqlite::Connection;
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, bin};
+use crate::common::{Storage, TestApp, bin};
 use crate::support::{T0, at, ledger, min, play, s};
 
-fn cli_verify(data_dir: &Path) -> (Output, Value) {
+fn cli_verify(storage: &Storage) -> (Output, Value) {
     let out = Command::new(bin())
         .arg("verify")
-        .arg("--data-dir")
-        .arg(data_dir)
+        .args(storage.args())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -51,7 +48,7 @@ async fn a_clean_database_verifies_without_drift_on_the_endpoint_and_the_command
     assert_eq!(ledger(&app, &p1).await.len(), 3);
 
     // The command line reads the same data while the server runs.
-    let (out, report) = cli_verify(&app.data_dir);
+    let (out, report) = cli_verify(&app.storage);
     assert!(
         out.status.success(),
         "verify failed: {}",
@@ -67,14 +64,13 @@ async fn a_balance_corrupted_in_the_database_is_reported_as_drift() {
     let (p1, p2) = some_activity(&app).await;
     app.kill();
 
-    let db = Connection::open(app.data_dir.join("loyalty.db")).unwrap();
-    let changed = db
-        .execute("UPDATE loyalty_accounts SET current_balance = current_balance + 5 WHERE player_id = ?1", [&p1])
+    let changed = app
+        .storage
+        .exec(&format!("UPDATE loyalty_accounts SET current_balance = current_balance + 5 WHERE player_id = '{p1}'"))
         .unwrap();
     assert_eq!(changed, 1);
-    drop(db);
 
-    let (out, report) = cli_verify(&app.data_dir);
+    let (out, report) = cli_verify(&app.storage);
     assert!(!out.status.success(), "verify must fail on drift: {report}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -125,27 +121,24 @@ async fn ledger_rows_cannot_be_updated_or_deleted() {
     let id = s(&entries[0], "id").to_string();
     app.kill();
 
-    let db = Connection::open(app.data_dir.join("loyalty.db")).unwrap();
-    let update = db.execute(
-        "UPDATE ledger_entries SET points_change = 0 WHERE id = ?1",
-        [&id],
-    );
-    let delete = db.execute("DELETE FROM ledger_entries WHERE id = ?1", [&id]);
-    let delete_all = db.execute("DELETE FROM ledger_entries", []);
+    let update = app
+        .storage
+        .exec(&format!("UPDATE ledger_entries SET points_change = 0 WHERE id = '{id}'"));
+    let delete = app
+        .storage
+        .exec(&format!("DELETE FROM ledger_entries WHERE id = '{id}'"));
+    let delete_all = app.storage.exec("DELETE FROM ledger_entries");
 
     for (what, result) in [
         ("update", update),
         ("delete", delete),
         ("delete all", delete_all),
     ] {
-        let err = result.expect_err(what).to_string();
+        let err = result.expect_err(what);
         assert!(err.contains("append-only"), "{what}: {err}");
     }
-    let count: i64 = db
-        .query_row("SELECT count(*) FROM ledger_entries", [], |r| r.get(0))
-        .unwrap();
+    let count = app.storage.query_i64("SELECT count(*) FROM ledger_entries");
     assert_eq!(count, 6);
-    drop(db);
-    let (out, report) = cli_verify(&app.data_dir);
+    let (out, report) = cli_verify(&app.storage);
     assert!(out.status.success(), "{report}");
 }
