@@ -22,7 +22,10 @@ use tokio::sync::Semaphore;
 use crate::{StoreError, StoreResult, Tx};
 pub use tx::PgTx;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_events.sql")),
+];
 
 /// Default number of pooled connections per node.
 pub const POOL_SIZE_DEFAULT: usize = 16;

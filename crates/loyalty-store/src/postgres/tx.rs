@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::PgConn;
+use crate::dispatch::*;
 use crate::records::*;
 use crate::{StoreError, StoreResult, Tx};
 
@@ -266,6 +267,50 @@ impl PgTx<'_> {
         Ok(())
     }
 }
+
+const DEAD_LETTER_COLS: &str = "id, subscriber, event_seq, event_id, event_type, error, attempts, \
+     status, created_at, updated_at";
+
+fn dead_letter_row(r: &Row) -> StoreResult<DeadLetter> {
+    let attempts: i32 = r.get(6);
+    Ok(DeadLetter {
+        id: r.get(0),
+        subscriber: r.get(1),
+        event_seq: r.get(2),
+        event_id: r.get(3),
+        event_type: r.get(4),
+        error: r.get(5),
+        attempts: u32::try_from(attempts).map_err(|_| conv("attempts"))?,
+        status: r.get(7),
+        created_at: ts(r.get(8))?,
+        updated_at: ts(r.get(9))?,
+    })
+}
+
+const ALERT_COLS: &str = "id, kind, staff_id, count, window_seconds, window_start, occurred_at, \
+     trigger_event_id, event_id, correlation_id, created_at";
+
+fn alert_row(r: &Row) -> StoreResult<(i64, Alert)> {
+    Ok((
+        r.get(0),
+        Alert {
+            id: r.get(1),
+            kind: r.get(2),
+            staff_id: r.get(3),
+            count: r.get(4),
+            window_seconds: r.get(5),
+            window_start: ts(r.get(6))?,
+            occurred_at: ts(r.get(7))?,
+            trigger_event_id: r.get(8),
+            event_id: r.get(9),
+            correlation_id: r.get(10),
+            created_at: ts(r.get(11))?,
+        },
+    ))
+}
+
+/// The database's clock in microseconds, in SQL.
+const DB_NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
 impl Tx for PgTx<'_> {
     fn insert_staff(&mut self, s: &Staff) -> StoreResult<()> {
@@ -814,5 +859,236 @@ impl Tx for PgTx<'_> {
             checker.end();
         }
         Ok(checker.accounts_checked())
+    }
+
+    fn outbox_head(&mut self) -> StoreResult<i64> {
+        // The counter row holds the last committed seq for readers (writers
+        // hold its lock until they commit).
+        Ok(self
+            .opt("SELECT last FROM outbox_sequence WHERE id = 1", &[])?
+            .map(|r| r.get(0))
+            .unwrap_or(0))
+    }
+
+    fn checkpoint(&mut self, subscriber: &str) -> StoreResult<Option<i64>> {
+        Ok(self
+            .opt(
+                "SELECT seq FROM subscriber_checkpoints WHERE subscriber = $1",
+                &[&subscriber],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    fn set_checkpoint(&mut self, subscriber: &str, seq: i64, at: Timestamp) -> StoreResult<()> {
+        self.query(
+            "INSERT INTO subscriber_checkpoints (subscriber, seq, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (subscriber) DO UPDATE
+                 SET seq = GREATEST(subscriber_checkpoints.seq, EXCLUDED.seq),
+                     updated_at = EXCLUDED.updated_at",
+            &[&subscriber, &seq, &us(at)],
+        )?;
+        Ok(())
+    }
+
+    fn upsert_dead_letter(&mut self, d: &NewDeadLetter) -> StoreResult<i64> {
+        let attempts = i32::try_from(d.attempts).unwrap_or(i32::MAX);
+        self.query(
+            "INSERT INTO dead_letters (subscriber, event_seq, event_id, event_type, error, attempts,
+                 status, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'DEAD', $7, $7)
+             ON CONFLICT (subscriber, event_seq) DO UPDATE SET error = EXCLUDED.error,
+                 attempts = EXCLUDED.attempts, status = 'DEAD', updated_at = EXCLUDED.updated_at
+             RETURNING id",
+            &[
+                &d.subscriber,
+                &d.event_seq,
+                &d.event_id,
+                &d.event_type,
+                &d.error,
+                &attempts,
+                &us(d.at),
+            ],
+        )?
+        .first()
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::Internal("dead letter upsert returned no id".into()))
+    }
+
+    fn dead_letters(&mut self, q: &DeadLetterQuery) -> StoreResult<Vec<DeadLetter>> {
+        let rows = self.query(
+            &format!(
+                "SELECT {DEAD_LETTER_COLS} FROM dead_letters
+                 WHERE id > $1 AND ($2::text IS NULL OR subscriber = $2)
+                   AND ($3::text IS NULL OR status = $3)
+                 ORDER BY id LIMIT $4"
+            ),
+            &[&q.after_id, &q.subscriber, &q.status, &i64::from(q.limit)],
+        )?;
+        rows.iter().map(dead_letter_row).collect()
+    }
+
+    fn dead_letter(&mut self, id: i64) -> StoreResult<Option<DeadLetter>> {
+        self.opt(
+            &format!("SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = $1"),
+            &[&id],
+        )?
+        .map(|r| dead_letter_row(&r))
+        .transpose()
+    }
+
+    fn update_dead_letter(
+        &mut self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        attempts: Option<u32>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let attempts = attempts.map(|a| i32::try_from(a).unwrap_or(i32::MAX));
+        self.exec_one(
+            "UPDATE dead_letters SET status = $2, error = COALESCE($3, error),
+                 attempts = COALESCE($4, attempts), updated_at = $5
+             WHERE id = $1",
+            &[&id, &status, &error, &attempts, &us(at)],
+            "update dead letter",
+        )
+    }
+
+    fn try_lease(&mut self, name: &str, holder: &str, ttl_ms: i64) -> StoreResult<bool> {
+        let rows = self.query(
+            &format!(
+                "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, {DB_NOW_US} + $3 * 1000)
+                 ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder,
+                     expires_at = EXCLUDED.expires_at
+                 WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < {DB_NOW_US}
+                 RETURNING holder"
+            ),
+            &[&name, &holder, &ttl_ms],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> StoreResult<()> {
+        self.query(
+            "DELETE FROM leases WHERE name = $1 AND holder = $2",
+            &[&name, &holder],
+        )?;
+        Ok(())
+    }
+
+    fn insert_feed_item(&mut self, f: &FeedItem) -> StoreResult<bool> {
+        let rows = self.query(
+            "INSERT INTO player_feed_items (feed, player_id, event_seq, event_id, event_type,
+                 occurred_at, data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (feed, event_id) DO NOTHING
+             RETURNING id",
+            &[
+                &f.feed,
+                &f.player_id,
+                &f.event_seq,
+                &f.event_id,
+                &f.event_type,
+                &us(f.occurred_at),
+                &f.data,
+            ],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn feed_items(
+        &mut self,
+        feed: &str,
+        player_id: Uuid,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<FeedItem>> {
+        let rows = self.query(
+            "SELECT feed, player_id, event_seq, event_id, event_type, occurred_at, data
+             FROM player_feed_items
+             WHERE feed = $1 AND player_id = $2 AND event_seq < $3
+             ORDER BY event_seq DESC LIMIT $4",
+            &[
+                &feed,
+                &player_id,
+                &before_seq.unwrap_or(i64::MAX),
+                &i64::from(limit),
+            ],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(FeedItem {
+                    feed: r.get(0),
+                    player_id: r.get(1),
+                    event_seq: r.get(2),
+                    event_id: r.get(3),
+                    event_type: r.get(4),
+                    occurred_at: ts(r.get(5))?,
+                    data: r.get(6),
+                })
+            })
+            .collect()
+    }
+
+    fn count_manual_rewards(
+        &mut self,
+        staff_id: Uuid,
+        after: Timestamp,
+        up_to: Timestamp,
+        up_to_seq: i64,
+    ) -> StoreResult<i64> {
+        Ok(self
+            .opt(
+                "SELECT COUNT(*) FROM ledger_entries
+                 WHERE staff_id = $1 AND created_at > $2 AND created_at <= $3 AND seq <= $4
+                   AND source = 'manual_reward'",
+                &[&staff_id, &us(after), &us(up_to), &up_to_seq],
+            )?
+            .map(|r| r.get(0))
+            .unwrap_or(0))
+    }
+
+    fn insert_alert(&mut self, a: &Alert) -> StoreResult<bool> {
+        let rows = self.query(
+            "INSERT INTO alerts (id, kind, staff_id, count, window_seconds, window_start,
+                 occurred_at, trigger_event_id, event_id, correlation_id, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (trigger_event_id) DO NOTHING
+             RETURNING seq",
+            &[
+                &a.id,
+                &a.kind,
+                &a.staff_id,
+                &a.count,
+                &a.window_seconds,
+                &us(a.window_start),
+                &us(a.occurred_at),
+                &a.trigger_event_id,
+                &a.event_id,
+                &a.correlation_id,
+                &us(a.created_at),
+            ],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn latest_alert(&mut self, kind: &str, staff_id: Uuid) -> StoreResult<Option<Alert>> {
+        self.opt(
+            &format!(
+                "SELECT seq, {ALERT_COLS} FROM alerts WHERE kind = $1 AND staff_id = $2
+                 ORDER BY occurred_at DESC, seq DESC LIMIT 1"
+            ),
+            &[&kind, &staff_id],
+        )?
+        .map(|r| alert_row(&r).map(|(_, a)| a))
+        .transpose()
+    }
+
+    fn alerts(&mut self, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<(i64, Alert)>> {
+        let rows = self.query(
+            &format!("SELECT seq, {ALERT_COLS} FROM alerts WHERE seq < $1 ORDER BY seq DESC LIMIT $2"),
+            &[&before_seq.unwrap_or(i64::MAX), &i64::from(limit)],
+        )?;
+        rows.iter().map(alert_row).collect()
     }
 }

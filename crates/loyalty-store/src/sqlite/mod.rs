@@ -27,7 +27,10 @@ pub const QUEUE_OPS_MAX: usize = 8192;
 /// Most concurrent read connections.
 pub const READERS_MAX: usize = 8;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_events.sql")),
+];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
 type Job = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finisher) + Send>;

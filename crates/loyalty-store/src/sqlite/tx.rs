@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::dispatch::*;
 use crate::records::*;
 use crate::{StoreError, StoreResult, Tx};
 
@@ -207,6 +208,46 @@ fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
         source: r.get(7)?,
         payload: serde_json::from_str(&payload).map_err(|e| conv_err(e.to_string()))?,
     })
+}
+
+const DEAD_LETTER_COLS: &str = "id, subscriber, event_seq, event_id, event_type, error, attempts, \
+     status, created_at, updated_at";
+
+fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: r.get(0)?,
+        subscriber: r.get(1)?,
+        event_seq: r.get(2)?,
+        event_id: uuid(r.get(3)?)?,
+        event_type: r.get(4)?,
+        error: r.get(5)?,
+        attempts: r.get(6)?,
+        status: r.get(7)?,
+        created_at: ts(r.get(8)?)?,
+        updated_at: ts(r.get(9)?)?,
+    })
+}
+
+const ALERT_COLS: &str = "id, kind, staff_id, count, window_seconds, window_start, occurred_at, \
+     trigger_event_id, event_id, correlation_id, created_at";
+
+fn alert_row(r: &Row<'_>) -> rusqlite::Result<(i64, Alert)> {
+    Ok((
+        r.get(0)?,
+        Alert {
+            id: uuid(r.get(1)?)?,
+            kind: r.get(2)?,
+            staff_id: uuid(r.get(3)?)?,
+            count: r.get(4)?,
+            window_seconds: r.get(5)?,
+            window_start: ts(r.get(6)?)?,
+            occurred_at: ts(r.get(7)?)?,
+            trigger_event_id: uuid(r.get(8)?)?,
+            event_id: uuid(r.get(9)?)?,
+            correlation_id: r.get(10)?,
+            created_at: ts(r.get(11)?)?,
+        },
+    ))
 }
 
 impl SqliteTx<'_> {
@@ -748,6 +789,243 @@ impl Tx for SqliteTx<'_> {
             checker.orphan(&entry_facts(r).map_err(map_err)?);
         }
         Ok(checker.accounts_checked())
+    }
+
+    fn outbox_head(&mut self) -> StoreResult<i64> {
+        Ok(self
+            .one("SELECT COALESCE(MAX(seq), 0) FROM outbox", [], |r| r.get(0))?
+            .unwrap_or(0))
+    }
+
+    fn checkpoint(&mut self, subscriber: &str) -> StoreResult<Option<i64>> {
+        self.one(
+            "SELECT seq FROM subscriber_checkpoints WHERE subscriber = ?1",
+            params![subscriber],
+            |r| r.get(0),
+        )
+    }
+
+    fn set_checkpoint(&mut self, subscriber: &str, seq: i64, at: Timestamp) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO subscriber_checkpoints (subscriber, seq, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (subscriber) DO UPDATE SET seq = MAX(seq, excluded.seq),
+                 updated_at = excluded.updated_at",
+            params![subscriber, seq, us(at)],
+        )?;
+        Ok(())
+    }
+
+    fn upsert_dead_letter(&mut self, d: &NewDeadLetter) -> StoreResult<i64> {
+        self.one(
+            "INSERT INTO dead_letters (subscriber, event_seq, event_id, event_type, error, attempts,
+                 status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'DEAD', ?7, ?7)
+             ON CONFLICT (subscriber, event_seq) DO UPDATE SET error = excluded.error,
+                 attempts = excluded.attempts, status = 'DEAD', updated_at = excluded.updated_at
+             RETURNING id",
+            params![
+                d.subscriber,
+                d.event_seq,
+                d.event_id.to_string(),
+                d.event_type,
+                d.error,
+                d.attempts,
+                us(d.at)
+            ],
+            |r| r.get(0),
+        )?
+        .ok_or_else(|| StoreError::Internal("dead letter upsert returned no id".into()))
+    }
+
+    fn dead_letters(&mut self, q: &DeadLetterQuery) -> StoreResult<Vec<DeadLetter>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {DEAD_LETTER_COLS} FROM dead_letters
+                 WHERE id > ?1 AND (?2 IS NULL OR subscriber = ?2) AND (?3 IS NULL OR status = ?3)
+                 ORDER BY id LIMIT ?4"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![q.after_id, q.subscriber, q.status, q.limit],
+                dead_letter_row,
+            )
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn dead_letter(&mut self, id: i64) -> StoreResult<Option<DeadLetter>> {
+        self.one(
+            &format!("SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = ?1"),
+            params![id],
+            dead_letter_row,
+        )
+    }
+
+    fn update_dead_letter(
+        &mut self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        attempts: Option<u32>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE dead_letters SET status = ?2, error = COALESCE(?3, error),
+                 attempts = COALESCE(?4, attempts), updated_at = ?5
+             WHERE id = ?1",
+            params![id, status, error, attempts, us(at)],
+            "update dead letter",
+        )
+    }
+
+    fn try_lease(&mut self, name: &str, holder: &str, ttl_ms: i64) -> StoreResult<bool> {
+        // The database's clock: on one machine, the system clock.
+        let won = self.one(
+            "INSERT INTO leases (name, holder, expires_at)
+             VALUES (?1, ?2, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER) + ?3 * 1000)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder
+                OR leases.expires_at < CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)
+             RETURNING holder",
+            params![name, holder, ttl_ms],
+            |r| r.get::<_, String>(0),
+        )?;
+        Ok(won.is_some())
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> StoreResult<()> {
+        self.exec(
+            "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+            params![name, holder],
+        )?;
+        Ok(())
+    }
+
+    fn insert_feed_item(&mut self, f: &FeedItem) -> StoreResult<bool> {
+        let n = self.exec(
+            "INSERT INTO player_feed_items (feed, player_id, event_seq, event_id, event_type,
+                 occurred_at, data)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (feed, event_id) DO NOTHING",
+            params![
+                f.feed,
+                f.player_id.to_string(),
+                f.event_seq,
+                f.event_id.to_string(),
+                f.event_type,
+                us(f.occurred_at),
+                f.data.to_string()
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn feed_items(
+        &mut self,
+        feed: &str,
+        player_id: Uuid,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<FeedItem>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT feed, player_id, event_seq, event_id, event_type, occurred_at, data
+                 FROM player_feed_items
+                 WHERE feed = ?1 AND player_id = ?2 AND event_seq < ?3
+                 ORDER BY event_seq DESC LIMIT ?4",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![
+                    feed,
+                    player_id.to_string(),
+                    before_seq.unwrap_or(i64::MAX),
+                    limit
+                ],
+                |r| {
+                    let data: String = r.get(6)?;
+                    Ok(FeedItem {
+                        feed: r.get(0)?,
+                        player_id: uuid(r.get(1)?)?,
+                        event_seq: r.get(2)?,
+                        event_id: uuid(r.get(3)?)?,
+                        event_type: r.get(4)?,
+                        occurred_at: ts(r.get(5)?)?,
+                        data: serde_json::from_str(&data).map_err(|e| conv_err(e.to_string()))?,
+                    })
+                },
+            )
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn count_manual_rewards(
+        &mut self,
+        staff_id: Uuid,
+        after: Timestamp,
+        up_to: Timestamp,
+        up_to_seq: i64,
+    ) -> StoreResult<i64> {
+        Ok(self
+            .one(
+                "SELECT COUNT(*) FROM ledger_entries
+                 WHERE staff_id = ?1 AND created_at > ?2 AND created_at <= ?3 AND seq <= ?4
+                   AND source = 'manual_reward'",
+                params![staff_id.to_string(), us(after), us(up_to), up_to_seq],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0))
+    }
+
+    fn insert_alert(&mut self, a: &Alert) -> StoreResult<bool> {
+        let n = self.exec(
+            "INSERT INTO alerts (id, kind, staff_id, count, window_seconds, window_start,
+                 occurred_at, trigger_event_id, event_id, correlation_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (trigger_event_id) DO NOTHING",
+            params![
+                a.id.to_string(),
+                a.kind,
+                a.staff_id.to_string(),
+                a.count,
+                a.window_seconds,
+                us(a.window_start),
+                us(a.occurred_at),
+                a.trigger_event_id.to_string(),
+                a.event_id.to_string(),
+                a.correlation_id,
+                us(a.created_at)
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn latest_alert(&mut self, kind: &str, staff_id: Uuid) -> StoreResult<Option<Alert>> {
+        self.one(
+            &format!(
+                "SELECT seq, {ALERT_COLS} FROM alerts WHERE kind = ?1 AND staff_id = ?2
+                 ORDER BY occurred_at DESC, seq DESC LIMIT 1"
+            ),
+            params![kind, staff_id.to_string()],
+            |r| alert_row(r).map(|(_, a)| a),
+        )
+    }
+
+    fn alerts(&mut self, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<(i64, Alert)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT seq, {ALERT_COLS} FROM alerts WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![before_seq.unwrap_or(i64::MAX), limit], alert_row)
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 }
 
