@@ -24,8 +24,8 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-pub use records::*;
 pub use dispatch::{Alert, DeadLetter, DeadLetterQuery, FeedItem, NewDeadLetter};
+pub use records::*;
 use uuid::Uuid;
 
 /// Failures of the storage layer itself.
@@ -102,8 +102,10 @@ pub trait Tx {
     /// A page of ledger entries, newest first.
     fn entries(&mut self, query: &EntryQuery) -> StoreResult<Vec<LedgerEntry>>;
 
-    /// Appends an event to the outbox; returns its sequence number.
-    fn append_event(&mut self, event: &NewEvent) -> StoreResult<i64>;
+    /// Appends an event to the outbox. Its sequence number is assigned in
+    /// commit order (PostgreSQL assigns it as the transaction commits, so
+    /// that the sequence lock is always the last lock a transaction takes).
+    fn append_event(&mut self, event: &NewEvent) -> StoreResult<()>;
     /// Events after a sequence number, in order.
     fn events(
         &mut self,

@@ -96,7 +96,7 @@ impl OpCtx {
         event_type: &'static str,
         source: &'static str,
         payload: serde_json::Value,
-    ) -> Result<i64, OpError> {
+    ) -> Result<(), OpError> {
         Ok(tx.append_event(&NewEvent {
             event_id: Uuid::now_v7(),
             event_type,

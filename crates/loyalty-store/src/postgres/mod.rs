@@ -13,7 +13,7 @@
 
 mod tx;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
@@ -40,7 +40,7 @@ pub struct PgConn {
 pub struct PgStore {
     config: postgres::Config,
     redacted: String,
-    idle: Mutex<Vec<PgConn>>,
+    idle: Arc<Mutex<Vec<PgConn>>>,
     permits: Semaphore,
 }
 
@@ -61,7 +61,7 @@ impl PgStore {
         let store = PgStore {
             config,
             redacted,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::new(Mutex::new(Vec::new())),
             permits: Semaphore::new(pool_size.max(1)),
         };
         let mut conn = store.connect()?;
@@ -121,40 +121,37 @@ impl PgStore {
             .acquire()
             .await
             .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
-        let conn = {
-            let this: &PgStore = self;
-            // Connecting blocks; do it off the async threads.
-            let (idle, config) = (
-                this.idle.lock().ok().and_then(|mut v| v.pop()),
-                this.config.clone(),
-            );
-            tokio::task::spawn_blocking(move || -> StoreResult<PgConn> {
-                match idle {
-                    Some(c) if !c.client.is_closed() => Ok(c),
-                    _ => {
-                        let client = config.connect(NoTls).map_err(|e| {
-                            StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}"))
-                        })?;
-                        Ok(PgConn {
-                            client,
-                            statements: Default::default(),
-                        })
+        let (idle, config) = (self.idle.clone(), self.config.clone());
+        // Everything that touches a blocking client — connecting, running,
+        // returning or dropping it — happens on a blocking thread: the
+        // `postgres` client drives its own runtime and must not be dropped
+        // on an async worker.
+        tokio::task::spawn_blocking(move || {
+            let pooled = idle.lock().ok().and_then(|mut v| v.pop());
+            let mut conn = match pooled {
+                Some(c) if !c.client.is_closed() => c,
+                _ => {
+                    let client = config.connect(NoTls).map_err(|e| {
+                        E::from(StoreError::Unavailable(format!(
+                            "cannot connect to PostgreSQL: {e}"
+                        )))
+                    })?;
+                    PgConn {
+                        client,
+                        statements: Default::default(),
                     }
                 }
-            })
-            .await
-            .map_err(|e| E::from(StoreError::Internal(format!("connect task failed: {e}"))))?
-            .map_err(E::from)?
-        };
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let mut conn = conn;
+            };
             let result = run_in_tx(&mut conn, write, op);
-            (conn, result)
+            if !conn.client.is_closed() {
+                if let Ok(mut pool) = idle.lock() {
+                    pool.push(conn);
+                }
+            }
+            result
         })
         .await
-        .map_err(|e| E::from(StoreError::Internal(format!("database task failed: {e}"))))?;
-        self.put_back(conn);
-        result
+        .map_err(|e| E::from(StoreError::Internal(format!("database task failed: {e}"))))?
     }
 
     pub(crate) async fn write<T, E>(
@@ -199,7 +196,10 @@ fn run_in_tx<T, E: From<StoreError>>(
         .batch_execute(begin)
         .map_err(|e| E::from(map_err(e)))?;
     let mut tx = PgTx::new(conn, write);
-    let result = op(&mut tx);
+    let result = op(&mut tx).and_then(|v| {
+        tx.flush_events().map_err(E::from)?;
+        Ok(v)
+    });
     match result {
         Ok(v) => {
             conn.client
@@ -245,6 +245,20 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
         tracing::info!(version, "applied postgres migration");
     }
     t.commit().map_err(map_err)
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Close idle connections off any async worker (see `run`).
+        let idle = self
+            .idle
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.

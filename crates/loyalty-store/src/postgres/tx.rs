@@ -21,6 +21,10 @@ pub struct PgTx<'c> {
     conn: &'c mut PgConn,
     write: bool,
     depth: u32,
+    /// Events appended by the operation, written at commit.
+    pending_events: Vec<NewEvent>,
+    /// `pending_events.len()` at each open savepoint.
+    savepoint_marks: Vec<usize>,
 }
 
 impl<'c> PgTx<'c> {
@@ -29,7 +33,51 @@ impl<'c> PgTx<'c> {
             conn,
             write,
             depth: 0,
+            pending_events: Vec::new(),
+            savepoint_marks: Vec::new(),
         }
+    }
+
+    /// Writes the buffered events with gap-free sequence numbers. Called
+    /// right before COMMIT, so the counter row is the last lock the
+    /// transaction takes: lock order is the same in every transaction (no
+    /// deadlock), and the lock is held only while committing, so sequence
+    /// order is commit order.
+    pub(crate) fn flush_events(&mut self) -> StoreResult<()> {
+        if self.pending_events.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.pending_events);
+        let n = i64::try_from(events.len()).map_err(|_| conv("too many events"))?;
+        let last: i64 = self
+            .query(
+                "UPDATE outbox_sequence SET last = last + $1 WHERE id = 1 RETURNING last",
+                &[&n],
+            )?
+            .first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| StoreError::Internal("outbox sequence row missing".into()))?;
+        for (i, e) in events.iter().enumerate() {
+            let seq = last - n + 1 + i as i64;
+            self.exec_one(
+                "INSERT INTO outbox (seq, event_id, event_type, version, occurred_at, correlation_id,
+                     idempotency_key, source, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &seq,
+                    &e.event_id,
+                    &e.event_type,
+                    &i32::try_from(e.version).unwrap_or(i32::MAX),
+                    &us(e.occurred_at),
+                    &e.correlation_id,
+                    &e.idempotency_key,
+                    &e.source,
+                    &e.payload,
+                ],
+                "append event",
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -658,33 +706,10 @@ impl Tx for PgTx<'_> {
         rows.iter().map(entry_row).collect()
     }
 
-    fn append_event(&mut self, e: &NewEvent) -> StoreResult<i64> {
-        let seq: i64 = self
-            .query(
-                "UPDATE outbox_sequence SET last = last + 1 WHERE id = 1 RETURNING last",
-                &[],
-            )?
-            .first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| StoreError::Internal("outbox sequence row missing".into()))?;
-        self.exec_one(
-            "INSERT INTO outbox (seq, event_id, event_type, version, occurred_at, correlation_id,
-                 idempotency_key, source, payload)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                &seq,
-                &e.event_id,
-                &e.event_type,
-                &i32::try_from(e.version).unwrap_or(i32::MAX),
-                &us(e.occurred_at),
-                &e.correlation_id,
-                &e.idempotency_key,
-                &e.source,
-                &e.payload,
-            ],
-            "append event",
-        )?;
-        Ok(seq)
+    fn append_event(&mut self, e: &NewEvent) -> StoreResult<()> {
+        // Buffered until commit: see `flush_events`.
+        self.pending_events.push(e.clone());
+        Ok(())
     }
 
     fn events(
@@ -756,6 +781,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {
+        self.savepoint_marks.push(self.pending_events.len());
         self.depth += 1;
         let sql = format!("SAVEPOINT sp{}", self.depth);
         self.conn
@@ -765,6 +791,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn rollback_savepoint(&mut self) -> StoreResult<()> {
+        if let Some(mark) = self.savepoint_marks.pop() {
+            self.pending_events.truncate(mark);
+        }
         let d = self.depth;
         self.depth = self.depth.saturating_sub(1);
         let sql = format!("ROLLBACK TO SAVEPOINT sp{d}; RELEASE SAVEPOINT sp{d}");
@@ -775,6 +804,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
+        self.savepoint_marks.pop();
         let d = self.depth;
         self.depth = self.depth.saturating_sub(1);
         let sql = format!("RELEASE SAVEPOINT sp{d}");
@@ -1086,7 +1116,9 @@ impl Tx for PgTx<'_> {
 
     fn alerts(&mut self, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<(i64, Alert)>> {
         let rows = self.query(
-            &format!("SELECT seq, {ALERT_COLS} FROM alerts WHERE seq < $1 ORDER BY seq DESC LIMIT $2"),
+            &format!(
+                "SELECT seq, {ALERT_COLS} FROM alerts WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+            ),
             &[&before_seq.unwrap_or(i64::MAX), &i64::from(limit)],
         )?;
         rows.iter().map(alert_row).collect()

@@ -615,7 +615,7 @@ impl Tx for SqliteTx<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
-    fn append_event(&mut self, e: &NewEvent) -> StoreResult<i64> {
+    fn append_event(&mut self, e: &NewEvent) -> StoreResult<()> {
         self.exec_one(
             "INSERT INTO outbox (event_id, event_type, version, occurred_at, correlation_id,
                  idempotency_key, source, payload)
@@ -631,8 +631,7 @@ impl Tx for SqliteTx<'_> {
                 e.payload.to_string()
             ],
             "append event",
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        )
     }
 
     fn events(

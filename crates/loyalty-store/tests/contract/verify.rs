@@ -1,0 +1,133 @@
+//! `ops::verify` (DESIGN §3.6): proves every account against its ledger and
+//! names the drift it finds.
+
+use loyalty_core::TransactionType;
+use loyalty_store::ops::{self, OpError};
+use loyalty_store::{Account, Drift, Store};
+use uuid::Uuid;
+
+use crate::support::*;
+
+async fn verify(store: &Store) -> (u64, Vec<Drift>, u64) {
+    store.read(|tx| ops::verify(tx, 100)).await.expect("verify")
+}
+
+/// Three players with a few entries each; returns their ids.
+async fn populate(store: &Store) -> Vec<Uuid> {
+    let staff = Uuid::now_v7();
+    let mut ids = Vec::new();
+    for p in 0..3 {
+        let pid = new_player(store, at(0)).await.id;
+        for i in 0..4 {
+            let c = ctx(at(10 + i));
+            reward(store, &c, pid, 300 * (i + 1), &format!("k-{p}-{i}"), staff)
+                .await
+                .expect("reward");
+        }
+        reward(store, &ctx(at(20)), pid, -250, &format!("adj-{p}"), staff)
+            .await
+            .expect("adjust");
+        apply(
+            store,
+            &ctx(at(21)),
+            spec(pid, TransactionType::EscrowHold, -100),
+        )
+        .await
+        .expect("hold");
+        apply(
+            store,
+            &ctx(at(22)),
+            spec(pid, TransactionType::EscrowRefund, 100),
+        )
+        .await
+        .expect("refund");
+        ids.push(pid);
+    }
+    // A player without entries is checked too.
+    ids.push(new_player(store, at(30)).await.id);
+    ids
+}
+
+async fn corrupt(store: &Store, pid: Uuid, change: impl FnOnce(&mut Account) + Send + 'static) {
+    op(store, move |tx| {
+        let mut a = tx.account(pid)?.expect("account");
+        change(&mut a);
+        tx.update_account(&a)?;
+        Ok::<_, OpError>(())
+    })
+    .await
+    .expect("corrupt the account row");
+}
+
+pub async fn verify_finds_no_drift_in_a_clean_store(store: Store) {
+    let (checked, drift, total) = verify(&store).await;
+    assert_eq!((checked, drift.len(), total), (0, 0, 0), "empty store");
+    let ids = populate(&store).await;
+    let (checked, drift, total) = verify(&store).await;
+    assert_eq!(checked, ids.len() as u64);
+    assert!(drift.is_empty(), "{drift:?}");
+    assert_eq!(total, 0);
+}
+
+pub async fn verify_reports_a_corrupted_balance_naming_the_player(store: Store) {
+    let ids = populate(&store).await;
+    let victim = ids[1];
+    let truth = account(&store, victim).await.current_balance;
+    corrupt(&store, victim, |a| a.current_balance += 13).await;
+
+    let (checked, drift, total) = verify(&store).await;
+    assert_eq!(checked, ids.len() as u64);
+    assert_eq!(total, drift.len() as u64);
+    assert_eq!(
+        drift,
+        vec![Drift {
+            player_id: victim,
+            check: "current_balance".into(),
+            expected: truth + 13,
+            actual: truth,
+            entry_id: None,
+        }],
+        "exactly the corrupted account, naming the player"
+    );
+
+    // Reported drift is capped; the count is exact.
+    for pid in [ids[0], ids[2]] {
+        corrupt(&store, pid, |a| a.current_balance += 1).await;
+    }
+    let (_, shown, total) = store.read(|tx| ops::verify(tx, 2)).await.expect("verify");
+    assert_eq!((shown.len(), total), (2, 3));
+}
+
+pub async fn verify_reports_corrupted_lifetime_points_and_entry_count(store: Store) {
+    let ids = populate(&store).await;
+    let victim = ids[0];
+    let truth = account(&store, victim).await;
+    corrupt(&store, victim, |a| {
+        a.lifetime_points += 5;
+        a.entry_count -= 1;
+    })
+    .await;
+    let (_, drift, _) = verify(&store).await;
+    let mut checks: Vec<(Uuid, &str, i64, i64)> = drift
+        .iter()
+        .map(|d| (d.player_id, d.check.as_str(), d.expected, d.actual))
+        .collect();
+    checks.sort();
+    assert_eq!(
+        checks,
+        vec![
+            (
+                victim,
+                "entry_count",
+                truth.entry_count - 1,
+                truth.entry_count
+            ),
+            (
+                victim,
+                "lifetime_points",
+                truth.lifetime_points + 5,
+                truth.lifetime_points
+            ),
+        ]
+    );
+}
