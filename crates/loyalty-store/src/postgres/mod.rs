@@ -143,10 +143,10 @@ impl PgStore {
                 }
             };
             let result = run_in_tx(&mut conn, write, op);
-            if !conn.client.is_closed() {
-                if let Ok(mut pool) = idle.lock() {
-                    pool.push(conn);
-                }
+            if !conn.client.is_closed()
+                && let Ok(mut pool) = idle.lock()
+            {
+                pool.push(conn);
             }
             result
         })
