@@ -49,6 +49,18 @@ impl Default for Settings {
 pub struct Faults {
     /// Make loyalty accrual fail.
     pub loyalty_accrual_fail: AtomicBool,
+    /// Subscribers whose every delivery fails.
+    pub failing_subscribers: Mutex<HashSet<String>>,
+}
+
+impl Faults {
+    /// Whether deliveries to subscriber `name` are made to fail.
+    pub fn subscriber_fails(&self, name: &str) -> bool {
+        self.failing_subscribers
+            .lock()
+            .map(|s| s.contains(name))
+            .unwrap_or(false)
+    }
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -71,6 +83,8 @@ pub struct Inner {
     pub limiter: Arc<dyn RateLimiter>,
     /// `Idempotency-Key`s being processed on this node.
     pub in_flight: Mutex<HashSet<(String, String)>>,
+    /// Event dispatch: subscribers, live stream, relay.
+    pub events: Arc<crate::events::EventHub>,
 }
 
 impl std::ops::Deref for AppState {
@@ -83,6 +97,21 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Builds the state.
     pub fn new(store: Store, settings: Settings, limiter: Arc<dyn RateLimiter>) -> Self {
+        Self::with_events(
+            store,
+            settings,
+            limiter,
+            crate::events::EventsConfig::default(),
+        )
+    }
+
+    /// Builds the state with event dispatch configured.
+    pub fn with_events(
+        store: Store,
+        settings: Settings,
+        limiter: Arc<dyn RateLimiter>,
+        events: crate::events::EventsConfig,
+    ) -> Self {
         AppState(Arc::new(Inner {
             store,
             clock: Clock::default(),
@@ -91,6 +120,7 @@ impl AppState {
             tokens: TokenCache::default(),
             limiter,
             in_flight: Mutex::new(HashSet::new()),
+            events: Arc::new(crate::events::EventHub::new(events)),
         }))
     }
 

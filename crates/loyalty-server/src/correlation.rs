@@ -71,6 +71,12 @@ pub async fn layer(req: Request, next: Next) -> Response {
                 .into_response();
             }
             let resp = next.run(req).await;
+            crate::metrics::http_request(
+                method.as_str(),
+                &route,
+                resp.status().as_u16(),
+                started.elapsed().as_secs_f64(),
+            );
             tracing::info!(
                 correlation_id = %current(),
                 status = resp.status().as_u16(),

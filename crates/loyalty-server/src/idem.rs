@@ -130,7 +130,7 @@ where
     F: FnOnce(&mut dyn Tx, &OpCtx) -> Result<(StatusCode, Value, T), ApiError> + Send + 'static,
 {
     let _guard = idem.as_ref().map(|k| claim(state, k)).transpose()?;
-    state
+    let out = state
         .store
         .write(move |tx| -> Result<Outcome<T>, ApiError> {
             if let Some(k) = &idem
@@ -160,7 +160,12 @@ where
             }
             Ok(Outcome::Fresh(status, body, extra))
         })
-        .await
+        .await;
+    if matches!(out, Ok(Outcome::Fresh(..))) {
+        // New events are committed: wake the event tail (cheap, coalesces).
+        state.events.poke();
+    }
+    out
 }
 
 /// A JSON response from status and bytes.

@@ -120,6 +120,27 @@ struct ServeArgs {
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "LOYALTY_LOG", default_value = "info")]
     log: String,
+    /// NATS server for the JetStream event relay (nats://host:port); no relay if unset.
+    #[arg(long, env = "LOYALTY_NATS_URL")]
+    nats_url: Option<String>,
+    /// Run without the event dispatcher, subscribers, live stream and relay (benchmarking only).
+    #[arg(long, env = "LOYALTY_NO_DISPATCHER")]
+    no_dispatcher: bool,
+    /// First retry delay of a failed event delivery, ms (doubles per attempt).
+    #[arg(long, env = "LOYALTY_DISPATCH_RETRY_BASE_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    dispatch_retry_base_ms: u64,
+    /// Delivery attempts before an event becomes a dead letter.
+    #[arg(long, env = "LOYALTY_DISPATCH_ATTEMPTS_MAX", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    dispatch_attempts_max: u32,
+    /// How long a node holds a lease (relay, durable subscriber) without renewing it, ms.
+    #[arg(long, env = "LOYALTY_LEASE_TTL_MS", default_value_t = 15_000, value_parser = clap::value_parser!(i64).range(500..=600_000))]
+    lease_ttl_ms: i64,
+    /// Players kept in the balance snapshot cache.
+    #[arg(long, env = "LOYALTY_BALANCE_CACHE_ENTRIES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    balance_cache_entries: u64,
+    /// Events buffered per live-stream connection before a slow client is disconnected.
+    #[arg(long, env = "LOYALTY_STREAM_BUFFER_EVENTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    stream_buffer_events: u64,
 }
 
 #[derive(Args)]
@@ -195,6 +216,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..Limit::default()
                 },
                 redis_url: a.redis_url,
+                events: loyalty_server::events::EventsConfig {
+                    enabled: !a.no_dispatcher,
+                    retry_base_ms: a.dispatch_retry_base_ms,
+                    attempts_max: a.dispatch_attempts_max,
+                    lease_ttl_ms: a.lease_ttl_ms,
+                    balance_cache_entries: usize::try_from(a.balance_cache_entries)
+                        .unwrap_or(100_000),
+                    stream_buffer_events: usize::try_from(a.stream_buffer_events)
+                        .unwrap_or(1024),
+                    nats_url: a.nats_url,
+                    ..loyalty_server::events::EventsConfig::default()
+                },
             };
             runtime()?.block_on(serve(cfg))?;
             Ok(ExitCode::SUCCESS)

@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub reward_limit: Limit,
     /// Redis for the shared rate limiter (several nodes); in memory if None.
     pub redis_url: Option<String>,
+    /// Event dispatch, live stream and NATS relay.
+    pub events: crate::events::EventsConfig,
 }
 
 /// Runs the server until Ctrl-C / SIGTERM.
@@ -85,7 +87,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         ),
         None => Arc::new(MemoryLimiter::new(cfg.reward_limit)),
     };
-    let state = AppState::new(store.clone(), cfg.settings.clone(), limiter);
+    crate::metrics::install();
+    let state = AppState::with_events(
+        store.clone(),
+        cfg.settings.clone(),
+        limiter,
+        cfg.events.clone(),
+    );
     let app = crate::http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -101,6 +109,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         state.clone(),
         std::time::Duration::from_millis(sync_every),
     ));
+    crate::events::start(&state)
+        .await
+        .context("cannot start event dispatch")?;
     tokio::spawn(crate::background::retry_pending_accruals(state.clone()));
     tokio::spawn(crate::background::purge_idempotency_records(state.clone()));
     axum::serve(listener, app)

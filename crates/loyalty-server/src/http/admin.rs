@@ -105,26 +105,60 @@ pub(super) async fn set_clock(
 
 #[derive(Deserialize)]
 pub(super) struct FaultsBody {
-    loyalty_accrual: String,
+    loyalty_accrual: Option<String>,
+    /// Names of the subscribers whose deliveries fail (replaces the set).
+    failing_subscribers: Option<Vec<String>>,
 }
 
 pub(super) async fn set_faults(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<FaultsBody>,
 ) -> ApiResult<Response> {
-    let fail = match body.loyalty_accrual.as_str() {
-        "fail" => true,
-        "ok" => false,
-        _ => {
+    if body.loyalty_accrual.is_none() && body.failing_subscribers.is_none() {
+        return Err(ApiError::validation(
+            "loyalty_accrual",
+            "give loyalty_accrual and/or failing_subscribers",
+        ));
+    }
+    let fail = match body.loyalty_accrual.as_deref() {
+        None => None,
+        Some("fail") => Some(true),
+        Some("ok") => Some(false),
+        Some(_) => {
             return Err(ApiError::validation(
                 "loyalty_accrual",
                 "must be \"fail\" or \"ok\"",
             ));
         }
     };
-    st.faults
-        .loyalty_accrual_fail
-        .store(fail, Ordering::Relaxed);
-    tracing::warn!(loyalty_accrual = %body.loyalty_accrual, "test mode: faults set");
-    Ok(axum::Json(json!({"loyalty_accrual": body.loyalty_accrual})).into_response())
+    if let Some(names) = &body.failing_subscribers
+        && let Some(unknown) = names.iter().find(|n| !st.events.registry.knows(n))
+    {
+        return Err(ApiError::validation(
+            "failing_subscribers",
+            format!("no subscriber named {unknown:?} runs here"),
+        ));
+    }
+    if let Some(fail) = fail {
+        st.faults.loyalty_accrual_fail.store(fail, Ordering::Relaxed);
+    }
+    if let Some(names) = body.failing_subscribers
+        && let Ok(mut set) = st.faults.failing_subscribers.lock()
+    {
+        *set = names.into_iter().collect();
+    }
+    let accrual = if st.faults.loyalty_accrual_fail.load(Ordering::Relaxed) {
+        "fail"
+    } else {
+        "ok"
+    };
+    let mut failing: Vec<String> = st
+        .faults
+        .failing_subscribers
+        .lock()
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    failing.sort();
+    tracing::warn!(loyalty_accrual = accrual, failing_subscribers = ?failing, "test mode: faults set");
+    Ok(axum::Json(json!({"loyalty_accrual": accrual, "failing_subscribers": failing})).into_response())
 }

@@ -24,12 +24,23 @@ pub(super) async fn player_loyalty(
 ) -> ApiResult<Response> {
     let id = path_id(&id, "player")?;
     caller.require_or_self(Permission::PlayersRead, id)?;
-    let account = st
-        .store
-        .read(move |tx| tx.account(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("player"))?;
-    Ok(axum::Json(views::loyalty(&account, &st.settings.tiers)).into_response())
+    let (account, status) = match crate::events::cached_balance(&st, id).await? {
+        Some(account) => (account, "loyalty-balance-cache; hit"),
+        None => {
+            let account = st
+                .store
+                .read(move |tx| tx.account(id))
+                .await?
+                .ok_or_else(|| ApiError::not_found("player"))?;
+            (account, "loyalty-balance-cache; fwd=miss")
+        }
+    };
+    let mut resp = axum::Json(views::loyalty(&account, &st.settings.tiers)).into_response();
+    resp.headers_mut().insert(
+        "cache-status",
+        axum::http::HeaderValue::from_static(status),
+    );
+    Ok(resp)
 }
 
 #[derive(Deserialize, Default)]

@@ -2,6 +2,7 @@
 //! and tables. Slips, rewards and ledger reads have their own modules.
 
 mod admin;
+mod events;
 mod ledger;
 mod rewards;
 mod slips;
@@ -55,6 +56,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/loyalty/manual-rewards"),
     ("GET", "/v1/ledger"),
     ("GET", "/v1/events"),
+    ("GET", "/v1/events/stream"),
+    ("GET", "/v1/dead-letters"),
+    ("POST", "/v1/dead-letters/{id}/replay"),
+    ("GET", "/v1/alerts"),
+    ("GET", "/v1/subscribers"),
+    ("GET", "/v1/players/{id}/notifications"),
+    ("GET", "/v1/players/{id}/activity"),
+    ("GET", "/metrics"),
     ("POST", "/v1/admin/verify"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -127,6 +136,22 @@ pub fn router(state: AppState) -> Router {
     .add("POST", "/v1/loyalty/manual-rewards", rewards::manual_reward)
     .add("GET", "/v1/ledger", ledger::audit_search)
     .add("GET", "/v1/events", admin::events)
+    .add("GET", "/v1/events/stream", crate::events::stream::stream)
+    .add("GET", "/v1/dead-letters", events::dead_letters)
+    .add(
+        "POST",
+        "/v1/dead-letters/{id}/replay",
+        events::replay_dead_letter,
+    )
+    .add("GET", "/v1/alerts", events::alerts)
+    .add("GET", "/v1/subscribers", events::subscribers)
+    .add(
+        "GET",
+        "/v1/players/{id}/notifications",
+        events::notifications,
+    )
+    .add("GET", "/v1/players/{id}/activity", events::activity)
+    .add("GET", "/metrics", events::metrics)
     .add("POST", "/v1/admin/verify", admin::verify)
     .add("GET", "/healthz", healthz)
     .add("GET", "/readyz", readyz);

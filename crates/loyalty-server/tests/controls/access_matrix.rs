@@ -88,7 +88,7 @@ use Access::{Public, Staff, StaffOrSelf};
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 24] = [
+const ROWS: [Row; 32] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -153,6 +153,34 @@ const ROWS: [Row; 24] = [
     ),
     row("GET", "/v1/ledger", Staff("loyalty:view_all"), 200),
     row("GET", "/v1/events", Staff("audit:read"), 200),
+    row(
+        "GET",
+        "/v1/events/stream",
+        StaffOrSelf("audit:read"),
+        200,
+    ),
+    row("GET", "/v1/dead-letters", Staff("audit:read"), 200),
+    row(
+        "POST",
+        "/v1/dead-letters/{id}/replay",
+        Staff("staff:admin"),
+        202,
+    ),
+    row("GET", "/v1/alerts", Staff("audit:read"), 200),
+    row("GET", "/v1/subscribers", Staff("audit:read"), 200),
+    row(
+        "GET",
+        "/v1/players/{id}/notifications",
+        StaffOrSelf("players:read"),
+        200,
+    ),
+    row(
+        "GET",
+        "/v1/players/{id}/activity",
+        StaffOrSelf("loyalty:view_all"),
+        200,
+    ),
+    row("GET", "/metrics", Public, 200),
     row("POST", "/v1/admin/verify", Staff("audit:read"), 200),
     row("GET", "/healthz", Public, 200),
     row("GET", "/readyz", Public, 200),
@@ -239,9 +267,14 @@ async fn request(
             r.path.into(),
             Some(json!({"display_name": "Matrix player"})),
         ),
-        ("GET", "/v1/players/{id}" | "/v1/players/{id}/loyalty" | "/v1/players/{id}/ledger") => {
-            (with_player, None)
-        }
+        (
+            "GET",
+            "/v1/players/{id}"
+            | "/v1/players/{id}/loyalty"
+            | "/v1/players/{id}/ledger"
+            | "/v1/players/{id}/notifications"
+            | "/v1/players/{id}/activity",
+        ) => (with_player, None),
         ("POST", "/v1/players/{id}/tokens") => (with_player, Some(json!({}))),
         ("POST", "/v1/tables") => (
             r.path.into(),
@@ -274,7 +307,17 @@ async fn request(
                 &format!("access matrix reward {n}"),
             )),
         ),
-        ("GET", "/v1/ledger" | "/v1/events" | "/healthz" | "/readyz") => (r.path.into(), None),
+        (
+            "GET",
+            "/v1/ledger" | "/v1/events" | "/healthz" | "/readyz" | "/v1/dead-letters"
+            | "/v1/alerts" | "/v1/subscribers" | "/metrics",
+        ) => (r.path.into(), None),
+        // The backlog only: a following stream would never end.
+        ("GET", "/v1/events/stream") => ("/v1/events/stream?follow=false".into(), None),
+        ("POST", "/v1/dead-letters/{id}/replay") => (
+            r.path.replace("{id}", &dead_letter_id(app).await),
+            Some(json!({})),
+        ),
         ("POST", "/v1/admin/verify") => (r.path.into(), Some(json!({}))),
         // Always forward, a minute per cell, so slips opened later stay valid.
         ("PUT", "/v1/test/clock") => (
@@ -284,6 +327,43 @@ async fn request(
         ("PUT", "/v1/test/faults") => (r.path.into(), Some(json!({"loyalty_accrual": "ok"}))),
         (m, p) => panic!("no request written for {m} {p}: add one to the access matrix"),
     }
+}
+
+/// Some dead letter's id: made once by failing the activity feed until an
+/// event is parked (default retry policy), then healing it.
+async fn dead_letter_id(app: &TestApp) -> String {
+    let first = |r: &crate::common::Resp| {
+        r.body["dead_letters"][0]["id"]
+            .as_i64()
+            .map(|id| id.to_string())
+    };
+    if let Some(id) = first(&app.get(&app.admin_token, "/v1/dead-letters?limit=1").await) {
+        return id;
+    }
+    let faults = |names: Value| async move {
+        let r = send(
+            app,
+            Method::PUT,
+            None,
+            "/v1/test/faults",
+            Some(&json!({"failing_subscribers": names}).to_string()),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    };
+    faults(json!(["activity_feed"])).await;
+    app.player().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        if let Some(id) = first(&app.get(&app.admin_token, "/v1/dead-letters?limit=1").await) {
+            break id;
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter appeared");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    faults(json!([])).await;
+    id
 }
 
 #[test]

@@ -4,3 +4,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod support;
+
+mod dispatch;
+mod subscribers;

@@ -1,0 +1,226 @@
+//! Events leaving the outbox: the dispatcher and its subscribers, the live
+//! stream and the NATS JetStream relay (DESIGN §6).
+//!
+//! The outbox is the only source: every consumer keeps a position (a seq)
+//! and reads `Tx::events` after it in bounded batches, so nothing depends on
+//! in-memory delivery and a restart loses nothing. What lives in memory is
+//! only how consumers learn early that there is something to read:
+//!
+//! * [`EventHub::poke`] — called after every successful write on this node;
+//!   wakes the *tail* task, which reads new events once, publishes the new
+//!   head on a `watch` channel (subscribers and the relay wake on it) and
+//!   fans the events out on a bounded `broadcast` channel (the live stream).
+//! * Every waiter also polls ([`EventsConfig::poll_interval_ms`]), which is
+//!   how writes made by other nodes are noticed.
+//!
+//! Modules: [`dispatch`] (subscribers, retries, dead letters, checkpoints),
+//! [`subscribers`] (the shipped ones), [`stream`] (`GET /v1/events/stream`),
+//! [`nats`] (the relay).
+
+pub mod dispatch;
+pub mod nats;
+pub mod stream;
+pub mod subscribers;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use loyalty_store::{EventRecord, Store};
+use tokio::sync::{Notify, broadcast, watch};
+
+use crate::app::AppState;
+
+/// Most events read from the outbox in one batch.
+pub const BATCH_EVENTS_MAX: u32 = 256;
+/// Capacity of the live fan-out (events); a stream reader that falls this
+/// far behind is disconnected.
+pub const LIVE_BUFFER_EVENTS: usize = 4096;
+
+/// Tunables of event dispatch.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    /// Run the dispatcher, its subscribers and the tail (off only to
+    /// measure the write path without them).
+    pub enabled: bool,
+    /// Longest wait before looking at the outbox again without a poke.
+    pub poll_interval_ms: u64,
+    /// First retry delay of a failed delivery; doubles per attempt.
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_ms: u64,
+    /// Delivery attempts before an event becomes a dead letter.
+    pub attempts_max: u32,
+    /// How long a lease (relay, durable subscriber) lasts unrenewed, ms.
+    pub lease_ttl_ms: i64,
+    /// Entries of the balance snapshot cache.
+    pub balance_cache_entries: usize,
+    /// Events buffered per live-stream connection before it counts as slow.
+    pub stream_buffer_events: usize,
+    /// NATS server for the JetStream relay; none, no relay.
+    pub nats_url: Option<String>,
+    /// JetStream stream name.
+    pub nats_stream: String,
+    /// Subject prefix; the event type is appended.
+    pub nats_subject_prefix: String,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            enabled: true,
+            poll_interval_ms: 500,
+            retry_base_ms: 200,
+            retry_max_ms: 10_000,
+            attempts_max: 5,
+            lease_ttl_ms: dispatch::LEASE_TTL_MS_DEFAULT,
+            balance_cache_entries: 100_000,
+            stream_buffer_events: stream::STREAM_BUFFER_EVENTS,
+            nats_url: None,
+            nats_stream: "LOYALTY_EVENTS".into(),
+            nats_subject_prefix: "loyalty.events".into(),
+        }
+    }
+}
+
+/// Shared by everything that consumes events on this node.
+pub struct EventHub {
+    /// Tunables.
+    pub config: EventsConfig,
+    /// This node's id, as lease holder.
+    pub node_id: String,
+    wake: Notify,
+    head: watch::Sender<i64>,
+    live: broadcast::Sender<Arc<EventRecord>>,
+    /// The shipped balance snapshot cache (None when dispatch is off).
+    pub balance_cache: Option<Arc<subscribers::BalanceCache>>,
+    /// The subscribers' shared progress, for `GET /v1/subscribers`.
+    pub registry: Arc<dispatch::Registry>,
+    tail_position: AtomicI64,
+}
+
+impl EventHub {
+    /// A hub; nothing runs until [`start`].
+    pub fn new(config: EventsConfig) -> Self {
+        let (head, _) = watch::channel(0);
+        let (live, _) = broadcast::channel(LIVE_BUFFER_EVENTS);
+        let balance_cache = config
+            .enabled
+            .then(|| Arc::new(subscribers::BalanceCache::new(config.balance_cache_entries)));
+        EventHub {
+            config,
+            node_id: uuid::Uuid::new_v4().simple().to_string(),
+            wake: Notify::new(),
+            head,
+            live,
+            balance_cache,
+            registry: Arc::new(dispatch::Registry::default()),
+            tail_position: AtomicI64::new(0),
+        }
+    }
+
+    /// Tells the tail that something was written (cheap; coalesces).
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The newest outbox seq this node has seen.
+    pub fn head(&self) -> i64 {
+        *self.head.borrow()
+    }
+
+    /// Wakes on every new head.
+    pub fn watch_head(&self) -> watch::Receiver<i64> {
+        self.head.subscribe()
+    }
+
+    /// The live fan-out of new events, in seq order.
+    pub fn live(&self) -> broadcast::Receiver<Arc<EventRecord>> {
+        self.live.subscribe()
+    }
+
+    /// Lease lifetime, ms.
+    pub fn lease_ttl_ms(&self) -> i64 {
+        self.config.lease_ttl_ms.max(500)
+    }
+
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.config.poll_interval_ms.max(10))
+    }
+}
+
+/// Starts the tail, the subscribers and (with a NATS URL) the relay.
+pub async fn start(state: &AppState) -> anyhow::Result<()> {
+    if !state.events.config.enabled {
+        tracing::warn!("event dispatch is off (--no-dispatcher): no subscribers, stream or relay");
+        return Ok(());
+    }
+    let head = state.store.read(|tx| tx.outbox_head()).await?;
+    state.events.tail_position.store(head, Ordering::SeqCst);
+    state.events.head.send_replace(head);
+    metrics::gauge!("loyalty_outbox_head").set(head as f64);
+    tokio::spawn(tail(state.store.clone(), state.clone()));
+    dispatch::start(state, subscribers::shipped(state), head);
+    if let Some(url) = state.events.config.nats_url.clone() {
+        tokio::spawn(nats::relay(state.clone(), url));
+    }
+    Ok(())
+}
+
+/// Reads each new event once, publishes the head and fans events out live.
+async fn tail(store: Store, state: AppState) {
+    let hub = &state.events;
+    loop {
+        let after = hub.tail_position.load(Ordering::SeqCst);
+        match store
+            .read(move |tx| tx.events(after, BATCH_EVENTS_MAX, None))
+            .await
+        {
+            Ok(batch) if !batch.is_empty() => {
+                let full = batch.len() == BATCH_EVENTS_MAX as usize;
+                let last = batch.last().map(|e| e.seq).unwrap_or(after);
+                for ev in batch {
+                    // No receivers is fine: nobody is streaming.
+                    let _ = hub.live.send(Arc::new(ev));
+                }
+                hub.tail_position.store(last, Ordering::SeqCst);
+                hub.head.send_replace(last);
+                metrics::gauge!("loyalty_outbox_head").set(last as f64);
+                if full {
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "event tail: reading the outbox failed"),
+        }
+        let _ = tokio::time::timeout(hub.poll_interval(), hub.wake.notified()).await;
+    }
+}
+
+/// The cached balance of a player, if the cache can vouch that it is current:
+/// the cache has handled every event up to the outbox head read *after* the
+/// snapshot was taken, so no committed change is missing from it. `None`:
+/// ask the database.
+pub async fn cached_balance(
+    state: &AppState,
+    player_id: uuid::Uuid,
+) -> Result<Option<loyalty_store::Account>, loyalty_store::StoreError> {
+    let Some(cache) = &state.events.balance_cache else {
+        return Ok(None);
+    };
+    let Some(position) = state.events.registry.position(subscribers::BALANCE_CACHE) else {
+        return Ok(None);
+    };
+    let Some(snapshot) = cache.get(player_id) else {
+        metrics::counter!("loyalty_balance_cache_reads_total", "result" => "miss").increment(1);
+        return Ok(None);
+    };
+    let head = state.store.read(|tx| tx.outbox_head()).await?;
+    if position < head {
+        metrics::counter!("loyalty_balance_cache_reads_total", "result" => "behind").increment(1);
+        return Ok(None);
+    }
+    metrics::counter!("loyalty_balance_cache_reads_total", "result" => "hit").increment(1);
+    Ok(Some(snapshot.account))
+}

@@ -1,0 +1,252 @@
+//! What the event subscribers keep, read over HTTP: dead letters (and their
+//! replay), alerts, a player's notifications and activity, the subscribers'
+//! progress, and `/metrics`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use loyalty_core::Permission;
+use loyalty_core::limits::{PAGE_DEFAULT, PAGE_MAX};
+use loyalty_store::{DeadLetter, DeadLetterQuery, FeedItem, StoreError, dispatch as dl};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::ledger::{decode_cursor, encode_cursor};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::events::subscribers::{FEED_ACTIVITY, FEED_NOTIFICATIONS};
+use crate::extract::{ApiQuery, path_id};
+
+fn limit_param(limit: Option<u32>) -> ApiResult<u32> {
+    let limit = limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::validation(
+            "limit",
+            format!("must be 1-{PAGE_MAX}"),
+        ));
+    }
+    Ok(limit)
+}
+
+#[derive(Deserialize)]
+pub(super) struct DeadLetterParams {
+    subscriber: Option<String>,
+    status: Option<String>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+pub(super) async fn dead_letters(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<DeadLetterParams>,
+) -> ApiResult<Response> {
+    caller.require(Permission::AuditRead)?;
+    let limit = limit_param(p.limit)?;
+    if let Some(s) = &p.status
+        && ![dl::DEAD, dl::REPLAY_REQUESTED, dl::REPLAYED].contains(&s.as_str())
+    {
+        return Err(ApiError::validation(
+            "status",
+            "must be DEAD, REPLAY_REQUESTED or REPLAYED",
+        ));
+    }
+    if p.subscriber.as_ref().is_some_and(|s| s.len() > 64) {
+        return Err(ApiError::validation("subscriber", "must be 1-64 characters"));
+    }
+    let after = p.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::validation("after", "must be an id >= 0"));
+    }
+    let q = DeadLetterQuery {
+        subscriber: p.subscriber,
+        status: p.status,
+        after_id: after,
+        limit,
+    };
+    let list = st.store.read(move |tx| tx.dead_letters(&q)).await?;
+    let next = (list.len() == limit as usize)
+        .then(|| list.last().map(|d| d.id))
+        .flatten();
+    Ok(axum::Json(json!({"dead_letters": list, "next_after": next})).into_response())
+}
+
+pub(super) async fn replay_dead_letter(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::StaffAdmin)?;
+    let id: i64 = id
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::not_found("dead letter"))?;
+    let now = st.clock.now();
+    let dead = st
+        .store
+        .write(move |tx| -> Result<Option<DeadLetter>, StoreError> {
+            let Some(mut d) = tx.dead_letter(id)? else {
+                return Ok(None);
+            };
+            if d.status == dl::DEAD {
+                tx.update_dead_letter(id, dl::REPLAY_REQUESTED, None, None, now)?;
+                d.status = dl::REPLAY_REQUESTED.into();
+                d.updated_at = now;
+            }
+            Ok(Some(d))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("dead letter"))?;
+    st.events.registry.hint_replay(&dead.subscriber);
+    tracing::info!(dead_letter_id = id, subscriber = %dead.subscriber, seq = dead.event_seq,
+        status = %dead.status, "dead_letter_replay_requested");
+    Ok((StatusCode::ACCEPTED, axum::Json(json!(dead))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct PageParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub(super) async fn alerts(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> ApiResult<Response> {
+    caller.require(Permission::AuditRead)?;
+    let limit = limit_param(p.limit)?;
+    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let rows = st.store.read(move |tx| tx.alerts(before, limit)).await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|(seq, _)| encode_cursor(*seq)))
+        .flatten();
+    let alerts: Vec<Value> = rows.into_iter().map(|(_, a)| json!(a)).collect();
+    Ok(axum::Json(json!({"alerts": alerts, "next_cursor": next})).into_response())
+}
+
+fn feed_view(f: FeedItem) -> Value {
+    json!({
+        "event_seq": f.event_seq,
+        "event_id": f.event_id,
+        "event_type": f.event_type,
+        "occurred_at": f.occurred_at,
+        "data": f.data,
+    })
+}
+
+async fn feed(
+    st: &AppState,
+    feed: &'static str,
+    player: Uuid,
+    p: PageParams,
+) -> ApiResult<(Vec<Value>, Option<String>)> {
+    let limit = limit_param(p.limit)?;
+    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let items = st
+        .store
+        .read(move |tx| -> Result<Option<Vec<FeedItem>>, StoreError> {
+            if tx.player(player)?.is_none() {
+                return Ok(None);
+            }
+            tx.feed_items(feed, player, before, limit).map(Some)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("player"))?;
+    let next = (items.len() == limit as usize)
+        .then(|| items.last().map(|i| encode_cursor(i.event_seq)))
+        .flatten();
+    Ok((items.into_iter().map(feed_view).collect(), next))
+}
+
+pub(super) async fn notifications(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "player")?;
+    caller.require_or_self(Permission::PlayersRead, id)?;
+    let (items, next) = feed(&st, FEED_NOTIFICATIONS, id, p).await?;
+    Ok(axum::Json(json!({"notifications": items, "next_cursor": next})).into_response())
+}
+
+pub(super) async fn activity(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> ApiResult<Response> {
+    let id = path_id(&id, "player")?;
+    caller.require_or_self(Permission::LoyaltyViewAll, id)?;
+    let (items, next) = feed(&st, FEED_ACTIVITY, id, p).await?;
+    Ok(axum::Json(json!({"activity": items, "next_cursor": next})).into_response())
+}
+
+pub(super) async fn subscribers(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Response> {
+    caller.require(Permission::AuditRead)?;
+    let views = st.events.registry.list();
+    let names: Vec<&'static str> = views.iter().filter(|v| v.kind == "durable").map(|v| v.name).collect();
+    let relay = st.events.config.nats_url.is_some();
+    let (head, checkpoints) = st
+        .store
+        .read(move |tx| -> Result<(i64, Vec<Option<i64>>, Option<i64>), StoreError> {
+            let head = tx.outbox_head()?;
+            let cps = names
+                .iter()
+                .map(|n| tx.checkpoint(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let relay = if relay {
+                tx.checkpoint(crate::events::nats::RELAY)?
+            } else {
+                None
+            };
+            Ok((head, cps, relay))
+        })
+        .await
+        .map(|(h, c, r)| (h, (c, r)))?;
+    let (cps, relay_cp) = checkpoints;
+    let mut durable = cps.into_iter();
+    let list: Vec<Value> = views
+        .into_iter()
+        .map(|v| {
+            // Durable: the shared checkpoint; local: this node's position.
+            let checkpoint = if v.kind == "durable" {
+                durable.next().flatten().unwrap_or(0)
+            } else {
+                v.position
+            };
+            let mut o = json!(v);
+            o["checkpoint"] = json!(checkpoint);
+            o["lag"] = json!((head - checkpoint).max(0));
+            o
+        })
+        .collect();
+    let relay_view = relay.then(|| {
+        let cp = relay_cp.unwrap_or(0);
+        json!({"name": crate::events::nats::RELAY, "checkpoint": cp, "lag": (head - cp).max(0)})
+    });
+    Ok(axum::Json(json!({
+        "node_id": st.events.node_id,
+        "dispatch_enabled": st.events.config.enabled,
+        "outbox_head": head,
+        "subscribers": list,
+        "nats_relay": relay_view,
+    }))
+    .into_response())
+}
+
+pub(super) async fn metrics() -> Response {
+    let mut resp = crate::metrics::render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
