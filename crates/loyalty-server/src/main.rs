@@ -223,8 +223,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     lease_ttl_ms: a.lease_ttl_ms,
                     balance_cache_entries: usize::try_from(a.balance_cache_entries)
                         .unwrap_or(100_000),
-                    stream_buffer_events: usize::try_from(a.stream_buffer_events)
-                        .unwrap_or(1024),
+                    stream_buffer_events: usize::try_from(a.stream_buffer_events).unwrap_or(1024),
                     nats_url: a.nats_url,
                     ..loyalty_server::events::EventsConfig::default()
                 },

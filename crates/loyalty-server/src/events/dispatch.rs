@@ -43,9 +43,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
-use loyalty_store::{
-    DeadLetterQuery, EventRecord, NewDeadLetter, StoreError, Tx, dispatch as dl,
-};
+use loyalty_store::{DeadLetterQuery, EventRecord, NewDeadLetter, StoreError, Tx, dispatch as dl};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -317,7 +315,11 @@ impl Runner {
     fn backoff(&self, attempt: u32) -> Duration {
         let c = &self.state.events.config;
         let shift = attempt.saturating_sub(1).min(20);
-        Duration::from_millis(c.retry_base_ms.saturating_mul(1 << shift).min(c.retry_max_ms))
+        Duration::from_millis(
+            c.retry_base_ms
+                .saturating_mul(1 << shift)
+                .min(c.retry_max_ms),
+        )
     }
 
     fn injected_fault(&self) -> Option<String> {
@@ -414,8 +416,12 @@ impl Runner {
                 }
                 let now = Instant::now();
                 if now >= deadline {
-                    tracing::warn!(subscriber = self.name(), waiting_for = peer.name, seq,
-                        "lower-priority subscriber is slow; not waiting for it until it catches up");
+                    tracing::warn!(
+                        subscriber = self.name(),
+                        waiting_for = peer.name,
+                        seq,
+                        "lower-priority subscriber is slow; not waiting for it until it catches up"
+                    );
                     self.gave_up.insert(peer.name, seq);
                     break;
                 }
@@ -603,7 +609,13 @@ impl Runner {
             .filter(|(_, w)| **w)
             .map(|(e, _)| e.event_type.as_str())
             .collect();
-        if let Some(max) = batch.iter().zip(&wanted).filter(|(_, w)| **w).map(|(e, _)| e.seq).max() {
+        if let Some(max) = batch
+            .iter()
+            .zip(&wanted)
+            .filter(|(_, w)| **w)
+            .map(|(e, _)| e.seq)
+            .max()
+        {
             let types: Vec<String> = matching.iter().map(|s| s.to_string()).collect();
             let refs: Vec<&str> = types.iter().map(String::as_str).collect();
             self.await_peers(max, &refs).await;
@@ -786,29 +798,40 @@ impl Runner {
                     let (h, ev) = (h.clone(), event.clone());
                     self.state
                         .store
-                        .write(move |tx| -> Result<Result<Vec<Deferred>, String>, StoreError> {
-                            // Another node may have replayed it meanwhile.
-                            if tx.dead_letter(id)?.is_none_or(|d| d.status != dl::REPLAY_REQUESTED) {
-                                return Ok(Ok(Vec::new()));
-                            }
-                            let r = match fault {
-                                Some(e) => Err(e),
-                                None => {
-                                    tx.savepoint()?;
-                                    let r = h.handle(tx, &ev, &HandleCtx { now });
-                                    if r.is_ok() {
-                                        tx.release_savepoint()?;
-                                    } else {
-                                        tx.rollback_savepoint()?;
-                                    }
-                                    r
+                        .write(
+                            move |tx| -> Result<Result<Vec<Deferred>, String>, StoreError> {
+                                // Another node may have replayed it meanwhile.
+                                if tx
+                                    .dead_letter(id)?
+                                    .is_none_or(|d| d.status != dl::REPLAY_REQUESTED)
+                                {
+                                    return Ok(Ok(Vec::new()));
                                 }
-                            };
-                            let status = if r.is_ok() { dl::REPLAYED } else { dl::DEAD };
-                            let err = r.as_ref().err().cloned();
-                            tx.update_dead_letter(id, status, err.as_deref(), Some(attempts), now)?;
-                            Ok(r)
-                        })
+                                let r = match fault {
+                                    Some(e) => Err(e),
+                                    None => {
+                                        tx.savepoint()?;
+                                        let r = h.handle(tx, &ev, &HandleCtx { now });
+                                        if r.is_ok() {
+                                            tx.release_savepoint()?;
+                                        } else {
+                                            tx.rollback_savepoint()?;
+                                        }
+                                        r
+                                    }
+                                };
+                                let status = if r.is_ok() { dl::REPLAYED } else { dl::DEAD };
+                                let err = r.as_ref().err().cloned();
+                                tx.update_dead_letter(
+                                    id,
+                                    status,
+                                    err.as_deref(),
+                                    Some(attempts),
+                                    now,
+                                )?;
+                                Ok(r)
+                            },
+                        )
                         .await
                 }
             };

@@ -54,9 +54,7 @@ pub struct StreamParams {
 /// Checks an event type parameter.
 pub fn event_type_param(t: Option<String>) -> ApiResult<Option<String>> {
     if let Some(t) = &t
-        && (t.is_empty()
-            || t.len() > 64
-            || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        && (t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
     {
         return Err(ApiError::validation(
             "event_type",
@@ -86,7 +84,11 @@ fn sse_event(ev: &EventRecord) -> Event {
         .id(ev.seq.to_string())
         .event(ev.event_type.clone())
         .json_data(ev)
-        .unwrap_or_else(|_| Event::default().id(ev.seq.to_string()).comment("unencodable"))
+        .unwrap_or_else(|_| {
+            Event::default()
+                .id(ev.seq.to_string())
+                .comment("unencodable")
+        })
 }
 
 /// The handler.
@@ -151,7 +153,11 @@ impl Drop for Gauge {
 
 fn slow(why: &str, last: i64) {
     metrics::counter!("loyalty_sse_disconnected_slow_total").increment(1);
-    tracing::warn!(last_sent_seq = last, reason = why, "event stream client too slow; disconnected");
+    tracing::warn!(
+        last_sent_seq = last,
+        reason = why,
+        "event stream client too slow; disconnected"
+    );
 }
 
 /// Sends the backlog after `last` up to `until` (inclusive; None: to the

@@ -74,7 +74,10 @@ pub fn shipped(state: &AppState) -> Vec<Subscription> {
 }
 
 fn uuid_at(payload: &Value, field: &str) -> Option<Uuid> {
-    payload.get(field)?.as_str().and_then(|s| Uuid::parse_str(s).ok())
+    payload
+        .get(field)?
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok())
 }
 
 fn i64_at(payload: &Value, field: &str) -> Result<i64, String> {
@@ -304,7 +307,8 @@ impl DurableHandler for ManualRewardAlerts {
         ctx: &HandleCtx,
     ) -> Result<Vec<Deferred>, String> {
         let p = &ev.payload;
-        let (Some(staff_id), Some(entry_id)) = (uuid_at(p, "staff_id"), uuid_at(p, "ledger_entry_id"))
+        let (Some(staff_id), Some(entry_id)) =
+            (uuid_at(p, "staff_id"), uuid_at(p, "ledger_entry_id"))
         else {
             return Ok(Vec::new());
         };

@@ -140,7 +140,9 @@ pub(super) async fn set_faults(
         ));
     }
     if let Some(fail) = fail {
-        st.faults.loyalty_accrual_fail.store(fail, Ordering::Relaxed);
+        st.faults
+            .loyalty_accrual_fail
+            .store(fail, Ordering::Relaxed);
     }
     if let Some(names) = body.failing_subscribers
         && let Ok(mut set) = st.faults.failing_subscribers.lock()
@@ -160,5 +162,8 @@ pub(super) async fn set_faults(
         .unwrap_or_default();
     failing.sort();
     tracing::warn!(loyalty_accrual = accrual, failing_subscribers = ?failing, "test mode: faults set");
-    Ok(axum::Json(json!({"loyalty_accrual": accrual, "failing_subscribers": failing})).into_response())
+    Ok(
+        axum::Json(json!({"loyalty_accrual": accrual, "failing_subscribers": failing}))
+            .into_response(),
+    )
 }

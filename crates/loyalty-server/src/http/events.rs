@@ -54,7 +54,10 @@ pub(super) async fn dead_letters(
         ));
     }
     if p.subscriber.as_ref().is_some_and(|s| s.len() > 64) {
-        return Err(ApiError::validation("subscriber", "must be 1-64 characters"));
+        return Err(ApiError::validation(
+            "subscriber",
+            "must be 1-64 characters",
+        ));
     }
     let after = p.after.unwrap_or(0);
     if after < 0 {
@@ -186,17 +189,21 @@ pub(super) async fn activity(
     Ok(axum::Json(json!({"activity": items, "next_cursor": next})).into_response())
 }
 
-pub(super) async fn subscribers(
-    State(st): State<AppState>,
-    caller: Caller,
-) -> ApiResult<Response> {
+/// Outbox head, durable checkpoints (in `names` order) and the relay's.
+type Positions = (i64, Vec<Option<i64>>, Option<i64>);
+
+pub(super) async fn subscribers(State(st): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Permission::AuditRead)?;
     let views = st.events.registry.list();
-    let names: Vec<&'static str> = views.iter().filter(|v| v.kind == "durable").map(|v| v.name).collect();
+    let names: Vec<&'static str> = views
+        .iter()
+        .filter(|v| v.kind == "durable")
+        .map(|v| v.name)
+        .collect();
     let relay = st.events.config.nats_url.is_some();
     let (head, checkpoints) = st
         .store
-        .read(move |tx| -> Result<(i64, Vec<Option<i64>>, Option<i64>), StoreError> {
+        .read(move |tx| -> Result<Positions, StoreError> {
             let head = tx.outbox_head()?;
             let cps = names
                 .iter()

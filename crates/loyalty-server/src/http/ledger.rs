@@ -36,10 +36,8 @@ pub(super) async fn player_loyalty(
         }
     };
     let mut resp = axum::Json(views::loyalty(&account, &st.settings.tiers)).into_response();
-    resp.headers_mut().insert(
-        "cache-status",
-        axum::http::HeaderValue::from_static(status),
-    );
+    resp.headers_mut()
+        .insert("cache-status", axum::http::HeaderValue::from_static(status));
     Ok(resp)
 }
 

@@ -19,7 +19,10 @@ fn player_seqs(events: &[Value], player: &str) -> Vec<i64> {
 }
 
 fn feed_seqs(feed: &[Value]) -> Vec<i64> {
-    let mut v: Vec<i64> = feed.iter().map(|i| i["event_seq"].as_i64().unwrap()).collect();
+    let mut v: Vec<i64> = feed
+        .iter()
+        .map(|i| i["event_seq"].as_i64().unwrap())
+        .collect();
     v.reverse();
     v
 }
@@ -37,7 +40,9 @@ async fn assert_feeds_match_outbox(app: &TestApp, players: &[String]) {
         );
         let tiers: Vec<i64> = events
             .iter()
-            .filter(|e| e["event_type"] == "TIER_CHANGED" && e["payload"]["player_id"] == p.as_str())
+            .filter(|e| {
+                e["event_type"] == "TIER_CHANGED" && e["payload"]["player_id"] == p.as_str()
+            })
             .map(|e| e["seq"].as_i64().unwrap())
             .collect();
         assert_eq!(feed_seqs(&feed(app, p, "notifications").await), tiers);
@@ -91,7 +96,10 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     // The failing subscriber parks the event after 3 attempts and moves on.
     let dead = eventually(30, "a dead letter for tier_notifications", || async {
         let r = app
-            .get(&app.admin_token, "/v1/dead-letters?subscriber=tier_notifications")
+            .get(
+                &app.admin_token,
+                "/v1/dead-letters?subscriber=tier_notifications",
+            )
             .await;
         r.body["dead_letters"].as_array()?.first().cloned()
     })
@@ -110,16 +118,26 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     caught_up(&app, 30).await;
     assert!(feed(&app, &player, "notifications").await.is_empty());
     let activity = feed(&app, &player, "activity").await;
-    assert!(activity.iter().any(|i| i["event_id"] == tier_event["event_id"]));
+    assert!(
+        activity
+            .iter()
+            .any(|i| i["event_id"] == tier_event["event_id"])
+    );
     let m = metrics_text(&app).await;
     assert_eq!(
-        metric(&m, "loyalty_subscriber_dead_lettered_total{subscriber=\"tier_notifications\"}"),
+        metric(
+            &m,
+            "loyalty_subscriber_dead_lettered_total{subscriber=\"tier_notifications\"}"
+        ),
         Some(1.0),
         "{m}"
     );
     assert!(
-        metric(&m, "loyalty_subscriber_failed_total{subscriber=\"tier_notifications\"}")
-            .unwrap_or(0.0)
+        metric(
+            &m,
+            "loyalty_subscriber_failed_total{subscriber=\"tier_notifications\"}"
+        )
+        .unwrap_or(0.0)
             >= 3.0
     );
     let logs = app.logs();
@@ -133,16 +151,28 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     // Only an admin replays; once healed, the replay delivers it once.
     let id = dead["id"].as_i64().unwrap();
     let (_, auditor) = app.staff("auditor").await;
-    let r = app.post(&auditor, &format!("/v1/dead-letters/{id}/replay"), json!({})).await;
+    let r = app
+        .post(
+            &auditor,
+            &format!("/v1/dead-letters/{id}/replay"),
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, 403, "{}", r.text);
     faults(&app, json!({"failing_subscribers": []})).await;
     let r = app
-        .post(&app.admin_token, &format!("/v1/dead-letters/{id}/replay"), json!({}))
+        .post(
+            &app.admin_token,
+            &format!("/v1/dead-letters/{id}/replay"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["status"], "REPLAY_REQUESTED");
     eventually(30, "the replay to deliver the notification", || async {
-        let r = app.get(&app.admin_token, "/v1/dead-letters?status=REPLAYED").await;
+        let r = app
+            .get(&app.admin_token, "/v1/dead-letters?status=REPLAYED")
+            .await;
         (r.body["dead_letters"][0]["id"] == id).then_some(())
     })
     .await;
@@ -151,11 +181,21 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     assert_eq!(notes[0]["event_id"], tier_event["event_id"]);
     // Replaying again changes nothing.
     let r = app
-        .post(&app.admin_token, &format!("/v1/dead-letters/{id}/replay"), json!({}))
+        .post(
+            &app.admin_token,
+            &format!("/v1/dead-letters/{id}/replay"),
+            json!({}),
+        )
         .await;
     assert_eq!(r.body["status"], "REPLAYED", "{}", r.text);
     assert_eq!(feed(&app, &player, "notifications").await.len(), 1);
-    let r = app.post(&app.admin_token, "/v1/dead-letters/999999/replay", json!({})).await;
+    let r = app
+        .post(
+            &app.admin_token,
+            "/v1/dead-letters/999999/replay",
+            json!({}),
+        )
+        .await;
     assert_eq!(r.status, 404, "{}", r.text);
 }
 
@@ -210,7 +250,9 @@ async fn after_kill_9_every_subscriber_resumes_from_its_checkpoint_and_skips_not
     }
     let before = subscribers(&app).await;
     let head = before["outbox_head"].as_i64().unwrap();
-    let stuck = subscriber(&before, "activity_feed")["checkpoint"].as_i64().unwrap();
+    let stuck = subscriber(&before, "activity_feed")["checkpoint"]
+        .as_i64()
+        .unwrap();
     assert!(stuck < head, "activity_feed should be behind: {before}");
 
     app.kill();

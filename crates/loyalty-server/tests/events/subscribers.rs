@@ -25,7 +25,11 @@ async fn the_balance_cache_never_serves_a_balance_older_than_an_acknowledged_wri
     for c in 0..16 {
         let (staff, token) = app.staff("supervisor").await;
         let player = players[c % players.len()].clone();
-        let (base, http, admin) = (app.base.clone(), app.client.clone(), app.admin_token.clone());
+        let (base, http, admin) = (
+            app.base.clone(),
+            app.client.clone(),
+            app.admin_token.clone(),
+        );
         clients.push(tokio::spawn(async move {
             let mut hits = 0;
             for n in 0..20 {
@@ -71,14 +75,22 @@ async fn the_balance_cache_never_serves_a_balance_older_than_an_acknowledged_wri
     caught_up(&app, 60).await;
     // Now every read is served by the cache and equals the database.
     for p in &players {
-        let r = app.get(&app.admin_token, &format!("/v1/players/{p}/loyalty")).await;
+        let r = app
+            .get(&app.admin_token, &format!("/v1/players/{p}/loyalty"))
+            .await;
         assert!(cache_hit(&r), "not served from the cache: {:?}", r.headers);
         let ledger = app
-            .get(&app.admin_token, &format!("/v1/players/{p}/ledger?limit=1000"))
+            .get(
+                &app.admin_token,
+                &format!("/v1/players/{p}/ledger?limit=1000"),
+            )
             .await;
         let entries = ledger.body["entries"].as_array().unwrap();
         assert_eq!(entries.len(), 40);
-        let sum: i64 = entries.iter().map(|e| e["points_change"].as_i64().unwrap()).sum();
+        let sum: i64 = entries
+            .iter()
+            .map(|e| e["points_change"].as_i64().unwrap())
+            .sum();
         let lifetime: i64 = entries
             .iter()
             .map(|e| e["points_change"].as_i64().unwrap())
@@ -90,7 +102,9 @@ async fn the_balance_cache_never_serves_a_balance_older_than_an_acknowledged_wri
         assert_eq!(r.body["tier"], entries[0]["tier_after"]);
         assert_eq!(r.body["updated_at"], entries[0]["created_at"]);
     }
-    let r = app.post(&app.admin_token, "/v1/admin/verify", json!({})).await;
+    let r = app
+        .post(&app.admin_token, "/v1/admin/verify", json!({}))
+        .await;
     assert_eq!(r.body["drift"], json!([]), "{}", r.text);
     let m = metrics_text(&app).await;
     assert!(metric(&m, "loyalty_balance_cache_reads_total{result=\"hit\"}").unwrap_or(0.0) >= 8.0);
@@ -177,7 +191,11 @@ async fn more_than_twenty_manual_rewards_in_a_sliding_hour_raise_one_alert() {
     assert_eq!(line["staff_id"], staff.as_str());
     assert_eq!(line["count"], 21);
     assert_eq!(line["window_seconds"], 3600);
-    assert!(line["correlation_id"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(
+        line["correlation_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
 
     // Alerts are for auditors, not floor staff.
     let r = app.get(&token, "/v1/alerts").await;

@@ -57,16 +57,20 @@ pub async fn subscribers(app: &TestApp) -> Value {
 /// Waits until every subscriber (and the relay, if any) has handled the
 /// whole outbox; returns the head.
 pub async fn caught_up(app: &TestApp, secs: u64) -> i64 {
-    eventually(secs, "every subscriber to reach the outbox head", || async {
-        let s = subscribers(app).await;
-        let head = s["outbox_head"].as_i64()?;
-        let subs_done = s["subscribers"]
-            .as_array()?
-            .iter()
-            .all(|v| v["checkpoint"].as_i64() == Some(head) && v["lag"] == 0);
-        let relay_done = s["nats_relay"].is_null() || s["nats_relay"]["lag"] == 0;
-        (subs_done && relay_done).then_some(head)
-    })
+    eventually(
+        secs,
+        "every subscriber to reach the outbox head",
+        || async {
+            let s = subscribers(app).await;
+            let head = s["outbox_head"].as_i64()?;
+            let subs_done = s["subscribers"]
+                .as_array()?
+                .iter()
+                .all(|v| v["checkpoint"].as_i64() == Some(head) && v["lag"] == 0);
+            let relay_done = s["nats_relay"].is_null() || s["nats_relay"]["lag"] == 0;
+            (subs_done && relay_done).then_some(head)
+        },
+    )
     .await
 }
 
@@ -81,7 +85,14 @@ pub fn subscriber<'a>(s: &'a Value, name: &str) -> &'a Value {
 }
 
 /// Grants a manual reward that must succeed; returns the entry.
-pub async fn reward(app: &TestApp, token: &str, staff: &str, player: &str, points: i64, n: usize) -> Value {
+pub async fn reward(
+    app: &TestApp,
+    token: &str,
+    staff: &str,
+    player: &str,
+    points: i64,
+    n: usize,
+) -> Value {
     let r = app
         .post(
             token,
@@ -97,7 +108,13 @@ pub async fn reward(app: &TestApp, token: &str, staff: &str, player: &str, point
 /// Sets test-mode faults.
 pub async fn faults(app: &TestApp, body: Value) {
     let r = app
-        .send(reqwest::Method::PUT, None, "/v1/test/faults", Some(body), &[])
+        .send(
+            reqwest::Method::PUT,
+            None,
+            "/v1/test/faults",
+            Some(body),
+            &[],
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
@@ -132,7 +149,9 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 
 /// `GET /metrics` as text.
 pub async fn metrics_text(app: &TestApp) -> String {
-    let r = app.send(reqwest::Method::GET, None, "/metrics", None, &[]).await;
+    let r = app
+        .send(reqwest::Method::GET, None, "/metrics", None, &[])
+        .await;
     assert_eq!(r.status, 200);
     r.text
 }
