@@ -16,14 +16,15 @@
 //! than [`SEND_WAIT_MS_MAX`] — is disconnected (it resumes with
 //! `Last-Event-ID`); nothing buffers without bound.
 
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use loyalty_core::Permission;
 use loyalty_store::EventRecord;
 use serde::Deserialize;
@@ -128,12 +129,31 @@ pub async fn stream(
         player: player.map(|p| p.to_string()),
     };
     let buffer = st.events.config.stream_buffer_events.clamp(1, 1 << 20);
-    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(buffer);
+    let (tx, rx) = mpsc::channel::<Event>(buffer);
     // Subscribe before reading the backlog so nothing falls between the two.
     let live = st.events.live();
     let follow = p.follow.unwrap_or(true);
-    tokio::spawn(produce(st.clone(), filter, after, follow, live, tx));
-    Ok(Sse::new(ReceiverStream::new(rx))
+    let aborted = Arc::new(AtomicBool::new(false));
+    tokio::spawn(produce(
+        st.clone(),
+        filter,
+        after,
+        follow,
+        live,
+        tx,
+        aborted.clone(),
+    ));
+    // A slow client's stream ends with an error, so the connection is closed
+    // rather than finished as if the stream were complete.
+    let end = futures_util::stream::once(async move { aborted.load(Ordering::SeqCst) }).filter_map(
+        |aborted| async move {
+            aborted.then(|| Err(std::io::Error::other("client too slow; disconnected")))
+        },
+    );
+    let body = ReceiverStream::new(rx)
+        .map(Ok::<Event, std::io::Error>)
+        .chain(end);
+    Ok(Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }
@@ -151,7 +171,8 @@ impl Drop for Gauge {
     }
 }
 
-fn slow(why: &str, last: i64) {
+fn slow(aborted: &AtomicBool, why: &str, last: i64) {
+    aborted.store(true, Ordering::SeqCst);
     metrics::counter!("loyalty_sse_disconnected_slow_total").increment(1);
     tracing::warn!(
         last_sent_seq = last,
@@ -167,7 +188,8 @@ async fn backlog(
     filter: &Filter,
     mut last: i64,
     until: Option<i64>,
-    tx: &mpsc::Sender<Result<Event, Infallible>>,
+    tx: &mpsc::Sender<Event>,
+    aborted: &AtomicBool,
 ) -> Option<i64> {
     loop {
         let after = last;
@@ -182,12 +204,12 @@ async fn backlog(
                 return Some(last);
             }
             if filter.admits(&ev) {
-                let send = tx.send(Ok(sse_event(&ev)));
+                let send = tx.send(sse_event(&ev));
                 match tokio::time::timeout(Duration::from_millis(SEND_WAIT_MS_MAX), send).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return None,
                     Err(_) => {
-                        slow("backlog send timed out", last);
+                        slow(aborted, "backlog send timed out", last);
                         return None;
                     }
                 }
@@ -206,10 +228,11 @@ async fn produce(
     after: i64,
     follow: bool,
     mut live: broadcast::Receiver<Arc<EventRecord>>,
-    tx: mpsc::Sender<Result<Event, Infallible>>,
+    tx: mpsc::Sender<Event>,
+    aborted: Arc<AtomicBool>,
 ) {
     let _gauge = Gauge::new();
-    let Some(mut last) = backlog(&st, &filter, after, None, &tx).await else {
+    let Some(mut last) = backlog(&st, &filter, after, None, &tx, &aborted).await else {
         return;
     };
     if !follow {
@@ -223,7 +246,7 @@ async fn produce(
         let ev = match ev {
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                slow("fell behind the live fan-out", last);
+                slow(&aborted, "fell behind the live fan-out", last);
                 return;
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -233,16 +256,16 @@ async fn produce(
         }
         if ev.seq > last + 1 {
             // Defensive: fill from the outbox, never skip.
-            match backlog(&st, &filter, last, Some(ev.seq - 1), &tx).await {
+            match backlog(&st, &filter, last, Some(ev.seq - 1), &tx, &aborted).await {
                 Some(l) => last = l,
                 None => return,
             }
         }
         if filter.admits(&ev) {
-            match tx.try_send(Ok(sse_event(&ev))) {
+            match tx.try_send(sse_event(&ev)) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    slow("connection buffer full", last);
+                    slow(&aborted, "connection buffer full", last);
                     return;
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => return,

@@ -7,4 +7,5 @@ mod common;
 mod support;
 
 mod dispatch;
+mod stream;
 mod subscribers;

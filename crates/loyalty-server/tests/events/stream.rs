@@ -1,0 +1,230 @@
+//! `GET /v1/events/stream` read by a real HTTP client.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::TestApp;
+use crate::support::*;
+
+/// A server-sent events reader over a streaming response.
+struct SseReader {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseReader {
+    async fn open(app: &TestApp, token: &str, path: &str, last_id: Option<i64>) -> SseReader {
+        let mut rb = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(token);
+        if let Some(id) = last_id {
+            rb = rb.header("Last-Event-ID", id.to_string());
+        }
+        let resp = rb.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
+        SseReader {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (id, data), or None when the stream ends.
+    async fn next(&mut self) -> Option<(i64, Value)> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut id = None;
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                match id {
+                    Some(id) => return Some((id, serde_json::from_str(&data).unwrap())),
+                    None => continue, // a keep-alive comment
+                }
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
+                .await
+                .expect("no event within 30 s")
+                .expect("stream read");
+            match chunk {
+                Some(c) => self.buf.push_str(&String::from_utf8_lossy(&c)),
+                None => return None,
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_stream_replays_follows_live_and_resumes_after_last_event_id_without_gaps() {
+    let app = TestApp::spawn_with(&["--test-mode", "--reward-rate-limit", "1000"]).await;
+    let (staff, token) = app.staff("supervisor").await;
+    let player = app.player().await;
+    for n in 0..5 {
+        reward(&app, &token, &staff, &player, 10, n).await;
+    }
+    let head = all_events(&app).await.len() as i64;
+    let mut seen = Vec::new();
+    let mut s = SseReader::open(&app, &app.admin_token, "/v1/events/stream", None).await;
+    while seen.last() != Some(&head) {
+        let (id, ev) = s.next().await.expect("backlog");
+        assert_eq!(ev["seq"], id, "SSE id is the seq");
+        seen.push(id);
+    }
+    // Live: a write made now arrives on the open stream.
+    let entry = reward(&app, &token, &staff, &player, 10, 100).await;
+    loop {
+        let (id, ev) = s.next().await.expect("live event");
+        seen.push(id);
+        if ev["event_type"] == "LEDGER_ENTRY_CREATED"
+            && ev["payload"]["ledger_entry_id"] == entry["id"]
+        {
+            break;
+        }
+    }
+    let last = *seen.last().unwrap();
+    drop(s);
+    // Written while disconnected, then resumed after the last id seen.
+    for n in 0..5 {
+        reward(&app, &token, &staff, &player, 10, 200 + n).await;
+    }
+    let head = all_events(&app).await.len() as i64;
+    let mut s = SseReader::open(&app, &app.admin_token, "/v1/events/stream", Some(last)).await;
+    while seen.last() != Some(&head) {
+        seen.push(s.next().await.expect("resumed").0);
+    }
+    let expected: Vec<i64> = (1..=head).collect();
+    assert_eq!(seen, expected, "no gap, no duplicate");
+}
+
+#[tokio::test]
+async fn a_player_token_streams_only_that_players_events_and_types_filter() {
+    let app = TestApp::spawn().await;
+    let mine = app.player().await;
+    let other = app.player().await;
+    let r = app
+        .post(
+            &app.admin_token,
+            &format!("/v1/players/{mine}/tokens"),
+            json!({}),
+        )
+        .await;
+    let player_token = r.body["token"].as_str().unwrap().to_string();
+    let (staff, token) = app.staff("supervisor").await;
+    reward(&app, &token, &staff, &mine, 1200, 1).await;
+    reward(&app, &token, &staff, &other, 1200, 2).await;
+    let events = all_events(&app).await;
+
+    let mut s = SseReader::open(&app, &player_token, "/v1/events/stream?follow=false", None).await;
+    let mut got = Vec::new();
+    while let Some((id, ev)) = s.next().await {
+        assert_eq!(ev["payload"]["player_id"], mine.as_str(), "{ev}");
+        got.push(id);
+    }
+    let expected: Vec<i64> = events
+        .iter()
+        .filter(|e| e["payload"]["player_id"] == mine.as_str())
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, expected);
+    assert!(!got.is_empty());
+
+    let mut s = SseReader::open(
+        &app,
+        &app.admin_token,
+        "/v1/events/stream?follow=false&event_type=TIER_CHANGED",
+        None,
+    )
+    .await;
+    let mut types = Vec::new();
+    while let Some((_, ev)) = s.next().await {
+        types.push(ev["event_type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(types, vec!["TIER_CHANGED", "TIER_CHANGED"]);
+
+    let r = app
+        .send(reqwest::Method::GET, None, "/v1/events/stream", None, &[])
+        .await;
+    assert_eq!(r.status, 401);
+    let (_, pit_boss) = app.staff("pit_boss").await;
+    assert_eq!(app.get(&pit_boss, "/v1/events/stream").await.status, 403);
+    let r = app
+        .send(
+            reqwest::Method::GET,
+            Some(&app.admin_token),
+            "/v1/events/stream",
+            None,
+            &[("Last-Event-ID", "seven")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.code(), "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_instead_of_buffered() {
+    let app = TestApp::spawn_with(&[
+        "--test-mode",
+        "--reward-rate-limit",
+        "100000",
+        "--stream-buffer-events",
+        "8",
+    ])
+    .await;
+    let (staff, token) = app.staff("supervisor").await;
+    let player = app.player().await;
+    // A raw connection with a tiny receive window that never reads.
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    let req = format!(
+        "GET /v1/events/stream HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+        app.admin_token
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut n = 0;
+    eventually(120, "the slow client to be disconnected", || {
+        let (app, token, staff, player) = (&app, &token, &staff, &player);
+        n += 20;
+        let from = n;
+        async move {
+            for i in from..from + 20 {
+                reward(app, token, staff, player, 1, i).await;
+            }
+            let m = metrics_text(app).await;
+            (metric(&m, "loyalty_sse_disconnected_slow_total").unwrap_or(0.0) >= 1.0).then_some(())
+        }
+    })
+    .await;
+    // The server closed the connection: reading drains what was sent, then EOF.
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection was not closed");
+    // The server still serves others.
+    assert_eq!(
+        app.get(&app.admin_token, "/v1/subscribers").await.status,
+        200
+    );
+}
