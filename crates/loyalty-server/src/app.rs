@@ -23,6 +23,8 @@ pub struct Settings {
     pub gaming_day_tz: TimeZone,
     /// Hour (0–23) at which the gaming day starts.
     pub gaming_day_start_hour: u8,
+    /// Minute (0–59) of that hour at which the gaming day starts.
+    pub gaming_day_start_minute: u8,
     /// Tier thresholds and multipliers.
     pub tiers: Arc<TierTable>,
     /// How often the background task looks for pending accruals, ms.
@@ -37,6 +39,7 @@ impl Default for Settings {
             test_mode: false,
             gaming_day_tz: TimeZone::UTC,
             gaming_day_start_hour: 0,
+            gaming_day_start_minute: 0,
             tiers: Arc::new(TierTable::default()),
             accrual_retry_interval_ms: 2_000,
             idempotency_retention_hours: 48,
@@ -141,9 +144,10 @@ impl AppState {
     pub fn gaming_day(&self, at: jiff::Timestamp) -> jiff::civil::Date {
         let local = at.to_zoned(self.settings.gaming_day_tz.clone()).datetime();
         let shifted = local
-            .checked_sub(jiff::SignedDuration::from_hours(i64::from(
-                self.settings.gaming_day_start_hour,
-            )))
+            .checked_sub(jiff::SignedDuration::from_mins(
+                i64::from(self.settings.gaming_day_start_hour) * 60
+                    + i64::from(self.settings.gaming_day_start_minute),
+            ))
             .unwrap_or(local);
         shifted.date()
     }

@@ -101,6 +101,9 @@ struct ServeArgs {
     /// Hour (0-23) at which the gaming day starts.
     #[arg(long, env = "LOYALTY_GAMING_DAY_START_HOUR", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..24))]
     gaming_day_start_hour: u8,
+    /// Minute (0-59) of the start hour at which the gaming day starts.
+    #[arg(long, env = "LOYALTY_GAMING_DAY_START_MINUTE", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..60))]
+    gaming_day_start_minute: u8,
     /// How often pending accruals are looked for, milliseconds.
     #[arg(
         long,
@@ -203,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 test_mode: a.test_mode,
                 gaming_day_tz: tz,
                 gaming_day_start_hour: a.gaming_day_start_hour,
+                gaming_day_start_minute: a.gaming_day_start_minute,
                 accrual_retry_interval_ms: a.accrual_retry_interval_ms,
                 idempotency_retention_hours: a.idempotency_retention_hours,
                 ..Settings::default()

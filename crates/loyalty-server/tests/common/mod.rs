@@ -39,7 +39,11 @@ pub enum Storage {
     /// `--data-dir`.
     Dir(PathBuf),
     /// `--database-url`, with the maintenance URL and database name.
-    Pg { url: String, admin_url: String, db: String },
+    Pg {
+        url: String,
+        admin_url: String,
+        db: String,
+    },
 }
 
 /// Whether the suite runs against PostgreSQL.
@@ -49,7 +53,9 @@ pub fn postgres_backend() -> bool {
 
 /// The PostgreSQL server URL for tests, if configured.
 pub fn pg_server_url() -> Option<String> {
-    std::env::var("LOYALTY_TEST_PG_URL").ok().filter(|u| !u.is_empty())
+    std::env::var("LOYALTY_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 fn pg_blocking<T: Send + 'static>(
@@ -58,7 +64,8 @@ fn pg_blocking<T: Send + 'static>(
 ) -> T {
     // The sync client runs its own runtime: keep it off the test's.
     std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect to PostgreSQL");
+        let mut c =
+            postgres::Client::connect(&url, postgres::NoTls).expect("connect to PostgreSQL");
         f(&mut c)
     })
     .join()
@@ -73,10 +80,17 @@ impl Storage {
         }
         let server = pg_server_url()
             .expect("LOYALTY_TEST_BACKEND=postgres needs LOYALTY_TEST_PG_URL (e.g. postgres://postgres@127.0.0.1:5432)");
+        Storage::fresh_pg(&server)
+    }
+
+    /// A fresh database on the PostgreSQL server at `server`.
+    pub fn fresh_pg(server: &str) -> Storage {
         let db = format!("t_{}", uuid_like());
         let admin_url = format!("{}/postgres", server.trim_end_matches('/'));
         let create = format!("CREATE DATABASE {db}");
-        pg_blocking(admin_url.clone(), move |c| c.batch_execute(&create).expect("create test database"));
+        pg_blocking(admin_url.clone(), move |c| {
+            c.batch_execute(&create).expect("create test database")
+        });
         Storage::Pg {
             url: format!("{}/{db}", server.trim_end_matches('/')),
             admin_url,
@@ -98,12 +112,17 @@ impl Storage {
         let sql = sql.to_string();
         match self {
             Storage::Dir(d) => {
-                let db = rusqlite::Connection::open(d.join("loyalty.db")).map_err(|e| e.to_string())?;
-                db.execute(&sql, []).map(|n| n as u64).map_err(|e| e.to_string())
+                let db =
+                    rusqlite::Connection::open(d.join("loyalty.db")).map_err(|e| e.to_string())?;
+                db.execute(&sql, [])
+                    .map(|n| n as u64)
+                    .map_err(|e| e.to_string())
             }
             Storage::Pg { url, .. } => pg_blocking(url.clone(), move |c| {
                 c.execute(sql.as_str(), &[]).map_err(|e| {
-                    e.as_db_error().map(|d| d.message().to_string()).unwrap_or_else(|| e.to_string())
+                    e.as_db_error()
+                        .map(|d| d.message().to_string())
+                        .unwrap_or_else(|| e.to_string())
                 })
             }),
         }
@@ -117,7 +136,9 @@ impl Storage {
                 let db = rusqlite::Connection::open(d.join("loyalty.db")).unwrap();
                 db.query_row(&sql, [], |r| r.get(0)).unwrap()
             }
-            Storage::Pg { url, .. } => pg_blocking(url.clone(), move |c| c.query_one(sql.as_str(), &[]).unwrap().get(0)),
+            Storage::Pg { url, .. } => pg_blocking(url.clone(), move |c| {
+                c.query_one(sql.as_str(), &[]).unwrap().get(0)
+            }),
         }
     }
 
@@ -136,7 +157,10 @@ impl Storage {
             }
             Storage::Pg { url, .. } => pg_blocking(url.clone(), |c| {
                 let tables: Vec<String> = c
-                    .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'", &[])
+                    .query(
+                        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                        &[],
+                    )
                     .unwrap()
                     .iter()
                     .map(|r| r.get(0))
@@ -222,8 +246,19 @@ impl TestApp {
         admin_token: String,
         extra: &[&str],
     ) -> TestApp {
+        TestApp::start_wrapped(dir, storage, admin_token, extra, &[]).await
+    }
+
+    /// Like [`TestApp::start`], under a wrapper command such as `faketime`.
+    pub async fn start_wrapped(
+        dir: tempfile::TempDir,
+        storage: Storage,
+        admin_token: String,
+        extra: &[&str],
+        wrapper: &[&str],
+    ) -> TestApp {
         let data_dir = dir.path().join("data");
-        let (child, log_path, addr) = launch(dir.path(), &storage, extra);
+        let (child, log_path, addr) = launch_with(dir.path(), &storage, extra, wrapper);
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
@@ -425,9 +460,27 @@ impl TestApp {
 
 /// Spawns `loyalty serve` on port 0; returns the child, its log and address.
 fn launch(dir: &Path, storage: &Storage, extra: &[&str]) -> (Child, PathBuf, String) {
+    launch_with(dir, storage, extra, &[])
+}
+
+/// Starts the binary, optionally under a wrapper command (e.g. `faketime`).
+pub fn launch_with(
+    dir: &Path,
+    storage: &Storage,
+    extra: &[&str],
+    wrapper: &[&str],
+) -> (Child, PathBuf, String) {
     let log_path = dir.join(format!("server-{}.log", uuid_like()));
     let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(bin())
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
+    let child = cmd
         .args([
             "serve",
             "--listen",
@@ -436,6 +489,13 @@ fn launch(dir: &Path, storage: &Storage, extra: &[&str]) -> (Child, PathBuf, Str
             "200",
         ])
         .args(storage.args())
+        .args(match storage {
+            // Many test servers share one PostgreSQL: keep each pool small.
+            Storage::Pg { .. } if !extra.contains(&"--db-pool-size") => {
+                &["--db-pool-size", "6"][..]
+            }
+            _ => &[][..],
+        })
         .args(extra)
         .env("LOYALTY_LOG", "info")
         .stdout(Stdio::from(log))
@@ -446,13 +506,17 @@ fn launch(dir: &Path, storage: &Storage, extra: &[&str]) -> (Child, PathBuf, Str
     (child, log_path, addr)
 }
 
-fn uuid_like() -> String {
+/// A name unique across the test processes running at once.
+pub fn uuid_like() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!(
-        "{:x}",
+        "{:x}_{}_{n}",
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
-            .as_nanos()
+            .as_nanos(),
+        std::process::id()
     )
 }
 
@@ -462,9 +526,10 @@ fn wait_for_addr(log_path: &Path) -> String {
         if let Ok(s) = std::fs::read_to_string(log_path) {
             for line in s.lines() {
                 if let Ok(v) = serde_json::from_str::<Value>(line)
-                    && v["message"] == "listening" {
-                        return v["addr"].as_str().unwrap().to_string();
-                    }
+                    && v["message"] == "listening"
+                {
+                    return v["addr"].as_str().unwrap().to_string();
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -1,0 +1,13 @@
+//! The production profile with real servers: several `loyalty` nodes on one
+//! PostgreSQL, Redis for the shared rate limit, outages of each, and skewed
+//! node clocks. Needs `LOYALTY_TEST_PG_URL` (and redis-server, faketime and
+//! the PostgreSQL server binaries on the machine); without them every test
+//! says loudly that it was skipped — and fails instead under `LOYALTY_CI=1`.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod servers;
+
+mod nodes;
+mod outages;

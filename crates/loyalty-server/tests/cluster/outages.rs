@@ -1,0 +1,179 @@
+//! Outages of the servers a node depends on: requests fail cleanly (503,
+//! never 500, nothing half-written) and the node recovers by itself.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{Storage, TestApp, cli_staff_create};
+use crate::servers::{PgInstance, Redis, on_path, pg_bin_dir, require};
+
+fn reward(player: &str, staff: &str, i: usize) -> serde_json::Value {
+    json!({"player_id": player, "points": 7, "staff_id": staff,
+           "reason": format!("outage test reward {i}")})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_refuses_rewards_with_503_and_writes_nothing_then_recovers() {
+    if !require("redis-server", on_path("redis-server")) {
+        return;
+    }
+    let mut redis = Redis::start();
+    let url = redis.url();
+    let app = TestApp::spawn_with(&["--redis-url", &url]).await;
+    let (staff, token) = app.staff("pit_boss").await;
+    let player = app.player().await;
+    let r = app
+        .post(
+            &token,
+            "/v1/loyalty/manual-rewards",
+            reward(&player, &staff, 0),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    redis.down();
+    for i in 1..4 {
+        let r = app
+            .post(
+                &token,
+                "/v1/loyalty/manual-rewards",
+                reward(&player, &staff, i),
+            )
+            .await;
+        assert_eq!(r.status, 503, "{}", r.text);
+        assert_eq!(r.code(), "RATE_LIMIT_UNAVAILABLE");
+    }
+    let ready = app
+        .send(reqwest::Method::GET, None, "/readyz", None, &[])
+        .await;
+    assert_eq!(
+        ready.status, 503,
+        "readiness reflects Redis: {}",
+        ready.text
+    );
+    let summary = app
+        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
+        .await;
+    assert_eq!(
+        summary.body["current_balance"], 7,
+        "nothing written while Redis was down"
+    );
+
+    redis.up();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = app
+            .post(
+                &token,
+                "/v1/loyalty/manual-rewards",
+                reward(&player, &staff, 9),
+            )
+            .await;
+        if r.status == 201 {
+            break;
+        }
+        assert_eq!(r.code(), "RATE_LIMIT_UNAVAILABLE", "{}", r.text);
+        assert!(
+            Instant::now() < deadline,
+            "did not recover after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = app
+        .send(reqwest::Method::GET, None, "/readyz", None, &[])
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let summary = app
+        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
+        .await;
+    assert_eq!(summary.body["current_balance"], 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_gives_503_not_500_and_the_node_recovers_by_itself() {
+    let Some(bin) = pg_bin_dir() else {
+        require("PostgreSQL server binaries (initdb, pg_ctl)", false);
+        return;
+    };
+    if !require("runuser (to run initdb as postgres)", on_path("runuser")) {
+        return;
+    }
+    let pg = PgInstance::start(&bin);
+    let storage = Storage::fresh_pg(&pg.url());
+    let admin = cli_staff_create(&storage, "admin", "admin");
+    let app = TestApp::start(
+        tempfile::tempdir().unwrap(),
+        storage,
+        admin,
+        &["--db-pool-size", "4"],
+    )
+    .await;
+    let (staff, token) = app.staff("supervisor").await;
+    let player = app.player().await;
+    let r = app
+        .post(
+            &token,
+            "/v1/loyalty/manual-rewards",
+            reward(&player, &staff, 0),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    pg.down();
+    let mut refused = 0;
+    for i in 1..6 {
+        let w = app
+            .post(
+                &token,
+                "/v1/loyalty/manual-rewards",
+                reward(&player, &staff, i),
+            )
+            .await;
+        let g = app
+            .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
+            .await;
+        for r in [&w, &g] {
+            assert_eq!(r.status, 503, "during the outage: {}", r.text);
+            assert_eq!(r.code(), "UNAVAILABLE", "{}", r.text);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 10);
+    let ready = app
+        .send(reqwest::Method::GET, None, "/readyz", None, &[])
+        .await;
+    assert_eq!(ready.status, 503, "{}", ready.text);
+
+    pg.up();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let g = app
+            .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
+            .await;
+        if g.status == 200 {
+            // Only the reward acknowledged before the outage exists.
+            assert_eq!(g.body["current_balance"], 7, "{}", g.text);
+            break;
+        }
+        assert_ne!(g.status.as_u16(), 500, "{}", g.text);
+        assert!(
+            Instant::now() < deadline,
+            "did not recover after PostgreSQL came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = app
+        .post(
+            &token,
+            "/v1/loyalty/manual-rewards",
+            reward(&player, &staff, 99),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let verify = app
+        .post(&app.admin_token, "/v1/admin/verify", json!({}))
+        .await;
+    assert_eq!(verify.body["drift"], json!([]), "{}", verify.text);
+    assert_eq!(verify.body["accounts_checked"], 1);
+}

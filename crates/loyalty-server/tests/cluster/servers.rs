@@ -1,0 +1,247 @@
+//! Real servers started by the tests: Redis, and a private PostgreSQL
+//! instance for tests that stop it.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether a requirement is met; if not, skip loudly — or fail under CI.
+pub fn require(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("LOYALTY_CI").is_ok_and(|v| v == "1") {
+        panic!("{what} is required under CI (LOYALTY_CI=1) but is not available");
+    }
+    eprintln!("\n*** SKIPPED: {what} is not available; this test did not run ***\n");
+    false
+}
+
+/// The shared PostgreSQL server for tests, if configured.
+pub fn pg_url() -> Option<String> {
+    crate::common::pg_server_url()
+}
+
+/// Whether a program is on PATH.
+pub fn on_path(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16, up: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let is_up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if is_up == up {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "port {port} did not become {}",
+        if up { "reachable" } else { "free" }
+    );
+}
+
+/// A redis-server on loopback.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+        };
+        r.up();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port.
+    pub fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        wait_port(self.port, true);
+    }
+
+    /// Stops it hard.
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        wait_port(self.port, false);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The directory of the PostgreSQL server binaries, if installed.
+pub fn pg_bin_dir() -> Option<PathBuf> {
+    if let Ok(d) = std::env::var("LOYALTY_TEST_PG_BIN") {
+        return Some(PathBuf::from(d));
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A private PostgreSQL instance (initdb in a temp dir, loopback only) that a
+/// test may stop and start.
+pub struct PgInstance {
+    pub port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PgInstance {
+    pub fn start(bin: &Path) -> PgInstance {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("pgdata");
+        if is_root() {
+            // initdb refuses to run as root: hand the directory to postgres.
+            let ok = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let pg = PgInstance {
+            port: free_port(),
+            bin: bin.to_path_buf(),
+            data,
+            _dir: dir,
+        };
+        let out = pg
+            .command("initdb")
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&pg.data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.up();
+        pg
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    pub fn up(&self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {}",
+            self.port,
+            self.data.display()
+        );
+        let log = self.data.with_file_name("pg.log");
+        let out = self
+            .command("pg_ctl")
+            .args(["-w", "-D"])
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-o", &opts, "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        wait_port(self.port, true);
+    }
+
+    pub fn down(&self) {
+        let out = self
+            .command("pg_ctl")
+            .args(["-w", "-m", "fast", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgInstance {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-w", "-m", "immediate", "-D"])
+            .arg(&self.data)
+            .arg("stop")
+            .output();
+    }
+}
