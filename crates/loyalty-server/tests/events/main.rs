@@ -7,5 +7,6 @@ mod common;
 mod support;
 
 mod dispatch;
+mod nats;
 mod stream;
 mod subscribers;
