@@ -42,6 +42,77 @@ pub struct BenchResult {
     pub max_ms: f64,
 }
 
+/// One client of the `complete` workload: open a slip (30 minutes of play)
+/// and complete it, again and again; the completion is what is timed.
+async fn complete_client(
+    client: &reqwest::Client,
+    cfg: &BenchConfig,
+    i: usize,
+    table_id: &str,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let (_, player) = post(client, cfg, "/v1/players", json!({"display_name": format!("bench {i}")})).await?;
+    let player_id = player["id"].as_str().unwrap_or_default().to_string();
+    let mut lat = Vec::new();
+    let mut errors = 0usize;
+    while Instant::now() < deadline {
+        let start = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(30)).to_string();
+        let body = json!({"player_id": player_id, "table_id": table_id, "average_bet": "25", "started_at": start});
+        let (s, slip) = post(client, cfg, "/v1/rating-slips", body).await?;
+        if s != 201 {
+            errors += 1;
+            continue;
+        }
+        let id = slip["id"].as_str().unwrap_or_default();
+        let t = Instant::now();
+        let (s, _) = post(client, cfg, &format!("/v1/rating-slips/{id}/complete"), json!({})).await?;
+        if s == 200 {
+            lat.push(t.elapsed());
+        } else {
+            errors += 1;
+        }
+    }
+    Ok((lat, errors))
+}
+
+/// One client of the `reward` workload: its own supervisor (created with the
+/// admin token) grants manual rewards to its own player. Run the server with
+/// a high `--reward-rate-limit`, or most requests are (correctly) refused.
+async fn reward_client(
+    client: &reqwest::Client,
+    cfg: &BenchConfig,
+    i: usize,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let (s, staff) = post(client, cfg, "/v1/staff", json!({"name": format!("bench staff {i}"), "role": "supervisor"})).await?;
+    if s != 201 {
+        bail!("creating bench staff needs an admin token ({s}): {staff}");
+    }
+    let staff_cfg = BenchConfig {
+        token: staff["token"].as_str().unwrap_or_default().to_string(),
+        ..cfg.clone()
+    };
+    let staff_id = staff["id"].as_str().unwrap_or_default().to_string();
+    let (_, player) = post(client, cfg, "/v1/players", json!({"display_name": format!("bench {i}")})).await?;
+    let player_id = player["id"].as_str().unwrap_or_default().to_string();
+    let mut lat = Vec::new();
+    let mut errors = 0usize;
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        let body = json!({"player_id": player_id, "points": 5, "staff_id": staff_id,
+                          "reason": format!("bench reward number {n}")});
+        let t = Instant::now();
+        let (s, _) = post(client, &staff_cfg, "/v1/loyalty/manual-rewards", body).await?;
+        if s == 201 {
+            lat.push(t.elapsed());
+        } else {
+            errors += 1;
+        }
+    }
+    Ok((lat, errors))
+}
+
 async fn post(
     c: &reqwest::Client,
     cfg: &BenchConfig,
@@ -84,12 +155,6 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         bail!("creating the bench table failed ({s}): {table}");
     }
     let table_id = table["id"].as_str().unwrap_or_default().to_string();
-    let staff_id = if cfg.workload == "reward" {
-        bail!("the reward workload needs a staff id; use the complete workload")
-    } else {
-        String::new()
-    };
-    let _ = staff_id;
     let mut results = Vec::new();
     println!("workload  clients      ops  errors     ops/s   p50_ms   p99_ms   max_ms");
     for &n in &cfg.clients {
@@ -99,29 +164,10 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         for i in 0..n {
             let (client, cfg, table_id) = (client.clone(), cfg.clone(), table_id.clone());
             handles.push(tokio::spawn(async move {
-                let (_, player) = post(&client, &cfg, "/v1/players", json!({"display_name": format!("bench {i}")})).await?;
-                let player_id = player["id"].as_str().unwrap_or_default().to_string();
-                let mut lat = Vec::new();
-                let mut errors = 0usize;
-                while Instant::now() < deadline {
-                    let start = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(30)).to_string();
-                    let (s, slip) = post(&client, &cfg, "/v1/rating-slips", json!({
-                        "player_id": player_id, "table_id": table_id, "average_bet": "25", "started_at": start,
-                    })).await?;
-                    if s != 201 {
-                        errors += 1;
-                        continue;
-                    }
-                    let id = slip["id"].as_str().unwrap_or_default();
-                    let t = Instant::now();
-                    let (s, _) = post(&client, &cfg, &format!("/v1/rating-slips/{id}/complete"), json!({})).await?;
-                    if s == 200 {
-                        lat.push(t.elapsed());
-                    } else {
-                        errors += 1;
-                    }
+                match cfg.workload.as_str() {
+                    "reward" => reward_client(&client, &cfg, i, deadline).await,
+                    _ => complete_client(&client, &cfg, i, &table_id, deadline).await,
                 }
-                anyhow::Ok((lat, errors))
             }));
         }
         let mut all = Vec::new();

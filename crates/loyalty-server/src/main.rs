@@ -157,6 +157,10 @@ struct BenchArgs {
     /// Comma-separated client counts.
     #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
     clients: Vec<usize>,
+    /// What to drive: `complete` (open and complete slips) or `reward`
+    /// (manual rewards; needs an admin token and a high --reward-rate-limit).
+    #[arg(long, default_value = "complete", value_parser = ["complete", "reward"])]
+    workload: String,
     /// Seconds per client count.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -288,7 +292,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 token: a.token,
                 clients: a.clients,
                 duration: Duration::from_secs(a.seconds),
-                workload: "complete".into(),
+                workload: a.workload,
             };
             runtime()?.block_on(loyalty_server::bench::run(cfg))?;
             Ok(ExitCode::SUCCESS)
