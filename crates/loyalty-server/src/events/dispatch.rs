@@ -900,3 +900,242 @@ impl Lease {
         held
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU32;
+
+    use loyalty_store::NewEvent;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::app::Settings;
+    use crate::events::EventsConfig;
+    use crate::ratelimit::{Limit, MemoryLimiter};
+    use crate::serve::{StorageConfig, open_store};
+
+    type Log = Arc<Mutex<Vec<(&'static str, i64)>>>;
+
+    fn state(dir: &tempfile::TempDir) -> AppState {
+        let store = open_store(&StorageConfig::DataDir(dir.path().join("data"))).unwrap();
+        let cfg = EventsConfig {
+            poll_interval_ms: 20,
+            retry_base_ms: 5,
+            retry_max_ms: 20,
+            attempts_max: 3,
+            ..EventsConfig::default()
+        };
+        let limiter = Arc::new(MemoryLimiter::new(Limit::default()));
+        AppState::with_events(store, Settings::default(), limiter, cfg)
+    }
+
+    async fn append(st: &AppState, n: usize) {
+        for i in 0..n {
+            st.store
+                .write(move |tx| {
+                    tx.append_event(&NewEvent {
+                        event_id: Uuid::now_v7(),
+                        event_type: if i % 2 == 0 {
+                            "EVEN_HAPPENED"
+                        } else {
+                            "ODD_HAPPENED"
+                        },
+                        version: 1,
+                        occurred_at: Timestamp::now(),
+                        correlation_id: "test".into(),
+                        idempotency_key: None,
+                        source: "test",
+                        payload: serde_json::json!({"i": i}),
+                    })
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Records each event; optionally waits for a permit first, or fails the
+    /// first `fail_first` attempts of every event.
+    struct Recorder {
+        name: &'static str,
+        log: Log,
+        gate: Option<Arc<Semaphore>>,
+        fail_first: u32,
+        attempts: AtomicU32,
+    }
+
+    impl LocalHandler for Recorder {
+        fn handle<'a>(&'a self, ev: &'a EventRecord) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async move {
+                if let Some(g) = &self.gate {
+                    g.acquire().await.map_err(|e| e.to_string())?.forget();
+                }
+                let n = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
+                if n <= self.fail_first {
+                    return Err(format!("attempt {n} fails"));
+                }
+                self.attempts.store(0, Ordering::SeqCst);
+                self.log.lock().unwrap().push((self.name, ev.seq));
+                Ok(())
+            })
+        }
+    }
+
+    fn sub(
+        name: &'static str,
+        priority: i32,
+        types: Option<&'static [&'static str]>,
+        log: &Log,
+        gate: Option<Arc<Semaphore>>,
+        fail_first: u32,
+    ) -> Subscription {
+        Subscription {
+            name,
+            event_types: types,
+            priority,
+            handler: Handler::Local(Arc::new(Recorder {
+                name,
+                log: log.clone(),
+                gate,
+                fail_first,
+                attempts: AtomicU32::new(0),
+            })),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lower_priority_runs_first_for_each_event_and_filters_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir);
+        let log: Log = Arc::default();
+        // Registered out of order on purpose.
+        let subs = vec![
+            sub("third", 30, None, &log, None, 0),
+            sub("first", 10, None, &log, None, 0),
+            sub("evens", 20, Some(&["EVEN_HAPPENED"]), &log, None, 0),
+        ];
+        start(&st, subs, 0);
+        append(&st, 40).await;
+        let reg = st.events.registry.clone();
+        until("all handled", || {
+            ["first", "evens", "third"]
+                .iter()
+                .all(|n| reg.position(n) == Some(40))
+        })
+        .await;
+        let log = log.lock().unwrap().clone();
+        let at = |name: &str, seq: i64| log.iter().position(|e| *e == (name, seq));
+        for seq in 1..=40 {
+            let first = at("first", seq).expect("first saw every event");
+            let third = at("third", seq).expect("third saw every event");
+            assert!(first < third, "seq {seq}: {log:?}");
+            match at("evens", seq) {
+                Some(e) => {
+                    assert_eq!(seq % 2, 1, "evens got an odd event {seq}");
+                    assert!(first < e && e < third, "seq {seq}: {log:?}");
+                }
+                None => assert_eq!(seq % 2, 0, "evens missed {seq}"),
+            }
+        }
+        // Each subscriber saw its events once, in seq order.
+        for name in ["first", "evens", "third"] {
+            let seqs: Vec<i64> = log.iter().filter(|e| e.0 == name).map(|e| e.1).collect();
+            let mut sorted = seqs.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(seqs, sorted, "{name}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stuck_subscriber_holds_up_neither_the_others_nor_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir);
+        let log: Log = Arc::default();
+        let gate = Arc::new(Semaphore::new(0));
+        let subs = vec![
+            sub("stuck", 1, None, &log, Some(gate.clone()), 0),
+            sub("free", 2, None, &log, None, 0),
+        ];
+        start(&st, subs, 0);
+        // Writes complete although "stuck" never finishes an event.
+        append(&st, 30).await;
+        let reg = st.events.registry.clone();
+        until("the free subscriber to finish", || {
+            reg.position("free") == Some(30)
+        })
+        .await;
+        assert_eq!(reg.position("stuck"), Some(0));
+        // Released, the stuck one catches up, in order, missing nothing.
+        gate.add_permits(1000);
+        until("the stuck subscriber to catch up", || {
+            reg.position("stuck") == Some(30)
+        })
+        .await;
+        let stuck: Vec<i64> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.0 == "stuck")
+            .map(|e| e.1)
+            .collect();
+        assert_eq!(stuck, (1..=30).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failures_are_retried_up_to_the_attempt_limit_then_dead_lettered() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir);
+        let log: Log = Arc::default();
+        let subs = vec![
+            // Fails twice per event, succeeds on the third (last) attempt.
+            sub("flaky", 1, Some(&["EVEN_HAPPENED"]), &log, None, 2),
+            // Always fails.
+            sub("broken", 2, Some(&["ODD_HAPPENED"]), &log, None, u32::MAX),
+        ];
+        start(&st, subs, 0);
+        append(&st, 4).await;
+        let reg = st.events.registry.clone();
+        until("both to move past every event", || {
+            reg.position("flaky") == Some(4) && reg.position("broken") == Some(4)
+        })
+        .await;
+        let flaky: Vec<i64> = log.lock().unwrap().iter().map(|e| e.1).collect();
+        assert_eq!(
+            flaky,
+            vec![1, 3],
+            "the flaky one delivered every even event"
+        );
+        let dead = st
+            .store
+            .read(|tx| {
+                tx.dead_letters(&DeadLetterQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+            })
+            .await
+            .unwrap();
+        let got: Vec<(String, i64, u32)> = dead
+            .iter()
+            .map(|d| (d.subscriber.clone(), d.event_seq, d.attempts))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("broken".into(), 2, 3), ("broken".into(), 4, 3)],
+            "only the broken one's events, after 3 attempts each"
+        );
+        assert!(
+            dead.iter()
+                .all(|d| d.status == dl::DEAD && d.error.contains("fails"))
+        );
+    }
+}

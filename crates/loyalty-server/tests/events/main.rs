@@ -7,6 +7,7 @@ mod common;
 mod support;
 
 mod dispatch;
+mod metrics;
 mod nats;
 mod stream;
 mod subscribers;
