@@ -39,6 +39,16 @@ enum Command {
     Verify(StorageArgs),
     /// Apply pending schema migrations and exit.
     Migrate(StorageArgs),
+    /// Copy an embedded installation (stopped) into an empty PostgreSQL
+    /// database, then verify the copy.
+    MigrateTo {
+        /// The embedded data directory to copy from.
+        #[arg(long, env = "LOYALTY_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// The PostgreSQL database to copy into (must be empty).
+        #[arg(long)]
+        to: String,
+    },
     /// Drive a running server with concurrent clients and print latency.
     Bench(BenchArgs),
 }
@@ -285,6 +295,41 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store(&storage.config())?;
             eprintln!("migrated {}", store.describe());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::MigrateTo { data_dir, to } => {
+            init_logs("warn", false);
+            if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+                anyhow::bail!("--to must be a postgres:// URL");
+            }
+            let report =
+                loyalty_store::transfer::sqlite_to_postgres(&data_dir, &to).with_context(|| {
+                    format!(
+                        "cannot copy {} into {}",
+                        data_dir.display(),
+                        loyalty_store::postgres::redact(&to)
+                    )
+                })?;
+            let store = open_store(&StorageConfig::Url(to.clone(), 2))?;
+            let (checked, _, drift) = runtime()?
+                .block_on(store.read(|tx| ops::verify(tx, 10)))
+                .context("verification of the copy failed to run")?;
+            let tables: serde_json::Map<String, serde_json::Value> = report
+                .tables
+                .iter()
+                .map(|(t, n)| (t.clone(), serde_json::json!(n)))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"rows_copied": tables, "accounts_checked": checked, "drift_count": drift})
+            );
+            // Close the blocking client off the runtime.
+            std::thread::spawn(move || drop(store)).join().ok();
+            if drift == 0 {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("error: the copy has {drift} drift finding(s)");
+                Ok(ExitCode::from(1))
+            }
         }
         Command::Bench(a) => {
             let cfg = loyalty_server::bench::BenchConfig {

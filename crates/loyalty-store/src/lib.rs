@@ -21,6 +21,7 @@ pub mod ops;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
+pub mod transfer;
 
 use std::sync::Arc;
 

@@ -9,5 +9,6 @@ mod common;
 
 mod servers;
 
+mod migrate;
 mod nodes;
 mod outages;

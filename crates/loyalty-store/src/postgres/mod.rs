@@ -48,6 +48,11 @@ fn map_err(e: postgres::Error) -> StoreError {
     tx::map_err(&e)
 }
 
+/// Maps a driver error to a storage error (for other modules of this crate).
+pub(crate) fn tx_map_err(e: &postgres::Error) -> StoreError {
+    tx::map_err(e)
+}
+
 impl PgStore {
     /// Connects (checking the server answers) and applies migrations.
     pub fn open(url: &str, pool_size: usize) -> StoreResult<PgStore> {

@@ -1,0 +1,163 @@
+//! Moving an embedded installation to PostgreSQL with `loyalty migrate-to`:
+//! every balance, entry, event, slip and token survives the move.
+
+use serde_json::{Value, json};
+
+use crate::common::{Storage, TestApp, bin};
+use crate::servers::{pg_url, require};
+
+async fn snapshot(app: &TestApp, players: &[String], slips: &[String]) -> Value {
+    let mut out = Vec::new();
+    for p in players {
+        let loyalty = app
+            .get(&app.admin_token, &format!("/v1/players/{p}/loyalty"))
+            .await;
+        let ledger = app
+            .get(
+                &app.admin_token,
+                &format!("/v1/players/{p}/ledger?limit=1000"),
+            )
+            .await;
+        assert_eq!(loyalty.status, 200, "{}", loyalty.text);
+        out.push(json!({"loyalty": loyalty.body, "ledger": ledger.body["entries"]}));
+    }
+    for s in slips {
+        let slip = app
+            .get(&app.admin_token, &format!("/v1/rating-slips/{s}"))
+            .await;
+        let mut body = slip.body;
+        // Time played of an open slip grows with the clock; compare the rest.
+        body.as_object_mut().unwrap().remove("accumulated_seconds");
+        out.push(body);
+    }
+    let events = app.get(&app.admin_token, "/v1/events?limit=1000").await;
+    out.push(events.body["events"].clone());
+    Value::Array(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
+    let Some(server) = pg_url() else {
+        require("PostgreSQL (LOYALTY_TEST_PG_URL)", false);
+        return;
+    };
+    // Activity on the embedded default.
+    let mut app = TestApp::spawn_with(&["--test-mode"]).await;
+    assert!(matches!(app.storage, Storage::Dir(_)));
+    let table = app.table().await;
+    let (staff, token) = app.staff("supervisor").await;
+    let started = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(45)).to_string();
+    let mut players = Vec::new();
+    let mut slips = Vec::new();
+    for i in 0..5 {
+        let p = app.player().await;
+        for bet in ["25", "100"] {
+            let slip = app.open_slip(&p, &table, bet, Some(&started)).await;
+            let id = slip["id"].as_str().unwrap().to_string();
+            let r = app
+                .post(
+                    &app.admin_token,
+                    &format!("/v1/rating-slips/{id}/complete"),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            slips.push(id);
+        }
+        let r = app
+            .post(&token, "/v1/loyalty/manual-rewards",
+                  json!({"player_id": p, "points": 100 + i, "staff_id": staff, "reason": "welcome back bonus"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        players.push(p);
+    }
+    // An open slip and a pending one move too.
+    let open = app
+        .open_slip(&players[0], &table, "50", Some(&started))
+        .await;
+    slips.push(open["id"].as_str().unwrap().to_string());
+    app.set_accrual_fault("fail").await;
+    let pending = app
+        .open_slip(&players[1], &table, "50", Some(&started))
+        .await;
+    let pending_id = pending["id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            &app.admin_token,
+            &format!("/v1/rating-slips/{pending_id}/complete"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    slips.push(pending_id.clone());
+    let before = snapshot(&app, &players, &slips).await;
+    app.kill();
+
+    // The move.
+    let target = Storage::fresh_pg(&server);
+    let Storage::Pg { url, .. } = &target else {
+        unreachable!()
+    };
+    let out = std::process::Command::new(bin())
+        .args(["migrate-to", "--to", url])
+        .args(app.storage.args())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "migrate-to: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["drift_count"], 0, "{report}");
+    assert_eq!(report["accounts_checked"], 5);
+    assert_eq!(report["rows_copied"]["ledger_entries"], 15, "{report}");
+
+    // Moving again into the same (now full) database is refused.
+    let again = std::process::Command::new(bin())
+        .args(["migrate-to", "--to", url])
+        .args(app.storage.args())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // The same tokens work against PostgreSQL and every number is the same.
+    let moved = TestApp::start(
+        tempfile::tempdir().unwrap(),
+        target,
+        app.admin_token.clone(),
+        &["--test-mode"],
+    )
+    .await;
+    let after = snapshot(&moved, &players, &slips).await;
+    assert_eq!(before, after);
+    let r = moved
+        .post(&token, "/v1/loyalty/manual-rewards",
+              json!({"player_id": players[2], "points": 1, "staff_id": staff, "reason": "first reward after the move"}))
+        .await;
+    assert_eq!(r.status, 201, "the moved staff token works: {}", r.text);
+    // The pending slip is recovered on the new backend, exactly once.
+    let r = moved
+        .post(
+            &moved.admin_token,
+            &format!("/v1/rating-slips/{pending_id}/recover-loyalty"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let verify = moved
+        .post(&moved.admin_token, "/v1/admin/verify", json!({}))
+        .await;
+    assert_eq!(verify.body["drift"], json!([]), "{}", verify.text);
+    // New events continue the sequence without a gap.
+    let events = moved.get(&moved.admin_token, "/v1/events?limit=1000").await;
+    let seqs: Vec<i64> = events.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
