@@ -51,7 +51,13 @@ async fn complete_client(
     table_id: &str,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let (_, player) = post(client, cfg, "/v1/players", json!({"display_name": format!("bench {i}")})).await?;
+    let (_, player) = post(
+        client,
+        cfg,
+        "/v1/players",
+        json!({"display_name": format!("bench {i}")}),
+    )
+    .await?;
     let player_id = player["id"].as_str().unwrap_or_default().to_string();
     let mut lat = Vec::new();
     let mut errors = 0usize;
@@ -65,7 +71,13 @@ async fn complete_client(
         }
         let id = slip["id"].as_str().unwrap_or_default();
         let t = Instant::now();
-        let (s, _) = post(client, cfg, &format!("/v1/rating-slips/{id}/complete"), json!({})).await?;
+        let (s, _) = post(
+            client,
+            cfg,
+            &format!("/v1/rating-slips/{id}/complete"),
+            json!({}),
+        )
+        .await?;
         if s == 200 {
             lat.push(t.elapsed());
         } else {
@@ -84,7 +96,13 @@ async fn reward_client(
     i: usize,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let (s, staff) = post(client, cfg, "/v1/staff", json!({"name": format!("bench staff {i}"), "role": "supervisor"})).await?;
+    let (s, staff) = post(
+        client,
+        cfg,
+        "/v1/staff",
+        json!({"name": format!("bench staff {i}"), "role": "supervisor"}),
+    )
+    .await?;
     if s != 201 {
         bail!("creating bench staff needs an admin token ({s}): {staff}");
     }
@@ -93,7 +111,13 @@ async fn reward_client(
         ..cfg.clone()
     };
     let staff_id = staff["id"].as_str().unwrap_or_default().to_string();
-    let (_, player) = post(client, cfg, "/v1/players", json!({"display_name": format!("bench {i}")})).await?;
+    let (_, player) = post(
+        client,
+        cfg,
+        "/v1/players",
+        json!({"display_name": format!("bench {i}")}),
+    )
+    .await?;
     let player_id = player["id"].as_str().unwrap_or_default().to_string();
     let mut lat = Vec::new();
     let mut errors = 0usize;

@@ -153,12 +153,7 @@ const ROWS: [Row; 32] = [
     ),
     row("GET", "/v1/ledger", Staff("loyalty:view_all"), 200),
     row("GET", "/v1/events", Staff("audit:read"), 200),
-    row(
-        "GET",
-        "/v1/events/stream",
-        StaffOrSelf("audit:read"),
-        200,
-    ),
+    row("GET", "/v1/events/stream", StaffOrSelf("audit:read"), 200),
     row("GET", "/v1/dead-letters", Staff("audit:read"), 200),
     row(
         "POST",
@@ -359,7 +354,10 @@ async fn dead_letter_id(app: &TestApp) -> String {
         if let Some(id) = first(&app.get(&app.admin_token, "/v1/dead-letters?limit=1").await) {
             break id;
         }
-        assert!(std::time::Instant::now() < deadline, "no dead letter appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter appeared"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     faults(json!([])).await;

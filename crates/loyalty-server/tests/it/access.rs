@@ -259,14 +259,7 @@ async fn staff_create_with_an_unknown_role_fails_with_one_line_on_stderr() {
     let app = TestApp::spawn().await;
 
     let out = Command::new(bin())
-        .args([
-            "staff",
-            "create",
-            "--name",
-            "Eve",
-            "--role",
-            "owner",
-        ])
+        .args(["staff", "create", "--name", "Eve", "--role", "owner"])
         .args(app.storage.args())
         .output()
         .unwrap();

@@ -121,9 +121,9 @@ async fn ledger_rows_cannot_be_updated_or_deleted() {
     let id = s(&entries[0], "id").to_string();
     app.kill();
 
-    let update = app
-        .storage
-        .exec(&format!("UPDATE ledger_entries SET points_change = 0 WHERE id = '{id}'"));
+    let update = app.storage.exec(&format!(
+        "UPDATE ledger_entries SET points_change = 0 WHERE id = '{id}'"
+    ));
     let delete = app
         .storage
         .exec(&format!("DELETE FROM ledger_entries WHERE id = '{id}'"));
