@@ -987,7 +987,7 @@ impl Tx for PgTx<'_> {
     fn try_lease(&mut self, name: &str, holder: &str, ttl_ms: i64) -> StoreResult<bool> {
         let rows = self.query(
             &format!(
-                "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, {DB_NOW_US} + $3 * 1000)
+                "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, {DB_NOW_US} + $3::BIGINT * 1000)
                  ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder,
                      expires_at = EXCLUDED.expires_at
                  WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < {DB_NOW_US}
