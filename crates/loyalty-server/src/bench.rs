@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    /// Base URL, e.g. `http://127.0.0.1:8080`; several (comma-separated)
+    /// spread the clients round-robin over several nodes.
     pub url: String,
     /// A token with players:write, tables:write and ratingslip:write.
     pub token: String,
@@ -167,9 +168,13 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
+    let first = BenchConfig {
+        url: cfg.url.split(',').next().unwrap_or_default().to_string(),
+        ..cfg.clone()
+    };
     let (s, table) = post(
         &client,
-        &cfg,
+        &first,
         "/v1/tables",
         json!({"name": "bench", "game_type": "blackjack", "house_edge": "1.5", "average_rounds_per_hour": 60}),
     )
@@ -186,7 +191,9 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         let deadline = Instant::now() + cfg.duration;
         let started = Instant::now();
         for i in 0..n {
-            let (client, cfg, table_id) = (client.clone(), cfg.clone(), table_id.clone());
+            let (client, mut cfg, table_id) = (client.clone(), cfg.clone(), table_id.clone());
+            let urls: Vec<&str> = cfg.url.split(',').collect();
+            cfg.url = urls[i % urls.len()].trim_end_matches('/').to_string();
             handles.push(tokio::spawn(async move {
                 match cfg.workload.as_str() {
                     "reward" => reward_client(&client, &cfg, i, deadline).await,
