@@ -266,27 +266,27 @@ async fn two_nodes_relay_one_at_a_time_and_every_event_arrives_once() {
     let lb = leader(metrics_text(b.as_ref().unwrap()).await);
     assert_eq!(la + lb, 1.0, "leaders: a={la} b={lb}");
 
-    // The leader dies; the other takes over after the lease expires.
+    // The leader dies; the other takes over after the lease expires. (The
+    // dead node's handle stays alive: dropping it would drop a PostgreSQL
+    // test database the survivor still uses.)
+    let mut a = a;
+    let mut b = b.take().unwrap();
     let survivor = if la == 1.0 {
-        let mut a = a;
         a.kill();
-        let node = b.take().unwrap();
-        drop(a);
-        node
+        &b
     } else {
-        let mut dead = b.take().unwrap();
-        dead.kill();
-        a
+        b.kill();
+        &a
     };
     for n in 100..110 {
-        reward(&survivor, &token, &staff, &player, 10, n).await;
+        reward(survivor, &token, &staff, &player, 10, n).await;
     }
-    caught_up(&survivor, 60).await;
-    assert_stream_matches_outbox(&survivor, &nats).await;
+    caught_up(survivor, 60).await;
+    assert_stream_matches_outbox(survivor, &nats).await;
     let ids: BTreeSet<String> = stream_messages(&nats.url())
         .await
         .into_iter()
         .map(|m| m.1)
         .collect();
-    assert_eq!(ids.len(), all_events(&survivor).await.len());
+    assert_eq!(ids.len(), all_events(survivor).await.len());
 }

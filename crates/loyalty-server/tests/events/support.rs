@@ -101,7 +101,19 @@ pub async fn reward(
                    "reason": format!("{REASON} number {n}")}),
         )
         .await;
-    assert_eq!(r.status, 201, "{}", r.text);
+    if r.status != 201 {
+        let why: Vec<String> = app
+            .logs()
+            .into_iter()
+            .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+            .map(|l| l.to_string())
+            .collect();
+        panic!(
+            "reward refused: {}\nserver warnings:\n{}",
+            r.text,
+            why.join("\n")
+        );
+    }
     r.body
 }
 
