@@ -246,7 +246,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..loyalty_server::events::EventsConfig::default()
                 },
             };
-            runtime()?.block_on(serve(cfg))?;
+            // Run the server as a task so every part of it is polled by the
+            // worker threads, not by the thread blocked in `block_on`.
+            runtime()?.block_on(async { tokio::spawn(serve(cfg)).await })??;
             Ok(ExitCode::SUCCESS)
         }
         Command::Staff {

@@ -11,7 +11,8 @@ mod tx;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -41,6 +42,36 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
+    stop_checkpointer: Arc<AtomicBool>,
+}
+
+/// How often the checkpointer folds the WAL back into the database file.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 500;
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_checkpointer.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Checkpoints the WAL from its own connection, so the writer never pays
+/// for a checkpoint inside a commit (SQLite's automatic checkpoint would
+/// copy pages and fsync the database file on the commit path). PASSIVE
+/// never blocks the writer or readers.
+fn checkpointer_loop(path: PathBuf, stop: Arc<AtomicBool>) {
+    let conn = match open_conn(&path, false) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite checkpointer could not open the database");
+            return;
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "sqlite checkpoint failed");
+        }
+    }
 }
 
 impl SqliteStore {
@@ -53,6 +84,14 @@ impl SqliteStore {
         let path = data_dir.join("loyalty.db");
         let mut conn = open_conn(&path, false)?;
         migrate(&mut conn)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(tx::map_err)?;
+        let stop_checkpointer = Arc::new(AtomicBool::new(false));
+        let (cp_path, cp_stop) = (path.clone(), stop_checkpointer.clone());
+        std::thread::Builder::new()
+            .name("sqlite-checkpointer".into())
+            .spawn(move || checkpointer_loop(cp_path, cp_stop))
+            .map_err(|e| StoreError::Internal(format!("cannot start checkpointer: {e}")))?;
         let (jobs, rx) = mpsc::channel::<Job>(QUEUE_OPS_MAX);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -63,6 +102,7 @@ impl SqliteStore {
             jobs,
             readers: Mutex::new(Vec::new()),
             reader_permits: Semaphore::new(READERS_MAX),
+            stop_checkpointer,
         })
     }
 
