@@ -55,6 +55,9 @@ pub const PRIORITY_WAIT_MS_MAX: u64 = 2_000;
 pub const LEASE_TTL_MS_DEFAULT: i64 = 15_000;
 /// Event ids remembered per subscriber for duplicate suppression.
 pub const RECENT_IDS_MAX: usize = 8_192;
+/// How long a durable subscriber lets new events gather after waking, so
+/// that under load one transaction carries many events.
+pub const DURABLE_LINGER_MS: u64 = 20;
 /// Dead letters replayed per pass.
 pub const REPLAY_BATCH_MAX: u32 = 100;
 
@@ -304,7 +307,7 @@ struct BatchOutcome {
     last: Option<i64>,
     delivered: Vec<(Uuid, Timestamp)>,
     deferred: Vec<Deferred>,
-    failure: Option<(EventRecord, String)>,
+    failure: Option<(Arc<EventRecord>, String)>,
 }
 
 impl Runner {
@@ -378,11 +381,18 @@ impl Runner {
         .await;
     }
 
-    async fn read_batch(&self, after: i64) -> Result<Vec<EventRecord>, StoreError> {
-        self.state
+    /// The next events after `after`: from the tail's in-memory window when
+    /// it covers them, else from the outbox.
+    async fn read_batch(&self, after: i64) -> Result<Vec<Arc<EventRecord>>, StoreError> {
+        if let Some(batch) = self.state.events.recent_after(after) {
+            return Ok(batch);
+        }
+        let batch = self
+            .state
             .store
             .read(move |tx| tx.events(after, super::BATCH_EVENTS_MAX, None))
-            .await
+            .await?;
+        Ok(batch.into_iter().map(Arc::new).collect())
     }
 
     async fn run(self) {
@@ -552,11 +562,15 @@ impl Runner {
 
     async fn run_durable(mut self, handler: Arc<dyn DurableHandler>) {
         let mut lease = Lease::new(format!("subscriber:{}", self.name()));
+        // The checkpoint as this node last committed it; re-read from the
+        // database whenever the lease is (re)taken.
+        let mut known: Option<i64> = None;
         loop {
             let held = lease.hold(&self.state).await;
             if held != self.me.active() {
                 self.me.active.store(held, Ordering::SeqCst);
                 self.state.events.registry.changed.notify_waiters();
+                known = None;
             }
             if !held {
                 tokio::time::sleep(self.state.events.poll_interval()).await;
@@ -564,13 +578,16 @@ impl Runner {
             }
             self.replays(&Handler::Durable(handler.clone())).await;
             let name = self.name();
-            let checkpoint = match self.state.store.read(move |tx| tx.checkpoint(name)).await {
-                Ok(c) => c.unwrap_or(0),
-                Err(e) => {
-                    tracing::warn!(subscriber = name, error = %e, "reading the checkpoint failed");
-                    tokio::time::sleep(self.state.events.poll_interval()).await;
-                    continue;
-                }
+            let checkpoint = match known {
+                Some(c) => c,
+                None => match self.state.store.read(move |tx| tx.checkpoint(name)).await {
+                    Ok(c) => c.unwrap_or(0),
+                    Err(e) => {
+                        tracing::warn!(subscriber = name, error = %e, "reading the checkpoint failed");
+                        tokio::time::sleep(self.state.events.poll_interval()).await;
+                        continue;
+                    }
+                },
             };
             self.me.position.store(checkpoint, Ordering::SeqCst);
             let batch = match self.read_batch(checkpoint).await {
@@ -582,11 +599,14 @@ impl Runner {
                 }
             };
             if batch.is_empty() {
+                known = Some(checkpoint);
                 self.advance(checkpoint);
                 self.wait_for_events(checkpoint).await;
+                tokio::time::sleep(Duration::from_millis(DURABLE_LINGER_MS)).await;
                 continue;
             }
             self.durable_batch(&handler, batch, 1).await;
+            known = Some(self.me.position());
         }
     }
 
@@ -595,7 +615,7 @@ impl Runner {
     async fn durable_batch(
         &mut self,
         handler: &Arc<dyn DurableHandler>,
-        batch: Vec<EventRecord>,
+        batch: Vec<Arc<EventRecord>>,
         attempt: u32,
     ) {
         let types = self.sub.event_types;
@@ -705,7 +725,7 @@ impl Runner {
     }
 
     /// The dead letter and the checkpoint past it, in one transaction.
-    async fn durable_dead_letter(&mut self, ev: EventRecord, error: String, attempts: u32) {
+    async fn durable_dead_letter(&mut self, ev: Arc<EventRecord>, error: String, attempts: u32) {
         let name = self.name();
         let mut n = 0;
         loop {

@@ -36,6 +36,9 @@ pub const BATCH_EVENTS_MAX: u32 = 256;
 /// Capacity of the live fan-out (events); a stream reader that falls this
 /// far behind is disconnected.
 pub const LIVE_BUFFER_EVENTS: usize = 4096;
+/// Events the tail keeps in memory for subscribers that are close behind
+/// (they read the outbox only when they are further back).
+pub const RECENT_EVENTS_MAX: usize = 8192;
 
 /// Tunables of event dispatch.
 #[derive(Debug, Clone)]
@@ -97,6 +100,7 @@ pub struct EventHub {
     /// The subscribers' shared progress, for `GET /v1/subscribers`.
     pub registry: Arc<dispatch::Registry>,
     tail_position: AtomicI64,
+    recent: std::sync::RwLock<std::collections::VecDeque<Arc<EventRecord>>>,
 }
 
 impl EventHub {
@@ -116,6 +120,7 @@ impl EventHub {
             balance_cache,
             registry: Arc::new(dispatch::Registry::default()),
             tail_position: AtomicI64::new(0),
+            recent: Default::default(),
         }
     }
 
@@ -142,6 +147,29 @@ impl EventHub {
     /// Lease lifetime, ms.
     pub fn lease_ttl_ms(&self) -> i64 {
         self.config.lease_ttl_ms.max(500)
+    }
+
+    /// Up to a batch of the events after `after` from the tail's window:
+    /// `None` if the window does not reach back to `after + 1` (read the
+    /// outbox), empty if `after` is at or past what the tail has read.
+    pub fn recent_after(&self, after: i64) -> Option<Vec<Arc<EventRecord>>> {
+        let recent = self.recent.read().ok()?;
+        let first = recent.front()?.seq;
+        let last = recent.back()?.seq;
+        if after >= last {
+            return Some(Vec::new());
+        }
+        if after + 1 < first {
+            return None;
+        }
+        let start = usize::try_from(after + 1 - first).ok()?;
+        Some(
+            recent
+                .range(start..)
+                .take(BATCH_EVENTS_MAX as usize)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// The poll interval.
@@ -180,9 +208,19 @@ async fn tail(store: Store, state: AppState) {
             Ok(batch) if !batch.is_empty() => {
                 let full = batch.len() == BATCH_EVENTS_MAX as usize;
                 let last = batch.last().map(|e| e.seq).unwrap_or(after);
+                let batch: Vec<Arc<EventRecord>> = batch.into_iter().map(Arc::new).collect();
+                if let Ok(mut recent) = hub.recent.write() {
+                    for ev in &batch {
+                        // Contiguous by construction: the tail reads in order.
+                        recent.push_back(ev.clone());
+                        if recent.len() > RECENT_EVENTS_MAX {
+                            recent.pop_front();
+                        }
+                    }
+                }
                 for ev in batch {
                     // No receivers is fine: nobody is streaming.
-                    let _ = hub.live.send(Arc::new(ev));
+                    let _ = hub.live.send(ev);
                 }
                 hub.tail_position.store(last, Ordering::SeqCst);
                 hub.head.send_replace(last);
