@@ -177,3 +177,51 @@ async fn a_postgres_restart_gives_503_not_500_and_the_node_recovers_by_itself() 
     assert_eq!(verify.body["drift"], json!([]), "{}", verify.text);
     assert_eq!(verify.body["accounts_checked"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_clock_drives_the_redis_window() {
+    if !require("redis-server", on_path("redis-server")) {
+        return;
+    }
+    let redis = Redis::start();
+    let url = redis.url();
+    let app = TestApp::spawn_with(&["--test-mode", "--redis-url", &url]).await;
+    let (staff, token) = app.staff("pit_boss").await;
+    let player = app.player().await;
+    app.set_clock("2030-01-01T10:00:00Z").await;
+    for i in 0..10 {
+        let r = app
+            .post(
+                &token,
+                "/v1/loyalty/manual-rewards",
+                reward(&player, &staff, i),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    app.set_clock("2030-01-01T10:00:30.5Z").await;
+    let r = app
+        .post(
+            &token,
+            "/v1/loyalty/manual-rewards",
+            reward(&player, &staff, 10),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(
+        r.headers.get("retry-after").unwrap(),
+        "30",
+        "the oldest slot frees at 10:01:00"
+    );
+    // A minute later by the test clock (not by the wall clock) the window
+    // has slid past all ten.
+    app.set_clock("2030-01-01T10:01:00.5Z").await;
+    let r = app
+        .post(
+            &token,
+            "/v1/loyalty/manual-rewards",
+            reward(&player, &staff, 11),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
