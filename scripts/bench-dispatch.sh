@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Write throughput with the event dispatcher and every subscriber running
 # versus without it (--no-dispatcher), in one run, on the embedded profile.
-# Usage: scripts/bench-dispatch.sh [CLIENTS] [SECONDS]   (after cargo build --release)
+# Rounds alternate (with, without, with, …) so background load hits both
+# alike; the medians and their ratio are reported.
+# Usage: scripts/bench-dispatch.sh [CLIENTS] [SECONDS] [ROUNDS]   (after cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${LOYALTY_BIN:-target/release/loyalty}
 CLIENTS=${1:-16}
 SECONDS_PER_RUN=${2:-10}
+ROUNDS=${3:-3}
 PORT=${LOYALTY_BENCH_PORT:-18299}
 work=$(mktemp -d)
 trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 run() { # label, extra serve flags...
   local label=$1; shift
-  local dir="$work/$label"
+  local dir="$work/$label-$RANDOM"
   local token
   token=$("$BIN" staff create --name bench --role admin --data-dir "$dir")
   "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$dir" --log warn "$@" >"$work/$label.log" 2>&1 &
@@ -28,11 +31,19 @@ run() { # label, extra serve flags...
   awk 'NR==2 {print $5}' "$work/$label.out"
 }
 
-echo "== with the dispatcher and all subscribers" >&2
-with=$(run with)
-echo "== without (--no-dispatcher)" >&2
-without=$(run without --no-dispatcher)
+median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+: >"$work/with.all"; : >"$work/without.all"
+for r in $(seq 1 "$ROUNDS"); do
+  echo "== round $r: with the dispatcher and all subscribers" >&2
+  run with >>"$work/with.all"
+  echo "== round $r: without (--no-dispatcher)" >&2
+  run without --no-dispatcher >>"$work/without.all"
+done
+with=$(median <"$work/with.all")
+without=$(median <"$work/without.all")
 ratio=$(awk -v a="$with" -v b="$without" 'BEGIN {printf "%.3f", a / b}')
-echo "completions/s with dispatcher: $with"
-echo "completions/s without:         $without"
-echo "ratio (with / without):        $ratio"
+echo "completions/s with dispatcher, per round: $(tr '\n' ' ' <"$work/with.all")"
+echo "completions/s without, per round:         $(tr '\n' ' ' <"$work/without.all")"
+echo "median with dispatcher: $with"
+echo "median without:         $without"
+echo "ratio (with / without): $ratio"

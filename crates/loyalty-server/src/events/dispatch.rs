@@ -57,7 +57,7 @@ pub const LEASE_TTL_MS_DEFAULT: i64 = 15_000;
 pub const RECENT_IDS_MAX: usize = 8_192;
 /// How long a durable subscriber lets new events gather after waking, so
 /// that under load one transaction carries many events.
-pub const DURABLE_LINGER_MS: u64 = 20;
+pub const DURABLE_LINGER_MS: u64 = 50;
 /// Dead letters replayed per pass.
 pub const REPLAY_BATCH_MAX: u32 = 100;
 

@@ -36,6 +36,8 @@ pub const BATCH_EVENTS_MAX: u32 = 256;
 /// Capacity of the live fan-out (events); a stream reader that falls this
 /// far behind is disconnected.
 pub const LIVE_BUFFER_EVENTS: usize = 4096;
+/// How long the tail lets writes gather after a wake-up.
+pub const TAIL_LINGER_MS: u64 = 5;
 /// Events the tail keeps in memory for subscribers that are close behind
 /// (they read the outbox only when they are further back).
 pub const RECENT_EVENTS_MAX: usize = 8192;
@@ -232,7 +234,14 @@ async fn tail(store: Store, state: AppState) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "event tail: reading the outbox failed"),
         }
-        let _ = tokio::time::timeout(hub.poll_interval(), hub.wake.notified()).await;
+        if tokio::time::timeout(hub.poll_interval(), hub.wake.notified())
+            .await
+            .is_ok()
+        {
+            // Woken by a write: let the writes of the same moment gather so
+            // one read carries them all.
+            tokio::time::sleep(Duration::from_millis(TAIL_LINGER_MS)).await;
+        }
     }
 }
 
