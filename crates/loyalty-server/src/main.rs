@@ -39,6 +39,20 @@ enum Command {
     Verify(StorageArgs),
     /// Apply pending schema migrations and exit.
     Migrate(StorageArgs),
+    /// Write the ledger (optionally a date range) to stdout as CSV or JSON lines.
+    Export {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only entries created at or after this instant (RFC 3339).
+        #[arg(long)]
+        from: Option<jiff::Timestamp>,
+        /// Only entries created before this instant (RFC 3339).
+        #[arg(long)]
+        to: Option<jiff::Timestamp>,
+        /// csv or jsonl.
+        #[arg(long, default_value = "jsonl", value_parser = ["csv", "jsonl"])]
+        format: String,
+    },
     /// Copy an embedded installation (stopped) into an empty PostgreSQL
     /// database, then verify the copy.
     MigrateTo {
@@ -296,6 +310,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logs("info", false);
             let store = open_store(&storage.config())?;
             eprintln!("migrated {}", store.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export {
+            storage,
+            from,
+            to,
+            format,
+        } => {
+            use futures_util::StreamExt;
+            use std::io::Write;
+            init_logs("warn", false);
+            let format = loyalty_server::http::export::parse_format(Some(&format))
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let store = open_store(&storage.config())?;
+            let rt = runtime()?;
+            let result = rt.block_on(async {
+                let up_to = store.read(|tx| tx.last_entry_seq()).await?;
+                let chunks =
+                    loyalty_server::http::export::stream(store.clone(), format, up_to, from, to);
+                let mut chunks = Box::pin(chunks);
+                let mut out = std::io::stdout().lock();
+                while let Some(chunk) = chunks.next().await {
+                    out.write_all(&chunk?)?;
+                }
+                out.flush()?;
+                anyhow::Ok(())
+            });
+            drop(rt);
+            std::thread::spawn(move || drop(store)).join().ok();
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::MigrateTo { data_dir, to } => {

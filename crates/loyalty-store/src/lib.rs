@@ -207,6 +207,19 @@ pub trait Tx {
     fn db_clock(&mut self) -> StoreResult<Option<DbClock>>;
     /// Shares a test-mode clock setting with every node (no-op for SQLite).
     fn set_test_clock(&mut self, to: jiff::Timestamp) -> StoreResult<()>;
+
+    /// The newest ledger entry's sequence number (0 if none).
+    fn last_entry_seq(&mut self) -> StoreResult<i64>;
+    /// Ledger entries with `after_seq < seq <= up_to_seq`, oldest first,
+    /// optionally only those created in `[from, to)` — the export's pages.
+    fn entries_ascending(
+        &mut self,
+        after_seq: i64,
+        up_to_seq: i64,
+        from: Option<jiff::Timestamp>,
+        to: Option<jiff::Timestamp>,
+        limit: u32,
+    ) -> StoreResult<Vec<LedgerEntry>>;
 }
 
 /// A reading of the database clock shared by every node.

@@ -3,6 +3,7 @@
 
 mod admin;
 mod events;
+pub mod export;
 mod ledger;
 mod rewards;
 mod slips;
@@ -65,6 +66,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/players/{id}/activity"),
     ("GET", "/metrics"),
     ("POST", "/v1/admin/verify"),
+    ("GET", "/v1/exports/ledger"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("PUT", "/v1/test/clock"),
@@ -153,6 +155,7 @@ pub fn router(state: AppState) -> Router {
     .add("GET", "/v1/players/{id}/activity", events::activity)
     .add("GET", "/metrics", events::metrics)
     .add("POST", "/v1/admin/verify", admin::verify)
+    .add("GET", "/v1/exports/ledger", export::ledger)
     .add("GET", "/healthz", healthz)
     .add("GET", "/readyz", readyz);
     if test_mode {

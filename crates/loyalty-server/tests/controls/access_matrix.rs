@@ -88,7 +88,7 @@ use Access::{Public, Staff, StaffOrSelf};
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 32] = [
+const ROWS: [Row; 33] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -153,6 +153,7 @@ const ROWS: [Row; 32] = [
     ),
     row("GET", "/v1/ledger", Staff("loyalty:view_all"), 200),
     row("GET", "/v1/events", Staff("audit:read"), 200),
+    row("GET", "/v1/exports/ledger", Staff("audit:read"), 200),
     row("GET", "/v1/events/stream", StaffOrSelf("audit:read"), 200),
     row("GET", "/v1/dead-letters", Staff("audit:read"), 200),
     row(
@@ -304,8 +305,8 @@ async fn request(
         ),
         (
             "GET",
-            "/v1/ledger" | "/v1/events" | "/healthz" | "/readyz" | "/v1/dead-letters"
-            | "/v1/alerts" | "/v1/subscribers" | "/metrics",
+            "/v1/ledger" | "/v1/events" | "/v1/exports/ledger" | "/healthz" | "/readyz"
+            | "/v1/dead-letters" | "/v1/alerts" | "/v1/subscribers" | "/metrics",
         ) => (r.path.into(), None),
         // The backlog only: a following stream would never end.
         ("GET", "/v1/events/stream") => ("/v1/events/stream?follow=false".into(), None),

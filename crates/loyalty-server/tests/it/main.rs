@@ -8,6 +8,7 @@ mod access;
 mod bad_input;
 mod concurrency;
 mod correlation;
+mod export;
 mod ledger;
 mod recovery;
 mod slips;

@@ -814,6 +814,41 @@ impl Tx for PgTx<'_> {
             .map_err(|e| map_err(&e))
     }
 
+    fn last_entry_seq(&mut self) -> StoreResult<i64> {
+        let rows = self.query(
+            "SELECT coalesce(max(seq), 0)::BIGINT FROM ledger_entries",
+            &[],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)).unwrap_or(0))
+    }
+
+    fn entries_ascending(
+        &mut self,
+        after_seq: i64,
+        up_to_seq: i64,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        limit: u32,
+    ) -> StoreResult<Vec<LedgerEntry>> {
+        let rows = self.query(
+            &format!(
+                "SELECT {ENTRY_COLS} FROM ledger_entries
+                 WHERE seq > $1 AND seq <= $2
+                   AND ($3::BIGINT IS NULL OR created_at >= $3)
+                   AND ($4::BIGINT IS NULL OR created_at < $4)
+                 ORDER BY seq LIMIT $5"
+            ),
+            &[
+                &after_seq,
+                &up_to_seq,
+                &from.map(us),
+                &to.map(us),
+                &i64::from(limit),
+            ],
+        )?;
+        rows.iter().map(entry_row).collect()
+    }
+
     fn db_clock(&mut self) -> StoreResult<Option<crate::DbClock>> {
         let rows = self.query(
             "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT, c.set_to, c.set_at

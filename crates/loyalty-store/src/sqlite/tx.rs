@@ -727,6 +727,42 @@ impl Tx for SqliteTx<'_> {
             .map_err(map_err)
     }
 
+    fn last_entry_seq(&mut self) -> StoreResult<i64> {
+        Ok(self
+            .one(
+                "SELECT coalesce(max(seq), 0) FROM ledger_entries",
+                [],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0))
+    }
+
+    fn entries_ascending(
+        &mut self,
+        after_seq: i64,
+        up_to_seq: i64,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        limit: u32,
+    ) -> StoreResult<Vec<LedgerEntry>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ENTRY_COLS} FROM ledger_entries
+                 WHERE seq > ?1 AND seq <= ?2
+                   AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4)
+                 ORDER BY seq LIMIT ?5"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![after_seq, up_to_seq, from.map(us), to.map(us), limit],
+                entry_row,
+            )
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
     fn db_clock(&mut self) -> StoreResult<Option<crate::DbClock>> {
         // One node: its own clock is the shared clock.
         Ok(None)

@@ -1,0 +1,139 @@
+//! The ledger export: streamed CSV and JSON lines over a date range, over
+//! HTTP and on the command line, equal to the ledger itself.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{TestApp, bin};
+use crate::support::{T0, assert_error, at, ledger, min, play};
+
+/// Three players with two slips each, the second slip an hour later.
+async fn activity(app: &TestApp) -> Vec<String> {
+    let table = app.table().await;
+    app.set_clock(T0).await;
+    let mut players = Vec::new();
+    for bet in ["10", "20", "30"] {
+        let p = app.player().await;
+        play(app, &p, &table, bet, &at(T0, -min(30)), T0).await;
+        players.push(p);
+    }
+    let later = at(T0, min(60));
+    app.set_clock(&later).await;
+    for p in &players {
+        play(app, p, &table, "40", &at(&later, -min(30)), &later).await;
+    }
+    players
+}
+
+async fn all_entries(app: &TestApp, players: &[String]) -> Vec<Value> {
+    let mut all = Vec::new();
+    for p in players {
+        all.extend(ledger(app, p).await);
+    }
+    all.sort_by_key(|e| e["id"].as_str().unwrap().to_string());
+    all
+}
+
+#[tokio::test]
+async fn the_jsonl_export_is_the_ledger_entry_for_entry() {
+    let app = TestApp::spawn().await;
+    let players = activity(&app).await;
+    let (_, auditor) = app.staff("auditor").await;
+
+    let r = app.get(&auditor, "/v1/exports/ledger?format=jsonl").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.headers["content-type"], "application/x-ndjson");
+    let mut exported: Vec<Value> = r
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    exported.sort_by_key(|e| e["id"].as_str().unwrap().to_string());
+    assert_eq!(exported.len(), 6);
+    assert_eq!(exported, all_entries(&app, &players).await);
+}
+
+#[tokio::test]
+async fn the_csv_export_has_a_header_and_one_row_per_entry_in_the_range() {
+    let app = TestApp::spawn().await;
+    activity(&app).await;
+    let r = app
+        .get(
+            &app.admin_token,
+            &format!(
+                "/v1/exports/ledger?format=csv&from={}&to={}",
+                at(T0, -1000),
+                at(T0, min(30))
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let lines: Vec<&str> = r.text.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(
+        lines[0].starts_with("id,player_id,transaction_type,"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(
+        lines.len(),
+        1 + 3,
+        "only the first hour's three entries: {lines:?}"
+    );
+    assert!(lines[1..].iter().all(|l| l.contains(",GAMEPLAY,")));
+}
+
+#[tokio::test]
+async fn the_export_needs_audit_read_and_valid_parameters() {
+    let app = TestApp::spawn().await;
+    let (_, pit_boss) = app.staff("pit_boss").await;
+    assert_error(
+        &app.get(&pit_boss, "/v1/exports/ledger").await,
+        403,
+        "FORBIDDEN",
+    );
+    assert_error(
+        &app.get(&app.admin_token, "/v1/exports/ledger?format=xml")
+            .await,
+        400,
+        "VALIDATION_ERROR",
+    );
+    assert_error(
+        &app.get(&app.admin_token, "/v1/exports/ledger?from=yesterday")
+            .await,
+        400,
+        "VALIDATION_ERROR",
+    );
+    let backwards = format!("/v1/exports/ledger?from={}&to={}", at(T0, 1000), T0);
+    assert_error(
+        &app.get(&app.admin_token, &backwards).await,
+        400,
+        "VALIDATION_ERROR",
+    );
+}
+
+#[tokio::test]
+async fn loyalty_export_on_the_command_line_writes_the_same_lines() {
+    let app = TestApp::spawn().await;
+    activity(&app).await;
+    let http = app
+        .get(&app.admin_token, "/v1/exports/ledger?format=csv")
+        .await;
+    let out = Command::new(bin())
+        .args(["export", "--format", "csv"])
+        .args(app.storage.args())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), http.text);
+}
