@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loyalty_core::Permission;
 use loyalty_core::limits::{PAGE_DEFAULT, PAGE_MAX};
-use loyalty_store::{DeadLetter, DeadLetterQuery, FeedItem, StoreError, dispatch as dl};
+use loyalty_store::{DeadLetterQuery, FeedItem, StoreError, dispatch as dl};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -79,7 +79,9 @@ pub(super) async fn dead_letters(
 pub(super) async fn replay_dead_letter(
     State(st): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     Path(id): Path<String>,
+    crate::extract::RawBody(body): crate::extract::RawBody,
 ) -> ApiResult<Response> {
     caller.require(Permission::StaffAdmin)?;
     let id: i64 = id
@@ -87,26 +89,29 @@ pub(super) async fn replay_dead_letter(
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| ApiError::not_found("dead letter"))?;
-    let now = st.clock.now();
-    let dead = st
-        .store
-        .write(move |tx| -> Result<Option<DeadLetter>, StoreError> {
-            let Some(mut d) = tx.dead_letter(id)? else {
-                return Ok(None);
-            };
-            if d.status == dl::DEAD {
-                tx.update_dead_letter(id, dl::REPLAY_REQUESTED, None, None, now)?;
-                d.status = dl::REPLAY_REQUESTED.into();
-                d.updated_at = now;
-            }
-            Ok(Some(d))
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found("dead letter"))?;
-    st.events.registry.hint_replay(&dead.subscriber);
-    tracing::info!(dead_letter_id = id, subscriber = %dead.subscriber, seq = dead.event_seq,
-        status = %dead.status, "dead_letter_replay_requested");
-    Ok((StatusCode::ACCEPTED, axum::Json(json!(dead))).into_response())
+    let path = format!("/v1/dead-letters/{id}/replay");
+    let key = crate::idem::parse(&headers, &caller, "replay_dead_letter", &path, &body)?;
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    // Replaying is idempotent by nature (a letter already asked for is
+    // answered as it stands); Idempotency-Key also replays the response.
+    let out = crate::idem::run_write(&st, ctx, key, move |tx, ctx| {
+        let Some(mut d) = tx.dead_letter(id)? else {
+            return Err(ApiError::not_found("dead letter"));
+        };
+        if d.status == dl::DEAD {
+            tx.update_dead_letter(id, dl::REPLAY_REQUESTED, None, None, ctx.now)?;
+            d.status = dl::REPLAY_REQUESTED.into();
+            d.updated_at = ctx.now;
+        }
+        Ok((StatusCode::ACCEPTED, json!(d), d))
+    })
+    .await?;
+    if let crate::idem::Outcome::Fresh(_, _, dead) = &out {
+        st.events.registry.hint_replay(&dead.subscriber);
+        tracing::info!(dead_letter_id = id, subscriber = %dead.subscriber, seq = dead.event_seq,
+            status = %dead.status, "dead_letter_replay_requested");
+    }
+    Ok(out.into_response())
 }
 
 #[derive(Deserialize)]

@@ -48,6 +48,12 @@ const OPS: [Op; 10] = [
 /// POST routes that change nothing and so need no key.
 const READ_ONLY_POSTS: [&str; 1] = ["/v1/admin/verify"];
 
+/// Mutating POSTs that honour `Idempotency-Key` through the same
+/// `run_write` path but need fixtures this table cannot make cheaply (a dead
+/// letter exists only after a subscriber failed for good); the events suite
+/// replays a dead letter twice and sees one effect.
+const IDEMPOTENT_ELSEWHERE: [&str; 1] = ["/v1/dead-letters/{id}/replay"];
+
 /// One request: where, what, and the same target with another body.
 struct Req {
     path: String,
@@ -222,7 +228,9 @@ async fn setup() -> (TestApp, Caller, Caller) {
 fn every_mutating_post_route_of_the_server_has_a_row() {
     let served: BTreeSet<&str> = loyalty_server::http::ROUTES
         .iter()
-        .filter(|(m, p)| *m == "POST" && !READ_ONLY_POSTS.contains(p))
+        .filter(|(m, p)| {
+            *m == "POST" && !READ_ONLY_POSTS.contains(p) && !IDEMPOTENT_ELSEWHERE.contains(p)
+        })
         .map(|(_, p)| *p)
         .collect();
     let rows: BTreeSet<&str> = OPS.iter().map(|o| o.template()).collect();

@@ -189,6 +189,30 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
         .await;
     assert_eq!(r.body["status"], "REPLAYED", "{}", r.text);
     assert_eq!(feed(&app, &player, "notifications").await.len(), 1);
+    // With an Idempotency-Key the stored response is replayed as it was.
+    let path = format!("/v1/dead-letters/{id}/replay");
+    let key = [("idempotency-key", "replay-dead-letter-once")];
+    let first = app
+        .send(
+            reqwest::Method::POST,
+            Some(&app.admin_token),
+            &path,
+            Some(json!({})),
+            &key,
+        )
+        .await;
+    let again = app
+        .send(
+            reqwest::Method::POST,
+            Some(&app.admin_token),
+            &path,
+            Some(json!({})),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    assert_eq!(again.text, first.text);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
     let r = app
         .post(
             &app.admin_token,
