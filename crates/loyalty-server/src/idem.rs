@@ -130,9 +130,16 @@ where
     F: FnOnce(&mut dyn Tx, &OpCtx) -> Result<(StatusCode, Value, T), ApiError> + Send + 'static,
 {
     let _guard = idem.as_ref().map(|k| claim(state, k)).transpose()?;
-    let out = state
+    let encode = |value: &Value| {
+        serde_json::to_vec(value)
+            .map_err(|e| ApiError::new(Code::Internal, format!("cannot encode response: {e}")))
+    };
+    // The writer thread is shared by every write: it encodes a response only
+    // when the response must be stored with the work (an Idempotency-Key);
+    // otherwise encoding happens here, after the commit, on a worker.
+    let written = state
         .store
-        .write(move |tx| -> Result<Outcome<T>, ApiError> {
+        .write(move |tx| -> Result<(Outcome<T>, Option<Value>), ApiError> {
             if let Some(k) = &idem
                 && let Some(rec) = tx.idempotency_record(&k.scope, &k.key)?
             {
@@ -140,27 +147,32 @@ where
                     return Err(OpError::IdempotencyKeyReused.into());
                 }
                 let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
-                return Ok(Outcome::Replayed(status, rec.body));
+                return Ok((Outcome::Replayed(status, rec.body), None));
             }
             let (status, value, extra) = op(tx, &ctx)?;
-            let body = serde_json::to_vec(&value).map_err(|e| {
-                ApiError::new(Code::Internal, format!("cannot encode response: {e}"))
-            })?;
-            if let Some(k) = &idem {
-                tx.insert_idempotency_record(
-                    &k.scope,
-                    &k.key,
-                    &IdempotencyRecord {
-                        fingerprint: k.fingerprint.clone(),
-                        status: status.as_u16(),
-                        body: body.clone(),
-                        created_at: ctx.now,
-                    },
-                )?;
-            }
-            Ok(Outcome::Fresh(status, body, extra))
+            let Some(k) = &idem else {
+                return Ok((Outcome::Fresh(status, Vec::new(), extra), Some(value)));
+            };
+            let body = encode(&value)?;
+            tx.insert_idempotency_record(
+                &k.scope,
+                &k.key,
+                &IdempotencyRecord {
+                    fingerprint: k.fingerprint.clone(),
+                    status: status.as_u16(),
+                    body: body.clone(),
+                    created_at: ctx.now,
+                },
+            )?;
+            Ok((Outcome::Fresh(status, body, extra), None))
         })
         .await;
+    let out = written.and_then(|(outcome, value)| match (outcome, value) {
+        (Outcome::Fresh(status, _, extra), Some(v)) => {
+            Ok(Outcome::Fresh(status, encode(&v)?, extra))
+        }
+        (outcome, _) => Ok(outcome),
+    });
     if matches!(out, Ok(Outcome::Fresh(..))) {
         // New events are committed: wake the event tail (cheap, coalesces).
         state.events.poke();
