@@ -61,28 +61,28 @@ cat >"$WORK/slip.sql" <<'SQL'
 BEGIN;
 SELECT gen_random_uuid() AS slip \gset
 SELECT player_id AS pid FROM bench_players WHERE n = :n \gset
-INSERT INTO rating_slips VALUES (:'slip', :'pid', '00000000-0000-0000-0000-00000000b001', NULL, 'OPEN', '25', 0, NULL, 0, 0, '{}', 'NONE', NULL, 0, NULL, NULL, NULL, 0, 0);
+INSERT INTO rating_slips VALUES (:slip, :pid, '00000000-0000-0000-0000-00000000b001', NULL, 'OPEN', '25', 0, NULL, 0, 0, '{}', 'NONE', NULL, 0, NULL, NULL, NULL, 0, 0);
 UPDATE outbox_sequence SET last = last + 1 WHERE id = 1 RETURNING last AS s1 \gset
 INSERT INTO outbox VALUES (:s1, gen_random_uuid(), 'RATING_SLIP_OPENED', 1, 0, 'pgbench', NULL, 'rating_slip', '{}');
 END;
 BEGIN;
-SELECT status FROM rating_slips WHERE id = :'slip' FOR UPDATE;
-SELECT idempotency_key FROM ledger_entries WHERE idempotency_key = 'gameplay:' || :'slip';
-SELECT current_balance AS bal, lifetime_points AS life FROM loyalty_accounts WHERE player_id = :'pid' FOR UPDATE \gset
-UPDATE rating_slips SET status = 'CLOSED', loyalty_status = 'ACCRUED', updated_at = 1 WHERE id = :'slip';
+SELECT status FROM rating_slips WHERE id = :slip FOR UPDATE;
+SELECT idempotency_key FROM ledger_entries WHERE idempotency_key = 'gameplay:' || :slip::text;
+SELECT current_balance AS bal, lifetime_points AS life FROM loyalty_accounts WHERE player_id = :pid FOR UPDATE \gset
+UPDATE rating_slips SET status = 'CLOSED', loyalty_status = 'ACCRUED', updated_at = 1 WHERE id = :slip;
 INSERT INTO ledger_entries (id, player_id, transaction_type, event_type, points_change, source, rating_slip_id, idempotency_key, balance_before, balance_after, tier_before, tier_after, lifetime_after, correlation_id, created_at)
-  VALUES (gen_random_uuid(), :'pid', 'GAMEPLAY', 'RATING_SLIP_COMPLETED', :pts, 'rating_slip', :'slip', 'gameplay:' || :'slip', :bal, :bal + :pts, 'BRONZE', 'BRONZE', :life + :pts, 'pgbench', 0);
-UPDATE loyalty_accounts SET current_balance = current_balance + :pts, lifetime_points = lifetime_points + :pts, entry_count = entry_count + 1 WHERE player_id = :'pid';
+  VALUES (gen_random_uuid(), :pid, 'GAMEPLAY', 'RATING_SLIP_COMPLETED', :pts, 'rating_slip', :slip, 'gameplay:' || :slip::text, :bal::bigint, :bal::bigint + :pts::bigint, 'BRONZE', 'BRONZE', :life::bigint + :pts::bigint, 'pgbench', 0);
+UPDATE loyalty_accounts SET current_balance = current_balance + :pts, lifetime_points = lifetime_points + :pts, entry_count = entry_count + 1 WHERE player_id = :pid;
 UPDATE outbox_sequence SET last = last + 3 WHERE id = 1 RETURNING last AS s3 \gset
-INSERT INTO outbox VALUES (:s3 - 2, gen_random_uuid(), 'RATING_SLIP_COMPLETED', 1, 0, 'pgbench', NULL, 'rating_slip', '{}'),
-                          (:s3 - 1, gen_random_uuid(), 'LEDGER_ENTRY_CREATED', 1, 0, 'pgbench', NULL, 'ledger', '{}'),
+INSERT INTO outbox VALUES (:s3::bigint - 2, gen_random_uuid(), 'RATING_SLIP_COMPLETED', 1, 0, 'pgbench', NULL, 'rating_slip', '{}'),
+                          (:s3::bigint - 1, gen_random_uuid(), 'LEDGER_ENTRY_CREATED', 1, 0, 'pgbench', NULL, 'ledger', '{}'),
                           (:s3, gen_random_uuid(), 'BALANCE_UPDATED', 1, 0, 'pgbench', NULL, 'ledger', '{}');
 END;
 SQL
 PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
 echo "## pgbench, same transactions (one iteration = open + complete)"
 for c in 16 64; do
-  tps=$("$PGBENCH" -n -f "$WORK/slip.sql" -D clients=$c -c $c -j 2 -T "$SECONDS_PER_RUN" "$URL" 2>/dev/null | awk '/^tps/ {print $3; exit}')
+  tps=$("$PGBENCH" -n -M extended -f "$WORK/slip.sql" -D clients=$c -c $c -j 2 -T "$SECONDS_PER_RUN" "$URL" 2>/dev/null | awk '/^tps/ {print $3; exit}')
   echo "pgbench clients=$c tps=$tps" | tee -a "$WORK/pg.txt"
 done
 
