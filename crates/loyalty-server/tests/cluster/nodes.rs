@@ -372,9 +372,20 @@ async fn the_reward_limit_holds_across_two_nodes_with_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn skewed_node_clocks_agree_on_the_gaming_day() {
-    if !require("faketime", on_path("faketime")) {
+    let libfaketime = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.exists());
+    if !require(
+        "libfaketime (Debian package faketime)",
+        libfaketime.is_some(),
+    ) {
         return;
     }
+    let libfaketime = libfaketime.unwrap();
     let Some(server) = pg_url() else {
         require("PostgreSQL (LOYALTY_TEST_PG_URL)", false);
         return;
@@ -405,7 +416,13 @@ async fn skewed_node_clocks_agree_on_the_gaming_day() {
         storage,
         admin,
         &args,
-        &["faketime", "-f", "+5m"],
+        // `env` execs in place (faketime forks, and a killed wrapper would
+        // leave the node running).
+        &[
+            "env",
+            &format!("LD_PRELOAD={}", libfaketime.display()),
+            "FAKETIME=+5m",
+        ],
     )
     .await;
 

@@ -183,11 +183,10 @@ fn run_read<T, E: From<StoreError>>(
     conn: &Connection,
     op: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
 ) -> Result<T, E> {
-    conn.execute_batch("BEGIN")
-        .map_err(|e| E::from(tx::map_err(e)))?;
+    exec_cached(conn, "BEGIN").map_err(|e| E::from(tx::map_err(e)))?;
     let mut tx = SqliteTx::new(conn);
     let result = op(&mut tx);
-    let _ = conn.execute_batch("COMMIT");
+    let _ = exec_cached(conn, "COMMIT");
     result
 }
 
@@ -212,7 +211,7 @@ fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection> {
          PRAGMA cache_size = -16384;",
     )
     .map_err(tx::map_err)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 
@@ -257,7 +256,7 @@ const OP_RELEASE: &str = "RELEASE loyalty_op";
 const OP_ROLLBACK: &str = "ROLLBACK TO loyalty_op; RELEASE loyalty_op";
 
 fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = tx::map_err(e);
         for job in batch.drain(..) {
             // Let the operation see the failure through a failing finisher.
@@ -271,33 +270,33 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
         // `Tx` savepoints the operation may nest (and may leave unbalanced if
         // it fails or panics): rolling back to it undoes everything the
         // operation wrote, releasing it keeps everything.
-        if conn.execute_batch(OP_SAVEPOINT).is_err() {
+        if exec_cached(conn, OP_SAVEPOINT).is_err() {
             finishers.push(fail_finisher(job));
             continue;
         }
         let mut tx = SqliteTx::new(conn);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
         match outcome {
-            Ok((true, finish)) => match conn.execute_batch(OP_RELEASE) {
+            Ok((true, finish)) => match exec_cached(conn, OP_RELEASE) {
                 Ok(()) => finishers.push(finish),
                 Err(e) => {
-                    let _ = conn.execute_batch(OP_ROLLBACK);
+                    let _ = exec_cached(conn, OP_ROLLBACK);
                     finish(Err(tx::map_err(e)));
                 }
             },
             Ok((false, finish)) => {
-                let _ = conn.execute_batch(OP_ROLLBACK);
+                let _ = exec_cached(conn, OP_ROLLBACK);
                 finish(Ok(()));
             }
             Err(_) => {
                 tracing::error!("a write operation panicked; it was rolled back");
-                let _ = conn.execute_batch(OP_ROLLBACK);
+                let _ = exec_cached(conn, OP_ROLLBACK);
             }
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(tx::map_err);
+    let commit = exec_cached(conn, "COMMIT").map_err(tx::map_err);
     if commit.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
+        let _ = exec_cached(conn, "ROLLBACK");
     }
     for finish in finishers {
         finish(commit.clone());
@@ -313,4 +312,14 @@ fn fail_job(job: Job, _err: StoreError) {
     // Dropping the job drops its reply sender; the caller sees the writer
     // "dropped an operation" and gets an error, never a false success.
     drop(job);
+}
+
+/// Runs `;`-separated statements through the statement cache: the writer
+/// runs the same few control statements (BEGIN, SAVEPOINT, RELEASE, COMMIT)
+/// for every operation, and re-parsing them each time showed in profiles.
+pub(crate) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        conn.prepare_cached(statement)?.execute([])?;
+    }
+    Ok(())
 }

@@ -706,25 +706,19 @@ impl Tx for SqliteTx<'_> {
 
     fn savepoint(&mut self) -> StoreResult<()> {
         self.depth += 1;
-        self.conn
-            .execute_batch(&format!("SAVEPOINT sp{}", self.depth))
-            .map_err(map_err)
+        super::exec_cached(self.conn, &format!("SAVEPOINT sp{}", self.depth)).map_err(map_err)
     }
 
     fn rollback_savepoint(&mut self) -> StoreResult<()> {
         let d = self.depth;
         self.depth = self.depth.saturating_sub(1);
-        self.conn
-            .execute_batch(&format!("ROLLBACK TO sp{d}; RELEASE sp{d}"))
-            .map_err(map_err)
+        super::exec_cached(self.conn, &format!("ROLLBACK TO sp{d}; RELEASE sp{d}")).map_err(map_err)
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
         let d = self.depth;
         self.depth = self.depth.saturating_sub(1);
-        self.conn
-            .execute_batch(&format!("RELEASE sp{d}"))
-            .map_err(map_err)
+        super::exec_cached(self.conn, &format!("RELEASE sp{d}")).map_err(map_err)
     }
 
     fn last_entry_seq(&mut self) -> StoreResult<i64> {
