@@ -5,7 +5,7 @@
 //! | 0 | `balance_cache` | local | BALANCE_UPDATED | bounded snapshot cache behind `GET …/loyalty` |
 //! | 10 | `tier_notifications` | durable | TIER_CHANGED | a notification per tier change |
 //! | 20 | `manual_reward_alerts` | durable | POINTS_UPDATE_REQUESTED | MANUAL_REWARD_ALERT when a staff member exceeds 20 manual rewards in a sliding hour |
-//! | 30 | `activity_feed` | durable | all with a `player_id` | the player's activity feed |
+//! | 30 | `activity_feed` | durable | [`ACTIVITY_TYPES`] | the player's activity feed |
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,19 @@ pub const ACTIVITY_FEED: &str = "activity_feed";
 
 /// Feed of tier notifications.
 pub const FEED_NOTIFICATIONS: &str = "notifications";
+/// The events a player's activity feed shows: what happened to them, once
+/// each. BALANCE_UPDATED and POINTS_UPDATE_REQUESTED repeat what
+/// LEDGER_ENTRY_CREATED says, and slip pauses and bet changes are floor
+/// detail; leaving them out keeps the feed readable and halves its writes.
+pub const ACTIVITY_TYPES: &[&str] = &[
+    "PLAYER_CREATED",
+    "RATING_SLIP_OPENED",
+    "RATING_SLIP_COMPLETED",
+    "LOYALTY_ACCRUAL_FAILED",
+    "LEDGER_ENTRY_CREATED",
+    "TIER_CHANGED",
+];
+
 /// Feed of player activity.
 pub const FEED_ACTIVITY: &str = "activity";
 
@@ -66,7 +79,7 @@ pub fn shipped(state: &AppState) -> Vec<Subscription> {
     });
     subs.push(Subscription {
         name: ACTIVITY_FEED,
-        event_types: None,
+        event_types: Some(ACTIVITY_TYPES),
         priority: 30,
         handler: Handler::Durable(Arc::new(ActivityFeed)),
     });

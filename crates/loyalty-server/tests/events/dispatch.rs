@@ -14,6 +14,10 @@ fn player_seqs(events: &[Value], player: &str) -> Vec<i64> {
     events
         .iter()
         .filter(|e| e["payload"]["player_id"] == player)
+        .filter(|e| {
+            loyalty_server::events::subscribers::ACTIVITY_TYPES
+                .contains(&e["event_type"].as_str().unwrap())
+        })
         .map(|e| e["seq"].as_i64().unwrap())
         .collect()
 }
