@@ -257,6 +257,23 @@ impl Store {
         }
     }
 
+    /// Like [`Store::write`], for background work (event subscribers): the
+    /// embedded writer runs it after waiting requests, in its own
+    /// transaction, so it never delays a request's commit.
+    pub async fn write_background<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match self {
+            Store::Sqlite(s) => s.write_background(op).await,
+            Store::Postgres(s) => s.write(op).await,
+        }
+    }
+
     /// Runs `op` over a read-only snapshot.
     pub async fn read<T, E>(
         &self,

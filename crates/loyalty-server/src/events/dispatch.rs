@@ -649,7 +649,7 @@ impl Runner {
         let result = self
             .state
             .store
-            .write(move |tx| -> Result<BatchOutcome, StoreError> {
+            .write_background(move |tx| -> Result<BatchOutcome, StoreError> {
                 let mut out = BatchOutcome::default();
                 let ctx = HandleCtx { now };
                 for (ev, want) in batch.into_iter().zip(wanted) {

@@ -9,6 +9,7 @@
 
 mod tx;
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,7 +40,7 @@ type Job = Box<dyn FnOnce(&mut dyn Tx) -> (bool, Finisher) + Send>;
 /// The embedded SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<(Priority, Job)>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
     stop_checkpointer: Arc<AtomicBool>,
@@ -92,7 +93,7 @@ impl SqliteStore {
             .name("sqlite-checkpointer".into())
             .spawn(move || checkpointer_loop(cp_path, cp_stop))
             .map_err(|e| StoreError::Internal(format!("cannot start checkpointer: {e}")))?;
-        let (jobs, rx) = mpsc::channel::<Job>(QUEUE_OPS_MAX);
+        let (jobs, rx) = mpsc::channel::<(Priority, Job)>(QUEUE_OPS_MAX);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
@@ -119,6 +120,29 @@ impl SqliteStore {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
+        self.enqueue(Priority::Request, op).await
+    }
+
+    pub(crate) async fn write_background<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.enqueue(Priority::Background, op).await
+    }
+
+    async fn enqueue<T, E>(
+        &self,
+        priority: Priority,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel::<Result<T, E>>();
         let job: Job = Box::new(move |tx: &mut dyn Tx| {
             let result = op(tx);
@@ -134,7 +158,7 @@ impl SqliteStore {
             (keep, finish)
         });
         self.jobs
-            .send(job)
+            .send((priority, job))
             .await
             .map_err(|_| E::from(StoreError::Unavailable("the writer has stopped".into())))?;
         answer.await.map_err(|_| {
@@ -236,17 +260,57 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+/// Whom a write serves: a request waiting for its answer, or background
+/// work (event subscribers) that only has to keep up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Priority {
+    Request,
+    Background,
+}
+
+/// Request batches run before background work, but at least one background
+/// operation runs after this many request batches, so it never starves.
+const REQUEST_BATCHES_PER_BACKGROUND: u32 = 4;
+
+fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<(Priority, Job)>) {
+    let mut requests: VecDeque<Job> = VecDeque::new();
+    let mut background: VecDeque<Job> = VecDeque::new();
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH_OPS_MAX);
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < BATCH_OPS_MAX {
+    let mut since_background = 0u32;
+    loop {
+        if requests.is_empty() && background.is_empty() {
+            match jobs.blocking_recv() {
+                Some((p, job)) => queue(&mut requests, &mut background, p, job),
+                None => return,
+            }
+        }
+        // Take what is waiting, bounded so the channel keeps its backpressure.
+        while requests.len() < BATCH_OPS_MAX && background.len() < BATCH_OPS_MAX {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok((p, job)) => queue(&mut requests, &mut background, p, job),
                 Err(_) => break,
             }
         }
+        let background_due =
+            requests.is_empty() || since_background >= REQUEST_BATCHES_PER_BACKGROUND;
+        if let Some(job) = background.pop_front().filter(|_| background_due) {
+            // Alone in its transaction: a subscriber's large batch never
+            // delays a request's commit.
+            batch.push(job);
+            since_background = 0;
+        } else {
+            let n = requests.len().min(BATCH_OPS_MAX);
+            batch.extend(requests.drain(..n));
+            since_background += 1;
+        }
         run_batch(&conn, &mut batch);
+    }
+}
+
+fn queue(requests: &mut VecDeque<Job>, background: &mut VecDeque<Job>, p: Priority, job: Job) {
+    match p {
+        Priority::Request => requests.push_back(job),
+        Priority::Background => background.push_back(job),
     }
 }
 
