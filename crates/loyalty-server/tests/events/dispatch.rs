@@ -276,7 +276,19 @@ async fn after_kill_9_every_subscriber_resumes_from_its_checkpoint_and_skips_not
     for w in writes {
         w.await.unwrap();
     }
-    let before = subscribers(&app).await;
+    // Every other subscriber finishes first (the alert subscriber appends a
+    // MANUAL_REWARD_ALERT of its own), so the head is final before the kill.
+    let before = eventually(30, "the other subscribers to reach the head", || async {
+        let s = subscribers(&app).await;
+        let head = s["outbox_head"].as_i64()?;
+        let others_done = s["subscribers"]
+            .as_array()?
+            .iter()
+            .filter(|v| v["name"] != "activity_feed")
+            .all(|v| v["checkpoint"].as_i64() == Some(head));
+        others_done.then_some(s)
+    })
+    .await;
     let head = before["outbox_head"].as_i64().unwrap();
     let stuck = subscriber(&before, "activity_feed")["checkpoint"]
         .as_i64()
