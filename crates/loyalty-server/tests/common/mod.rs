@@ -539,3 +539,29 @@ fn wait_for_addr(log_path: &Path) -> String {
         std::fs::read_to_string(log_path).unwrap_or_default()
     );
 }
+
+/// The fields DESIGN §5 names for a ledger entry.
+pub const ENTRY_FIELDS: [&str; 16] = [
+    "id",
+    "player_id",
+    "transaction_type",
+    "event_type",
+    "points_change",
+    "reason",
+    "source",
+    "staff_id",
+    "rating_slip_id",
+    "idempotency_key",
+    "balance_before",
+    "balance_after",
+    "tier_before",
+    "tier_after",
+    "correlation_id",
+    "created_at",
+];
+
+/// `base` shifted by `ms` milliseconds, as RFC 3339.
+pub fn at(base: &str, ms: i64) -> String {
+    let t: jiff::Timestamp = base.parse().expect("RFC 3339 instant");
+    (t + jiff::SignedDuration::from_millis(ms)).to_string()
+}

@@ -2,11 +2,11 @@
 //! headers, manual rewards, instants relative to a fixed test time, event and
 //! ledger counts.
 
-use jiff::{SignedDuration, Timestamp};
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
+pub use crate::common::{ENTRY_FIELDS, at};
 use crate::common::{Resp, TestApp};
 
 /// The manual-rewards endpoint.
@@ -17,32 +17,6 @@ pub const T0: &str = "2026-03-02T12:00:00Z";
 
 /// A reason long enough for a manual reward.
 pub const REASON: &str = "great table manners tonight";
-
-/// The fields DESIGN §5 names for a ledger entry.
-pub const ENTRY_FIELDS: [&str; 16] = [
-    "id",
-    "player_id",
-    "transaction_type",
-    "event_type",
-    "points_change",
-    "reason",
-    "source",
-    "staff_id",
-    "rating_slip_id",
-    "idempotency_key",
-    "balance_before",
-    "balance_after",
-    "tier_before",
-    "tier_after",
-    "correlation_id",
-    "created_at",
-];
-
-/// `base` shifted by `ms` milliseconds, as RFC 3339.
-pub fn at(base: &str, ms: i64) -> String {
-    let t: Timestamp = base.parse().expect("RFC 3339 instant");
-    (t + SignedDuration::from_millis(ms)).to_string()
-}
 
 /// Seconds in milliseconds, for [`at`].
 pub const fn secs(s: i64) -> i64 {

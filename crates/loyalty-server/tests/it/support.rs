@@ -4,40 +4,15 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+pub use crate::common::{ENTRY_FIELDS, at};
 use crate::common::{Resp, TestApp};
 
 /// The instant most tests set the server clock to.
 pub const T0: &str = "2026-03-01T12:00:00Z";
-
-/// The fields DESIGN §5 names for a ledger entry.
-pub const ENTRY_FIELDS: [&str; 16] = [
-    "id",
-    "player_id",
-    "transaction_type",
-    "event_type",
-    "points_change",
-    "reason",
-    "source",
-    "staff_id",
-    "rating_slip_id",
-    "idempotency_key",
-    "balance_before",
-    "balance_after",
-    "tier_before",
-    "tier_after",
-    "correlation_id",
-    "created_at",
-];
-
-/// `base` shifted by `ms` milliseconds, as RFC 3339.
-pub fn at(base: &str, ms: i64) -> String {
-    let t: Timestamp = base.parse().expect("RFC 3339 instant");
-    (t + SignedDuration::from_millis(ms)).to_string()
-}
 
 /// Minutes in milliseconds, for [`at`].
 pub const fn min(m: i64) -> i64 {
