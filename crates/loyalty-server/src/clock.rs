@@ -60,9 +60,28 @@ impl Clock {
     /// Applies one reading of the database clock taken between the local
     /// instants `before` and `after`.
     pub fn apply(&self, reading: DbClock, before: Timestamp, after: Timestamp) {
+        self.apply_since(reading, before, after, None);
+    }
+
+    /// Like [`Clock::apply`]; a reading taken before `read_started` is older
+    /// than a local `set` made after that instant and does not undo it.
+    fn apply_since(
+        &self,
+        reading: DbClock,
+        before: Timestamp,
+        after: Timestamp,
+        read_started: Option<Instant>,
+    ) {
         let mid_us = (before.as_microsecond() + after.as_microsecond()) / 2;
         let offset = reading.now.as_microsecond() - mid_us;
         self.offset_us.store(offset, Ordering::Relaxed);
+        let set_since_read = match (read_started, self.set.read().map(|g| *g).unwrap_or(None)) {
+            (Some(started), Some((_, set_locally))) => set_locally > started,
+            _ => false,
+        };
+        if set_since_read {
+            return;
+        }
         if let Some((set_to, set_at)) = reading.test_clock {
             let ran = reading.now.duration_since(set_at);
             self.set(set_to.checked_add(ran).unwrap_or(set_to));
@@ -73,12 +92,13 @@ impl Clock {
 /// Reads the database clock once and applies it. Returns false for a
 /// backend without a shared clock.
 pub async fn sync_once(clock: &Clock, store: &Store) -> Result<bool, StoreError> {
+    let started = Instant::now();
     let before = Timestamp::now();
     let reading = store.read(|tx| tx.db_clock()).await?;
     let after = Timestamp::now();
     match reading {
         Some(r) => {
-            clock.apply(r, before, after);
+            clock.apply_since(r, before, after, Some(started));
             Ok(true)
         }
         None => Ok(false),
