@@ -228,10 +228,14 @@ fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection> {
         .map_err(tx::map_err)?;
     // WAL lets readers run beside the writer; FULL makes every commit fsync
     // the WAL before it returns, so an acknowledged write survives a crash.
+    // temp_store = MEMORY keeps the savepoint journal (every operation in a
+    // batch runs in a savepoint) in memory: on a file it spilled to a temp
+    // file that every commit wrote, closed and deleted.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -16384;",
     )
     .map_err(tx::map_err)?;
