@@ -25,6 +25,9 @@ const ORDER: &[&str] = &[
     "idempotency_records",
 ];
 
+/// Tables that describe running processes, not data: never copied.
+const NOT_COPIED: &[&str] = &["leases"];
+
 /// Rows copied per table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferReport {
@@ -81,17 +84,40 @@ pub fn sqlite_to_postgres(data_dir: &Path, url: &str) -> StoreResult<TransferRep
         )
     });
 
+    // Leases name the processes of the old installation; copied, they would
+    // keep the new one's subscribers and relay waiting until they expire.
+    tables.retain(|t| !NOT_COPIED.contains(&t.as_str()));
     let mut tx = pg.transaction().map_err(pg_err)?;
     let mut report = TransferReport { tables: Vec::new() };
     for table in &tables {
         let n = copy_table(&lite, &mut tx, table)?;
         report.tables.push((table.clone(), n));
     }
+    // Every serial column (ledger seq, dead letter and feed ids, alerts)
+    // continues after the copied rows, and so does the outbox counter.
+    let serials: Vec<(String, String)> = tx
+        .query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = 'public' AND column_default LIKE 'nextval(%'",
+            &[],
+        )
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (table, column) in serials {
+        tx.execute(
+            &format!(
+                "SELECT setval(pg_get_serial_sequence($1, $2),
+                               GREATEST((SELECT max({column}) FROM {table}), 1),
+                               (SELECT max({column}) FROM {table}) IS NOT NULL)"
+            ),
+            &[&table, &column],
+        )
+        .map_err(pg_err)?;
+    }
     tx.batch_execute(
-        "SELECT setval(pg_get_serial_sequence('ledger_entries', 'seq'),
-                       GREATEST((SELECT max(seq) FROM ledger_entries), 1),
-                       (SELECT max(seq) FROM ledger_entries) IS NOT NULL);
-         UPDATE outbox_sequence SET last = (SELECT coalesce(max(seq), 0) FROM outbox) WHERE id = 1;",
+        "UPDATE outbox_sequence SET last = (SELECT coalesce(max(seq), 0) FROM outbox) WHERE id = 1;",
     )
     .map_err(pg_err)?;
     tx.commit().map_err(pg_err)?;

@@ -32,7 +32,49 @@ async fn snapshot(app: &TestApp, players: &[String], slips: &[String]) -> Value 
     }
     let events = app.get(&app.admin_token, "/v1/events?limit=1000").await;
     out.push(events.body["events"].clone());
+    for p in players {
+        for feed in ["activity", "notifications"] {
+            let r = app
+                .get(
+                    &app.admin_token,
+                    &format!("/v1/players/{p}/{feed}?limit=1000"),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            out.push(r.body[feed].clone());
+        }
+    }
     Value::Array(out)
+}
+
+/// Waits until every subscriber has handled the whole outbox.
+async fn caught_up(app: &TestApp) {
+    for _ in 0..300 {
+        let s = app.get(&app.admin_token, "/v1/subscribers").await;
+        let head = s.body["outbox_head"].as_i64();
+        if s.body["subscribers"]
+            .as_array()
+            .is_some_and(|v| v.iter().all(|v| v["checkpoint"].as_i64() == head))
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the subscribers did not catch up");
+}
+
+/// A reward that lifts `player` to a higher tier.
+async fn tier_change(app: &TestApp, token: &str, staff: &str, player: &str) {
+    let r = app
+        .post(
+            token,
+            "/v1/loyalty/manual-rewards",
+            json!({"player_id": player, "points": 10_000, "staff_id": staff,
+                     "reason": "tier match from another casino"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_ne!(r.body["tier_after"], r.body["tier_before"], "{}", r.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,6 +132,10 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         .await;
     assert_eq!(r.status, 202);
     slips.push(pending_id.clone());
+    // A tier notification (a row with a serial id) moves too.
+    app.set_accrual_fault("ok").await;
+    tier_change(&app, &token, &staff, &players[3]).await;
+    caught_up(&app).await;
     let before = snapshot(&app, &players, &slips).await;
     app.kill();
 
@@ -112,7 +158,7 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["drift_count"], 0, "{report}");
     assert_eq!(report["accounts_checked"], 5);
-    assert_eq!(report["rows_copied"]["ledger_entries"], 15, "{report}");
+    assert_eq!(report["rows_copied"]["ledger_entries"], 16, "{report}");
 
     // Moving again into the same (now full) database is refused.
     let again = std::process::Command::new(bin())
@@ -147,6 +193,28 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    // Subscribers go on writing on the new backend: serial ids continue
+    // after the copied rows, so the next notification is stored, not
+    // dead-lettered.
+    tier_change(&moved, &token, &staff, &players[4]).await;
+    caught_up(&moved).await;
+    let n = moved
+        .get(
+            &moved.admin_token,
+            &format!("/v1/players/{}/notifications", players[4]),
+        )
+        .await;
+    let notes = n.body["notifications"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        notes.iter().any(|n| n["data"]["tier_after"] == "GOLD"),
+        "{}",
+        n.text
+    );
+    let dead = moved.get(&moved.admin_token, "/v1/dead-letters").await;
+    assert_eq!(dead.body["dead_letters"], json!([]), "{}", dead.text);
     let verify = moved
         .post(&moved.admin_token, "/v1/admin/verify", json!({}))
         .await;
