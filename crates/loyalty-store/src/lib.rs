@@ -185,6 +185,16 @@ pub trait Tx {
         before_seq: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<FeedItem>>;
+    /// Adds an event to a player's activity feed; false if it is there already.
+    fn insert_activity_item(&mut self, player_id: Uuid, event_seq: i64) -> StoreResult<bool>;
+    /// A player's activity feed: its events, newest first, with
+    /// `seq < before_seq`.
+    fn activity_events(
+        &mut self,
+        player_id: Uuid,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>>;
     /// Manual rewards and adjustments by `staff_id` created in
     /// `(after, up_to]` with ledger seq at most `up_to_seq`.
     fn count_manual_rewards(

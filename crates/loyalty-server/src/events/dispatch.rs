@@ -58,6 +58,12 @@ pub const RECENT_IDS_MAX: usize = 8_192;
 /// How long a durable subscriber lets new events gather after waking, so
 /// that under load one transaction carries many events.
 pub const DURABLE_LINGER_MS: u64 = 50;
+/// A durable subscriber whose batch holds no event it wants moves its
+/// checkpoint in memory only, and stores it at most this often while events
+/// keep coming (and as soon as it is idle): a commit per batch of skipped
+/// events would cost the writer an fsync for nothing. After a crash it
+/// re-reads, and skips again, at most this much of the outbox.
+pub const SKIPPED_CHECKPOINT_MS: u64 = 1_000;
 /// Dead letters replayed per pass.
 pub const REPLAY_BATCH_MAX: u32 = 100;
 
@@ -264,6 +270,7 @@ pub fn start(state: &AppState, subs: Vec<Subscription>, head: i64) {
             gave_up: HashMap::new(),
             recent: RecentIds::default(),
             last_replay_scan: None,
+            stored: None,
         };
         tokio::spawn(runner.run());
     }
@@ -300,6 +307,9 @@ struct Runner {
     gave_up: HashMap<&'static str, i64>,
     recent: RecentIds,
     last_replay_scan: Option<Instant>,
+    /// Durable subscribers: the checkpoint as stored, and when this node
+    /// stored (or read) it.
+    stored: Option<(i64, Instant)>,
 }
 
 #[derive(Default)]
@@ -581,7 +591,11 @@ impl Runner {
             let checkpoint = match known {
                 Some(c) => c,
                 None => match self.state.store.read(move |tx| tx.checkpoint(name)).await {
-                    Ok(c) => c.unwrap_or(0),
+                    Ok(c) => {
+                        let c = c.unwrap_or(0);
+                        self.stored = Some((c, Instant::now()));
+                        c
+                    }
                     Err(e) => {
                         tracing::warn!(subscriber = name, error = %e, "reading the checkpoint failed");
                         tokio::time::sleep(self.state.events.poll_interval()).await;
@@ -601,6 +615,11 @@ impl Runner {
             if batch.is_empty() {
                 known = Some(checkpoint);
                 self.advance(checkpoint);
+                if self.stored.is_some_and(|(c, _)| c < checkpoint)
+                    && !self.store_checkpoint(checkpoint).await
+                {
+                    continue;
+                }
                 self.wait_for_events(checkpoint).await;
                 tokio::time::sleep(Duration::from_millis(DURABLE_LINGER_MS)).await;
                 continue;
@@ -623,6 +642,16 @@ impl Runner {
             .iter()
             .map(|e| wants(types, &e.event_type) && !self.recent.contains(&e.event_id))
             .collect();
+        let stored_recently = self
+            .stored
+            .is_some_and(|(_, at)| at.elapsed() < Duration::from_millis(SKIPPED_CHECKPOINT_MS));
+        if !wanted.contains(&true)
+            && stored_recently
+            && let Some(last) = batch.last()
+        {
+            self.advance(last.seq);
+            return;
+        }
         let matching: Vec<&str> = batch
             .iter()
             .zip(&wanted)
@@ -704,6 +733,7 @@ impl Runner {
             self.delivered(id, at);
         }
         if let Some(last) = out.last {
+            self.stored = Some((last, Instant::now()));
             self.advance(last);
         }
         let Some((ev, error)) = out.failure else {
@@ -722,6 +752,28 @@ impl Runner {
         self.set_healthy(false);
         tokio::time::sleep(self.backoff(attempt)).await;
         Box::pin(self.durable_batch(handler, vec![ev], attempt + 1)).await;
+    }
+
+    /// Stores a checkpoint that only skipped events moved; false (after a
+    /// pause) if the store refused.
+    async fn store_checkpoint(&mut self, seq: i64) -> bool {
+        let (name, now) = (self.name(), self.state.clock.now());
+        let result = self
+            .state
+            .store
+            .write_background(move |tx| tx.set_checkpoint(name, seq, now))
+            .await;
+        match result {
+            Ok(()) => {
+                self.stored = Some((seq, Instant::now()));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(subscriber = name, error = %e, "storing the checkpoint failed");
+                tokio::time::sleep(self.state.events.poll_interval()).await;
+                false
+            }
+        }
     }
 
     /// The dead letter and the checkpoint past it, in one transaction.
@@ -750,6 +802,7 @@ impl Runner {
             match result {
                 Ok(id) => {
                     self.log_dead_letter(&ev, &error, attempts, id);
+                    self.stored = Some((ev.seq, Instant::now()));
                     self.advance(ev.seq);
                     return;
                 }

@@ -44,9 +44,6 @@ pub const ACTIVITY_TYPES: &[&str] = &[
     "TIER_CHANGED",
 ];
 
-/// Feed of player activity.
-pub const FEED_ACTIVITY: &str = "activity";
-
 /// More manual rewards than this by one staff member in the window raise an alert.
 pub const ALERT_REWARDS_MAX: i64 = 20;
 /// The sliding window of the manual-reward alert.
@@ -273,7 +270,8 @@ fn feed_item(
 
 struct ActivityFeed;
 
-fn summary(ev: &EventRecord) -> String {
+/// One line a player can read about an event of their activity feed.
+pub fn summary(ev: &EventRecord) -> String {
     let p = &ev.payload;
     let n = |f: &str| p.get(f).and_then(Value::as_i64).unwrap_or(0);
     let s = |f: &str| p.get(f).and_then(Value::as_str).unwrap_or("").to_string();
@@ -302,8 +300,9 @@ impl DurableHandler for ActivityFeed {
         let Some(player_id) = uuid_at(&ev.payload, "player_id") else {
             return Ok(Vec::new());
         };
-        let data = json!({"summary": summary(ev), "payload": ev.payload});
-        feed_item(tx, FEED_ACTIVITY, player_id, ev, data)?;
+        // A key only: the item is shown from the event in the outbox.
+        tx.insert_activity_item(player_id, ev.seq)
+            .map_err(|e| e.to_string())?;
         Ok(Vec::new())
     }
 }

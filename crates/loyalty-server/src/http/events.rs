@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loyalty_core::Permission;
 use loyalty_core::limits::{PAGE_DEFAULT, PAGE_MAX};
-use loyalty_store::{DeadLetterQuery, FeedItem, StoreError, dispatch as dl};
+use loyalty_store::{DeadLetterQuery, EventRecord, FeedItem, StoreError, dispatch as dl};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -16,7 +16,7 @@ use super::ledger::{decode_cursor, encode_cursor};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::events::subscribers::{FEED_ACTIVITY, FEED_NOTIFICATIONS};
+use crate::events::subscribers::{FEED_NOTIFICATIONS, summary};
 use crate::extract::{ApiQuery, path_id};
 
 fn limit_param(limit: Option<u32>) -> ApiResult<u32> {
@@ -190,7 +190,33 @@ pub(super) async fn activity(
 ) -> ApiResult<Response> {
     let id = path_id(&id, "player")?;
     caller.require_or_self(Permission::LoyaltyViewAll, id)?;
-    let (items, next) = feed(&st, FEED_ACTIVITY, id, p).await?;
+    let limit = limit_param(p.limit)?;
+    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let events = st
+        .store
+        .read(move |tx| -> Result<Option<Vec<EventRecord>>, StoreError> {
+            if tx.player(id)?.is_none() {
+                return Ok(None);
+            }
+            tx.activity_events(id, before, limit).map(Some)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("player"))?;
+    let next = (events.len() == limit as usize)
+        .then(|| events.last().map(|e| encode_cursor(e.seq)))
+        .flatten();
+    let items: Vec<Value> = events
+        .into_iter()
+        .map(|ev| {
+            json!({
+                "event_seq": ev.seq,
+                "event_id": ev.event_id,
+                "event_type": ev.event_type,
+                "occurred_at": ev.occurred_at,
+                "data": {"summary": summary(&ev), "payload": ev.payload},
+            })
+        })
+        .collect();
     Ok(axum::Json(json!({"activity": items, "next_cursor": next})).into_response())
 }
 

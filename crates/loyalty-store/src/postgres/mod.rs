@@ -25,6 +25,10 @@ pub use tx::PgTx;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_events.sql")),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_activity.sql"),
+    ),
 ];
 
 /// Default number of pooled connections per node.

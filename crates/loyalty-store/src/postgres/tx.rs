@@ -1095,6 +1095,36 @@ impl Tx for PgTx<'_> {
             .collect()
     }
 
+    fn insert_activity_item(&mut self, player_id: Uuid, event_seq: i64) -> StoreResult<bool> {
+        let rows = self.query(
+            "INSERT INTO activity_items (player_id, event_seq) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING RETURNING event_seq",
+            &[&player_id, &event_seq],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn activity_events(
+        &mut self,
+        player_id: Uuid,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let rows = self.query(
+            "SELECT o.seq, o.event_id, o.event_type, o.version, o.occurred_at,
+                    o.correlation_id, o.idempotency_key, o.source, o.payload
+             FROM activity_items a JOIN outbox o ON o.seq = a.event_seq
+             WHERE a.player_id = $1 AND a.event_seq < $2
+             ORDER BY a.event_seq DESC LIMIT $3",
+            &[
+                &player_id,
+                &before_seq.unwrap_or(i64::MAX),
+                &i64::from(limit),
+            ],
+        )?;
+        rows.iter().map(event_row).collect()
+    }
+
     fn count_manual_rewards(
         &mut self,
         staff_id: Uuid,

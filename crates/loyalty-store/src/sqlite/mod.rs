@@ -32,6 +32,7 @@ pub const READERS_MAX: usize = 8;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_events.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_activity.sql")),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

@@ -992,6 +992,40 @@ impl Tx for SqliteTx<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
+    fn insert_activity_item(&mut self, player_id: Uuid, event_seq: i64) -> StoreResult<bool> {
+        let n = self.exec(
+            "INSERT INTO activity_items (player_id, event_seq) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
+            params![player_id.to_string(), event_seq],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn activity_events(
+        &mut self,
+        player_id: Uuid,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRecord>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT o.seq, o.event_id, o.event_type, o.version, o.occurred_at,
+                        o.correlation_id, o.idempotency_key, o.source, o.payload
+                 FROM activity_items a JOIN outbox o ON o.seq = a.event_seq
+                 WHERE a.player_id = ?1 AND a.event_seq < ?2
+                 ORDER BY a.event_seq DESC LIMIT ?3",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![player_id.to_string(), before_seq.unwrap_or(i64::MAX), limit],
+                event_row,
+            )
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
     fn count_manual_rewards(
         &mut self,
         staff_id: Uuid,

@@ -162,6 +162,7 @@ macro_rules! contract_suite {
                 slips_round_trip_with_exact_game_settings,
                 ledger_entries_round_trip_and_keys_are_unique,
                 events_round_trip_in_sequence,
+                activity_items_reference_outbox_events_once_each,
                 idempotency_records_round_trip_and_purge,
             ],
             atomicity: [

@@ -433,6 +433,65 @@ pub async fn events_round_trip_in_sequence(store: Store) {
     );
 }
 
+pub async fn activity_items_reference_outbox_events_once_each(store: Store) {
+    let (ana, bo) = (Uuid::now_v7(), Uuid::now_v7());
+    store
+        .write(move |tx| {
+            (0..5).try_for_each(|n| {
+                tx.append_event(&NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: "SOMETHING_HAPPENED",
+                    version: 1,
+                    occurred_at: at(n),
+                    correlation_id: format!("corr-{n}"),
+                    idempotency_key: None,
+                    source: "contract_test",
+                    payload: json!({"n": n}),
+                })
+            })
+        })
+        .await
+        .expect("append events");
+    let seqs: Vec<i64> = events(&store).await.iter().map(|e| e.seq).collect();
+    let s = seqs.clone();
+    let firsts = store
+        .write(move |tx| {
+            // Ana sees events 0, 2, 3, 4; Bo sees event 1. Event 3 twice.
+            [(ana, 0), (bo, 1), (ana, 2), (ana, 3), (ana, 3), (ana, 4)]
+                .into_iter()
+                .map(|(p, i)| tx.insert_activity_item(p, s[i]))
+                .collect::<Result<Vec<bool>, _>>()
+        })
+        .await
+        .expect("insert activity items");
+    assert_eq!(firsts, vec![true, true, true, true, false, true]);
+
+    let s = seqs.clone();
+    let (all, page, after_page, bo_items, nobody) = look(&store, move |tx| {
+        Ok((
+            tx.activity_events(ana, None, 100)?,
+            tx.activity_events(ana, None, 2)?,
+            tx.activity_events(ana, Some(s[3]), 100)?,
+            tx.activity_events(bo, None, 100)?,
+            tx.activity_events(Uuid::now_v7(), None, 100)?,
+        ))
+    })
+    .await;
+    let ns = |evs: &[loyalty_store::EventRecord]| -> Vec<i64> {
+        evs.iter()
+            .map(|e| e.payload["n"].as_i64().unwrap())
+            .collect()
+    };
+    // Newest first, each event once, with the outbox's own record.
+    assert_eq!(ns(&all), vec![4, 3, 2, 0]);
+    assert_eq!(all[0].seq, seqs[4]);
+    assert_eq!(all[0].correlation_id, "corr-4");
+    assert_eq!(ns(&page), vec![4, 3]);
+    assert_eq!(ns(&after_page), vec![2, 0]);
+    assert_eq!(ns(&bo_items), vec![1]);
+    assert!(nobody.is_empty());
+}
+
 pub async fn idempotency_records_round_trip_and_purge(store: Store) {
     let rec = |n: i64| IdempotencyRecord {
         fingerprint: format!("sha256:{n:064}"),
