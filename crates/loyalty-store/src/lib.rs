@@ -106,7 +106,7 @@ pub trait Tx {
     /// Appends an event to the outbox. Its sequence number is assigned in
     /// commit order (PostgreSQL assigns it as the transaction commits, so
     /// that the sequence lock is always the last lock a transaction takes).
-    fn append_event(&mut self, event: &NewEvent) -> StoreResult<()>;
+    fn append_event(&mut self, event: NewEvent) -> StoreResult<()>;
     /// Events after a sequence number, in order.
     fn events(
         &mut self,
@@ -267,9 +267,18 @@ impl Store {
         }
     }
 
+    /// The embedded backend's in-memory hand-over of the events its writer
+    /// commits (None on PostgreSQL, where other nodes write too).
+    pub fn committed_events(&self) -> Option<Arc<sqlite::CommittedEvents>> {
+        match self {
+            Store::Sqlite(s) => Some(s.committed_events()),
+            Store::Postgres(_) => None,
+        }
+    }
+
     /// Like [`Store::write`], for background work (event subscribers): the
-    /// embedded writer runs it after waiting requests, in its own
-    /// transaction, so it never delays a request's commit.
+    /// embedded writer adds at most one such operation to each commit of
+    /// waiting requests, so it shares their fsync instead of costing one.
     pub async fn write_background<T, E>(
         &self,
         op: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,

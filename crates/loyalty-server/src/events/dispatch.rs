@@ -1007,7 +1007,7 @@ mod tests {
         for i in 0..n {
             st.store
                 .write(move |tx| {
-                    tx.append_event(&NewEvent {
+                    tx.append_event(NewEvent {
                         event_id: Uuid::now_v7(),
                         event_type: if i % 2 == 0 {
                             "EVEN_HAPPENED"

@@ -37,7 +37,7 @@ pub const BATCH_EVENTS_MAX: u32 = 256;
 /// far behind is disconnected.
 pub const LIVE_BUFFER_EVENTS: usize = 4096;
 /// How long the tail lets writes gather after a wake-up.
-pub const TAIL_LINGER_MS: u64 = 5;
+pub const TAIL_LINGER_MS: u64 = 10;
 /// Events the tail keeps in memory for subscribers that are close behind
 /// (they read the outbox only when they are further back).
 pub const RECENT_EVENTS_MAX: usize = 8192;
@@ -198,17 +198,52 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The handed-over events after `after`, if they continue it without a gap;
+/// None if there are none or a gap (an event of another process, or a
+/// hand-over that overflowed) comes first: then the tail reads the outbox.
+fn continuation(after: i64, mut handed: Vec<EventRecord>) -> Option<Vec<EventRecord>> {
+    handed.retain(|e| e.seq > after);
+    let continues = !handed.is_empty()
+        && handed
+            .iter()
+            .zip(after + 1..)
+            .all(|(e, expected)| e.seq == expected);
+    continues.then_some(handed)
+}
+
 /// Reads each new event once, publishes the head and fans events out live.
+///
+/// On the embedded backend the writer hands each commit's events over in
+/// memory ([`loyalty_store::sqlite::CommittedEvents`]); they are used when
+/// they continue the tail's position without a gap ([`continuation`]).
+/// Otherwise — events of another process (the CLI), a hand-over that
+/// overflowed, PostgreSQL with its other nodes — the tail reads the outbox,
+/// and it also reads it every poll interval while nothing is handed over.
 async fn tail(store: Store, state: AppState) {
     let hub = &state.events;
+    let handover = store.committed_events();
+    if let Some(h) = &handover {
+        h.enable();
+    }
+    let mut read_outbox = true;
     loop {
         let after = hub.tail_position.load(Ordering::SeqCst);
-        match store
-            .read(move |tx| tx.events(after, BATCH_EVENTS_MAX, None))
-            .await
-        {
+        let handed = handover.as_ref().map(|h| h.take()).unwrap_or_default();
+        let handed_some = !handed.is_empty();
+        let (batch, from_outbox) = match continuation(after, handed) {
+            Some(events) => (Ok(events), false),
+            None if read_outbox || handed_some => (
+                store
+                    .read(move |tx| tx.events(after, BATCH_EVENTS_MAX, None))
+                    .await,
+                true,
+            ),
+            None => (Ok(Vec::new()), false),
+        };
+        read_outbox = handover.is_none();
+        match batch {
             Ok(batch) if !batch.is_empty() => {
-                let full = batch.len() == BATCH_EVENTS_MAX as usize;
+                let full = from_outbox && batch.len() == BATCH_EVENTS_MAX as usize;
                 let last = batch.last().map(|e| e.seq).unwrap_or(after);
                 let batch: Vec<Arc<EventRecord>> = batch.into_iter().map(Arc::new).collect();
                 if let Ok(mut recent) = hub.recent.write() {
@@ -228,19 +263,29 @@ async fn tail(store: Store, state: AppState) {
                 hub.head.send_replace(last);
                 metrics::gauge!("loyalty_outbox_head").set(last as f64);
                 if full {
+                    read_outbox = true;
                     continue;
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "event tail: reading the outbox failed"),
+            Err(e) => {
+                read_outbox = true;
+                tracing::warn!(error = %e, "event tail: reading the outbox failed");
+            }
         }
-        if tokio::time::timeout(hub.poll_interval(), hub.wake.notified())
-            .await
-            .is_ok()
-        {
-            // Woken by a write: let the writes of the same moment gather so
-            // one read carries them all.
+        let poll = hub.poll_interval();
+        let woken = match &handover {
+            Some(h) => tokio::time::timeout(poll, h.ready()).await.is_ok(),
+            None => tokio::time::timeout(poll, hub.wake.notified())
+                .await
+                .is_ok(),
+        };
+        if woken {
+            // Let the writes of the same moment gather so one round carries
+            // them all.
             tokio::time::sleep(Duration::from_millis(TAIL_LINGER_MS)).await;
+        } else {
+            read_outbox = true;
         }
     }
 }
@@ -270,4 +315,42 @@ pub async fn cached_balance(
     }
     metrics::counter!("loyalty_balance_cache_reads_total", "result" => "hit").increment(1);
     Ok(Some(snapshot.account))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: i64) -> EventRecord {
+        EventRecord {
+            seq,
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "TEST".into(),
+            version: 1,
+            occurred_at: jiff::Timestamp::UNIX_EPOCH,
+            correlation_id: "c".into(),
+            idempotency_key: None,
+            source: "test".into(),
+            payload: serde_json::json!({}),
+        }
+    }
+
+    fn seqs(v: Option<Vec<EventRecord>>) -> Option<Vec<i64>> {
+        v.map(|v| v.iter().map(|e| e.seq).collect())
+    }
+
+    #[test]
+    fn handed_over_events_are_used_only_when_they_continue_the_position() {
+        let c = |after, s: &[i64]| seqs(continuation(after, s.iter().map(|&n| ev(n)).collect()));
+        assert_eq!(c(10, &[11, 12, 13]), Some(vec![11, 12, 13]));
+        // Already seen (read from the outbox earlier): dropped, the rest used.
+        assert_eq!(c(12, &[11, 12, 13]), Some(vec![13]));
+        // Nothing new.
+        assert_eq!(c(13, &[11, 12, 13]), None);
+        assert_eq!(c(10, &[]), None);
+        // A gap first (another process wrote 11): read the outbox.
+        assert_eq!(c(10, &[12, 13]), None);
+        // A gap inside: read the outbox.
+        assert_eq!(c(10, &[11, 13]), None);
+    }
 }

@@ -361,7 +361,7 @@ impl DurableHandler for ManualRewardAlerts {
         if !tx.insert_alert(&alert).map_err(err)? {
             return Ok(Vec::new());
         }
-        tx.append_event(&NewEvent {
+        tx.append_event(NewEvent {
             event_id: alert.event_id,
             event_type: "MANUAL_REWARD_ALERT",
             version: 1,

@@ -33,7 +33,7 @@ fn feed_seqs(feed: &[Value]) -> Vec<i64> {
 
 /// Activity = every player event once, in order; notifications = every
 /// TIER_CHANGED once.
-async fn assert_feeds_match_outbox(app: &TestApp, players: &[String]) {
+pub async fn assert_feeds_match_outbox(app: &TestApp, players: &[String]) {
     let events = all_events(app).await;
     for p in players {
         let activity = feed(app, p, "activity").await;

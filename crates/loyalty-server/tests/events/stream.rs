@@ -228,3 +228,43 @@ async fn a_client_that_stops_reading_is_disconnected_instead_of_buffered() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_by_another_process_reach_the_stream_and_the_subscribers_in_order() {
+    // The server's own writes reach the tail in memory; `loyalty staff
+    // create` writes the same database from another process. Interleaved,
+    // every event still streams once, in seq order, with nothing skipped.
+    let app = TestApp::spawn_with(&["--test-mode", "--reward-rate-limit", "1000"]).await;
+    let (staff, token) = app.staff("supervisor").await;
+    let player = app.player().await;
+    let start = all_events(&app).await.len() as i64;
+    let mut s = SseReader::open(&app, &app.admin_token, "/v1/events/stream", Some(start)).await;
+    // Each CLI write lands between two of the server's own, so the server's
+    // next events are handed over right after an event it never saw.
+    for n in 0..5 {
+        let storage = app.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::common::cli_staff_create(&storage, &format!("cli-{n}"), "auditor")
+        })
+        .await
+        .unwrap();
+        for k in 0..3 {
+            reward(&app, &token, &staff, &player, 5, n * 10 + k).await;
+        }
+    }
+    let head = all_events(&app).await.len() as i64;
+    let mut seen = Vec::new();
+    let mut staff_created = 0;
+    while seen.last().is_none_or(|l| *l < head) {
+        let (id, ev) = s.next().await.expect("event");
+        if ev["event_type"] == "STAFF_CREATED" {
+            staff_created += 1;
+        }
+        seen.push(id);
+    }
+    assert_eq!(seen, (start + 1..=head).collect::<Vec<i64>>());
+    assert_eq!(staff_created, 5, "every event of the other process");
+    // The subscribers, fed from the tail's window, skipped nothing either.
+    caught_up(&app, 30).await;
+    crate::dispatch::assert_feeds_match_outbox(&app, std::slice::from_ref(&player)).await;
+}

@@ -97,7 +97,7 @@ impl OpCtx {
         source: &'static str,
         payload: serde_json::Value,
     ) -> Result<(), OpError> {
-        Ok(tx.append_event(&NewEvent {
+        Ok(tx.append_event(NewEvent {
             event_id: Uuid::now_v7(),
             event_type,
             version: 1,
@@ -148,9 +148,20 @@ pub struct EntrySpec {
 /// points, tier and entry count, plus the LEDGER_ENTRY_CREATED,
 /// BALANCE_UPDATED and (if the tier moved) TIER_CHANGED events.
 pub fn apply_entry(tx: &mut dyn Tx, ctx: &OpCtx, spec: EntrySpec) -> Result<LedgerEntry, OpError> {
-    let mut account = tx
+    let account = tx
         .account(spec.player_id)?
         .ok_or(OpError::NotFound("player"))?;
+    apply_entry_to(tx, ctx, account, spec)
+}
+
+/// [`apply_entry`] on an account the caller has just read in this
+/// transaction.
+fn apply_entry_to(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    mut account: Account,
+    spec: EntrySpec,
+) -> Result<LedgerEntry, OpError> {
     let before = account.clone();
     let balance_after = account
         .current_balance
@@ -631,7 +642,8 @@ pub fn complete_slip(
     slip.ended_at = Some(ended);
     slip.closed_correlation_id = Some(ctx.correlation_id.clone());
     slip.updated_at = ctx.now;
-    tx.update_slip(&slip)?;
+    // The closed slip is stored once, by `accrue_guarded`, with its loyalty
+    // outcome (accrued or pending).
     ctx.emit(
         tx,
         "RATING_SLIP_COMPLETED",
@@ -732,9 +744,10 @@ fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerE
         &ctx.tiers,
     )
     .map_err(|e| validation("average_bet", e.to_string()))?;
-    let entry = apply_entry(
+    let entry = apply_entry_to(
         tx,
         ctx,
+        account,
         EntrySpec {
             player_id: slip.player_id,
             transaction_type: TransactionType::Gameplay,
@@ -748,11 +761,15 @@ fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerE
             escrow_id: None,
         },
     )?;
-    slip.loyalty_status = LoyaltyStatus::Accrued;
-    slip.ledger_entry_id = Some(entry.id);
-    slip.next_retry_at = None;
-    slip.updated_at = ctx.now;
-    tx.update_slip(slip)?;
+    // `slip` changes only once the row is stored: on a failure the caller
+    // stores it as PENDING, without this entry's id.
+    let mut accrued = slip.clone();
+    accrued.loyalty_status = LoyaltyStatus::Accrued;
+    accrued.ledger_entry_id = Some(entry.id);
+    accrued.next_retry_at = None;
+    accrued.updated_at = ctx.now;
+    tx.update_slip(&accrued)?;
+    *slip = accrued;
     Ok(entry)
 }
 

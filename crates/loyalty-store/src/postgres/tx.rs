@@ -706,9 +706,9 @@ impl Tx for PgTx<'_> {
         rows.iter().map(entry_row).collect()
     }
 
-    fn append_event(&mut self, e: &NewEvent) -> StoreResult<()> {
+    fn append_event(&mut self, e: NewEvent) -> StoreResult<()> {
         // Buffered until commit: see `flush_events`.
-        self.pending_events.push(e.clone());
+        self.pending_events.push(e);
         Ok(())
     }
 

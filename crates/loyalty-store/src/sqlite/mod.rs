@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::{StoreError, StoreResult, Tx};
+use crate::{EventRecord, StoreError, StoreResult, Tx};
 pub use tx::SqliteTx;
 
 /// Most operations committed by one transaction.
@@ -45,6 +45,57 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
     stop_checkpointer: Arc<AtomicBool>,
+    committed: Arc<CommittedEvents>,
+}
+
+/// Most events [`CommittedEvents`] holds for its reader; older ones are
+/// dropped (the reader notices the gap and reads the outbox).
+pub const COMMITTED_EVENTS_MAX: usize = 16_384;
+
+/// The events this process's writer has committed, handed over in memory
+/// as each commit lands, in seq order — so the event tail need not read back
+/// from the outbox what the writer has just written there. It is a shortcut,
+/// not a source: events written by another process (the CLI) are not here,
+/// and a reader that finds a gap before an event reads the outbox for it.
+/// Nothing is kept until a reader [`CommittedEvents::enable`]s it.
+#[derive(Debug, Default)]
+pub struct CommittedEvents {
+    enabled: AtomicBool,
+    queue: Mutex<VecDeque<EventRecord>>,
+    ready: tokio::sync::Notify,
+}
+
+impl CommittedEvents {
+    /// Starts keeping committed events for the reader.
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::SeqCst);
+    }
+
+    /// Everything committed since the last call, in seq order.
+    pub fn take(&self) -> Vec<EventRecord> {
+        match self.queue.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Resolves after the next commit that appended events (or at once if
+    /// one landed since the last wait).
+    pub async fn ready(&self) {
+        self.ready.notified().await
+    }
+
+    fn push(&self, events: Vec<EventRecord>) {
+        if events.is_empty() || !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut q) = self.queue.lock() {
+            q.extend(events);
+            let excess = q.len().saturating_sub(COMMITTED_EVENTS_MAX);
+            q.drain(..excess);
+        }
+        self.ready.notify_one();
+    }
 }
 
 /// How often the checkpointer folds the WAL back into the database file.
@@ -95,9 +146,11 @@ impl SqliteStore {
             .spawn(move || checkpointer_loop(cp_path, cp_stop))
             .map_err(|e| StoreError::Internal(format!("cannot start checkpointer: {e}")))?;
         let (jobs, rx) = mpsc::channel::<(Priority, Job)>(QUEUE_OPS_MAX);
+        let committed = Arc::new(CommittedEvents::default());
+        let writer_committed = committed.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, &writer_committed))
             .map_err(|e| StoreError::Internal(format!("cannot start writer: {e}")))?;
         Ok(SqliteStore {
             path,
@@ -105,7 +158,13 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             reader_permits: Semaphore::new(READERS_MAX),
             stop_checkpointer,
+            committed,
         })
+    }
+
+    /// The in-memory hand-over of committed events (see [`CommittedEvents`]).
+    pub fn committed_events(&self) -> Arc<CommittedEvents> {
+        self.committed.clone()
     }
 
     /// The database file.
@@ -273,15 +332,14 @@ enum Priority {
     Background,
 }
 
-/// Request batches run before background work, but at least one background
-/// operation runs after this many request batches, so it never starves.
-const REQUEST_BATCHES_PER_BACKGROUND: u32 = 4;
-
-fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<(Priority, Job)>) {
+fn writer_loop(
+    conn: Connection,
+    mut jobs: mpsc::Receiver<(Priority, Job)>,
+    committed: &CommittedEvents,
+) {
     let mut requests: VecDeque<Job> = VecDeque::new();
     let mut background: VecDeque<Job> = VecDeque::new();
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH_OPS_MAX);
-    let mut since_background = 0u32;
     loop {
         if requests.is_empty() && background.is_empty() {
             match jobs.blocking_recv() {
@@ -296,19 +354,14 @@ fn writer_loop(conn: Connection, mut jobs: mpsc::Receiver<(Priority, Job)>) {
                 Err(_) => break,
             }
         }
-        let background_due =
-            requests.is_empty() || since_background >= REQUEST_BATCHES_PER_BACKGROUND;
-        if let Some(job) = background.pop_front().filter(|_| background_due) {
-            // Alone in its transaction: a subscriber's large batch never
-            // delays a request's commit.
+        let n = requests.len().min(BATCH_OPS_MAX);
+        batch.extend(requests.drain(..n));
+        // One background operation rides along with the requests: it shares
+        // their commit (one fsync for both) and adds only its own work.
+        if let Some(job) = background.pop_front() {
             batch.push(job);
-            since_background = 0;
-        } else {
-            let n = requests.len().min(BATCH_OPS_MAX);
-            batch.extend(requests.drain(..n));
-            since_background += 1;
         }
-        run_batch(&conn, &mut batch);
+        run_batch(&conn, &mut batch, committed);
     }
 }
 
@@ -324,7 +377,7 @@ const OP_SAVEPOINT: &str = "SAVEPOINT loyalty_op";
 const OP_RELEASE: &str = "RELEASE loyalty_op";
 const OP_ROLLBACK: &str = "ROLLBACK TO loyalty_op; RELEASE loyalty_op";
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
+fn run_batch(conn: &Connection, batch: &mut Vec<Job>, committed: &CommittedEvents) {
     if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = tx::map_err(e);
         for job in batch.drain(..) {
@@ -334,6 +387,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
         return;
     }
     let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
+    let mut events: Vec<EventRecord> = Vec::new();
     for job in batch.drain(..) {
         // The operation's own savepoint has a name of its own, not one of the
         // `Tx` savepoints the operation may nest (and may leave unbalanced if
@@ -347,7 +401,10 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
         match outcome {
             Ok((true, finish)) => match exec_cached(conn, OP_RELEASE) {
-                Ok(()) => finishers.push(finish),
+                Ok(()) => {
+                    events.extend(tx.into_appended());
+                    finishers.push(finish);
+                }
                 Err(e) => {
                     let _ = exec_cached(conn, OP_ROLLBACK);
                     finish(Err(tx::map_err(e)));
@@ -366,6 +423,8 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>) {
     let commit = exec_cached(conn, "COMMIT").map_err(tx::map_err);
     if commit.is_err() {
         let _ = exec_cached(conn, "ROLLBACK");
+    } else {
+        committed.push(events);
     }
     for finish in finishers {
         finish(commit.clone());

@@ -17,11 +17,25 @@ use crate::{StoreError, StoreResult, Tx};
 pub struct SqliteTx<'c> {
     conn: &'c Connection,
     depth: u32,
+    /// Events appended so far, as stored; `marks` holds their count at each
+    /// open savepoint, so a rollback forgets what it undid.
+    appended: Vec<EventRecord>,
+    marks: Vec<usize>,
 }
 
 impl<'c> SqliteTx<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Self {
-        SqliteTx { conn, depth: 0 }
+        SqliteTx {
+            conn,
+            depth: 0,
+            appended: Vec::new(),
+            marks: Vec::new(),
+        }
+    }
+
+    /// The events this transaction appended and kept, in seq order.
+    pub(crate) fn into_appended(self) -> Vec<EventRecord> {
+        self.appended
     }
 }
 
@@ -615,7 +629,7 @@ impl Tx for SqliteTx<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
-    fn append_event(&mut self, e: &NewEvent) -> StoreResult<()> {
+    fn append_event(&mut self, e: NewEvent) -> StoreResult<()> {
         self.exec_one(
             "INSERT INTO outbox (event_id, event_type, version, occurred_at, correlation_id,
                  idempotency_key, source, payload)
@@ -631,7 +645,19 @@ impl Tx for SqliteTx<'_> {
                 e.payload.to_string()
             ],
             "append event",
-        )
+        )?;
+        self.appended.push(EventRecord {
+            seq: self.conn.last_insert_rowid(),
+            event_id: e.event_id,
+            event_type: e.event_type.to_string(),
+            version: e.version,
+            occurred_at: e.occurred_at,
+            correlation_id: e.correlation_id,
+            idempotency_key: e.idempotency_key,
+            source: e.source.to_string(),
+            payload: e.payload,
+        });
+        Ok(())
     }
 
     fn events(
@@ -640,19 +666,34 @@ impl Tx for SqliteTx<'_> {
         limit: u32,
         event_type: Option<&str>,
     ) -> StoreResult<Vec<EventRecord>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, event_id, event_type, version, occurred_at, correlation_id,
-                        idempotency_key, source, payload
-                 FROM outbox WHERE seq > ?1 AND (?2 IS NULL OR event_type = ?2)
-                 ORDER BY seq LIMIT ?3",
-            )
-            .map_err(map_err)?;
-        let rows = st
-            .query_map(params![after_seq, event_type, limit], event_row)
-            .map_err(map_err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+        // Two statements, not `(?2 IS NULL OR event_type = ?2)`: SQLite plans
+        // that one around the parameter's value and re-prepares it on
+        // every run.
+        let rows = match event_type {
+            None => self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, event_id, event_type, version, occurred_at, correlation_id,
+                            idempotency_key, source, payload
+                     FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![after_seq, limit], event_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+            Some(t) => self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, event_id, event_type, version, occurred_at, correlation_id,
+                            idempotency_key, source, payload
+                     FROM outbox WHERE event_type = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![after_seq, limit, t], event_row)?
+                        .collect::<Result<Vec<_>, _>>()
+                }),
+        };
+        rows.map_err(map_err)
     }
 
     fn idempotency_record(
@@ -706,18 +747,23 @@ impl Tx for SqliteTx<'_> {
 
     fn savepoint(&mut self) -> StoreResult<()> {
         self.depth += 1;
+        self.marks.push(self.appended.len());
         super::exec_cached(self.conn, &format!("SAVEPOINT sp{}", self.depth)).map_err(map_err)
     }
 
     fn rollback_savepoint(&mut self) -> StoreResult<()> {
         let d = self.depth;
         self.depth = self.depth.saturating_sub(1);
+        if let Some(mark) = self.marks.pop() {
+            self.appended.truncate(mark);
+        }
         super::exec_cached(self.conn, &format!("ROLLBACK TO sp{d}; RELEASE sp{d}")).map_err(map_err)
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
         let d = self.depth;
         self.depth = self.depth.saturating_sub(1);
+        self.marks.pop();
         super::exec_cached(self.conn, &format!("RELEASE sp{d}")).map_err(map_err)
     }
 

@@ -224,7 +224,7 @@ pub async fn group_commit_keeps_exactly_the_successful_operations(store: Store) 
             op(&store, move |tx| {
                 tx.insert_player(&p)?;
                 tx.insert_account(&raw_account(p.id))?;
-                tx.append_event(&loyalty_store::NewEvent {
+                tx.append_event(loyalty_store::NewEvent {
                     event_id: Uuid::now_v7(),
                     event_type: "PLAYER_CREATED",
                     version: 1,

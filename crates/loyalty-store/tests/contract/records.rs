@@ -393,7 +393,7 @@ pub async fn events_round_trip_in_sequence(store: Store) {
     store
         .write(move |tx| {
             w.iter()
-                .map(|e| tx.append_event(e))
+                .map(|e| tx.append_event(e.clone()))
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -438,7 +438,7 @@ pub async fn activity_items_reference_outbox_events_once_each(store: Store) {
     store
         .write(move |tx| {
             (0..5).try_for_each(|n| {
-                tx.append_event(&NewEvent {
+                tx.append_event(NewEvent {
                     event_id: Uuid::now_v7(),
                     event_type: "SOMETHING_HAPPENED",
                     version: 1,

@@ -65,3 +65,128 @@ async fn sqlite_ledger_rows_refuse_raw_update_and_delete() {
         .expect("verify");
     assert!(drift.is_empty(), "{drift:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_hands_over_exactly_the_committed_events_in_seq_order() {
+    use loyalty_store::ops::{self, OpError, OpenSlip};
+    use loyalty_store::{NewEvent, StoreError};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::Sqlite(Arc::new(SqliteStore::open(dir.path()).expect("open")));
+    let handover = store
+        .committed_events()
+        .expect("the embedded store hands over");
+    let player = new_player(&store, at(0)).await;
+    let table = new_table(&store, at(0), blackjack()).await;
+    assert!(
+        handover.take().is_empty(),
+        "nothing is kept before a reader enables the hand-over"
+    );
+    let head = events(&store).await.last().map(|e| e.seq).unwrap_or(0);
+    handover.enable();
+
+    let event = |n: i64| NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "HANDOVER_TEST",
+        version: 1,
+        occurred_at: at(n),
+        correlation_id: format!("corr-{n}"),
+        idempotency_key: None,
+        source: "contract_test",
+        payload: serde_json::json!({"n": n, "text": "ü"}),
+    };
+    // Many writers at once, so operations share group commits: rewards and
+    // completions that commit, completions whose accrual is rolled back to a
+    // savepoint (PARTIAL), operations that append and then fail, and
+    // operations that roll their own savepoint back before appending again.
+    let mut tasks = Vec::new();
+    for i in 0..40i64 {
+        let s = store.clone();
+        let (pid, tid) = (player.id, table.id);
+        tasks.push(tokio::spawn(async move {
+            match i % 4 {
+                0 => {
+                    let c = ctx(at(10 + i));
+                    reward(&s, &c, pid, 10 + i, &format!("key-{i}"), Uuid::now_v7())
+                        .await
+                        .map(|_| ())
+                        .expect("reward");
+                }
+                1 => {
+                    let c = ctx(at(100));
+                    let slip = op(&s, move |tx| {
+                        ops::open_slip(
+                            tx,
+                            &c,
+                            OpenSlip {
+                                player_id: pid,
+                                table_id: tid,
+                                average_bet: dec("25"),
+                                seat_number: None,
+                                started_at: Some(at(50)),
+                            },
+                        )
+                    })
+                    .await
+                    .expect("open");
+                    let mut c = ctx(at(200));
+                    c.fail_accrual = i % 8 == 1;
+                    op(&s, move |tx| ops::complete_slip(tx, &c, slip.id, None))
+                        .await
+                        .expect("complete");
+                }
+                2 => {
+                    let failed = s
+                        .write(move |tx| -> Result<(), OpError> {
+                            tx.append_event(event(i))?;
+                            Err(OpError::Conflict("refused after appending".into()))
+                        })
+                        .await;
+                    assert!(failed.is_err());
+                }
+                _ => {
+                    s.write(move |tx| -> Result<(), StoreError> {
+                        tx.savepoint()?;
+                        tx.append_event(event(1_000 + i))?;
+                        tx.rollback_savepoint()?;
+                        tx.savepoint()?;
+                        tx.append_event(event(2_000 + i))?;
+                        tx.release_savepoint()
+                    })
+                    .await
+                    .expect("savepoints");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+    barrier(&store).await;
+
+    let handed = handover.take();
+    let stored: Vec<_> = events(&store)
+        .await
+        .into_iter()
+        .filter(|e| e.seq > head)
+        .collect();
+    assert!(!stored.is_empty());
+    assert_eq!(
+        handed, stored,
+        "the hand-over is the outbox, record for record"
+    );
+    let ns: Vec<i64> = handed
+        .iter()
+        .filter(|e| e.event_type == "HANDOVER_TEST")
+        .filter_map(|e| e.payload["n"].as_i64())
+        .collect();
+    assert!(ns.iter().all(|n| *n >= 2_000), "rolled-back events: {ns:?}");
+    assert_eq!(ns.len(), 10);
+    assert!(
+        handed
+            .iter()
+            .any(|e| e.event_type == "LOYALTY_ACCRUAL_FAILED"),
+        "a PARTIAL completion keeps its failure event"
+    );
+    assert!(handover.take().is_empty(), "each event is handed over once");
+}
