@@ -320,6 +320,73 @@ struct BatchOutcome {
     failure: Option<(Arc<EventRecord>, String)>,
 }
 
+/// Why a durable batch's transaction did not commit.
+enum BatchError {
+    /// The store failed.
+    Store(StoreError),
+    /// A handler failed while the batch ran without per-event savepoints.
+    Handler,
+}
+
+impl From<StoreError> for BatchError {
+    fn from(e: StoreError) -> Self {
+        BatchError::Store(e)
+    }
+}
+
+/// One durable batch inside the dispatcher's transaction: the wanted events
+/// through the handler, then the checkpoint past the last one handled. With
+/// `per_event` each event runs in a savepoint and a failure stops the batch
+/// after the events before it; without, a failure fails the transaction.
+#[allow(clippy::too_many_arguments)]
+fn durable_tx(
+    tx: &mut dyn Tx,
+    h: &dyn DurableHandler,
+    ctx: &HandleCtx,
+    name: &str,
+    batch: Vec<Arc<EventRecord>>,
+    wanted: Vec<bool>,
+    fault: Option<String>,
+    per_event: bool,
+) -> Result<BatchOutcome, BatchError> {
+    let mut out = BatchOutcome::default();
+    for (ev, want) in batch.into_iter().zip(wanted) {
+        if !want {
+            out.last = Some(ev.seq);
+            continue;
+        }
+        if let Some(e) = &fault {
+            out.failure = Some((ev, e.clone()));
+            break;
+        }
+        if !per_event {
+            let d = h.handle(tx, &ev, ctx).map_err(|_| BatchError::Handler)?;
+            out.deferred.extend(d);
+            out.delivered.push((ev.event_id, ev.occurred_at));
+            out.last = Some(ev.seq);
+            continue;
+        }
+        tx.savepoint()?;
+        match h.handle(tx, &ev, ctx) {
+            Ok(d) => {
+                tx.release_savepoint()?;
+                out.deferred.extend(d);
+                out.delivered.push((ev.event_id, ev.occurred_at));
+                out.last = Some(ev.seq);
+            }
+            Err(e) => {
+                tx.rollback_savepoint()?;
+                out.failure = Some((ev, e));
+                break;
+            }
+        }
+    }
+    if let Some(last) = out.last {
+        tx.set_checkpoint(name, last, ctx.now)?;
+    }
+    Ok(out)
+}
+
 impl Runner {
     fn name(&self) -> &'static str {
         self.sub.name
@@ -674,43 +741,38 @@ impl Runner {
             }
         }
         let fault = self.injected_fault();
-        let (name, h, now) = (self.name(), handler.clone(), self.state.clock.now());
-        let result = self
-            .state
-            .store
-            .write_background(move |tx| -> Result<BatchOutcome, StoreError> {
-                let mut out = BatchOutcome::default();
-                let ctx = HandleCtx { now };
-                for (ev, want) in batch.into_iter().zip(wanted) {
-                    if !want {
-                        out.last = Some(ev.seq);
-                        continue;
-                    }
-                    if let Some(e) = &fault {
-                        out.failure = Some((ev, e.clone()));
-                        break;
-                    }
-                    tx.savepoint()?;
-                    match h.handle(tx, &ev, &ctx) {
-                        Ok(d) => {
-                            tx.release_savepoint()?;
-                            out.deferred.extend(d);
-                            out.delivered.push((ev.event_id, ev.occurred_at));
-                            out.last = Some(ev.seq);
-                        }
-                        Err(e) => {
-                            tx.rollback_savepoint()?;
-                            out.failure = Some((ev, e));
-                            break;
-                        }
-                    }
+        let (name, now) = (self.name(), self.state.clock.now());
+        // First without a savepoint per event (each costs the writer two
+        // statements and page copies). If a handler fails, that transaction
+        // rolls back whole and the batch runs again with a savepoint per
+        // event, which keeps what the events before the failure did.
+        let mut per_event = attempt > 1 || fault.is_some();
+        let result = loop {
+            let (h, batch, wanted, fault) = (
+                handler.clone(),
+                batch.clone(),
+                wanted.clone(),
+                fault.clone(),
+            );
+            let ctx = HandleCtx { now };
+            let r = self
+                .state
+                .store
+                .write_background(move |tx| {
+                    durable_tx(tx, &*h, &ctx, name, batch, wanted, fault, per_event)
+                })
+                .await;
+            match r {
+                Err(BatchError::Handler) if !per_event => per_event = true,
+                Err(BatchError::Handler) => {
+                    break Err(StoreError::Internal(
+                        "a handler failed inside per-event savepoints".into(),
+                    ));
                 }
-                if let Some(last) = out.last {
-                    tx.set_checkpoint(name, last, now)?;
-                }
-                Ok(out)
-            })
-            .await;
+                Err(BatchError::Store(e)) => break Err(e),
+                Ok(o) => break Ok(o),
+            }
+        };
         let out = match result {
             Ok(o) => o,
             Err(e) => {
@@ -1161,6 +1223,91 @@ mod tests {
             .map(|e| e.1)
             .collect();
         assert_eq!(stuck, (1..=30).collect::<Vec<_>>());
+    }
+
+    /// Writes an activity item per event; the first `fail_calls` calls for
+    /// `fail_seq` fail. Counts items that were already there.
+    struct Writer {
+        player: Uuid,
+        fail_seq: i64,
+        fail_calls: u32,
+        calls: AtomicU32,
+        duplicates: Arc<AtomicU32>,
+    }
+
+    impl DurableHandler for Writer {
+        fn handle(
+            &self,
+            tx: &mut dyn Tx,
+            ev: &EventRecord,
+            _ctx: &HandleCtx,
+        ) -> Result<Vec<Deferred>, String> {
+            if !tx
+                .insert_activity_item(self.player, ev.seq)
+                .map_err(|e| e.to_string())?
+            {
+                self.duplicates.fetch_add(1, Ordering::SeqCst);
+            }
+            if ev.seq == self.fail_seq
+                && self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_calls
+            {
+                return Err("fails after writing".into());
+            }
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_mid_batch_keeps_the_events_before_it_and_applies_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = state(&dir);
+        append(&st, 20).await;
+        let (player, duplicates) = (Uuid::now_v7(), Arc::new(AtomicU32::new(0)));
+        // The batch first runs without per-event savepoints: event 7 fails
+        // there (all of it rolls back) and again in the per-event rerun
+        // (1–6 commit), then succeeds on the retry.
+        let writer = Writer {
+            player,
+            fail_seq: 7,
+            fail_calls: 2,
+            calls: AtomicU32::new(0),
+            duplicates: duplicates.clone(),
+        };
+        let subs = vec![Subscription {
+            name: "writer",
+            event_types: None,
+            priority: 0,
+            handler: Handler::Durable(Arc::new(writer)),
+        }];
+        start(&st, subs, 0);
+        let reg = st.events.registry.clone();
+        until("every event handled", || reg.position("writer") == Some(20)).await;
+        let items = st
+            .store
+            .read(move |tx| tx.activity_events(player, None, 100))
+            .await
+            .unwrap();
+        let mut seqs: Vec<i64> = items.iter().map(|e| e.seq).collect();
+        seqs.sort();
+        assert_eq!(seqs, (1..=20).collect::<Vec<i64>>());
+        assert_eq!(
+            duplicates.load(Ordering::SeqCst),
+            0,
+            "a rolled-back write was kept"
+        );
+        let dead = st
+            .store
+            .read(|tx| {
+                tx.dead_letters(&DeadLetterQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+            })
+            .await
+            .unwrap();
+        assert!(dead.is_empty(), "{dead:?}");
+        let checkpoint = st.store.read(|tx| tx.checkpoint("writer")).await.unwrap();
+        assert_eq!(checkpoint, Some(20));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
