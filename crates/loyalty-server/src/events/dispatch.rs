@@ -262,8 +262,13 @@ pub fn start(state: &AppState, subs: Vec<Subscription>, head: i64) {
             .filter(|p| p.priority < sub.priority)
             .cloned()
             .collect();
+        let name = sub.name;
         let runner = Runner {
             state: state.clone(),
+            delivered_total: metrics::counter!(
+                "loyalty_subscriber_delivered_total", "subscriber" => name),
+            latency: metrics::histogram!(
+                "loyalty_dispatch_latency_seconds", "subscriber" => name),
             sub,
             me,
             peers,
@@ -310,6 +315,9 @@ struct Runner {
     /// Durable subscribers: the checkpoint as stored, and when this node
     /// stored (or read) it.
     stored: Option<(i64, Instant)>,
+    /// Per-event metrics, looked up once.
+    delivered_total: metrics::Counter,
+    latency: metrics::Histogram,
 }
 
 #[derive(Default)]
@@ -421,11 +429,9 @@ impl Runner {
 
     fn delivered(&mut self, id: Uuid, occurred_at: Timestamp) {
         self.recent.insert(id);
-        let name = self.name();
-        metrics::counter!("loyalty_subscriber_delivered_total", "subscriber" => name).increment(1);
+        self.delivered_total.increment(1);
         let lag = self.state.clock.now().duration_since(occurred_at);
-        metrics::histogram!("loyalty_dispatch_latency_seconds", "subscriber" => name)
-            .record(lag.as_secs_f64().max(0.0));
+        self.latency.record(lag.as_secs_f64().max(0.0));
     }
 
     fn failed(&self) {
