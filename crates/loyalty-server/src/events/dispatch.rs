@@ -1095,6 +1095,18 @@ mod tests {
         }
     }
 
+    async fn dead_letters(st: &AppState) -> Vec<loyalty_store::DeadLetter> {
+        st.store
+            .read(|tx| {
+                tx.dead_letters(&DeadLetterQuery {
+                    limit: 10,
+                    ..Default::default()
+                })
+            })
+            .await
+            .unwrap()
+    }
+
     async fn until(what: &str, f: impl Fn() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !f() {
@@ -1301,16 +1313,7 @@ mod tests {
             0,
             "a rolled-back write was kept"
         );
-        let dead = st
-            .store
-            .read(|tx| {
-                tx.dead_letters(&DeadLetterQuery {
-                    limit: 10,
-                    ..Default::default()
-                })
-            })
-            .await
-            .unwrap();
+        let dead = dead_letters(&st).await;
         assert!(dead.is_empty(), "{dead:?}");
         let checkpoint = st.store.read(|tx| tx.checkpoint("writer")).await.unwrap();
         assert_eq!(checkpoint, Some(20));
@@ -1340,16 +1343,7 @@ mod tests {
             vec![1, 3],
             "the flaky one delivered every even event"
         );
-        let dead = st
-            .store
-            .read(|tx| {
-                tx.dead_letters(&DeadLetterQuery {
-                    limit: 10,
-                    ..Default::default()
-                })
-            })
-            .await
-            .unwrap();
+        let dead = dead_letters(&st).await;
         let got: Vec<(String, i64, u32)> = dead
             .iter()
             .map(|d| (d.subscriber.clone(), d.event_seq, d.attempts))

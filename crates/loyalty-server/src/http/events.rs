@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loyalty_core::Permission;
 use loyalty_core::limits::{PAGE_DEFAULT, PAGE_MAX};
-use loyalty_store::{DeadLetterQuery, EventRecord, FeedItem, StoreError, dispatch as dl};
+use loyalty_store::{DeadLetterQuery, EventRecord, FeedItem, StoreError, Tx, dispatch as dl};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -146,28 +146,43 @@ fn feed_view(f: FeedItem) -> Value {
     })
 }
 
-async fn feed(
+/// One page of a player's items, newest first, after checking the player
+/// exists: `fetch` reads up to `limit` items with seq below the cursor.
+async fn player_page<T: Send + 'static>(
     st: &AppState,
-    feed: &'static str,
     player: Uuid,
     p: PageParams,
+    fetch: impl FnOnce(&mut dyn Tx, Option<i64>, u32) -> Result<Vec<T>, StoreError> + Send + 'static,
+    seq: fn(&T) -> i64,
+    view: fn(T) -> Value,
 ) -> ApiResult<(Vec<Value>, Option<String>)> {
     let limit = limit_param(p.limit)?;
     let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
     let items = st
         .store
-        .read(move |tx| -> Result<Option<Vec<FeedItem>>, StoreError> {
+        .read(move |tx| -> Result<Option<Vec<T>>, StoreError> {
             if tx.player(player)?.is_none() {
                 return Ok(None);
             }
-            tx.feed_items(feed, player, before, limit).map(Some)
+            fetch(tx, before, limit).map(Some)
         })
         .await?
         .ok_or_else(|| ApiError::not_found("player"))?;
     let next = (items.len() == limit as usize)
-        .then(|| items.last().map(|i| encode_cursor(i.event_seq)))
+        .then(|| items.last().map(|i| encode_cursor(seq(i))))
         .flatten();
-    Ok((items.into_iter().map(feed_view).collect(), next))
+    Ok((items.into_iter().map(view).collect(), next))
+}
+
+/// An activity item: the event with a line the player can read.
+fn activity_view(ev: EventRecord) -> Value {
+    json!({
+        "event_seq": ev.seq,
+        "event_id": ev.event_id,
+        "event_type": ev.event_type,
+        "occurred_at": ev.occurred_at,
+        "data": {"summary": summary(&ev), "payload": ev.payload},
+    })
 }
 
 pub(super) async fn notifications(
@@ -178,7 +193,15 @@ pub(super) async fn notifications(
 ) -> ApiResult<Response> {
     let id = path_id(&id, "player")?;
     caller.require_or_self(Permission::PlayersRead, id)?;
-    let (items, next) = feed(&st, FEED_NOTIFICATIONS, id, p).await?;
+    let (items, next) = player_page(
+        &st,
+        id,
+        p,
+        move |tx, before, limit| tx.feed_items(FEED_NOTIFICATIONS, id, before, limit),
+        |i| i.event_seq,
+        feed_view,
+    )
+    .await?;
     Ok(axum::Json(json!({"notifications": items, "next_cursor": next})).into_response())
 }
 
@@ -190,33 +213,15 @@ pub(super) async fn activity(
 ) -> ApiResult<Response> {
     let id = path_id(&id, "player")?;
     caller.require_or_self(Permission::LoyaltyViewAll, id)?;
-    let limit = limit_param(p.limit)?;
-    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
-    let events = st
-        .store
-        .read(move |tx| -> Result<Option<Vec<EventRecord>>, StoreError> {
-            if tx.player(id)?.is_none() {
-                return Ok(None);
-            }
-            tx.activity_events(id, before, limit).map(Some)
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found("player"))?;
-    let next = (events.len() == limit as usize)
-        .then(|| events.last().map(|e| encode_cursor(e.seq)))
-        .flatten();
-    let items: Vec<Value> = events
-        .into_iter()
-        .map(|ev| {
-            json!({
-                "event_seq": ev.seq,
-                "event_id": ev.event_id,
-                "event_type": ev.event_type,
-                "occurred_at": ev.occurred_at,
-                "data": {"summary": summary(&ev), "payload": ev.payload},
-            })
-        })
-        .collect();
+    let (items, next) = player_page(
+        &st,
+        id,
+        p,
+        move |tx, before, limit| tx.activity_events(id, before, limit),
+        |e| e.seq,
+        activity_view,
+    )
+    .await?;
     Ok(axum::Json(json!({"activity": items, "next_cursor": next})).into_response())
 }
 
