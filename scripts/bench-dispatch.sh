@@ -25,14 +25,23 @@ run() { # label, extra serve flags...
     curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
     sleep 0.1
   done
+  local cpu0 cpu1
+  cpu0=$(cpu_ticks "$pid")
   "$BIN" bench --url "http://127.0.0.1:$PORT" --token "$token" --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN" \
     | tee "$work/$label.out" >&2
+  cpu1=$(cpu_ticks "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  # Server CPU per completion (each includes opening its slip): unlike
+  # throughput, it does not move with CPU steal on a shared machine.
+  awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" \
+    'NR==2 {printf "%.0f\n", t * 1e6 / hz / $3}' "$work/$label.out" >>"$work/$label.cpu"
   awk 'NR==2 {print $5}' "$work/$label.out"
 }
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
-: >"$work/with.all"; : >"$work/without.all"
+: >"$work/with.all"; : >"$work/without.all"; : >"$work/with.cpu"; : >"$work/without.cpu"
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r: with the dispatcher and all subscribers" >&2
   run with >>"$work/with.all"
@@ -47,3 +56,7 @@ echo "completions/s without, per round:         $(tr '\n' ' ' <"$work/without.al
 echo "median with dispatcher: $with"
 echo "median without:         $without"
 echo "ratio (with / without): $ratio"
+cpu_with=$(median <"$work/with.cpu")
+cpu_without=$(median <"$work/without.cpu")
+echo "server CPU µs per completion, median: with $cpu_with, without $cpu_without" \
+  "(with / without: $(awk -v a="$cpu_with" -v b="$cpu_without" 'BEGIN {printf "%.3f", a / b}'))"
