@@ -83,8 +83,11 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         require("PostgreSQL (LOYALTY_TEST_PG_URL)", false);
         return;
     };
-    // Activity on the embedded default.
-    let mut app = TestApp::spawn_with(&["--test-mode"]).await;
+    // Activity on the embedded default. The background retry of pending
+    // accruals is held off (10 min) on both nodes so the pending slip stays
+    // pending until this test recovers it on the new backend.
+    let flags = ["--test-mode", "--accrual-retry-interval-ms", "600000"];
+    let mut app = TestApp::spawn_with(&flags).await;
     assert!(matches!(app.storage, Storage::Dir(_)));
     let table = app.table().await;
     let (staff, token) = app.staff("supervisor").await;
@@ -174,7 +177,7 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         tempfile::tempdir().unwrap(),
         target,
         app.admin_token.clone(),
-        &["--test-mode"],
+        &flags,
     )
     .await;
     let after = snapshot(&moved, &players, &slips).await;
@@ -193,6 +196,7 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["loyalty"]["idempotent_replay"], false, "{}", r.text);
     // Subscribers go on writing on the new backend: serial ids continue
     // after the copied rows, so the next notification is stored, not
     // dead-lettered.

@@ -481,13 +481,13 @@ pub fn launch_with(
         None => Command::new(bin()),
     };
     let child = cmd
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--accrual-retry-interval-ms",
-            "200",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(if extra.contains(&"--accrual-retry-interval-ms") {
+            &[][..]
+        } else {
+            // Pending accruals are retried soon, unless a test says otherwise.
+            &["--accrual-retry-interval-ms", "200"][..]
+        })
         .args(storage.args())
         .args(match storage {
             // Many test servers share one PostgreSQL: keep each pool small.
