@@ -125,6 +125,20 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// Every permission, in the order of the DESIGN §3.7 table.
+    pub const ALL: [Permission; 10] = [
+        Permission::PlayersRead,
+        Permission::PlayersWrite,
+        Permission::TablesWrite,
+        Permission::RatingSlipWrite,
+        Permission::LoyaltyAward,
+        Permission::LoyaltyAdjust,
+        Permission::WalletEscrow,
+        Permission::LoyaltyViewAll,
+        Permission::AuditRead,
+        Permission::StaffAdmin,
+    ];
+
     /// The permission's name as DESIGN §3.7 writes it.
     pub fn as_str(self) -> &'static str {
         match self {

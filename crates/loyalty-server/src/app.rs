@@ -31,7 +31,19 @@ pub struct Settings {
     pub accrual_retry_interval_ms: u64,
     /// How long `Idempotency-Key` records are kept, hours (at least 24).
     pub idempotency_retention_hours: u32,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Most live event streams one token may hold open at once.
+    pub streams_per_token: usize,
+    /// Whether `/metrics` is served on the main listener (false when it has
+    /// its own, `--metrics-listen`).
+    pub metrics_on_main: bool,
 }
+
+/// Default of `--body-timeout-ms`, seconds.
+pub const BODY_TIMEOUT_S_DEFAULT: u64 = 30;
+/// Default of `--streams-per-token`.
+pub const STREAMS_PER_TOKEN_DEFAULT: usize = 4;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -43,6 +55,9 @@ impl Default for Settings {
             tiers: Arc::new(TierTable::default()),
             accrual_retry_interval_ms: 2_000,
             idempotency_retention_hours: 48,
+            body_timeout: std::time::Duration::from_secs(BODY_TIMEOUT_S_DEFAULT),
+            streams_per_token: STREAMS_PER_TOKEN_DEFAULT,
+            metrics_on_main: true,
         }
     }
 }
@@ -88,6 +103,13 @@ pub struct Inner {
     pub in_flight: Mutex<HashSet<(String, String)>>,
     /// Event dispatch: subscribers, live stream, relay.
     pub events: Arc<crate::events::EventHub>,
+    /// Failed authentications per client address.
+    pub auth_throttle: crate::auth::AuthThrottle,
+    /// Live event streams per token.
+    pub streams: crate::auth::StreamSlots,
+    /// Key that signs paging cursors: shared through the database by every
+    /// node (set at start); a random per-process key until then.
+    pub cursor_key: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -124,6 +146,9 @@ impl AppState {
             limiter,
             in_flight: Mutex::new(HashSet::new()),
             events: Arc::new(crate::events::EventHub::new(events)),
+            auth_throttle: crate::auth::AuthThrottle::default(),
+            streams: crate::auth::StreamSlots::default(),
+            cursor_key: std::sync::OnceLock::new(),
         }))
     }
 

@@ -1,14 +1,20 @@
 //! Bearer tokens and who the caller is.
 //!
 //! Tokens are 32 random bytes, shown once; only their SHA-256 is stored.
-//! Lookups are cached in memory (tokens are never re-assigned), bounded.
+//! Lookups are cached in memory for at most [`TOKEN_CACHE_TTL`] (so a token
+//! revoked on any node stops working within a second everywhere), bounded.
+//! Failed tokens are counted per client address ([`AuthThrottle`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use jiff::{SignedDuration, Timestamp};
 use loyalty_core::Permission;
 use loyalty_store::{Staff, StoreError, TokenSubject};
 use sha2::{Digest, Sha256};
@@ -96,24 +102,168 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// In-memory cache of token lookups.
+/// How long a cached token lookup is trusted. A token revoked on another
+/// node is refused here at most this long after (DESIGN §3.7: within one
+/// second on every node).
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_millis(500);
+
+/// In-memory cache of token lookups, each trusted for [`TOKEN_CACHE_TTL`].
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    map: Mutex<HashMap<String, Caller>>,
+    map: Mutex<HashMap<String, (Caller, Instant)>>,
 }
 
 impl TokenCache {
     fn get(&self, hash: &str) -> Option<Caller> {
-        self.map.lock().ok()?.get(hash).cloned()
+        let m = self.map.lock().ok()?;
+        let (caller, at) = m.get(hash)?;
+        (at.elapsed() < TOKEN_CACHE_TTL).then(|| caller.clone())
     }
     fn put(&self, hash: String, caller: Caller) {
         if let Ok(mut m) = self.map.lock() {
             if m.len() >= TOKEN_CACHE_MAX {
-                m.clear();
+                m.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE_TTL);
+                if m.len() >= TOKEN_CACHE_MAX {
+                    m.clear();
+                }
             }
-            m.insert(hash, caller);
+            m.insert(hash, (caller, Instant::now()));
         }
     }
+    /// Forgets every cached lookup (after a revocation on this node).
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.clear();
+        }
+    }
+}
+
+/// The client's address, set on each request by the server's accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Failed tokens from one address within [`AUTH_WINDOW`] beyond which every
+/// request from it that presents a token is refused until the window passes.
+pub const AUTH_FAILURES_MAX: usize = 20;
+/// The window of [`AUTH_FAILURES_MAX`], by the server clock.
+pub const AUTH_WINDOW: SignedDuration = SignedDuration::from_secs(60);
+/// Most client addresses tracked at once.
+pub const AUTH_ADDRESSES_MAX: usize = 100_000;
+
+/// Failed authentications per client address: the times of the latest
+/// `AUTH_FAILURES_MAX + 1` failures (a sliding window).
+#[derive(Debug, Default)]
+pub struct AuthThrottle {
+    map: Mutex<HashMap<IpAddr, VecDeque<Timestamp>>>,
+}
+
+impl AuthThrottle {
+    /// Seconds until `ip` may present a token again, if it may not now.
+    pub fn blocked(&self, ip: IpAddr, now: Timestamp) -> Option<u64> {
+        let m = self.map.lock().ok()?;
+        let times = m.get(&ip)?;
+        if times.len() <= AUTH_FAILURES_MAX {
+            return None;
+        }
+        let until = *times.front()? + AUTH_WINDOW;
+        let wait = until.duration_since(now);
+        (wait > SignedDuration::ZERO && now >= *times.back()?).then(|| {
+            u64::try_from((wait.as_millis() + 999) / 1000)
+                .unwrap_or(60)
+                .max(1)
+        })
+    }
+
+    /// Records a failure; returns the failures of `ip` within the window.
+    pub fn fail(&self, ip: IpAddr, now: Timestamp) -> usize {
+        let Ok(mut m) = self.map.lock() else {
+            return 0;
+        };
+        if m.len() >= AUTH_ADDRESSES_MAX && !m.contains_key(&ip) {
+            m.retain(|_, t| t.back().is_some_and(|last| now < *last + AUTH_WINDOW));
+            if m.len() >= AUTH_ADDRESSES_MAX {
+                m.clear();
+            }
+        }
+        let times = m.entry(ip).or_default();
+        // A clock set backwards (test mode) starts the window afresh.
+        if times.back().is_some_and(|last| now < *last) {
+            times.clear();
+        }
+        times.push_back(now);
+        while times.len() > AUTH_FAILURES_MAX + 1 {
+            times.pop_front();
+        }
+        while times
+            .front()
+            .is_some_and(|first| now >= *first + AUTH_WINDOW)
+        {
+            times.pop_front();
+        }
+        times.len()
+    }
+}
+
+/// Live event streams per token.
+#[derive(Debug, Default)]
+pub struct StreamSlots {
+    map: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// One live stream of a token; the slot is freed when dropped.
+#[derive(Debug)]
+pub struct StreamSlot {
+    map: Arc<Mutex<HashMap<String, usize>>>,
+    key: String,
+}
+
+impl StreamSlots {
+    /// Takes a slot for `key` if it holds fewer than `max`.
+    pub fn acquire(&self, key: &str, max: usize) -> Option<StreamSlot> {
+        let mut m = self.map.lock().ok()?;
+        let n = m.entry(key.to_string()).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            map: self.map.clone(),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock()
+            && let Some(n) = m.get_mut(&self.key)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The bearer token a request presents: `None` without an Authorization
+/// header, `Some(Err(reason))` when the header is not a usable bearer token.
+pub fn presented_token(headers: &HeaderMap) -> Option<Result<&str, &'static str>> {
+    let header = headers.get(AUTHORIZATION)?;
+    let Ok(value) = header.to_str() else {
+        return Some(Err("malformed_header"));
+    };
+    let Some(token) = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+    else {
+        return Some(Err("not_bearer"));
+    };
+    if token.is_empty() || token.len() > 200 {
+        return Some(Err("malformed_token"));
+    }
+    Some(Ok(token))
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -121,33 +271,63 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let unauthorized = || ApiError::new(Code::Unauthorized, "a valid bearer token is required");
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(unauthorized)?;
-        let value = header.to_str().map_err(|_| unauthorized())?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(unauthorized)?
-            .trim();
-        if token.is_empty() || token.len() > 200 {
-            return Err(unauthorized());
+        // No Authorization header: not a failed guess, just anonymous.
+        let presented = presented_token(&parts.headers).ok_or_else(unauthorized)?;
+        let ip = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+        let now = state.clock.now();
+        if let Some(ip) = ip
+            && let Some(wait) = state.auth_throttle.blocked(ip, now)
+        {
+            let mut e = ApiError::new(
+                Code::RateLimitExceeded,
+                "too many failed authentications from this address; retry later",
+            )
+            .with_details(serde_json::json!({"retry_after_seconds": wait}));
+            e.retry_after_s = Some(wait);
+            return Err(e);
         }
-        let hash = hash_token(token);
-        if let Some(c) = state.tokens.get(&hash) {
-            return Ok(c);
-        }
-        let h = hash.clone();
-        let caller = state
-            .store
-            .read(move |tx| -> Result<Option<Caller>, StoreError> {
-                Ok(match tx.token(&h)? {
-                    Some(TokenSubject::Staff(id)) => tx.staff(id)?.map(Caller::Staff),
-                    Some(TokenSubject::Player(id)) => Some(Caller::Player(id)),
-                    None => None,
-                })
-            })
-            .await?
-            .ok_or_else(unauthorized)?;
-        state.tokens.put(hash, caller.clone());
-        Ok(caller)
+        let outcome = match presented {
+            Err(reason) => Err(reason),
+            Ok(token) => lookup(state, hash_token(token)).await?,
+        };
+        outcome.map_err(|reason| {
+            let failures = ip.map(|ip| state.auth_throttle.fail(ip, now));
+            metrics::counter!("loyalty_auth_failures_total").increment(1);
+            tracing::warn!(
+                client = ip.map(tracing::field::display),
+                reason,
+                failures_in_window = failures,
+                "auth_failed"
+            );
+            unauthorized()
+        })
     }
+}
+
+/// Resolves a token hash through the cache or storage.
+async fn lookup(state: &AppState, hash: String) -> Result<Result<Caller, &'static str>, ApiError> {
+    if let Some(c) = state.tokens.get(&hash) {
+        return Ok(Ok(c));
+    }
+    let h = hash.clone();
+    let found = state
+        .store
+        .read(
+            move |tx| -> Result<Result<Caller, &'static str>, StoreError> {
+                Ok(match tx.token(&h)? {
+                    Some(TokenSubject::Staff(id)) => match tx.staff(id)? {
+                        Some(s) if s.disabled_at.is_none() => Ok(Caller::Staff(s)),
+                        Some(_) => Err("staff_disabled"),
+                        None => Err("unknown_token"),
+                    },
+                    Some(TokenSubject::Player(id)) => Ok(Caller::Player(id)),
+                    None => Err("unknown_token"),
+                })
+            },
+        )
+        .await?;
+    if let Ok(caller) = &found {
+        state.tokens.put(hash, caller.clone());
+    }
+    Ok(found)
 }

@@ -42,6 +42,16 @@ pub enum Code {
     IdempotencyKeyReused,
     /// 422: the escrow is not held.
     EscrowNotHeld,
+    /// 422: a balance, lifetime total or amount would leave ±(2^53 − 1).
+    PointsOutOfRange,
+    /// 408: the request body did not arrive within the body timeout.
+    RequestTimeout,
+    /// 413: the request body is larger than the limit.
+    PayloadTooLarge,
+    /// 415: a request body that is not `application/json`.
+    UnsupportedMediaType,
+    /// 431: the request's headers are larger than the limit.
+    HeadersTooLarge,
     /// 429: too many manual rewards; see `Retry-After`.
     RateLimitExceeded,
     /// 503: the shared rate limiter is unreachable.
@@ -72,6 +82,11 @@ impl Code {
             Code::InsufficientBalance => "INSUFFICIENT_BALANCE",
             Code::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Code::EscrowNotHeld => "ESCROW_NOT_HELD",
+            Code::PointsOutOfRange => "POINTS_OUT_OF_RANGE",
+            Code::RequestTimeout => "REQUEST_TIMEOUT",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Code::HeadersTooLarge => "HEADERS_TOO_LARGE",
             Code::RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
             Code::RateLimitUnavailable => "RATE_LIMIT_UNAVAILABLE",
             Code::Unavailable => "UNAVAILABLE",
@@ -95,7 +110,12 @@ impl Code {
             Code::RewardExceedsLimit
             | Code::InsufficientBalance
             | Code::IdempotencyKeyReused
-            | Code::EscrowNotHeld => StatusCode::UNPROCESSABLE_ENTITY,
+            | Code::EscrowNotHeld
+            | Code::PointsOutOfRange => StatusCode::UNPROCESSABLE_ENTITY,
+            Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Code::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Code::RateLimitUnavailable | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::PartialCompletion => StatusCode::ACCEPTED,
@@ -117,12 +137,26 @@ pub struct ApiError {
     pub retry_after_s: Option<u64>,
 }
 
+/// Most characters of a message an error answers with: messages may quote
+/// the offending input, and an error never echoes more of it than this.
+pub const MESSAGE_CHARS_MAX: usize = 200;
+/// Most characters of a field name in `details.field`.
+pub const FIELD_CHARS_MAX: usize = 100;
+
+/// `s` cut to `max` characters (marked with `…` when cut).
+pub fn bounded(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…", &s[..i]),
+    }
+}
+
 impl ApiError {
     /// An error with no details.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         ApiError {
             code,
-            message: message.into(),
+            message: bounded(&message.into(), MESSAGE_CHARS_MAX),
             details: json!({}),
             retry_after_s: None,
         }
@@ -131,7 +165,7 @@ impl ApiError {
     /// 400 naming the offending field.
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
         let mut e = ApiError::new(Code::ValidationError, message);
-        e.details = json!({ "field": field });
+        e.details = json!({ "field": bounded(field, FIELD_CHARS_MAX) });
         e
     }
 
@@ -193,6 +227,14 @@ impl From<OpError> for ApiError {
                 "the balance cannot go below zero",
             )
             .with_details(json!({"available": available, "requested": requested})),
+            OpError::PointsOutOfRange { field, value } => ApiError::new(
+                Code::PointsOutOfRange,
+                format!(
+                    "{field} would leave the range ±{} that every JSON client reads exactly; nothing was written",
+                    loyalty_store::ops::POINTS_ABS_MAX
+                ),
+            )
+            .with_details(json!({"field": field, "value": value.to_string(), "limit": loyalty_store::ops::POINTS_ABS_MAX})),
             OpError::IdempotencyKeyReused => ApiError::new(
                 Code::IdempotencyKeyReused,
                 "idempotency key was already used with a different request",
@@ -216,6 +258,17 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if self.code == Code::Unauthorized {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"loyalty\""),
+            );
+        }
+        if self.code == Code::RequestTimeout {
+            // The rest of the body may still be on its way: end the connection.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

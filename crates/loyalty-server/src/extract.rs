@@ -3,18 +3,33 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use loyalty_core::limits::BODY_BYTES_MAX;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::app::AppState;
+use crate::error::{ApiError, Code};
 
 /// A JSON body; any failure is 400 VALIDATION_ERROR naming the field.
 pub struct ApiJson<T>(pub T);
 
-/// Parses JSON bytes into `T`, naming the failing field.
+/// Parses JSON bytes into `T`, naming the failing field. The body is one
+/// JSON value and nothing after it but whitespace.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = parse_value(de)?;
+    de.end().map_err(|_| {
+        ApiError::validation("body", "must be one JSON value with nothing after it")
+    })?;
+    Ok(value)
+}
+
+fn parse_value<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let inner = e.inner().to_string();
         let mut field = e.path().to_string();
@@ -40,27 +55,79 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::validation("body", format!("unreadable body: {}", e.body_text()))
-        })?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         Ok(ApiJson(parse_json(&bytes)?))
     }
 }
 
-/// The raw body bytes, bounded by the body limit, as our error on failure.
+/// The raw body bytes: at most the body limit (413 beyond it), within the
+/// body timeout (408 after it), and `application/json` whenever there is a
+/// body (415 otherwise).
 pub struct RawBody(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for RawBody {
+/// Whether a `Content-Type` value names JSON (`application/json`, or a
+/// `+json` type, with any parameters).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            ApiError::validation("body", format!("unreadable body: {}", e.body_text()))
-        })?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        let limit = state.settings.body_timeout;
+        let read = tokio::time::timeout(limit, Bytes::from_request(req, state));
+        let bytes = match read.await {
+            Err(_) => {
+                tracing::warn!(
+                    timeout_ms = limit.as_millis() as u64,
+                    "request_body_timeout"
+                );
+                return Err(ApiError::new(
+                    Code::RequestTimeout,
+                    format!(
+                        "the request body did not arrive within {} ms",
+                        limit.as_millis()
+                    ),
+                ));
+            }
+            Ok(Err(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    Code::PayloadTooLarge,
+                    format!("a request body is at most {BODY_BYTES_MAX} bytes"),
+                )
+                .with_details(serde_json::json!({"limit_bytes": BODY_BYTES_MAX})));
+            }
+            Ok(Err(e)) => {
+                return Err(ApiError::validation(
+                    "body",
+                    format!("unreadable body: {}", e.body_text()),
+                ));
+            }
+            Ok(Ok(b)) => b,
+        };
+        if !bytes.is_empty() && !content_type.as_deref().is_some_and(is_json) {
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "a request body must be sent as Content-Type: application/json",
+            )
+            .with_details(serde_json::json!({"content_type": content_type.map(|c| crate::error::bounded(&c, 100))})));
+        }
         Ok(RawBody(bytes))
     }
 }

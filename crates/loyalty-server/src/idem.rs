@@ -154,13 +154,18 @@ where
                 return Ok((Outcome::Fresh(status, Vec::new(), extra), Some(value)));
             };
             let body = encode(&value)?;
+            // Secrets are shown once: the stored copy never holds them.
+            let stored = match redact_secrets(&value) {
+                Some(redacted) => encode(&redacted)?,
+                None => body.clone(),
+            };
             tx.insert_idempotency_record(
                 &k.scope,
                 &k.key,
                 &IdempotencyRecord {
                     fingerprint: k.fingerprint.clone(),
                     status: status.as_u16(),
-                    body: body.clone(),
+                    body: stored,
                     created_at: ctx.now,
                 },
             )?;
@@ -178,6 +183,29 @@ where
         state.events.poke();
     }
     out
+}
+
+/// Fields of a response that hold a secret shown once (DESIGN §3.7).
+pub const SECRET_FIELDS: &[&str] = &["token", "secret"];
+
+/// The response as it may be stored: each secret field set to null with
+/// `<field>_redacted: true`; `None` when the response holds no secret.
+pub fn redact_secrets(value: &Value) -> Option<Value> {
+    let obj = value.as_object()?;
+    if !SECRET_FIELDS
+        .iter()
+        .any(|f| obj.get(*f).is_some_and(|v| !v.is_null()))
+    {
+        return None;
+    }
+    let mut out = obj.clone();
+    for f in SECRET_FIELDS {
+        if out.get(*f).is_some_and(|v| !v.is_null()) {
+            out.insert((*f).to_string(), Value::Null);
+            out.insert(format!("{f}_redacted"), Value::Bool(true));
+        }
+    }
+    Some(Value::Object(out))
 }
 
 /// A JSON response from status and bytes.

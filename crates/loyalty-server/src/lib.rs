@@ -19,6 +19,7 @@ pub mod events;
 pub mod extract;
 pub mod http;
 pub mod idem;
+pub mod listen;
 pub mod metrics;
 pub mod ratelimit;
 pub mod serve;

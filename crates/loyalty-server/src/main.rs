@@ -165,6 +165,24 @@ struct ServeArgs {
     /// Players kept in the balance snapshot cache.
     #[arg(long, env = "LOYALTY_BALANCE_CACHE_ENTRIES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     balance_cache_entries: u64,
+    /// Request headers must arrive within this, ms (also the longest wait for the next request on a kept-alive connection).
+    #[arg(long, env = "LOYALTY_HEADER_TIMEOUT_MS", default_value_t = loyalty_server::listen::HEADER_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    header_timeout_ms: u64,
+    /// A request body must arrive within this, ms (else 408 and the connection closes).
+    #[arg(long, env = "LOYALTY_BODY_TIMEOUT_MS", default_value_t = loyalty_server::app::BODY_TIMEOUT_S_DEFAULT * 1000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    body_timeout_ms: u64,
+    /// A connection on which nothing moves for this long while no handler works is closed, ms.
+    #[arg(long, env = "LOYALTY_IDLE_TIMEOUT_MS", default_value_t = loyalty_server::listen::IDLE_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    idle_timeout_ms: u64,
+    /// Most open connections; one more is answered 429 and closed.
+    #[arg(long, env = "LOYALTY_MAX_CONNECTIONS", default_value_t = loyalty_server::listen::MAX_CONNECTIONS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Most live event streams (GET /v1/events/stream) one token may hold open.
+    #[arg(long, env = "LOYALTY_STREAMS_PER_TOKEN", default_value_t = loyalty_server::app::STREAMS_PER_TOKEN_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    streams_per_token: u64,
+    /// Serve /metrics on this address instead of the main listener (which then answers 404 there).
+    #[arg(long, env = "LOYALTY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Events buffered per live-stream connection before a slow client is disconnected.
     #[arg(long, env = "LOYALTY_STREAM_BUFFER_EVENTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     stream_buffer_events: u64,
@@ -237,6 +255,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 gaming_day_start_minute: a.gaming_day_start_minute,
                 accrual_retry_interval_ms: a.accrual_retry_interval_ms,
                 idempotency_retention_hours: a.idempotency_retention_hours,
+                body_timeout: Duration::from_millis(a.body_timeout_ms),
+                streams_per_token: usize::try_from(a.streams_per_token).unwrap_or(1),
                 ..Settings::default()
             };
             let cfg = ServeConfig {
@@ -259,6 +279,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     nats_url: a.nats_url,
                     ..loyalty_server::events::EventsConfig::default()
                 },
+                conn_limits: loyalty_server::listen::ConnLimits {
+                    header_timeout: Duration::from_millis(a.header_timeout_ms),
+                    idle_timeout: Duration::from_millis(a.idle_timeout_ms),
+                    max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+                },
+                metrics_listen: a.metrics_listen,
             };
             // Run the server as a task so every part of it is polled by the
             // worker threads, not by the thread blocked in `block_on`.

@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub redis_url: Option<String>,
     /// Event dispatch, live stream and NATS relay.
     pub events: crate::events::EventsConfig,
+    /// Bounds of every connection.
+    pub conn_limits: crate::listen::ConnLimits,
+    /// A separate listener for `/metrics` (then the main one answers 404 there).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Runs the server until Ctrl-C / SIGTERM.
@@ -88,17 +92,37 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         None => Arc::new(MemoryLimiter::new(cfg.reward_limit)),
     };
     crate::metrics::install();
-    let state = AppState::with_events(
-        store.clone(),
-        cfg.settings.clone(),
-        limiter,
-        cfg.events.clone(),
-    );
+    let mut settings = cfg.settings.clone();
+    settings.metrics_on_main = cfg.metrics_listen.is_none();
+    let state = AppState::with_events(store.clone(), settings, limiter, cfg.events.clone());
+    // The key that signs paging cursors, shared by every node on the database.
+    let mut candidate = [0u8; 32];
+    getrandom::fill(&mut candidate).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let candidate = crate::auth::hex(&candidate);
+    let now = state.clock.now();
+    let key = store
+        .write(move |tx| tx.server_key("cursor_hmac", &candidate, now))
+        .await
+        .context("cannot read the server key")?;
+    let _ = state.cursor_key.set(key.into_bytes());
     let app = crate::http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    if let Some(metrics_addr) = cfg.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("cannot listen on {metrics_addr} for metrics"))?;
+        let bound = metrics_listener.local_addr()?;
+        tracing::info!(addr = %bound, "metrics_listening");
+        tokio::spawn(crate::listen::serve(
+            metrics_listener,
+            crate::http::metrics_router(state.clone()),
+            cfg.conn_limits,
+            shutdown_signal(),
+        ));
+    }
     tracing::info!(addr = %addr, storage = %store.describe(), test_mode = cfg.settings.test_mode, "listening");
     // Follow the shared database clock before serving (no-op for SQLite).
     if let Err(e) = crate::clock::sync_once(&state.clock, &state.store).await {
@@ -114,10 +138,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .context("cannot start event dispatch")?;
     tokio::spawn(crate::background::retry_pending_accruals(state.clone()));
     tokio::spawn(crate::background::purge_idempotency_records(state.clone()));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server failed")?;
+    crate::listen::serve(listener, app, cfg.conn_limits, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }

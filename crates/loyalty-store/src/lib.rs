@@ -63,8 +63,26 @@ pub trait Tx {
         subject: TokenSubject,
         at: jiff::Timestamp,
     ) -> StoreResult<()>;
-    /// Looks a token hash up.
+    /// Looks a token hash up; a revoked token is not found.
     fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>>;
+    /// Revokes one token; false if there is no such live token.
+    fn revoke_token(&mut self, hash: &str, at: jiff::Timestamp) -> StoreResult<bool>;
+    /// Revokes every live token of a subject; returns how many.
+    fn revoke_subject_tokens(
+        &mut self,
+        subject: TokenSubject,
+        at: jiff::Timestamp,
+    ) -> StoreResult<u64>;
+    /// Marks a staff member disabled (the first time only); false if no such staff.
+    fn disable_staff(&mut self, id: Uuid, at: jiff::Timestamp) -> StoreResult<bool>;
+    /// The server key `name`: stores `candidate` if there is none yet, and
+    /// returns the stored one (so every process on the database agrees).
+    fn server_key(
+        &mut self,
+        name: &str,
+        candidate: &str,
+        at: jiff::Timestamp,
+    ) -> StoreResult<String>;
 
     /// Inserts a player; `Conflict` if the card number is taken.
     fn insert_player(&mut self, player: &Player) -> StoreResult<()>;

@@ -17,6 +17,8 @@ pub struct Staff {
     pub role: Role,
     /// When created.
     pub created_at: Timestamp,
+    /// When disabled (every token of a disabled staff member is refused).
+    pub disabled_at: Option<Timestamp>,
 }
 
 /// Whom a bearer token stands for.

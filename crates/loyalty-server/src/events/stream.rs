@@ -107,6 +107,22 @@ pub async fn stream(
         }
     };
     let event_type = event_type_param(p.event_type)?;
+    // One token holds at most `streams_per_token` live streams (a leaked or
+    // misbehaving client cannot pin the server's connections).
+    let max = st.settings.streams_per_token;
+    let key = match crate::auth::presented_token(&headers) {
+        Some(Ok(token)) => crate::auth::hash_token(token),
+        _ => caller.scope_id(),
+    };
+    let slot = st.streams.acquire(&key, max).ok_or_else(|| {
+        let mut e = ApiError::new(
+            crate::error::Code::RateLimitExceeded,
+            format!("this token already has {max} live event streams; close one first"),
+        )
+        .with_details(serde_json::json!({"streams_per_token": max, "retry_after_seconds": 1}));
+        e.retry_after_s = Some(1);
+        e
+    })?;
     let after = match headers.get("last-event-id") {
         Some(v) => v
             .to_str()
@@ -145,11 +161,14 @@ pub async fn stream(
     ));
     // A slow client's stream ends with an error, so the connection is closed
     // rather than finished as if the stream were complete.
-    let end = futures_util::stream::once(async move { aborted.load(Ordering::SeqCst) }).filter_map(
-        |aborted| async move {
-            aborted.then(|| Err(std::io::Error::other("client too slow; disconnected")))
-        },
-    );
+    let end = futures_util::stream::once(async move {
+        // The slot is freed when the body ends or is dropped.
+        let _slot = slot;
+        aborted.load(Ordering::SeqCst)
+    })
+    .filter_map(|aborted| async move {
+        aborted.then(|| Err(std::io::Error::other("client too slow; disconnected")))
+    });
     let body = ReceiverStream::new(rx)
         .map(Ok::<Event, std::io::Error>)
         .chain(end);

@@ -91,8 +91,10 @@ pub(super) struct ClockBody {
 
 pub(super) async fn set_clock(
     State(st): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<ClockBody>,
 ) -> ApiResult<Response> {
+    caller.require(Permission::StaffAdmin)?;
     let to = body.now;
     st.store
         .write(move |tx| tx.set_test_clock(to))
@@ -112,8 +114,10 @@ pub(super) struct FaultsBody {
 
 pub(super) async fn set_faults(
     State(st): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<FaultsBody>,
 ) -> ApiResult<Response> {
+    caller.require(Permission::StaffAdmin)?;
     if body.loyalty_accrual.is_none() && body.failing_subscribers.is_none() {
         return Err(ApiError::validation(
             "loyalty_accrual",

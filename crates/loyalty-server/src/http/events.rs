@@ -127,10 +127,14 @@ pub(super) async fn alerts(
 ) -> ApiResult<Response> {
     caller.require(Permission::AuditRead)?;
     let limit = limit_param(p.limit)?;
-    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let before = p
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(&st, c))
+        .transpose()?;
     let rows = st.store.read(move |tx| tx.alerts(before, limit)).await?;
     let next = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|(seq, _)| encode_cursor(*seq)))
+        .then(|| rows.last().map(|(seq, _)| encode_cursor(&st, *seq)))
         .flatten();
     let alerts: Vec<Value> = rows.into_iter().map(|(_, a)| json!(a)).collect();
     Ok(axum::Json(json!({"alerts": alerts, "next_cursor": next})).into_response())
@@ -157,7 +161,11 @@ async fn player_page<T: Send + 'static>(
     view: fn(T) -> Value,
 ) -> ApiResult<(Vec<Value>, Option<String>)> {
     let limit = limit_param(p.limit)?;
-    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let before = p
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(st, c))
+        .transpose()?;
     let items = st
         .store
         .read(move |tx| -> Result<Option<Vec<T>>, StoreError> {
@@ -169,7 +177,7 @@ async fn player_page<T: Send + 'static>(
         .await?
         .ok_or_else(|| ApiError::not_found("player"))?;
     let next = (items.len() == limit as usize)
-        .then(|| items.last().map(|i| encode_cursor(seq(i))))
+        .then(|| items.last().map(|i| encode_cursor(st, seq(i))))
         .flatten();
     Ok((items.into_iter().map(view).collect(), next))
 }

@@ -21,6 +21,8 @@ use crate::extract::ApiQuery;
 pub const EXPORT_PAGE_ENTRIES: u32 = 1000;
 
 /// Columns of the CSV export, in order (the ledger entry's fields).
+/// Text cells a spreadsheet would run as a formula (a leading `=`, `+`, `-`,
+/// `@`, tab or carriage return) are prefixed with `'`.
 pub const CSV_COLUMNS: &[&str] = &[
     "id",
     "player_id",
@@ -55,6 +57,25 @@ pub(super) struct ExportParams {
     from: Option<String>,
     to: Option<String>,
     format: Option<String>,
+}
+
+/// Whether a spreadsheet would run a cell starting like `v` as a formula.
+fn formula_like(v: &str) -> bool {
+    v.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// Column indexes of [`CSV_COLUMNS`] that hold numbers: they stay numbers
+/// (a negative points change is not a formula). Every other column is text.
+const NUMERIC_COLUMNS: &[usize] = &[4, 10, 11, 14];
+
+/// Writes a text cell, prefixing `'` to one a spreadsheet would run as a
+/// formula (CSV injection), then quoting as RFC 4180 needs.
+fn csv_text(out: &mut String, v: &str) {
+    if formula_like(v) {
+        csv_field(out, &format!("'{v}"));
+    } else {
+        csv_field(out, v);
+    }
 }
 
 fn csv_field(out: &mut String, v: &str) {
@@ -97,7 +118,11 @@ pub fn csv_line(e: &LedgerEntry) -> String {
         if i > 0 {
             line.push(',');
         }
-        csv_field(&mut line, v);
+        if NUMERIC_COLUMNS.contains(&i) {
+            csv_field(&mut line, v);
+        } else {
+            csv_text(&mut line, v);
+        }
     }
     line.push_str("\r\n");
     line
@@ -216,5 +241,49 @@ pub(super) async fn ledger(
     };
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if format == Format::Csv {
+        resp.headers_mut().insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"ledger.csv\""),
+        );
+    }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CSV_COLUMNS, NUMERIC_COLUMNS, csv_text, formula_like};
+
+    #[test]
+    fn the_numeric_columns_are_the_point_columns() {
+        let named: Vec<&str> = NUMERIC_COLUMNS.iter().map(|i| CSV_COLUMNS[*i]).collect();
+        assert_eq!(
+            named,
+            [
+                "points_change",
+                "balance_before",
+                "balance_after",
+                "lifetime_after"
+            ]
+        );
+    }
+
+    #[test]
+    fn text_cells_that_a_spreadsheet_would_run_are_prefixed() {
+        for v in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(formula_like(v), "{v:?}");
+            let mut out = String::new();
+            csv_text(&mut out, v);
+            assert!(
+                out.trim_start_matches('"').starts_with('\''),
+                "{v:?} → {out:?}"
+            );
+        }
+        for v in ["Ann", "1", "", "a=b"] {
+            assert!(!formula_like(v), "{v:?}");
+            let mut out = String::new();
+            csv_text(&mut out, v);
+            assert_eq!(out, v);
+        }
+    }
 }

@@ -2,13 +2,14 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, KeyInit, Mac};
 use jiff::Timestamp;
 use loyalty_core::limits::{PAGE_DEFAULT, PAGE_MAX};
 use loyalty_core::{Permission, TransactionType};
 use loyalty_store::{EntryQuery, LedgerEntry, StoreError};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -53,28 +54,50 @@ pub(super) struct LedgerParams {
     player_id: Option<String>,
 }
 
-const CURSOR_TAG: &[u8] = b"loyalty-ledger-cursor-v1";
+const CURSOR_TAG: &[u8] = b"loyalty-ledger-cursor-v2";
+/// Bytes of the cursor's signature (a truncated HMAC-SHA-256).
+const CURSOR_MAC_BYTES: usize = 12;
 
-fn cursor_check(seq: i64) -> String {
-    let mut h = Sha256::new();
-    h.update(CURSOR_TAG);
-    h.update(seq.to_be_bytes());
-    hex(&h.finalize()[..6])
+/// The key that signs cursors: the one shared through the database (set at
+/// start), else a random key for this process.
+fn cursor_key(st: &AppState) -> &[u8] {
+    st.cursor_key.get_or_init(|| {
+        let mut k = [0u8; 32];
+        // Without randomness cursors are unforgeable only as long as the
+        // process is unknown; `serve` always sets the shared key first.
+        let _ = getrandom::fill(&mut k);
+        k.to_vec()
+    })
 }
 
-/// The opaque cursor pointing after `seq`.
-pub(crate) fn encode_cursor(seq: i64) -> String {
-    format!("{seq:016x}{}", cursor_check(seq))
+fn cursor_mac(st: &AppState, seq: i64) -> Hmac<Sha256> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(cursor_key(st))
+        .expect("HMAC accepts keys of any length");
+    mac.update(CURSOR_TAG);
+    mac.update(&seq.to_be_bytes());
+    mac
 }
 
-/// Decodes a cursor this server issued; anything else is 400.
-pub(crate) fn decode_cursor(s: &str) -> ApiResult<i64> {
+/// The opaque cursor pointing after `seq`, signed with the server key.
+pub(crate) fn encode_cursor(st: &AppState, seq: i64) -> String {
+    let tag = cursor_mac(st, seq).finalize().into_bytes();
+    format!("{seq:016x}{}", hex(&tag[..CURSOR_MAC_BYTES]))
+}
+
+/// Decodes a cursor this server (or another node on the same database)
+/// issued; anything else — a forged or altered one included — is 400.
+pub(crate) fn decode_cursor(st: &AppState, s: &str) -> ApiResult<i64> {
     let bad = || ApiError::validation("cursor", "not a cursor this server issued");
-    if s.len() != 28 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.len() != 16 + 2 * CURSOR_MAC_BYTES || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(bad());
     }
     let seq = i64::from_str_radix(&s[..16], 16).map_err(|_| bad())?;
-    if seq <= 0 || cursor_check(seq) != s[16..] {
+    let tag: Vec<u8> = (16..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    if seq <= 0 || cursor_mac(st, seq).verify_truncated_left(&tag).is_err() {
         return Err(bad());
     }
     Ok(seq)
@@ -93,7 +116,7 @@ fn uuid_param(field: &str, v: Option<String>) -> ApiResult<Option<Uuid>> {
         .transpose()
 }
 
-fn build_query(p: LedgerParams) -> ApiResult<EntryQuery> {
+fn build_query(st: &AppState, p: LedgerParams) -> ApiResult<EntryQuery> {
     let limit = p.limit.unwrap_or(PAGE_DEFAULT);
     if !(1..=PAGE_MAX).contains(&limit) {
         return Err(ApiError::validation(
@@ -123,7 +146,11 @@ fn build_query(p: LedgerParams) -> ApiResult<EntryQuery> {
         transaction_type,
         from: time_param("from", p.from)?,
         to: time_param("to", p.to)?,
-        before_seq: p.cursor.as_deref().map(decode_cursor).transpose()?,
+        before_seq: p
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor(st, c))
+            .transpose()?,
         limit,
     })
 }
@@ -140,7 +167,7 @@ async fn page(st: &AppState, q: EntryQuery) -> ApiResult<Response> {
     let more = entries.len() > limit;
     entries.truncate(limit);
     let next_cursor = more
-        .then(|| entries.last().map(|e| encode_cursor(e.seq)))
+        .then(|| entries.last().map(|e| encode_cursor(st, e.seq)))
         .flatten();
     Ok(axum::Json(json!({"entries": entries, "next_cursor": next_cursor})).into_response())
 }
@@ -153,7 +180,7 @@ pub(super) async fn player_ledger(
 ) -> ApiResult<Response> {
     let id = path_id(&id, "player")?;
     caller.require_or_self(Permission::LoyaltyViewAll, id)?;
-    let mut q = build_query(params)?;
+    let mut q = build_query(&st, params)?;
     q.player_id = Some(id);
     let exists = st.store.read(move |tx| tx.player(id)).await?.is_some();
     if !exists {
@@ -168,6 +195,6 @@ pub(super) async fn audit_search(
     ApiQuery(params): ApiQuery<LedgerParams>,
 ) -> ApiResult<Response> {
     caller.require(Permission::LoyaltyViewAll)?;
-    let q = build_query(params)?;
+    let q = build_query(&st, params)?;
     page(&st, q).await
 }

@@ -69,6 +69,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/exports/ledger"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/v1/me"),
+    ("DELETE", "/v1/me/token"),
+    ("POST", "/v1/staff/{id}/disable"),
+    ("DELETE", "/v1/players/{id}/tokens"),
     ("PUT", "/v1/test/clock"),
     ("PUT", "/v1/test/faults"),
 ];
@@ -153,11 +157,18 @@ pub fn router(state: AppState) -> Router {
         events::notifications,
     )
     .add("GET", "/v1/players/{id}/activity", events::activity)
-    .add("GET", "/metrics", events::metrics)
+    .add("GET", "/v1/me", me)
+    .add("DELETE", "/v1/me/token", revoke_own_token)
+    .add("POST", "/v1/staff/{id}/disable", disable_staff)
+    .add("DELETE", "/v1/players/{id}/tokens", revoke_player_tokens)
     .add("POST", "/v1/admin/verify", admin::verify)
     .add("GET", "/v1/exports/ledger", export::ledger)
     .add("GET", "/healthz", healthz)
     .add("GET", "/readyz", readyz);
+    let metrics_on_main = state.settings.metrics_on_main;
+    if metrics_on_main {
+        v1 = v1.add("GET", "/metrics", events::metrics);
+    }
     if test_mode {
         v1 = v1.add("PUT", "/v1/test/clock", admin::set_clock).add(
             "PUT",
@@ -166,7 +177,8 @@ pub fn router(state: AppState) -> Router {
         );
     }
     for route in ROUTES {
-        let expected = test_mode || !is_test_mode_route(route.1);
+        let expected = (test_mode || !is_test_mode_route(route.1))
+            && (metrics_on_main || route.1 != "/metrics");
         assert_eq!(
             v1.added.contains(route),
             expected,
@@ -179,8 +191,62 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn(header_limit))
         .layer(axum::middleware::from_fn(crate::correlation::layer))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Most bytes of request line and headers the application accepts; larger
+/// requests get 431 with the envelope. (Beyond hyper's own buffer, about
+/// 400 KiB, or 100 headers, hyper answers 431 itself, without a body.)
+pub const HEADER_BYTES_MAX: usize = 16 * 1024;
+
+async fn header_limit(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let size = req.uri().to_string().len()
+        + req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > HEADER_BYTES_MAX {
+        return ApiError::new(
+            Code::HeadersTooLarge,
+            format!("the request line and headers are at most {HEADER_BYTES_MAX} bytes"),
+        )
+        .with_details(json!({"limit_bytes": HEADER_BYTES_MAX}))
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The router of `--metrics-listen`: `/metrics` alone.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(events::metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(crate::correlation::layer))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+/// Headers on every response (DESIGN §5): no content sniffing anywhere, no
+/// caching of anything under `/v1`.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let v1 = req.uri().path().starts_with("/v1/");
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    if v1 {
+        h.insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
+    resp
 }
 
 async fn not_found() -> ApiError {
@@ -222,7 +288,41 @@ pub(crate) fn text(field: &str, value: &str, min: usize, max: usize) -> ApiResul
             "must not contain control characters",
         ));
     }
+    if let Some(c) = v.chars().find(|c| FORBIDDEN_FORMAT_CHARS.contains(c)) {
+        return Err(ApiError::validation(
+            field,
+            format!(
+                "must not contain bidirectional controls or zero-width spaces (U+{:04X})",
+                u32::from(c)
+            ),
+        ));
+    }
+    if !v.chars().any(is_visible) {
+        return Err(ApiError::validation(
+            field,
+            "must contain at least one visible character",
+        ));
+    }
     Ok(v.to_string())
+}
+
+/// Characters no text field may contain: the bidirectional embeddings,
+/// overrides and isolates (which make a name display as another), zero-width
+/// spaces and word joiners. The zero-width joiner and non-joiner (U+200D,
+/// U+200C) stay allowed: Persian and Indic names and emoji need them.
+const FORBIDDEN_FORMAT_CHARS: &[char] = &[
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200B}', '\u{2060}', '\u{FEFF}', '\u{200E}', '\u{200F}',
+];
+
+/// Whether `c` shows something: not white space and not one of the
+/// characters that render as nothing (joiners, fillers, variation selectors).
+fn is_visible(c: char) -> bool {
+    !c.is_whitespace()
+        && !matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+            | '\u{180E}' | '\u{200C}' | '\u{200D}' | '\u{2061}'..='\u{2064}' | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}' | '\u{FFA0}' | '\u{E0100}'..='\u{E01EF}')
 }
 
 /// Checks an exact decimal is within `[min, max]` with few decimal places.
@@ -342,7 +442,10 @@ async fn create_player_token(
     Path(id): Path<String>,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
+    // A player token reads the player's ledger: only staff who may read it
+    // may issue one (DESIGN §3.7).
     caller.require(Permission::PlayersWrite)?;
+    caller.require(Permission::LoyaltyViewAll)?;
     let id = path_id(&id, "player")?;
     let path = format!("/v1/players/{id}/tokens");
     let key = idem::parse(&headers, &caller, "create_player_token", &path, &body)?;
@@ -357,6 +460,109 @@ async fn create_player_token(
         ))
     })
     .await?;
+    Ok(out.into_response())
+}
+
+async fn revoke_player_tokens(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.require(Permission::PlayersWrite)?;
+    let staff = caller.require(Permission::LoyaltyViewAll)?.id;
+    let id = path_id(&id, "player")?;
+    let ctx = st.op_ctx(Some(&caller), None);
+    let revoked = st
+        .store
+        .write(move |tx| ops::revoke_player_tokens(tx, &ctx, id))
+        .await?;
+    st.events.poke();
+    st.tokens.clear();
+    tracing::info!(player_id = %id, staff_id = %staff, revoked, "player_tokens_revoked");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---------------------------------------------------------------- the caller
+
+async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let body = match &caller {
+        Caller::Staff(s) => {
+            let permissions: Vec<&str> = Permission::ALL
+                .into_iter()
+                .filter(|p| s.role.allows(*p))
+                .map(Permission::as_str)
+                .collect();
+            json!({"kind": "staff", "id": s.id, "name": s.name, "role": s.role,
+                   "permissions": permissions})
+        }
+        Caller::Player(id) => {
+            let id = *id;
+            let player = st
+                .store
+                .read(move |tx| tx.player(id))
+                .await?
+                .ok_or_else(|| ApiError::not_found("player"))?;
+            json!({"kind": "player", "id": player.id, "name": player.display_name,
+                   "role": null, "permissions": []})
+        }
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn revoke_own_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Some(Ok(token)) = crate::auth::presented_token(&headers) else {
+        return Err(ApiError::new(
+            Code::Unauthorized,
+            "a valid bearer token is required",
+        ));
+    };
+    let hash = hash_token(token);
+    let subject = match &caller {
+        Caller::Staff(s) => loyalty_store::TokenSubject::Staff(s.id),
+        Caller::Player(p) => loyalty_store::TokenSubject::Player(*p),
+    };
+    let ctx = st.op_ctx(Some(&caller), None);
+    st.store
+        .write(move |tx| ops::revoke_token(tx, &ctx, &hash, subject))
+        .await?;
+    st.events.poke();
+    st.tokens.clear();
+    tracing::info!(caller = %caller.scope_id(), "token_revoked");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn disable_staff(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    let admin = caller.require(Permission::StaffAdmin)?.id;
+    let id = path_id(&id, "staff member")?;
+    if id == admin {
+        return Err(ApiError::new(
+            Code::Conflict,
+            "an administrator cannot disable themself; another administrator must",
+        ));
+    }
+    let path = format!("/v1/staff/{id}/disable");
+    let key = idem::parse(&headers, &caller, "disable_staff", &path, &body)?;
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        let staff = ops::disable_staff(tx, ctx, id)?;
+        let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
+                          "created_at": staff.created_at, "disabled": true,
+                          "disabled_at": staff.disabled_at});
+        Ok((StatusCode::OK, body, ()))
+    })
+    .await?;
+    st.tokens.clear();
+    tracing::warn!(staff_id = %id, by_staff_id = %admin, "staff_disabled");
     Ok(out.into_response())
 }
 

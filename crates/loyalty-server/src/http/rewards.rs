@@ -45,12 +45,14 @@ fn entry_body(entry: &LedgerEntry, replay: bool) -> Value {
 }
 
 /// The deterministic key of a reward without `reward_id`: a hash of player,
-/// staff, points, reason and gaming day.
+/// staff, points, reason, rating slip and gaming day (DESIGN §3.3), so the
+/// same reward for two slips on one gaming day is two rewards.
 fn derived_key(
     player: Uuid,
     staff: Uuid,
     points: i64,
     reason: &str,
+    slip: Option<Uuid>,
     day: jiff::civil::Date,
 ) -> String {
     let mut h = Sha256::new();
@@ -62,6 +64,12 @@ fn derived_key(
         day.to_string(),
     ] {
         h.update(part.as_bytes());
+        h.update([0x1f]);
+    }
+    // Rewards without a slip keep the key they always had.
+    if let Some(slip) = slip {
+        h.update(b"slip:");
+        h.update(slip.to_string().as_bytes());
         h.update([0x1f]);
     }
     format!("manual:{}", hex(&h.finalize()))
@@ -135,6 +143,7 @@ pub(super) async fn manual_reward(
             staff.id,
             input.points,
             &reason,
+            input.rating_slip_id,
             st.gaming_day(now),
         ),
     };

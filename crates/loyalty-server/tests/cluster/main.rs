@@ -12,3 +12,4 @@ mod servers;
 mod migrate;
 mod nodes;
 mod outages;
+mod revocation;

@@ -425,7 +425,7 @@ impl TestApp {
         let r = self
             .send(
                 reqwest::Method::PUT,
-                None,
+                Some(&self.admin_token),
                 "/v1/test/clock",
                 Some(json!({"now": rfc3339})),
                 &[],
@@ -439,7 +439,7 @@ impl TestApp {
         let r = self
             .send(
                 reqwest::Method::PUT,
-                None,
+                Some(&self.admin_token),
                 "/v1/test/faults",
                 Some(json!({"loyalty_accrual": v})),
                 &[],

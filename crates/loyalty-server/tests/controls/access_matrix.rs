@@ -65,6 +65,10 @@ enum Access {
     Staff(&'static str),
     /// Staff holding the permission, or the player themself.
     StaffOrSelf(&'static str),
+    /// Staff holding both permissions.
+    StaffBoth(&'static str, &'static str),
+    /// Any valid token, staff or player.
+    AnyToken,
 }
 
 struct Row {
@@ -83,21 +87,30 @@ const fn row(method: &'static str, path: &'static str, access: Access, success: 
     }
 }
 
-use Access::{Public, Staff, StaffOrSelf};
+use Access::{AnyToken, Public, Staff, StaffBoth, StaffOrSelf};
 
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 33] = [
+const ROWS: [Row; 37] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
     row(
         "POST",
         "/v1/players/{id}/tokens",
-        Staff("players:write"),
+        StaffBoth("players:write", "loyalty:view_all"),
         201,
     ),
+    row(
+        "DELETE",
+        "/v1/players/{id}/tokens",
+        StaffBoth("players:write", "loyalty:view_all"),
+        204,
+    ),
+    row("GET", "/v1/me", AnyToken, 200),
+    row("DELETE", "/v1/me/token", AnyToken, 204),
+    row("POST", "/v1/staff/{id}/disable", Staff("staff:admin"), 200),
     row(
         "GET",
         "/v1/players/{id}/loyalty",
@@ -180,8 +193,8 @@ const ROWS: [Row; 33] = [
     row("POST", "/v1/admin/verify", Staff("audit:read"), 200),
     row("GET", "/healthz", Public, 200),
     row("GET", "/readyz", Public, 200),
-    row("PUT", "/v1/test/clock", Public, 200),
-    row("PUT", "/v1/test/faults", Public, 200),
+    row("PUT", "/v1/test/clock", Staff("staff:admin"), 200),
+    row("PUT", "/v1/test/faults", Staff("staff:admin"), 200),
 ];
 
 fn role_has(role: usize, permission: &str) -> bool {
@@ -196,6 +209,15 @@ fn expected(r: &Row, who: Who) -> u16 {
     match (r.access, who) {
         (Public, _) => r.success,
         (_, Who::Anonymous) => 401,
+        (AnyToken, _) => r.success,
+        (StaffBoth(..), Who::Player) => 403,
+        (StaffBoth(p, q), Who::Role(i)) => {
+            if role_has(i, p) && role_has(i, q) {
+                r.success
+            } else {
+                403
+            }
+        }
         (StaffOrSelf(_), Who::Player) => r.success,
         (Staff(_), Who::Player) => 403,
         (Staff(p) | StaffOrSelf(p), Who::Role(i)) => {
@@ -272,6 +294,17 @@ async fn request(
             | "/v1/players/{id}/activity",
         ) => (with_player, None),
         ("POST", "/v1/players/{id}/tokens") => (with_player, Some(json!({}))),
+        // Another player's tokens: the fixture player's token is a caller.
+        ("DELETE", "/v1/players/{id}/tokens") => {
+            let other = app.player().await;
+            mint_player_token(app, &other).await;
+            (r.path.replace("{id}", &other), None)
+        }
+        ("GET", "/v1/me") | ("DELETE", "/v1/me/token") => (r.path.into(), None),
+        ("POST", "/v1/staff/{id}/disable") => {
+            let (target, _) = app.staff("cashier").await;
+            (r.path.replace("{id}", &target), Some(json!({})))
+        }
         ("POST", "/v1/tables") => (
             r.path.into(),
             Some(
@@ -340,7 +373,7 @@ async fn dead_letter_id(app: &TestApp) -> String {
         let r = send(
             app,
             Method::PUT,
-            None,
+            Some(&app.admin_token),
             "/v1/test/faults",
             Some(&json!({"failing_subscribers": names}).to_string()),
             &[],
@@ -363,6 +396,19 @@ async fn dead_letter_id(app: &TestApp) -> String {
     };
     faults(json!([])).await;
     id
+}
+
+/// A new token for `player`, issued by the admin.
+async fn mint_player_token(app: &TestApp, player: &str) -> String {
+    let r = app
+        .post(
+            &app.admin_token,
+            &format!("/v1/players/{player}/tokens"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["token"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -423,11 +469,20 @@ async fn every_route_answers_every_caller_as_design_section_3_7_says() {
         table_md.push_str(&format!("| {} | `{}` |", r.method, r.path));
         for who in CALLERS {
             n += 1;
-            let (token, staff_id) = match who {
-                Who::Role(i) => (Some(staff[i].1.as_str()), staff[i].0.as_str()),
-                Who::Player => (Some(player_token.as_str()), staff[0].0.as_str()),
+            let (mut token, staff_id) = match who {
+                Who::Role(i) => (Some(staff[i].1.clone()), staff[i].0.as_str()),
+                Who::Player => (Some(player_token.clone()), staff[0].0.as_str()),
                 Who::Anonymous => (None, staff[0].0.as_str()),
             };
+            // Revoking the caller's own token: a token minted for this cell.
+            if (r.method, r.path) == ("DELETE", "/v1/me/token") {
+                token = match who {
+                    Who::Role(i) => Some(app.staff(ROLES[i]).await.1),
+                    Who::Player => Some(mint_player_token(&app, &fx.player).await),
+                    Who::Anonymous => None,
+                };
+            }
+            let token = token.as_deref();
             let (path, body) = request(&app, &fx, r, staff_id, n).await;
             let method = Method::from_bytes(r.method.as_bytes()).unwrap();
             let body = body.map(|b| b.to_string());

@@ -355,9 +355,51 @@ async fn malformed_reward_requests_are_4xx_with_a_code_and_write_nothing() {
                 "10",
                 &format!(r#","pad":"{}""#, "x".repeat(70_000)),
             ),
+            413,
+            "PAYLOAD_TOO_LARGE",
+            None,
+        ),
+        // issue 9: one JSON value and nothing after it; names and reasons
+        // without invisible or direction-changing characters
+        case(
+            "trailing data after the body",
+            PitBoss,
+            format!("{} xyz", raw(PitBoss, "10", "")),
             400,
             V,
             Some("body"),
+        ),
+        case(
+            "two concatenated bodies",
+            PitBoss,
+            format!("{0}{0}", raw(PitBoss, "10", "")),
+            400,
+            V,
+            Some("body"),
+        ),
+        case(
+            "a reason with a right-to-left override",
+            PitBoss,
+            with(PitBoss, "reason", json!("comp for \u{202E}regnid eht")),
+            400,
+            V,
+            Some("reason"),
+        ),
+        case(
+            "a reason with a zero-width space",
+            PitBoss,
+            with(PitBoss, "reason", json!("comp for\u{200B} the dinner")),
+            400,
+            V,
+            Some("reason"),
+        ),
+        case(
+            "60 KB of text where points go",
+            PitBoss,
+            with(PitBoss, "points", json!("9".repeat(60_000))),
+            400,
+            V,
+            Some("points"),
         ),
         // headers
         header_case(

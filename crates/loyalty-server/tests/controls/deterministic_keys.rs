@@ -64,11 +64,14 @@ async fn the_same_reward_id_twice_credits_once_and_answers_200_with_the_original
     );
     assert_eq!(second.headers["x-correlation-id"], "second-try");
 
-    // A different body under the same reward_id still cannot credit twice.
+    // A different body under the same reward_id cannot credit twice, and
+    // is told so without seeing the original entry (DESIGN §3.3).
     let mut changed = body.clone();
     changed["points"] = json!(900);
     changed["reason"] = json!("a second attempt, more points");
-    assert_replay_of(&reward(&app, &token, &changed).await, &first.body);
+    let reused = reward(&app, &token, &changed).await;
+    assert_error(&reused, 422, "IDEMPOTENCY_KEY_REUSED", None);
+    assert!(!reused.text.contains(REASON), "{}", reused.text);
 
     let l = loyalty(&app, &player).await;
     assert_eq!(l["current_balance"], 500);

@@ -14,3 +14,4 @@ mod idempotency_header;
 mod rate_limit;
 mod rewards;
 mod rule_order;
+mod security;

@@ -122,7 +122,7 @@ pub async fn faults(app: &TestApp, body: Value) {
     let r = app
         .send(
             reqwest::Method::PUT,
-            None,
+            Some(&app.admin_token),
             "/v1/test/faults",
             Some(body),
             &[],

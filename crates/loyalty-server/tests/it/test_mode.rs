@@ -99,13 +99,15 @@ async fn the_test_controls_validate_their_input() {
         ("/v1/test/faults", json!({"loyalty_accrual": "sometimes"})),
         ("/v1/test/faults", json!({"loyalty_accrual": true})),
     ] {
-        let r = app.send(Method::PUT, None, path, Some(body), &[]).await;
+        let r = app
+            .send(Method::PUT, Some(&app.admin_token), path, Some(body), &[])
+            .await;
         assert_error(&r, 400, "VALIDATION_ERROR");
     }
     let set = app
         .send(
             Method::PUT,
-            None,
+            Some(&app.admin_token),
             "/v1/test/clock",
             Some(json!({"now": "2030-01-01T00:00:00Z"})),
             &[],
@@ -117,4 +119,41 @@ async fn the_test_controls_validate_their_input() {
         "{}",
         set.text
     );
+}
+
+#[tokio::test]
+async fn the_test_controls_need_an_administrator() {
+    let app = TestApp::spawn().await;
+    let (_, cashier) = app.staff("cashier").await;
+    let (_, supervisor) = app.staff("supervisor").await;
+    for (path, body) in [
+        ("/v1/test/clock", json!({"now": "2030-01-01T00:00:00Z"})),
+        ("/v1/test/faults", json!({"loyalty_accrual": "fail"})),
+    ] {
+        let none = app
+            .send(Method::PUT, None, path, Some(body.clone()), &[])
+            .await;
+        assert_error(&none, 401, "UNAUTHORIZED");
+        let bogus = app
+            .send(Method::PUT, Some("ll_bogus"), path, Some(body.clone()), &[])
+            .await;
+        assert_error(&bogus, 401, "UNAUTHORIZED");
+        for token in [&cashier, &supervisor] {
+            let r = app
+                .send(Method::PUT, Some(token), path, Some(body.clone()), &[])
+                .await;
+            assert_error(&r, 403, "FORBIDDEN");
+        }
+    }
+    // Nothing changed: the clock is the real one and accrual works.
+    let player = app.player().await;
+    let table = app.table().await;
+    let slip = app.open_slip(&player, &table, "10", None).await;
+    let started = ts(&slip["started_at"]);
+    assert!(
+        jiff::Timestamp::now().duration_since(started).abs() < jiff::SignedDuration::from_mins(5),
+        "the clock moved: {started}"
+    );
+    let done = complete(&app, s(&slip, "id"), json!({})).await;
+    assert_eq!(done.status, 200, "{}", done.text);
 }

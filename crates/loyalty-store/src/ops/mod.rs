@@ -60,6 +60,15 @@ pub enum OpError {
         /// Points the change needs.
         requested: i64,
     },
+    /// A balance, lifetime total or amount would leave ±(2^53 − 1), the
+    /// range every JSON client reads exactly.
+    #[error("points out of range: {field} would be {value}")]
+    PointsOutOfRange {
+        /// What would leave the range.
+        field: &'static str,
+        /// The value it would take (saturated at the i64 range).
+        value: i64,
+    },
     /// An `Idempotency-Key` was reused with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
@@ -144,6 +153,18 @@ pub struct EntrySpec {
     pub escrow_id: Option<Uuid>,
 }
 
+/// The largest magnitude of a balance, lifetime total or amount: 2^53 − 1,
+/// the largest integer every JSON client reads exactly.
+pub const POINTS_ABS_MAX: i64 = (1 << 53) - 1;
+
+/// `value` if within ±[`POINTS_ABS_MAX`], else `PointsOutOfRange`.
+pub fn points_in_range(field: &'static str, value: i64) -> Result<i64, OpError> {
+    if value.unsigned_abs() > POINTS_ABS_MAX.unsigned_abs() {
+        return Err(OpError::PointsOutOfRange { field, value });
+    }
+    Ok(value)
+}
+
 /// Appends one ledger entry and moves the account with it: balance, lifetime
 /// points, tier and entry count, plus the LEDGER_ENTRY_CREATED,
 /// BALANCE_UPDATED and (if the tier moved) TIER_CHANGED events.
@@ -163,10 +184,11 @@ fn apply_entry_to(
     spec: EntrySpec,
 ) -> Result<LedgerEntry, OpError> {
     let before = account.clone();
-    let balance_after = account
-        .current_balance
-        .checked_add(spec.points_change)
-        .ok_or_else(|| validation("points", "balance would overflow"))?;
+    points_in_range("points_change", spec.points_change)?;
+    let balance_after = points_in_range(
+        "current_balance",
+        account.current_balance.saturating_add(spec.points_change),
+    )?;
     if balance_after < 0 {
         return Err(OpError::InsufficientBalance {
             available: account.current_balance,
@@ -174,10 +196,10 @@ fn apply_entry_to(
         });
     }
     if spec.transaction_type.is_earning() && spec.points_change > 0 {
-        account.lifetime_points = account
-            .lifetime_points
-            .checked_add(spec.points_change)
-            .ok_or_else(|| validation("points", "lifetime points would overflow"))?;
+        account.lifetime_points = points_in_range(
+            "lifetime_points",
+            account.lifetime_points.saturating_add(spec.points_change),
+        )?;
     }
     account.current_balance = balance_after;
     account.tier = ctx.tiers.tier_for(account.lifetime_points).max(before.tier);
@@ -274,6 +296,7 @@ pub fn create_staff(
         name,
         role,
         created_at: ctx.now,
+        disabled_at: None,
     };
     tx.insert_staff(&staff)?;
     tx.insert_token(token_hash, TokenSubject::Staff(staff.id), ctx.now)?;
@@ -320,6 +343,63 @@ pub fn create_player(
         json!({"player_id": player.id, "card_number": player.card_number}),
     )?;
     Ok(player)
+}
+
+/// Disables a staff member: every token of theirs stops working; the record
+/// stays (their ledger entries keep naming them). Disabling a disabled staff
+/// member changes nothing and emits nothing.
+pub fn disable_staff(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<Staff, OpError> {
+    let before = tx.staff(id)?.ok_or(OpError::NotFound("staff member"))?;
+    if before.disabled_at.is_none() {
+        tx.disable_staff(id, ctx.now)?;
+        let revoked = tx.revoke_subject_tokens(TokenSubject::Staff(id), ctx.now)?;
+        ctx.emit(
+            tx,
+            "STAFF_DISABLED",
+            "staff",
+            json!({"staff_id": id, "role": before.role, "disabled_by": ctx.staff_id,
+                   "tokens_revoked": revoked}),
+        )?;
+    }
+    tx.staff(id)?
+        .ok_or_else(|| StoreError::Internal("disabled staff member vanished".into()).into())
+}
+
+/// Revokes every token of a player; returns how many were live.
+pub fn revoke_player_tokens(tx: &mut dyn Tx, ctx: &OpCtx, player_id: Uuid) -> Result<u64, OpError> {
+    tx.player(player_id)?.ok_or(OpError::NotFound("player"))?;
+    let revoked = tx.revoke_subject_tokens(TokenSubject::Player(player_id), ctx.now)?;
+    ctx.emit(
+        tx,
+        "PLAYER_TOKENS_REVOKED",
+        "players",
+        json!({"player_id": player_id, "revoked_by": ctx.staff_id, "tokens_revoked": revoked}),
+    )?;
+    Ok(revoked)
+}
+
+/// Revokes the token with this hash (its holder signing out); false if it
+/// was not live.
+pub fn revoke_token(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    token_hash: &str,
+    subject: TokenSubject,
+) -> Result<bool, OpError> {
+    let revoked = tx.revoke_token(token_hash, ctx.now)?;
+    if revoked {
+        let (kind, id) = match subject {
+            TokenSubject::Staff(id) => ("staff", id),
+            TokenSubject::Player(id) => ("player", id),
+        };
+        ctx.emit(
+            tx,
+            "TOKEN_REVOKED",
+            "auth",
+            json!({"subject": kind, "subject_id": id}),
+        )?;
+    }
+    Ok(revoked)
 }
 
 /// Issues a player's read-only token (stores its hash).
@@ -697,7 +777,11 @@ fn accrue_guarded(
                 entry,
             })
         }
-        Err(e @ (OpError::Validation { .. } | OpError::NotFound(_))) => {
+        Err(
+            e @ (OpError::Validation { .. }
+            | OpError::NotFound(_)
+            | OpError::PointsOutOfRange { .. }),
+        ) => {
             tx.rollback_savepoint()?;
             Err(e)
         }
@@ -800,6 +884,20 @@ pub fn manual_reward(
     input: ManualReward,
 ) -> Result<(LedgerEntry, bool), OpError> {
     if let Some(existing) = tx.entry_by_key(&input.key)? {
+        // A key replays only the request that wrote it; anything else is a
+        // reuse, answered without revealing the original entry.
+        let same = existing.player_id == input.player_id
+            && existing.staff_id == Some(input.staff_id)
+            && existing.points_change == input.points
+            && existing.reason.as_deref() == Some(input.reason.as_str())
+            && existing.rating_slip_id == input.rating_slip_id
+            && matches!(
+                existing.transaction_type,
+                TransactionType::ManualBonus | TransactionType::Adjustment
+            );
+        if !same {
+            return Err(OpError::IdempotencyKeyReused);
+        }
         return Ok((existing, true));
     }
     tx.player(input.player_id)?

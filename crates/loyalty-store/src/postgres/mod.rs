@@ -29,6 +29,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_activity.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_security.sql"),
+    ),
 ];
 
 /// Default number of pooled connections per node.

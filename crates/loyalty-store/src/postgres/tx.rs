@@ -144,6 +144,7 @@ fn staff_row(r: &Row) -> StoreResult<Staff> {
         name: r.get(1),
         role: Role::parse(&role).ok_or_else(|| conv(format!("unknown role {role}")))?,
         created_at: ts(r.get(3))?,
+        disabled_at: ts_opt(r.get(4))?,
     })
 }
 
@@ -290,6 +291,11 @@ impl PgTx<'_> {
         self.conn.client.query_opt(&st, p).map_err(|e| map_err(&e))
     }
 
+    fn exec(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
+        let st = self.stmt(sql)?;
+        self.conn.client.execute(&st, p).map_err(|e| map_err(&e))
+    }
+
     fn exec_one(&mut self, sql: &str, p: &[&(dyn ToSql + Sync)], what: &str) -> StoreResult<()> {
         let st = self.stmt(sql)?;
         match self.conn.client.execute(&st, p).map_err(|e| map_err(&e))? {
@@ -371,7 +377,7 @@ impl Tx for PgTx<'_> {
 
     fn staff(&mut self, id: Uuid) -> StoreResult<Option<Staff>> {
         self.opt(
-            "SELECT id, name, role, created_at FROM staff WHERE id = $1",
+            "SELECT id, name, role, created_at, disabled_at FROM staff WHERE id = $1",
             &[&id],
         )?
         .map(|r| staff_row(&r))
@@ -397,7 +403,7 @@ impl Tx for PgTx<'_> {
 
     fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>> {
         let row = self.opt(
-            "SELECT kind, subject_id FROM tokens WHERE hash = $1",
+            "SELECT kind, subject_id FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
             &[&hash],
         )?;
         Ok(row.and_then(|r| {
@@ -409,6 +415,44 @@ impl Tx for PgTx<'_> {
                 _ => None,
             }
         }))
+    }
+
+    fn revoke_token(&mut self, hash: &str, at: Timestamp) -> StoreResult<bool> {
+        Ok(self.exec(
+            "UPDATE tokens SET revoked_at = $2 WHERE hash = $1 AND revoked_at IS NULL",
+            &[&hash, &us(at)],
+        )? == 1)
+    }
+
+    fn revoke_subject_tokens(&mut self, subject: TokenSubject, at: Timestamp) -> StoreResult<u64> {
+        let (kind, id) = match subject {
+            TokenSubject::Staff(id) => ("staff", id),
+            TokenSubject::Player(id) => ("player", id),
+        };
+        self.exec(
+            "UPDATE tokens SET revoked_at = $3 WHERE subject_id = $2 AND kind = $1 AND revoked_at IS NULL",
+            &[&kind, &id, &us(at)],
+        )
+    }
+
+    fn disable_staff(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
+        self.exec(
+            "UPDATE staff SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",
+            &[&id, &us(at)],
+        )?;
+        Ok(self
+            .opt("SELECT 1 FROM staff WHERE id = $1", &[&id])?
+            .is_some())
+    }
+
+    fn server_key(&mut self, name: &str, candidate: &str, at: Timestamp) -> StoreResult<String> {
+        self.exec(
+            "INSERT INTO server_keys (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            &[&name, &candidate, &us(at)],
+        )?;
+        self.opt("SELECT value FROM server_keys WHERE name = $1", &[&name])?
+            .map(|r| r.get::<_, String>(0))
+            .ok_or_else(|| StoreError::Internal(format!("server key {name} missing after insert")))
     }
 
     fn insert_player(&mut self, p: &Player) -> StoreResult<()> {

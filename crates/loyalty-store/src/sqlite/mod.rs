@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_events.sql")),
     (3, include_str!("../../migrations/sqlite/0003_activity.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_security.sql")),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
@@ -131,12 +132,11 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file `loyalty.db` in
     /// `data_dir`, applies migrations and starts the writer thread.
     pub fn open(data_dir: &Path) -> StoreResult<SqliteStore> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
+        create_private_dir(data_dir)?;
         let path = data_dir.join("loyalty.db");
         let mut conn = open_conn(&path, false)?;
         migrate(&mut conn)?;
+        make_private(data_dir)?;
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(tx::map_err)?;
         let stop_checkpointer = Arc::new(AtomicBool::new(false));
@@ -272,6 +272,45 @@ fn run_read<T, E: From<StoreError>>(
     let result = op(&mut tx);
     let _ = exec_cached(conn, "COMMIT");
     result
+}
+
+/// Creates the data directory readable by its owner only (0700). An
+/// existing directory keeps the mode its operator gave it.
+fn create_private_dir(dir: &Path) -> StoreResult<()> {
+    let cannot = |e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(cannot)?;
+    // The mode passed to mkdir is masked by the umask; set it exactly.
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .map_err(cannot)?;
+    Ok(())
+}
+
+/// Makes the database files readable and writable by their owner only
+/// (0600): the database, its write-ahead log and shared-memory index.
+fn make_private(dir: &Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    for name in ["loyalty.db", "loyalty.db-wal", "loyalty.db-shm"] {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot restrict {}: {e}", path.display()))
+                })?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection> {

@@ -100,6 +100,7 @@ fn staff_row(r: &Row<'_>) -> rusqlite::Result<Staff> {
         name: r.get(1)?,
         role: Role::parse(&role).ok_or_else(|| conv_err(format!("unknown role {role}")))?,
         created_at: ts(r.get(3)?)?,
+        disabled_at: ts_opt(r.get(4)?)?,
     })
 }
 
@@ -301,7 +302,7 @@ impl Tx for SqliteTx<'_> {
 
     fn staff(&mut self, id: Uuid) -> StoreResult<Option<Staff>> {
         self.one(
-            "SELECT id, name, role, created_at FROM staff WHERE id = ?1",
+            "SELECT id, name, role, created_at, disabled_at FROM staff WHERE id = ?1",
             [id.to_string()],
             staff_row,
         )
@@ -326,7 +327,7 @@ impl Tx for SqliteTx<'_> {
 
     fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>> {
         let row = self.one(
-            "SELECT kind, subject_id FROM tokens WHERE hash = ?1",
+            "SELECT kind, subject_id FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
             [hash],
             |r| Ok((r.get::<_, String>(0)?, uuid(r.get(1)?)?)),
         )?;
@@ -335,6 +336,50 @@ impl Tx for SqliteTx<'_> {
             "player" => Some(TokenSubject::Player(id)),
             _ => None,
         }))
+    }
+
+    fn revoke_token(&mut self, hash: &str, at: Timestamp) -> StoreResult<bool> {
+        Ok(self.exec(
+            "UPDATE tokens SET revoked_at = ?2 WHERE hash = ?1 AND revoked_at IS NULL",
+            params![hash, us(at)],
+        )? == 1)
+    }
+
+    fn revoke_subject_tokens(&mut self, subject: TokenSubject, at: Timestamp) -> StoreResult<u64> {
+        let (kind, id) = match subject {
+            TokenSubject::Staff(id) => ("staff", id),
+            TokenSubject::Player(id) => ("player", id),
+        };
+        let n = self.exec(
+            "UPDATE tokens SET revoked_at = ?3 WHERE subject_id = ?2 AND kind = ?1 AND revoked_at IS NULL",
+            params![kind, id.to_string(), us(at)],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn disable_staff(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
+        self.exec(
+            "UPDATE staff SET disabled_at = ?2 WHERE id = ?1 AND disabled_at IS NULL",
+            params![id.to_string(), us(at)],
+        )?;
+        Ok(self
+            .one("SELECT 1 FROM staff WHERE id = ?1", [id.to_string()], |r| {
+                r.get::<_, i64>(0)
+            })?
+            .is_some())
+    }
+
+    fn server_key(&mut self, name: &str, candidate: &str, at: Timestamp) -> StoreResult<String> {
+        self.exec(
+            "INSERT INTO server_keys (name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+            params![name, candidate, us(at)],
+        )?;
+        self.one(
+            "SELECT value FROM server_keys WHERE name = ?1",
+            [name],
+            |r| r.get::<_, String>(0),
+        )?
+        .ok_or_else(|| StoreError::Internal(format!("server key {name} missing after insert")))
     }
 
     fn insert_player(&mut self, p: &Player) -> StoreResult<()> {

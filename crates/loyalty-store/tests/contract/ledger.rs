@@ -269,3 +269,101 @@ pub async fn apply_entry_for_an_unknown_player_is_not_found(store: Store) {
     assert!(all_entries(&store).await.is_empty());
     assert!(events(&store).await.is_empty());
 }
+
+/// Balances, lifetime totals and amounts stay within ±(2^53 − 1), the
+/// range every JSON client reads exactly; beyond it nothing is written.
+pub async fn apply_entry_keeps_points_within_the_exact_json_range(store: Store) {
+    let player = new_player(&store, at(0)).await;
+    let pid = player.id;
+    let max = ops::POINTS_ABS_MAX;
+    apply(
+        &store,
+        &ctx(at(1)),
+        spec(pid, TransactionType::ManualBonus, max - 10),
+    )
+    .await
+    .expect("a credit up to the limit");
+    let evs_before = events(&store).await.len();
+    for (points, field) in [(11, "current_balance"), (max + 1, "points_change")] {
+        let r = apply(
+            &store,
+            &ctx(at(2)),
+            spec(pid, TransactionType::ManualBonus, points),
+        )
+        .await;
+        match r {
+            Err(OpError::PointsOutOfRange { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected PointsOutOfRange for {points}, got {other:?}"),
+        }
+    }
+    let r = apply(
+        &store,
+        &ctx(at(2)),
+        spec(pid, TransactionType::ManualBonus, i64::MAX),
+    )
+    .await;
+    assert!(matches!(r, Err(OpError::PointsOutOfRange { .. })), "{r:?}");
+    apply(
+        &store,
+        &ctx(at(3)),
+        spec(pid, TransactionType::ManualBonus, 10),
+    )
+    .await
+    .expect("exactly the limit");
+    let acc = account(&store, pid).await;
+    assert_eq!((acc.current_balance, acc.lifetime_points), (max, max));
+    assert_eq!(
+        events(&store).await.len(),
+        evs_before + 2,
+        "a refusal wrote events"
+    );
+    assert_eq!(
+        ledger(&store, pid).await.len(),
+        2,
+        "a refusal wrote an entry"
+    );
+}
+
+/// A manual reward's key replays only the request that wrote it; the same
+/// key with another player, staff member, amount, reason or slip is a reuse
+/// and writes nothing.
+pub async fn a_reward_key_reused_with_other_content_is_refused(store: Store) {
+    let player = new_player(&store, at(0)).await;
+    let other = new_player(&store, at(0)).await;
+    let staff = Uuid::now_v7();
+    let c = ctx(at(1));
+    let input = reward_input(player.id, 40, "reward:shared", staff);
+    let (first, replay) = op(&store, {
+        let (c, input) = (c.clone(), input.clone());
+        move |tx| ops::manual_reward(tx, &c, input)
+    })
+    .await
+    .expect("first reward");
+    assert!(!replay);
+    let evs_before = events(&store).await.len();
+    let mut variants = Vec::new();
+    let mut v = input.clone();
+    v.player_id = other.id;
+    variants.push(v);
+    let mut v = input.clone();
+    v.staff_id = Uuid::now_v7();
+    variants.push(v);
+    let mut v = input.clone();
+    v.points = 41;
+    variants.push(v);
+    let mut v = input.clone();
+    v.reason = "another reason entirely".into();
+    variants.push(v);
+    for v in variants {
+        let c = c.clone();
+        let r = op(&store, move |tx| ops::manual_reward(tx, &c, v)).await;
+        assert!(matches!(r, Err(OpError::IdempotencyKeyReused)), "{r:?}");
+    }
+    assert_eq!(events(&store).await.len(), evs_before);
+    assert!(ledger(&store, other.id).await.is_empty());
+    let (again, replay) = op(&store, move |tx| ops::manual_reward(tx, &c, input))
+        .await
+        .expect("identical replay");
+    assert!(replay);
+    assert_eq!(again.id, first.id);
+}

@@ -178,6 +178,8 @@ macro_rules! contract_suite {
                 apply_entry_refuses_to_go_below_zero_and_writes_nothing,
                 apply_entry_is_undone_with_its_operation,
                 apply_entry_for_an_unknown_player_is_not_found,
+                apply_entry_keeps_points_within_the_exact_json_range,
+                a_reward_key_reused_with_other_content_is_refused,
             ],
             slips: [
                 complete_slip_closes_and_accrues_exactly_once,

@@ -193,6 +193,8 @@ struct Seen {
     slips: Vec<Uuid>,
     /// Per reward key: (entry id, replay) of every successful call.
     rewards: BTreeMap<String, Vec<(Uuid, bool)>>,
+    /// Per reward key: the request it stands for (player, points, staff).
+    reward_inputs: BTreeMap<String, (Uuid, i64, Uuid)>,
     /// Per slip: (entry id, replay) of every accrued completion/recovery.
     accruals: BTreeMap<Uuid, Vec<(Uuid, bool)>>,
 }
@@ -258,10 +260,12 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
                 } => {
                     let staff_id = staff[usize::from(key) % 2];
                     c.staff_id = Some(staff_id);
+                    // A key stands for one request (DESIGN §3.3): the same
+                    // key with other content would be refused as a reuse.
                     Step::Reward(reward_input(
                         players[player],
                         points,
-                        &format!("reward:{key}"),
+                        &format!("reward:{key}:{player}:{points}"),
                         staff_id,
                     ))
                 }
@@ -302,6 +306,14 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
                     }
                 },
                 Outcome::Rewarded(key, entry, replay) => {
+                    seen.reward_inputs.insert(
+                        key.clone(),
+                        (
+                            entry.player_id,
+                            entry.points_change,
+                            entry.staff_id.unwrap(),
+                        ),
+                    );
                     seen.rewards
                         .entry(key)
                         .or_default()
@@ -321,10 +333,11 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
     for (key, results) in &seen.rewards {
         let original = results[0].0;
         let store = store.clone();
+        let (player, points, staff_id) = seen.reward_inputs[key];
         let mut c = ctx(now);
-        c.staff_id = Some(staff[1]);
-        // Whatever the repeat carries, the key decides.
-        let input = reward_input(players[0], 1, key, staff[1]);
+        c.staff_id = Some(staff_id);
+        // The identical request replays the original entry.
+        let input = reward_input(player, points, key, staff_id);
         replays.push(tokio::spawn(async move {
             let r = op(&store, move |tx| ops::manual_reward(tx, &c, input)).await;
             match r {

@@ -18,6 +18,7 @@ pub async fn staff_and_tokens_round_trip(store: Store) {
         name: "Ana Pit Boss".into(),
         role: Role::PitBoss,
         created_at: at(0),
+        disabled_at: None,
     };
     let player_id = Uuid::now_v7();
     let (s, sid) = (staff.clone(), staff.id);
