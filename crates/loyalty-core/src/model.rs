@@ -22,6 +22,12 @@ pub mod limits {
     pub const AVERAGE_BET_MAX: i64 = 1_000_000;
     /// Largest number of decimal places accepted in money-like inputs.
     pub const DECIMAL_PLACES_MAX: u32 = 4;
+    /// Largest amount of one escrow (hold), points.
+    pub const ESCROW_AMOUNT_MAX: i64 = 1_000_000;
+    /// Longest an escrow may be held before it expires, days.
+    pub const ESCROW_EXPIRY_DAYS_MAX: i64 = 90;
+    /// Longest escrow reference (an outlet's check or order number), characters.
+    pub const REFERENCE_CHARS_MAX: usize = 200;
     /// Largest average rounds per hour.
     pub const ROUNDS_PER_HOUR_MAX: u32 = 1_000;
     /// Largest seat count.
@@ -182,6 +188,48 @@ impl SlipStatus {
         [SlipStatus::Open, SlipStatus::Paused, SlipStatus::Closed]
             .into_iter()
             .find(|v| v.as_str() == s)
+    }
+}
+
+/// State of an escrow (a hold of points for a merchant): HELD → SETTLED |
+/// PARTIALLY_SETTLED | REFUNDED | EXPIRED. The final states never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EscrowStatus {
+    /// Points are held; they can be captured or refunded.
+    Held,
+    /// Closed by a capture of everything still held.
+    Settled,
+    /// Closed by a final capture of part, the rest refunded with it.
+    PartiallySettled,
+    /// Closed by a refund of what was still held.
+    Refunded,
+    /// Closed by the expiry sweep, what was held refunded.
+    Expired,
+}
+
+impl EscrowStatus {
+    /// Every status.
+    pub const ALL: [EscrowStatus; 5] = [
+        EscrowStatus::Held,
+        EscrowStatus::Settled,
+        EscrowStatus::PartiallySettled,
+        EscrowStatus::Refunded,
+        EscrowStatus::Expired,
+    ];
+    /// Stable upper-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EscrowStatus::Held => "HELD",
+            EscrowStatus::Settled => "SETTLED",
+            EscrowStatus::PartiallySettled => "PARTIALLY_SETTLED",
+            EscrowStatus::Refunded => "REFUNDED",
+            EscrowStatus::Expired => "EXPIRED",
+        }
+    }
+    /// Parses [`EscrowStatus::as_str`].
+    pub fn parse(s: &str) -> Option<EscrowStatus> {
+        EscrowStatus::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 

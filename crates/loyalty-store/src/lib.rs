@@ -236,6 +236,30 @@ pub trait Tx {
     /// Shares a test-mode clock setting with every node (no-op for SQLite).
     fn set_test_clock(&mut self, to: jiff::Timestamp) -> StoreResult<()>;
 
+    // ------------------------------------------------------------ wallet
+
+    /// Inserts a merchant.
+    fn insert_merchant(&mut self, merchant: &Merchant) -> StoreResult<()>;
+    /// A merchant by id (locked for update where the backend needs it).
+    fn merchant(&mut self, id: Uuid) -> StoreResult<Option<Merchant>>;
+    /// Overwrites a merchant's earnings and update time.
+    fn update_merchant(&mut self, merchant: &Merchant) -> StoreResult<()>;
+    /// Merchants, newest first, those before `before_seq`.
+    fn merchants(&mut self, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<Merchant>>;
+    /// Inserts an escrow; returns its position.
+    fn insert_escrow(&mut self, escrow: &Escrow) -> StoreResult<i64>;
+    /// An escrow by id (locked for update where the backend needs it).
+    fn escrow(&mut self, id: Uuid) -> StoreResult<Option<Escrow>>;
+    /// Overwrites an escrow's amounts, status, update time and version.
+    fn update_escrow(&mut self, escrow: &Escrow) -> StoreResult<()>;
+    /// Escrows, newest first.
+    fn escrows(&mut self, query: &EscrowQuery) -> StoreResult<Vec<Escrow>>;
+    /// Ids of HELD escrows whose `expires_at` is at or before `now`.
+    fn due_escrows(&mut self, now: jiff::Timestamp, limit: u32) -> StoreResult<Vec<Uuid>>;
+    /// Runs one of the wallet's verification queries ([`ops::wallet`]):
+    /// every column is text or a 64-bit integer.
+    fn wallet_rows(&mut self, sql: &'static str) -> StoreResult<Vec<Vec<Cell>>>;
+
     /// The newest ledger entry's sequence number (0 if none).
     fn last_entry_seq(&mut self) -> StoreResult<i64>;
     /// Ledger entries with `after_seq < seq <= up_to_seq`, oldest first,
@@ -248,6 +272,41 @@ pub trait Tx {
         to: Option<jiff::Timestamp>,
         limit: u32,
     ) -> StoreResult<Vec<LedgerEntry>>;
+}
+
+/// One value of a verification query's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// Text (ids are read as text on every backend).
+    Text(String),
+    /// A 64-bit integer.
+    Int(i64),
+    /// NULL.
+    Null,
+}
+
+impl Cell {
+    /// The integer (0 for NULL or text).
+    pub fn int(&self) -> i64 {
+        match self {
+            Cell::Int(v) => *v,
+            _ => 0,
+        }
+    }
+    /// The id in a text cell.
+    pub fn id(&self) -> Option<Uuid> {
+        match self {
+            Cell::Text(s) => Uuid::parse_str(s).ok(),
+            _ => None,
+        }
+    }
+    /// The text (empty for anything else).
+    pub fn text(&self) -> &str {
+        match self {
+            Cell::Text(s) => s,
+            _ => "",
+        }
+    }
 }
 
 /// A reading of the database clock shared by every node.

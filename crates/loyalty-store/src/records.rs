@@ -1,7 +1,9 @@
 //! Rows as the rest of the system sees them: plain data, no behaviour.
 
 use jiff::Timestamp;
-use loyalty_core::{GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType};
+use loyalty_core::{
+    EscrowStatus, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType,
+};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
@@ -273,4 +275,85 @@ pub struct Drift {
     pub actual: i64,
     /// The entry where a chain broke, if that is the problem.
     pub entry_id: Option<Uuid>,
+    /// The escrow that disagrees, for the wallet's checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escrow_id: Option<Uuid>,
+    /// The merchant that disagrees, for the wallet's checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merchant_id: Option<Uuid>,
+}
+
+/// A merchant account (an outlet: restaurant, bar, shop) that escrowed
+/// points are settled to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Merchant {
+    /// Position for paging.
+    #[serde(skip)]
+    pub seq: i64,
+    /// Id.
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Σ of the points settled to it.
+    pub earnings: i64,
+    /// When created.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+/// Points of a player held for a merchant (DESIGN §3.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Escrow {
+    /// Position for paging.
+    #[serde(skip)]
+    pub seq: i64,
+    /// Id.
+    pub id: Uuid,
+    /// Whose points.
+    pub player_id: Uuid,
+    /// For whom.
+    pub merchant_id: Uuid,
+    /// Points held at first.
+    pub amount: i64,
+    /// Points captured so far (to the merchant).
+    pub settled_amount: i64,
+    /// Points returned so far (to the player).
+    pub refunded_amount: i64,
+    /// State.
+    pub status: EscrowStatus,
+    /// Why (e.g. the comp).
+    pub reason: String,
+    /// The outlet's own reference (check number), if given.
+    pub reference: Option<String>,
+    /// When it is refunded automatically if still held.
+    pub expires_at: Option<Timestamp>,
+    /// Staff member who placed the hold.
+    pub created_by: Option<Uuid>,
+    /// When placed.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Incremented by every change (optimistic concurrency).
+    pub version: i64,
+}
+
+impl Escrow {
+    /// Points still held.
+    pub fn held_amount(&self) -> i64 {
+        self.amount - self.settled_amount - self.refunded_amount
+    }
+}
+
+/// Which escrows to list.
+#[derive(Debug, Clone, Default)]
+pub struct EscrowQuery {
+    /// Only this player's.
+    pub player_id: Option<Uuid>,
+    /// Only in this state.
+    pub status: Option<EscrowStatus>,
+    /// Only those before this position (paging, newest first).
+    pub before_seq: Option<i64>,
+    /// Most rows.
+    pub limit: u32,
 }

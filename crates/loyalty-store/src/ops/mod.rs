@@ -7,6 +7,7 @@
 //! entry and the events in the same breath.
 
 pub mod verify;
+pub mod wallet;
 
 use std::sync::Arc;
 
@@ -68,6 +69,27 @@ pub enum OpError {
         field: &'static str,
         /// The value it would take (saturated at the i64 range).
         value: i64,
+    },
+    /// The escrow is not HELD (or its expiry has passed): nothing more can
+    /// be captured or refunded.
+    #[error("the escrow is {}", status.as_str())]
+    EscrowNotHeld {
+        /// Its state (EXPIRED also for a hold past its expiry not yet swept).
+        status: loyalty_core::EscrowStatus,
+    },
+    /// A capture of more than the escrow still holds.
+    #[error("the escrow holds {held}, {requested} requested")]
+    EscrowAmountExceeded {
+        /// Points still held.
+        held: i64,
+        /// Points asked for.
+        requested: i64,
+    },
+    /// `expected_version` is not the current version.
+    #[error("version conflict: current version is {current}")]
+    VersionConflict {
+        /// The current version.
+        current: i64,
     },
     /// An `Idempotency-Key` was reused with a different request.
     #[error("idempotency key reused with a different request")]
@@ -151,6 +173,9 @@ pub struct EntrySpec {
     pub idempotency_key: Option<String>,
     /// Escrow concerned.
     pub escrow_id: Option<Uuid>,
+    /// Signed change of the escrow balance that goes with the entry (a hold
+    /// moves points from available to escrow; a settle or refund out of it).
+    pub escrow_change: i64,
 }
 
 /// The largest magnitude of a balance, lifetime total or amount: 2^53 − 1,
@@ -202,6 +227,16 @@ fn apply_entry_to(
         )?;
     }
     account.current_balance = balance_after;
+    if spec.escrow_change != 0 {
+        let escrow_after = points_in_range(
+            "escrow_balance",
+            account.escrow_balance.saturating_add(spec.escrow_change),
+        )?;
+        if escrow_after < 0 {
+            return Err(StoreError::Internal("escrow balance would go below zero".into()).into());
+        }
+        account.escrow_balance = escrow_after;
+    }
     account.tier = ctx.tiers.tier_for(account.lifetime_points).max(before.tier);
     account.entry_count += 1;
     account.updated_at = ctx.now;
@@ -843,6 +878,7 @@ fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerE
             rating_slip_id: Some(slip.id),
             idempotency_key: Some(gameplay_key(slip.id)),
             escrow_id: None,
+            escrow_change: 0,
         },
     )?;
     // `slip` changes only once the row is stored: on a failure the caller
@@ -933,6 +969,7 @@ pub fn manual_reward(
             rating_slip_id: input.rating_slip_id,
             idempotency_key: Some(input.key),
             escrow_id: None,
+            escrow_change: 0,
         },
     )?;
     ctx.emit(
@@ -950,11 +987,13 @@ pub fn manual_reward(
 pub fn verify(tx: &mut dyn Tx, drift_max: usize) -> Result<(u64, Vec<Drift>, u64), OpError> {
     let mut found = Vec::new();
     let mut total = 0u64;
-    let checked = tx.verify_accounts(&mut |d| {
+    let mut report = |d: Drift| {
         total += 1;
         if found.len() < drift_max {
             found.push(d);
         }
-    })?;
+    };
+    let checked = tx.verify_accounts(&mut report)?;
+    wallet::verify(tx, &mut report)?;
     Ok((checked, found, total))
 }

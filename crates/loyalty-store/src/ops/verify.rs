@@ -71,6 +71,8 @@ impl<'a> Checker<'a> {
             expected,
             actual,
             entry_id: entry,
+            escrow_id: None,
+            merchant_id: None,
         });
     }
 

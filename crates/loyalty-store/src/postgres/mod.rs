@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/postgres/0004_security.sql"),
     ),
+    (5, include_str!("../../migrations/postgres/0005_wallet.sql")),
 ];
 
 /// Default number of pooled connections per node.

@@ -4,7 +4,9 @@
 use std::str::FromStr;
 
 use jiff::Timestamp;
-use loyalty_core::{GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType};
+use loyalty_core::{
+    EscrowStatus, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType,
+};
 use postgres::Row;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -14,7 +16,7 @@ use uuid::Uuid;
 use super::PgConn;
 use crate::dispatch::*;
 use crate::records::*;
-use crate::{StoreError, StoreResult, Tx};
+use crate::{Cell, StoreError, StoreResult, Tx};
 
 /// A transaction on one pooled connection.
 pub struct PgTx<'c> {
@@ -145,6 +147,45 @@ fn staff_row(r: &Row) -> StoreResult<Staff> {
         role: Role::parse(&role).ok_or_else(|| conv(format!("unknown role {role}")))?,
         created_at: ts(r.get(3))?,
         disabled_at: ts_opt(r.get(4))?,
+    })
+}
+
+const MERCHANT_COLS: &str = "seq, id, name, earnings, created_at, updated_at";
+
+fn merchant_row(r: &Row) -> StoreResult<Merchant> {
+    Ok(Merchant {
+        seq: r.get(0),
+        id: r.get(1),
+        name: r.get(2),
+        earnings: r.get(3),
+        created_at: ts(r.get(4))?,
+        updated_at: ts(r.get(5))?,
+    })
+}
+
+const ESCROW_COLS: &str = "seq, id, player_id, merchant_id, amount, settled_amount, \
+     refunded_amount, status, reason, reference, expires_at, created_by, created_at, \
+     updated_at, version";
+
+fn escrow_row(r: &Row) -> StoreResult<Escrow> {
+    let status: String = r.get(7);
+    Ok(Escrow {
+        seq: r.get(0),
+        id: r.get(1),
+        player_id: r.get(2),
+        merchant_id: r.get(3),
+        amount: r.get(4),
+        settled_amount: r.get(5),
+        refunded_amount: r.get(6),
+        status: EscrowStatus::parse(&status)
+            .ok_or_else(|| conv(format!("unknown escrow status {status}")))?,
+        reason: r.get(8),
+        reference: r.get(9),
+        expires_at: ts_opt(r.get(10))?,
+        created_by: r.get(11),
+        created_at: ts(r.get(12))?,
+        updated_at: ts(r.get(13))?,
+        version: r.get(14),
     })
 }
 
@@ -856,6 +897,166 @@ impl Tx for PgTx<'_> {
             .client
             .batch_execute(&sql)
             .map_err(|e| map_err(&e))
+    }
+
+    fn insert_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO merchants (id, name, earnings, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &m.id,
+                &m.name,
+                &m.earnings,
+                &us(m.created_at),
+                &us(m.updated_at),
+            ],
+            "insert merchant",
+        )
+    }
+
+    fn merchant(&mut self, id: Uuid) -> StoreResult<Option<Merchant>> {
+        let sql = format!(
+            "SELECT {MERCHANT_COLS} FROM merchants WHERE id = $1{}",
+            self.lock_suffix()
+        );
+        self.opt(&sql, &[&id])?
+            .map(|r| merchant_row(&r))
+            .transpose()
+    }
+
+    fn update_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE merchants SET earnings = $2, updated_at = $3 WHERE id = $1",
+            &[&m.id, &m.earnings, &us(m.updated_at)],
+            "update merchant",
+        )
+    }
+
+    fn merchants(&mut self, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<Merchant>> {
+        let sql = format!(
+            "SELECT {MERCHANT_COLS} FROM merchants
+             WHERE ($1::BIGINT IS NULL OR seq < $1) ORDER BY seq DESC LIMIT $2"
+        );
+        self.query(&sql, &[&before_seq, &i64::from(limit)])?
+            .iter()
+            .map(merchant_row)
+            .collect()
+    }
+
+    fn insert_escrow(&mut self, e: &Escrow) -> StoreResult<i64> {
+        let st = self.stmt(
+            "INSERT INTO escrows (id, player_id, merchant_id, amount, settled_amount,
+                 refunded_amount, status, reason, reference, expires_at, created_by,
+                 created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             RETURNING seq",
+        )?;
+        let row = self
+            .conn
+            .client
+            .query_one(
+                &st,
+                &[
+                    &e.id,
+                    &e.player_id,
+                    &e.merchant_id,
+                    &e.amount,
+                    &e.settled_amount,
+                    &e.refunded_amount,
+                    &e.status.as_str(),
+                    &e.reason,
+                    &e.reference,
+                    &e.expires_at.map(us),
+                    &e.created_by,
+                    &us(e.created_at),
+                    &us(e.updated_at),
+                    &e.version,
+                ],
+            )
+            .map_err(|e| map_err(&e))?;
+        Ok(row.get(0))
+    }
+
+    fn escrow(&mut self, id: Uuid) -> StoreResult<Option<Escrow>> {
+        let sql = format!(
+            "SELECT {ESCROW_COLS} FROM escrows WHERE id = $1{}",
+            self.lock_suffix()
+        );
+        self.opt(&sql, &[&id])?.map(|r| escrow_row(&r)).transpose()
+    }
+
+    fn update_escrow(&mut self, e: &Escrow) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE escrows SET settled_amount = $2, refunded_amount = $3, status = $4,
+                 updated_at = $5, version = $6
+             WHERE id = $1",
+            &[
+                &e.id,
+                &e.settled_amount,
+                &e.refunded_amount,
+                &e.status.as_str(),
+                &us(e.updated_at),
+                &e.version,
+            ],
+            "update escrow",
+        )
+    }
+
+    fn escrows(&mut self, q: &EscrowQuery) -> StoreResult<Vec<Escrow>> {
+        let sql = format!(
+            "SELECT {ESCROW_COLS} FROM escrows
+             WHERE ($1::UUID IS NULL OR player_id = $1)
+               AND ($2::TEXT IS NULL OR status = $2)
+               AND ($3::BIGINT IS NULL OR seq < $3)
+             ORDER BY seq DESC LIMIT $4"
+        );
+        self.query(
+            &sql,
+            &[
+                &q.player_id,
+                &q.status.map(EscrowStatus::as_str),
+                &q.before_seq,
+                &i64::from(q.limit),
+            ],
+        )?
+        .iter()
+        .map(escrow_row)
+        .collect()
+    }
+
+    fn due_escrows(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<Uuid>> {
+        Ok(self
+            .query(
+                "SELECT id FROM escrows
+                 WHERE status = 'HELD' AND expires_at <= $1
+                 ORDER BY expires_at LIMIT $2",
+                &[&us(now), &i64::from(limit)],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn wallet_rows(&mut self, sql: &'static str) -> StoreResult<Vec<Vec<Cell>>> {
+        let rows = self.query(sql, &[])?;
+        rows.iter()
+            .map(|r| {
+                (0..r.len())
+                    .map(|i| {
+                        let ty = r.columns()[i].type_().clone();
+                        if ty == postgres::types::Type::INT8 {
+                            Ok(r.get::<_, Option<i64>>(i).map_or(Cell::Null, Cell::Int))
+                        } else if ty == postgres::types::Type::TEXT {
+                            Ok(r.get::<_, Option<String>>(i).map_or(Cell::Null, Cell::Text))
+                        } else {
+                            Err(conv(format!(
+                                "unexpected column type {ty} in a wallet check"
+                            )))
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     fn last_entry_seq(&mut self) -> StoreResult<i64> {

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_events.sql")),
     (3, include_str!("../../migrations/sqlite/0003_activity.sql")),
     (4, include_str!("../../migrations/sqlite/0004_security.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_wallet.sql")),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

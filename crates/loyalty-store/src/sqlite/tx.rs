@@ -4,14 +4,16 @@
 use std::str::FromStr;
 
 use jiff::Timestamp;
-use loyalty_core::{GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType};
+use loyalty_core::{
+    EscrowStatus, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType,
+};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::dispatch::*;
 use crate::records::*;
-use crate::{StoreError, StoreResult, Tx};
+use crate::{Cell, StoreError, StoreResult, Tx};
 
 /// A transaction (or read snapshot) on one connection.
 pub struct SqliteTx<'c> {
@@ -101,6 +103,45 @@ fn staff_row(r: &Row<'_>) -> rusqlite::Result<Staff> {
         role: Role::parse(&role).ok_or_else(|| conv_err(format!("unknown role {role}")))?,
         created_at: ts(r.get(3)?)?,
         disabled_at: ts_opt(r.get(4)?)?,
+    })
+}
+
+const MERCHANT_COLS: &str = "seq, id, name, earnings, created_at, updated_at";
+
+fn merchant_row(r: &Row<'_>) -> rusqlite::Result<Merchant> {
+    Ok(Merchant {
+        seq: r.get(0)?,
+        id: uuid(r.get(1)?)?,
+        name: r.get(2)?,
+        earnings: r.get(3)?,
+        created_at: ts(r.get(4)?)?,
+        updated_at: ts(r.get(5)?)?,
+    })
+}
+
+const ESCROW_COLS: &str = "seq, id, player_id, merchant_id, amount, settled_amount, \
+     refunded_amount, status, reason, reference, expires_at, created_by, created_at, \
+     updated_at, version";
+
+fn escrow_row(r: &Row<'_>) -> rusqlite::Result<Escrow> {
+    let status: String = r.get(7)?;
+    Ok(Escrow {
+        seq: r.get(0)?,
+        id: uuid(r.get(1)?)?,
+        player_id: uuid(r.get(2)?)?,
+        merchant_id: uuid(r.get(3)?)?,
+        amount: r.get(4)?,
+        settled_amount: r.get(5)?,
+        refunded_amount: r.get(6)?,
+        status: EscrowStatus::parse(&status)
+            .ok_or_else(|| conv_err(format!("unknown escrow status {status}")))?,
+        reason: r.get(8)?,
+        reference: r.get(9)?,
+        expires_at: ts_opt(r.get(10)?)?,
+        created_by: uuid_opt(r.get(11)?)?,
+        created_at: ts(r.get(12)?)?,
+        updated_at: ts(r.get(13)?)?,
+        version: r.get(14)?,
     })
 }
 
@@ -810,6 +851,175 @@ impl Tx for SqliteTx<'_> {
         self.depth = self.depth.saturating_sub(1);
         self.marks.pop();
         super::exec_cached(self.conn, &format!("RELEASE sp{d}")).map_err(map_err)
+    }
+
+    fn insert_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
+        self.exec_one(
+            "INSERT INTO merchants (id, name, earnings, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                m.id.to_string(),
+                m.name,
+                m.earnings,
+                us(m.created_at),
+                us(m.updated_at)
+            ],
+            "insert merchant",
+        )
+    }
+
+    fn merchant(&mut self, id: Uuid) -> StoreResult<Option<Merchant>> {
+        self.one(
+            &format!("SELECT {MERCHANT_COLS} FROM merchants WHERE id = ?1"),
+            [id.to_string()],
+            merchant_row,
+        )
+    }
+
+    fn update_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE merchants SET earnings = ?2, updated_at = ?3 WHERE id = ?1",
+            params![m.id.to_string(), m.earnings, us(m.updated_at)],
+            "update merchant",
+        )
+    }
+
+    fn merchants(&mut self, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<Merchant>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {MERCHANT_COLS} FROM merchants
+                 WHERE (?1 IS NULL OR seq < ?1) ORDER BY seq DESC LIMIT ?2"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![before_seq, limit], merchant_row)
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn insert_escrow(&mut self, e: &Escrow) -> StoreResult<i64> {
+        self.exec_one(
+            "INSERT INTO escrows (id, player_id, merchant_id, amount, settled_amount,
+                 refunded_amount, status, reason, reference, expires_at, created_by,
+                 created_at, updated_at, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                e.id.to_string(),
+                e.player_id.to_string(),
+                e.merchant_id.to_string(),
+                e.amount,
+                e.settled_amount,
+                e.refunded_amount,
+                e.status.as_str(),
+                e.reason,
+                e.reference,
+                e.expires_at.map(us),
+                e.created_by.map(|u| u.to_string()),
+                us(e.created_at),
+                us(e.updated_at),
+                e.version
+            ],
+            "insert escrow",
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn escrow(&mut self, id: Uuid) -> StoreResult<Option<Escrow>> {
+        self.one(
+            &format!("SELECT {ESCROW_COLS} FROM escrows WHERE id = ?1"),
+            [id.to_string()],
+            escrow_row,
+        )
+    }
+
+    fn update_escrow(&mut self, e: &Escrow) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE escrows SET settled_amount = ?2, refunded_amount = ?3, status = ?4,
+                 updated_at = ?5, version = ?6
+             WHERE id = ?1",
+            params![
+                e.id.to_string(),
+                e.settled_amount,
+                e.refunded_amount,
+                e.status.as_str(),
+                us(e.updated_at),
+                e.version
+            ],
+            "update escrow",
+        )
+    }
+
+    fn escrows(&mut self, q: &EscrowQuery) -> StoreResult<Vec<Escrow>> {
+        let index = if q.player_id.is_some() {
+            "INDEXED BY escrows_player"
+        } else {
+            ""
+        };
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ESCROW_COLS} FROM escrows {index}
+                 WHERE (?1 IS NULL OR player_id = ?1)
+                   AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR seq < ?3)
+                 ORDER BY seq DESC LIMIT ?4"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![
+                    q.player_id.map(|u| u.to_string()),
+                    q.status.map(EscrowStatus::as_str),
+                    q.before_seq,
+                    q.limit
+                ],
+                escrow_row,
+            )
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn due_escrows(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<Uuid>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM escrows INDEXED BY escrows_due
+                 WHERE status = 'HELD' AND expires_at <= ?1
+                 ORDER BY expires_at LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![us(now), limit], |r| uuid(r.get(0)?))
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn wallet_rows(&mut self, sql: &'static str) -> StoreResult<Vec<Vec<Cell>>> {
+        let mut st = self.conn.prepare_cached(sql).map_err(map_err)?;
+        let n = st.column_count();
+        let rows = st
+            .query_map([], |r| {
+                (0..n)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            rusqlite::types::ValueRef::Null => Cell::Null,
+                            rusqlite::types::ValueRef::Integer(v) => Cell::Int(v),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                Cell::Text(String::from_utf8_lossy(t).into_owned())
+                            }
+                            other => {
+                                return Err(conv_err(format!(
+                                    "unexpected {:?} in a wallet check",
+                                    other.data_type()
+                                )));
+                            }
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<Cell>>>()
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
     fn last_entry_seq(&mut self) -> StoreResult<i64> {

@@ -23,6 +23,7 @@ mod records;
 mod slips;
 mod sqlite_only;
 mod verify;
+mod wallet;
 
 /// Backend factories. Each returns a fresh, empty store (and whatever must
 /// stay alive with it), or `None` when the backend is not configured in this
@@ -200,6 +201,15 @@ macro_rules! contract_suite {
                 verify_finds_no_drift_in_a_clean_store,
                 verify_reports_a_corrupted_balance_naming_the_player,
                 verify_reports_corrupted_lifetime_points_and_entry_count,
+            ],
+            wallet: [
+                a_hold_moves_available_to_escrow_with_its_entry_and_event,
+                a_hold_refuses_a_short_balance_unknown_ids_and_bad_input,
+                settles_capture_refund_and_close_as_the_design_says,
+                a_stale_version_is_a_conflict_and_changes_nothing,
+                expiry_refunds_each_due_hold_once_and_wins_or_loses_cleanly,
+                concurrent_holds_never_overdraw_and_lose_nothing,
+                verify_reports_each_broken_wallet_invariant,
             ],
             pagination: [
                 entry_pages_walk_newest_first_without_gaps_or_duplicates,

@@ -6,9 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use jiff::{SignedDuration, Timestamp};
-use loyalty_core::{GameSettings, LoyaltyStatus, SlipStatus, TierTable, TransactionType};
-use loyalty_store::ops::{self, Completion, ManualReward, OpCtx, OpError, OpenSlip};
-use loyalty_store::{LedgerEntry, Store};
+use loyalty_core::{
+    EscrowStatus, GameSettings, LoyaltyStatus, SlipStatus, TierTable, TransactionType,
+};
+use loyalty_store::ops::{self, Completion, ManualReward, OpCtx, OpError, OpenSlip, wallet};
+use loyalty_store::{EscrowQuery, LedgerEntry, Store};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -24,14 +26,31 @@ const KEYS: u8 = 10;
 /// One generated action; slips are chosen among those opened so far.
 #[derive(Debug, Clone)]
 enum Action {
-    Open { player: usize, bet: u32 },
+    Open {
+        player: usize,
+        bet: u32,
+    },
     Pause(Index),
     Resume(Index),
     SetBet(Index, u32),
     Complete(Index, bool),
     Recover(Index, bool),
-    Reward { player: usize, points: i64, key: u8 },
-    Advance { secs: i64 },
+    Reward {
+        player: usize,
+        points: i64,
+        key: u8,
+    },
+    Advance {
+        secs: i64,
+    },
+    Hold {
+        player: usize,
+        amount: i64,
+        expires_in: Option<i64>,
+    },
+    Capture(Index, Option<i64>, bool),
+    Refund(Index),
+    Sweep(Index),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -45,6 +64,12 @@ fn action() -> impl Strategy<Value = Action> {
         4 => (0..PLAYERS, prop_oneof![-400..=-1i64, 1..=400i64], 0..KEYS)
             .prop_map(|(player, points, key)| Action::Reward { player, points, key }),
         2 => (60..=1800i64).prop_map(|secs| Action::Advance { secs }),
+        3 => (0..PLAYERS, 1..=600i64, prop::option::weighted(0.4, 30..=2400i64))
+            .prop_map(|(player, amount, expires_in)| Action::Hold { player, amount, expires_in }),
+        3 => (any::<Index>(), prop::option::of(1..=300i64), any::<bool>())
+            .prop_map(|(i, amount, last)| Action::Capture(i, amount, last)),
+        1 => any::<Index>().prop_map(Action::Refund),
+        1 => any::<Index>().prop_map(Action::Sweep),
     ]
 }
 
@@ -97,6 +122,10 @@ enum Step {
     Complete(Uuid),
     Recover(Uuid),
     Reward(ManualReward),
+    Hold(wallet::Hold),
+    Capture(wallet::Capture),
+    Refund(Uuid),
+    Sweep(Uuid),
 }
 
 enum Outcome {
@@ -104,6 +133,7 @@ enum Outcome {
     Changed,
     Settled(Uuid, Box<Completion>),
     Rewarded(String, Box<LedgerEntry>, bool),
+    Held(Uuid),
     Refused,
 }
 
@@ -128,6 +158,13 @@ fn allowed(step: &Step, e: &OpError) -> bool {
         ),
         Step::Recover(_) => matches!(e, OpError::SlipNotClosed),
         Step::Reward(_) => matches!(e, OpError::InsufficientBalance { .. }),
+        Step::Hold(_) => matches!(e, OpError::InsufficientBalance { .. }),
+        Step::Capture(_) => matches!(
+            e,
+            OpError::EscrowNotHeld { .. } | OpError::EscrowAmountExceeded { .. }
+        ),
+        Step::Refund(_) => matches!(e, OpError::EscrowNotHeld { .. }),
+        Step::Sweep(_) => false,
     }
 }
 
@@ -163,6 +200,18 @@ async fn execute(store: Store, c: OpCtx, step: Step) -> Result<Outcome, String> 
         Step::Recover(id) => op(&store, move |tx| ops::recover_slip(tx, &c, id))
             .await
             .map(|done| Outcome::Settled(id, Box::new(done))),
+        Step::Hold(input) => op(&store, move |tx| wallet::hold(tx, &c, input))
+            .await
+            .map(|e| Outcome::Held(e.id)),
+        Step::Capture(input) => op(&store, move |tx| wallet::settle(tx, &c, input))
+            .await
+            .map(|_| Outcome::Changed),
+        Step::Refund(id) => op(&store, move |tx| wallet::refund(tx, &c, id, None))
+            .await
+            .map(|_| Outcome::Changed),
+        Step::Sweep(id) => op(&store, move |tx| wallet::expire(tx, &c, id))
+            .await
+            .map(|_| Outcome::Changed),
         Step::Reward(input) => {
             let key = input.key.clone();
             op(&store, move |tx| ops::manual_reward(tx, &c, input))
@@ -195,6 +244,8 @@ struct Seen {
     rewards: BTreeMap<String, Vec<(Uuid, bool)>>,
     /// Per reward key: the request it stands for (player, points, staff).
     reward_inputs: BTreeMap<String, (Uuid, i64, Uuid)>,
+    /// Escrows placed.
+    escrows: Vec<Uuid>,
     /// Per slip: (entry id, replay) of every accrued completion/recovery.
     accruals: BTreeMap<Uuid, Vec<(Uuid, bool)>>,
 }
@@ -206,6 +257,16 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
         players.push(new_player(&store, at(0)).await.id);
     }
     let table = new_table(&store, at(0), settings()).await.id;
+    let mut merchants = Vec::new();
+    for name in ["Steakhouse", "Spa"] {
+        let c = ctx(at(0));
+        let m = op(&store, move |tx| {
+            wallet::create_merchant(tx, &c, name.into())
+        })
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        merchants.push(m.id);
+    }
     let staff = [Uuid::now_v7(), Uuid::now_v7()];
     let mut now: Timestamp = at(0);
     let mut seen = Seen::default();
@@ -217,11 +278,42 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
             c.staff_id = Some(staff[0]);
             let known = &seen.slips;
             let slip = |i: &Index| (!known.is_empty()).then(|| known[i.index(known.len())]);
+            let held = &seen.escrows;
+            let escrow = |i: &Index| (!held.is_empty()).then(|| held[i.index(held.len())]);
             let step = match action {
                 Action::Advance { secs } => {
                     now += SignedDuration::from_secs(secs);
                     continue;
                 }
+                Action::Hold {
+                    player,
+                    amount,
+                    expires_in,
+                } => Step::Hold(wallet::Hold {
+                    player_id: players[player],
+                    merchant_id: merchants[player % 2],
+                    amount,
+                    reason: "property test hold".into(),
+                    reference: None,
+                    expires_at: expires_in.map(|s| now + SignedDuration::from_secs(s)),
+                }),
+                Action::Capture(i, amount, last) => match escrow(&i) {
+                    Some(id) => Step::Capture(wallet::Capture {
+                        escrow_id: id,
+                        amount,
+                        final_capture: last,
+                        expected_version: None,
+                    }),
+                    None => continue,
+                },
+                Action::Refund(i) => match escrow(&i) {
+                    Some(id) => Step::Refund(id),
+                    None => continue,
+                },
+                Action::Sweep(i) => match escrow(&i) {
+                    Some(id) => Step::Sweep(id),
+                    None => continue,
+                },
                 Action::Open { player, bet } => Step::Open {
                     player: players[player],
                     table,
@@ -282,6 +374,7 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
             let outcome = outcome.map_err(TestCaseError::fail)?;
             match outcome {
                 Outcome::Opened(id) => seen.slips.push(id),
+                Outcome::Held(id) => seen.escrows.push(id),
                 Outcome::Changed | Outcome::Refused => {}
                 Outcome::Settled(id, done) => match *done {
                     Completion::Accrued {
@@ -387,6 +480,13 @@ async fn check_invariants(
     seen: &Seen,
     tiers: &TierTable,
 ) -> Result<(), TestCaseError> {
+    // The verifier agrees, wallet conservation included.
+    barrier(store).await;
+    let (_, drift, total) = look(store, |tx| {
+        ops::verify(tx, 20).map_err(|e| loyalty_store::StoreError::Internal(e.to_string()))
+    })
+    .await;
+    prop_assert_eq!(total, 0, "verify found drift: {:?}", drift);
     let mut total_entries = 0;
     let mut gameplay_by_slip: BTreeMap<Uuid, Vec<LedgerEntry>> = BTreeMap::new();
     for &pid in players {
@@ -432,7 +532,19 @@ async fn check_invariants(
         prop_assert_eq!(acc.lifetime_points, lifetime, "lifetime of {}", pid);
         prop_assert_eq!(acc.entry_count, entries.len() as i64);
         prop_assert!(acc.current_balance >= 0);
-        prop_assert_eq!(acc.escrow_balance, 0);
+        let held: i64 = look(store, move |tx| {
+            tx.escrows(&EscrowQuery {
+                player_id: Some(pid),
+                status: Some(EscrowStatus::Held),
+                before_seq: None,
+                limit: 10_000,
+            })
+        })
+        .await
+        .iter()
+        .map(|e| e.held_amount())
+        .sum();
+        prop_assert_eq!(acc.escrow_balance, held, "escrow of {}", pid);
         prop_assert_eq!(acc.tier, tiers.tier_for(lifetime));
         total_entries += entries.len();
     }

@@ -221,6 +221,7 @@ pub fn spec(player_id: Uuid, transaction_type: TransactionType, points_change: i
         rating_slip_id: None,
         idempotency_key: None,
         escrow_id: None,
+        escrow_change: 0,
     }
 }
 

@@ -78,24 +78,33 @@ pub async fn verify_reports_a_corrupted_balance_naming_the_player(store: Store) 
     let (checked, drift, total) = verify(&store).await;
     assert_eq!(checked, ids.len() as u64);
     assert_eq!(total, drift.len() as u64);
+    let (global, accounts): (Vec<Drift>, Vec<Drift>) =
+        drift.into_iter().partition(|d| d.check == "conservation");
     assert_eq!(
-        drift,
+        accounts,
         vec![Drift {
             player_id: victim,
             check: "current_balance".into(),
             expected: truth + 13,
             actual: truth,
             entry_id: None,
+            escrow_id: None,
+            merchant_id: None,
         }],
         "exactly the corrupted account, naming the player"
     );
+    // Points that no ledger entry explains also break conservation: the
+    // balances hold 13 more than was ever earned.
+    assert_eq!(global.len(), 1, "{global:?}");
+    assert_eq!(global[0].expected - global[0].actual, 13);
 
     // Reported drift is capped; the count is exact.
     for pid in [ids[0], ids[2]] {
         corrupt(&store, pid, |a| a.current_balance += 1).await;
     }
     let (_, shown, total) = store.read(|tx| ops::verify(tx, 2)).await.expect("verify");
-    assert_eq!((shown.len(), total), (2, 3));
+    // Three accounts, and conservation.
+    assert_eq!((shown.len(), total), (2, 4));
 }
 
 pub async fn verify_reports_corrupted_lifetime_points_and_entry_count(store: Store) {

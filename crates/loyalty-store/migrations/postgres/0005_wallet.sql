@@ -1,0 +1,36 @@
+-- Loyalty Ledger, PostgreSQL schema v5: the wallet (DESIGN §3.5).
+-- A merchant's earnings are the points settled to it; an escrow holds a
+-- player's points for a merchant until it is settled, refunded or expires.
+-- `seq` orders rows for paging; `version` is the optimistic-concurrency
+-- counter every change increments.
+CREATE TABLE merchants (
+    seq         BIGSERIAL PRIMARY KEY,
+    id          UUID NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    earnings    BIGINT NOT NULL CHECK (earnings >= 0),
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+
+CREATE TABLE escrows (
+    seq              BIGSERIAL PRIMARY KEY,
+    id               UUID NOT NULL UNIQUE,
+    player_id        UUID NOT NULL REFERENCES players(id),
+    merchant_id      UUID NOT NULL REFERENCES merchants(id),
+    amount           BIGINT NOT NULL CHECK (amount > 0),
+    settled_amount   BIGINT NOT NULL CHECK (settled_amount >= 0),
+    refunded_amount  BIGINT NOT NULL CHECK (refunded_amount >= 0),
+    status           TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    reference        TEXT,
+    expires_at       BIGINT,
+    created_by       UUID,
+    created_at       BIGINT NOT NULL,
+    updated_at       BIGINT NOT NULL,
+    version          BIGINT NOT NULL,
+    CHECK (settled_amount + refunded_amount <= amount)
+);
+CREATE INDEX escrows_player ON escrows(player_id, seq);
+CREATE INDEX escrows_due ON escrows(expires_at) WHERE status = 'HELD';
+CREATE INDEX escrows_merchant ON escrows(merchant_id);
+CREATE INDEX ledger_escrow ON ledger_entries(escrow_id) WHERE escrow_id IS NOT NULL;
