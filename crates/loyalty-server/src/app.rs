@@ -31,6 +31,8 @@ pub struct Settings {
     pub accrual_retry_interval_ms: u64,
     /// How long `Idempotency-Key` records are kept, hours (at least 24).
     pub idempotency_retention_hours: u32,
+    /// How often the expiry sweep looks for escrows past `expires_at`, ms.
+    pub escrow_sweep_interval_ms: u64,
     /// How long a request body may take to arrive.
     pub body_timeout: std::time::Duration,
     /// Most live event streams one token may hold open at once.
@@ -55,6 +57,7 @@ impl Default for Settings {
             tiers: Arc::new(TierTable::default()),
             accrual_retry_interval_ms: 2_000,
             idempotency_retention_hours: 48,
+            escrow_sweep_interval_ms: 1_000,
             body_timeout: std::time::Duration::from_secs(BODY_TIMEOUT_S_DEFAULT),
             streams_per_token: STREAMS_PER_TOKEN_DEFAULT,
             metrics_on_main: true,

@@ -52,6 +52,23 @@ impl Caller {
         }
     }
 
+    /// Allows staff holding any of `ps`, or the player themself (when the
+    /// thing read is `player_id`'s); 403 naming the first permission else.
+    pub fn require_any_or_self(
+        &self,
+        ps: &[Permission],
+        player_id: Option<Uuid>,
+    ) -> Result<(), ApiError> {
+        match self {
+            Caller::Player(id) if Some(*id) == player_id => Ok(()),
+            Caller::Staff(s) if ps.iter().any(|p| s.role.allows(*p)) => Ok(()),
+            _ => Err(forbidden(ps[0]).with_details(serde_json::json!({
+                "permission": ps[0].as_str(),
+                "any_of": ps.iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+            }))),
+        }
+    }
+
     /// Stable id of the caller, used to scope idempotency keys.
     pub fn scope_id(&self) -> String {
         match self {

@@ -79,3 +79,56 @@ pub async fn purge_idempotency_records(state: AppState) {
         }
     }
 }
+
+/// Most due escrows expired per sweep.
+pub const EXPIRY_BATCH_MAX: u32 = 200;
+
+/// Refunds every HELD escrow past its expiry, every
+/// `escrow_sweep_interval_ms` (by the server clock, so the test clock in
+/// test mode). Several nodes may sweep at once: each expiry locks its escrow
+/// and re-checks that it is still HELD and due, so each hold is refunded
+/// once; a capture racing the sweep is refused (a hold past its expiry is
+/// never captured) or, if it committed first, leaves nothing to expire.
+pub async fn expire_escrows(state: AppState) {
+    let interval = Duration::from_millis(state.settings.escrow_sweep_interval_ms.max(20));
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Err(e) = expiry_pass(&state).await {
+            tracing::warn!(error = %e.message, "escrow expiry pass failed");
+        }
+    }
+}
+
+/// One sweep: every due escrow gets one attempt; returns how many expired.
+pub async fn expiry_pass(state: &AppState) -> Result<usize, ApiError> {
+    let now = state.clock.now();
+    let due = state
+        .store
+        .read(move |tx| tx.due_escrows(now, EXPIRY_BATCH_MAX))
+        .await?;
+    let mut expired = 0;
+    for escrow_id in due {
+        let cid = format!("expiry-{}", uuid::Uuid::new_v4().simple());
+        let st = state.clone();
+        let done = crate::correlation::scope(cid, async move {
+            let ctx = st.op_ctx(None, None);
+            let r = st
+                .store
+                .write(move |tx| ops::wallet::expire(tx, &ctx, escrow_id))
+                .await;
+            st.events.poke();
+            r
+        })
+        .await;
+        match done {
+            Ok(Some(e)) => {
+                expired += 1;
+                tracing::info!(escrow_id = %e.id, player_id = %e.player_id,
+                    refunded = e.refunded_amount, "escrow_expired");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(escrow_id = %escrow_id, error = %e, "escrow expiry failed"),
+        }
+    }
+    Ok(expired)
+}

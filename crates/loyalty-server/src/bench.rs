@@ -20,7 +20,8 @@ pub struct BenchConfig {
     pub clients: Vec<usize>,
     /// How long each run lasts.
     pub duration: Duration,
-    /// What to drive: `complete` (open + complete slips) or `reward`.
+    /// What to drive: `complete` (open + complete slips), `reward`, or
+    /// `redeem` (hold + settle).
     pub workload: String,
 }
 
@@ -138,6 +139,79 @@ async fn reward_client(
     Ok((lat, errors))
 }
 
+/// One client of the `redeem` workload: its own supervisor (created with
+/// the admin token) funds its own player once, then the client holds one
+/// point for the shared merchant and captures it, again and again; the pair
+/// (hold + settle, two durable writes) is what is timed.
+async fn redeem_client(
+    client: &reqwest::Client,
+    cfg: &BenchConfig,
+    i: usize,
+    merchant_id: &str,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let (s, staff) = post(
+        client,
+        cfg,
+        "/v1/staff",
+        json!({"name": format!("bench cashier {i}"), "role": "supervisor"}),
+    )
+    .await?;
+    if s != 201 {
+        bail!("creating bench staff needs an admin token ({s}): {staff}");
+    }
+    let staff_cfg = BenchConfig {
+        token: staff["token"].as_str().unwrap_or_default().to_string(),
+        ..cfg.clone()
+    };
+    let staff_id = staff["id"].as_str().unwrap_or_default().to_string();
+    let (_, player) = post(
+        client,
+        cfg,
+        "/v1/players",
+        json!({"display_name": format!("bench guest {i}")}),
+    )
+    .await?;
+    let player_id = player["id"].as_str().unwrap_or_default().to_string();
+    let (s, funded) = post(
+        client,
+        &staff_cfg,
+        "/v1/loyalty/manual-rewards",
+        json!({"player_id": player_id, "points": 10_000, "staff_id": staff_id,
+               "reason": "bench redemption budget"}),
+    )
+    .await?;
+    if s != 201 {
+        bail!("funding the bench player failed ({s}): {funded}");
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0usize;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let body = json!({"player_id": player_id, "merchant_id": merchant_id, "amount": 1,
+                          "reason": "bench comp"});
+        let (s, escrow) = post(client, &staff_cfg, "/v1/escrows", body).await?;
+        if s != 201 {
+            errors += 1;
+            continue;
+        }
+        let id = escrow["id"].as_str().unwrap_or_default();
+        let (s, _) = post(
+            client,
+            &staff_cfg,
+            &format!("/v1/escrows/{id}/settle"),
+            json!({}),
+        )
+        .await?;
+        if s == 200 {
+            lat.push(t.elapsed());
+        } else {
+            errors += 1;
+        }
+    }
+    Ok((lat, errors))
+}
+
 async fn post(
     c: &reqwest::Client,
     cfg: &BenchConfig,
@@ -184,6 +258,20 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         bail!("creating the bench table failed ({s}): {table}");
     }
     let table_id = table["id"].as_str().unwrap_or_default().to_string();
+    let mut merchant_id = String::new();
+    if cfg.workload == "redeem" {
+        let (s, m) = post(
+            &client,
+            &first,
+            "/v1/merchants",
+            json!({"name": "bench outlet"}),
+        )
+        .await?;
+        if s != 201 {
+            bail!("creating the bench merchant needs wallet:escrow ({s}): {m}");
+        }
+        merchant_id = m["id"].as_str().unwrap_or_default().to_string();
+    }
     let mut results = Vec::new();
     println!("workload  clients      ops  errors     ops/s   p50_ms   p99_ms   max_ms");
     for &n in &cfg.clients {
@@ -192,11 +280,13 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         let started = Instant::now();
         for i in 0..n {
             let (client, mut cfg, table_id) = (client.clone(), cfg.clone(), table_id.clone());
+            let merchant_id = merchant_id.clone();
             let urls: Vec<&str> = cfg.url.split(',').collect();
             cfg.url = urls[i % urls.len()].trim_end_matches('/').to_string();
             handles.push(tokio::spawn(async move {
                 match cfg.workload.as_str() {
                     "reward" => reward_client(&client, &cfg, i, deadline).await,
+                    "redeem" => redeem_client(&client, &cfg, i, &merchant_id, deadline).await,
                     _ => complete_client(&client, &cfg, i, &table_id, deadline).await,
                 }
             }));

@@ -42,6 +42,8 @@ pub enum Code {
     IdempotencyKeyReused,
     /// 422: the escrow is not held.
     EscrowNotHeld,
+    /// 422: a capture of more than the escrow holds.
+    EscrowAmountExceeded,
     /// 422: a balance, lifetime total or amount would leave ±(2^53 − 1).
     PointsOutOfRange,
     /// 408: the request body did not arrive within the body timeout.
@@ -83,6 +85,7 @@ impl Code {
             Code::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Code::EscrowNotHeld => "ESCROW_NOT_HELD",
             Code::PointsOutOfRange => "POINTS_OUT_OF_RANGE",
+            Code::EscrowAmountExceeded => "ESCROW_AMOUNT_EXCEEDED",
             Code::RequestTimeout => "REQUEST_TIMEOUT",
             Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -111,7 +114,8 @@ impl Code {
             | Code::InsufficientBalance
             | Code::IdempotencyKeyReused
             | Code::EscrowNotHeld
-            | Code::PointsOutOfRange => StatusCode::UNPROCESSABLE_ENTITY,
+            | Code::PointsOutOfRange
+            | Code::EscrowAmountExceeded => StatusCode::UNPROCESSABLE_ENTITY,
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -235,6 +239,24 @@ impl From<OpError> for ApiError {
                 ),
             )
             .with_details(json!({"field": field, "value": value.to_string(), "limit": loyalty_store::ops::POINTS_ABS_MAX})),
+            OpError::EscrowNotHeld { status } => ApiError::new(
+                Code::EscrowNotHeld,
+                format!(
+                    "the escrow is {}; only a HELD escrow can be settled or refunded",
+                    status.as_str()
+                ),
+            )
+            .with_details(json!({"status": status.as_str()})),
+            OpError::EscrowAmountExceeded { held, requested } => ApiError::new(
+                Code::EscrowAmountExceeded,
+                format!("the escrow holds {held} points; {requested} requested"),
+            )
+            .with_details(json!({"held_amount": held, "requested": requested})),
+            OpError::VersionConflict { current } => ApiError::new(
+                Code::Conflict,
+                format!("the escrow is at version {current}; read it again and retry"),
+            )
+            .with_details(json!({"current_version": current})),
             OpError::IdempotencyKeyReused => ApiError::new(
                 Code::IdempotencyKeyReused,
                 "idempotency key was already used with a different request",

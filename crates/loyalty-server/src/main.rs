@@ -135,6 +135,9 @@ struct ServeArgs {
         default_value_t = 2000
     )]
     accrual_retry_interval_ms: u64,
+    /// How often held escrows past their expiry are looked for and refunded, ms.
+    #[arg(long, env = "LOYALTY_ESCROW_SWEEP_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(20..=3_600_000))]
+    escrow_sweep_interval_ms: u64,
     /// Manual rewards allowed per staff member per minute.
     #[arg(long, env = "LOYALTY_REWARD_RATE_LIMIT", default_value_t = 10)]
     reward_rate_limit: usize,
@@ -199,9 +202,10 @@ struct BenchArgs {
     /// Comma-separated client counts.
     #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
     clients: Vec<usize>,
-    /// What to drive: `complete` (open and complete slips) or `reward`
-    /// (manual rewards; needs an admin token and a high --reward-rate-limit).
-    #[arg(long, default_value = "complete", value_parser = ["complete", "reward"])]
+    /// What to drive: `complete` (open and complete slips), `reward`
+    /// (manual rewards; needs an admin token and a high --reward-rate-limit)
+    /// or `redeem` (hold one point and capture it; needs an admin token).
+    #[arg(long, default_value = "complete", value_parser = ["complete", "reward", "redeem"])]
     workload: String,
     /// Seconds per client count.
     #[arg(long, default_value_t = 10)]
@@ -256,6 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 accrual_retry_interval_ms: a.accrual_retry_interval_ms,
                 idempotency_retention_hours: a.idempotency_retention_hours,
                 body_timeout: Duration::from_millis(a.body_timeout_ms),
+                escrow_sweep_interval_ms: a.escrow_sweep_interval_ms,
                 streams_per_token: usize::try_from(a.streams_per_token).unwrap_or(1),
                 ..Settings::default()
             };

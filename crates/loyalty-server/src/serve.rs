@@ -138,6 +138,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .context("cannot start event dispatch")?;
     tokio::spawn(crate::background::retry_pending_accruals(state.clone()));
     tokio::spawn(crate::background::purge_idempotency_records(state.clone()));
+    tokio::spawn(crate::background::expire_escrows(state.clone()));
     crate::listen::serve(listener, app, cfg.conn_limits, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())

@@ -265,7 +265,9 @@ pub struct EntryQuery {
 /// One account's disagreement with its ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
-    /// The player.
+    /// The player (nil, shown as null, for findings about no one player:
+    /// a merchant or the conservation law).
+    #[serde(serialize_with = "nil_as_null")]
     pub player_id: Uuid,
     /// What disagrees, e.g. `current_balance`.
     pub check: String,
@@ -281,6 +283,14 @@ pub struct Drift {
     /// The merchant that disagrees, for the wallet's checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merchant_id: Option<Uuid>,
+}
+
+fn nil_as_null<S: serde::Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
+    if id.is_nil() {
+        s.serialize_none()
+    } else {
+        s.serialize_some(id)
+    }
 }
 
 /// A merchant account (an outlet: restaurant, bar, shop) that escrowed

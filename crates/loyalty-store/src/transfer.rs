@@ -20,6 +20,8 @@ const ORDER: &[&str] = &[
     "loyalty_accounts",
     "game_tables",
     "rating_slips",
+    "merchants",
+    "escrows",
     "ledger_entries",
     "outbox",
     "idempotency_records",

@@ -42,6 +42,11 @@ pub const ACTIVITY_TYPES: &[&str] = &[
     "LOYALTY_ACCRUAL_FAILED",
     "LEDGER_ENTRY_CREATED",
     "TIER_CHANGED",
+    "ESCROW_HELD",
+    "ESCROW_SETTLED",
+    "ESCROW_PARTIAL_SETTLED",
+    "ESCROW_REFUNDED",
+    "ESCROW_EXPIRED",
 ];
 
 /// More manual rewards than this by one staff member in the window raise an alert.
@@ -286,6 +291,14 @@ pub fn summary(ev: &EventRecord) -> String {
             n("balance_after")
         ),
         "TIER_CHANGED" => format!("Tier {} → {}", s("tier_before"), s("tier_after")),
+        "ESCROW_HELD" => format!("{} points held for a redemption", n("amount")),
+        "ESCROW_SETTLED" | "ESCROW_PARTIAL_SETTLED" => format!(
+            "{} points redeemed ({} still held)",
+            n("captured"),
+            n("held_amount")
+        ),
+        "ESCROW_REFUNDED" => format!("{} held points returned", n("refunded")),
+        "ESCROW_EXPIRED" => format!("{} held points returned (hold expired)", n("refunded")),
         other => other.replace('_', " ").to_lowercase(),
     }
 }

@@ -7,6 +7,7 @@ pub mod export;
 mod ledger;
 mod rewards;
 mod slips;
+mod wallet;
 
 pub use slips::log_completion;
 
@@ -69,6 +70,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/exports/ledger"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("POST", "/v1/merchants"),
+    ("GET", "/v1/merchants"),
+    ("GET", "/v1/merchants/{id}"),
+    ("POST", "/v1/escrows"),
+    ("GET", "/v1/escrows/{id}"),
+    ("GET", "/v1/players/{id}/escrows"),
+    ("POST", "/v1/escrows/{id}/settle"),
+    ("POST", "/v1/escrows/{id}/refund"),
     ("GET", "/v1/me"),
     ("DELETE", "/v1/me/token"),
     ("POST", "/v1/staff/{id}/disable"),
@@ -157,6 +166,14 @@ pub fn router(state: AppState) -> Router {
         events::notifications,
     )
     .add("GET", "/v1/players/{id}/activity", events::activity)
+    .add("POST", "/v1/merchants", wallet::create_merchant)
+    .add("GET", "/v1/merchants", wallet::merchants)
+    .add("GET", "/v1/merchants/{id}", wallet::merchant)
+    .add("POST", "/v1/escrows", wallet::create_escrow)
+    .add("GET", "/v1/escrows/{id}", wallet::escrow)
+    .add("GET", "/v1/players/{id}/escrows", wallet::player_escrows)
+    .add("POST", "/v1/escrows/{id}/settle", wallet::settle)
+    .add("POST", "/v1/escrows/{id}/refund", wallet::refund)
     .add("GET", "/v1/me", me)
     .add("DELETE", "/v1/me/token", revoke_own_token)
     .add("POST", "/v1/staff/{id}/disable", disable_staff)

@@ -13,3 +13,4 @@ mod migrate;
 mod nodes;
 mod outages;
 mod revocation;
+mod wallet;

@@ -138,6 +138,46 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     // A tier notification (a row with a serial id) moves too.
     app.set_accrual_fault("ok").await;
     tier_change(&app, &token, &staff, &players[3]).await;
+    // The wallet moves: a merchant, a hold still held, one partly captured.
+    let merchant = app
+        .post(
+            &app.admin_token,
+            "/v1/merchants",
+            json!({"name": "Moving bistro"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut escrows = Vec::new();
+    for (p, amount) in [(&players[0], 50), (&players[1], 60)] {
+        let r = app
+            .post(&app.admin_token, "/v1/escrows",
+                  json!({"player_id": p, "merchant_id": merchant, "amount": amount, "reason": "dinner before the move"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        escrows.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let r = app
+        .post(
+            &app.admin_token,
+            &format!("/v1/escrows/{}/settle", escrows[1]),
+            json!({"amount": 20}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "PARTIALLY_SETTLED", "{}", r.text);
+    let wallet_before: Vec<Value> = {
+        let mut v = Vec::new();
+        for id in &escrows {
+            v.push(
+                app.get(&app.admin_token, &format!("/v1/escrows/{id}"))
+                    .await
+                    .body,
+            );
+        }
+        v
+    };
     caught_up(&app).await;
     let before = snapshot(&app, &players, &slips).await;
     app.kill();
@@ -161,7 +201,9 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["drift_count"], 0, "{report}");
     assert_eq!(report["accounts_checked"], 5);
-    assert_eq!(report["rows_copied"]["ledger_entries"], 16, "{report}");
+    assert_eq!(report["rows_copied"]["ledger_entries"], 20, "{report}");
+    assert_eq!(report["rows_copied"]["escrows"], 2, "{report}");
+    assert_eq!(report["rows_copied"]["merchants"], 1, "{report}");
 
     // Moving again into the same (now full) database is refused.
     let again = std::process::Command::new(bin())
@@ -182,6 +224,25 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     .await;
     let after = snapshot(&moved, &players, &slips).await;
     assert_eq!(before, after);
+    for (id, was) in escrows.iter().zip(&wallet_before) {
+        let now = moved
+            .get(&moved.admin_token, &format!("/v1/escrows/{id}"))
+            .await;
+        assert_eq!(&now.body, was, "escrow {id} moved unchanged");
+    }
+    // The held one is captured on the new backend; the merchant earns on.
+    let r = moved
+        .post(
+            &moved.admin_token,
+            &format!("/v1/escrows/{}/settle", escrows[0]),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "SETTLED", "{}", r.text);
+    let m = moved
+        .get(&moved.admin_token, &format!("/v1/merchants/{merchant}"))
+        .await;
+    assert_eq!(m.body["earnings"], 70, "{}", m.text);
     let r = moved
         .post(&token, "/v1/loyalty/manual-rewards",
               json!({"player_id": players[2], "points": 1, "staff_id": staff, "reason": "first reward after the move"}))

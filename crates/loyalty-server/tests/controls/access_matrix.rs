@@ -69,7 +69,14 @@ enum Access {
     StaffBoth(&'static str, &'static str),
     /// Any valid token, staff or player.
     AnyToken,
+    /// Staff holding any of the permissions.
+    StaffAny(&'static [&'static str]),
+    /// Staff holding any of the permissions, or the player themself.
+    StaffAnyOrSelf(&'static [&'static str]),
 }
+
+/// Who reads merchants and escrows (DESIGN §3.5).
+const WALLET_READERS: &[&str] = &["wallet:escrow", "loyalty:view_all", "audit:read"];
 
 struct Row {
     method: &'static str,
@@ -87,12 +94,12 @@ const fn row(method: &'static str, path: &'static str, access: Access, success: 
     }
 }
 
-use Access::{AnyToken, Public, Staff, StaffBoth, StaffOrSelf};
+use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, StaffOrSelf};
 
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 37] = [
+const ROWS: [Row; 45] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -107,6 +114,34 @@ const ROWS: [Row; 37] = [
         "/v1/players/{id}/tokens",
         StaffBoth("players:write", "loyalty:view_all"),
         204,
+    ),
+    row("POST", "/v1/merchants", Staff("wallet:escrow"), 201),
+    row("GET", "/v1/merchants", StaffAny(WALLET_READERS), 200),
+    row("GET", "/v1/merchants/{id}", StaffAny(WALLET_READERS), 200),
+    row("POST", "/v1/escrows", Staff("wallet:escrow"), 201),
+    row(
+        "GET",
+        "/v1/escrows/{id}",
+        StaffAnyOrSelf(WALLET_READERS),
+        200,
+    ),
+    row(
+        "GET",
+        "/v1/players/{id}/escrows",
+        StaffAnyOrSelf(WALLET_READERS),
+        200,
+    ),
+    row(
+        "POST",
+        "/v1/escrows/{id}/settle",
+        Staff("wallet:escrow"),
+        200,
+    ),
+    row(
+        "POST",
+        "/v1/escrows/{id}/refund",
+        Staff("wallet:escrow"),
+        200,
     ),
     row("GET", "/v1/me", AnyToken, 200),
     row("DELETE", "/v1/me/token", AnyToken, 204),
@@ -210,6 +245,15 @@ fn expected(r: &Row, who: Who) -> u16 {
         (Public, _) => r.success,
         (_, Who::Anonymous) => 401,
         (AnyToken, _) => r.success,
+        (StaffAny(_), Who::Player) => 403,
+        (StaffAnyOrSelf(_), Who::Player) => r.success,
+        (StaffAny(ps) | StaffAnyOrSelf(ps), Who::Role(i)) => {
+            if ps.iter().any(|p| role_has(i, p)) {
+                r.success
+            } else {
+                403
+            }
+        }
         (StaffBoth(..), Who::Player) => 403,
         (StaffBoth(p, q), Who::Role(i)) => {
             if role_has(i, p) && role_has(i, q) {
@@ -236,6 +280,8 @@ struct Fixture {
     player: String,
     table: String,
     slip: String,
+    merchant: String,
+    escrow: String,
 }
 
 fn id_of(v: &Value) -> String {
@@ -301,6 +347,22 @@ async fn request(
             (r.path.replace("{id}", &other), None)
         }
         ("GET", "/v1/me") | ("DELETE", "/v1/me/token") => (r.path.into(), None),
+        ("POST", "/v1/merchants") => (r.path.into(), Some(json!({"name": "Matrix bar"}))),
+        ("GET", "/v1/merchants") => (r.path.into(), None),
+        ("GET", "/v1/merchants/{id}") => (r.path.replace("{id}", &fx.merchant), None),
+        ("POST", "/v1/escrows") => (
+            r.path.into(),
+            Some(
+                json!({"player_id": fx.player, "merchant_id": fx.merchant, "amount": 1,
+                        "reason": format!("matrix hold {n}")}),
+            ),
+        ),
+        ("GET", "/v1/escrows/{id}") => (r.path.replace("{id}", &fx.escrow), None),
+        ("GET", "/v1/players/{id}/escrows") => (with_player, None),
+        ("POST", "/v1/escrows/{id}/settle" | "/v1/escrows/{id}/refund") => {
+            let escrow = new_hold(app, fx, n).await;
+            (r.path.replace("{id}", &escrow), Some(json!({})))
+        }
         ("POST", "/v1/staff/{id}/disable") => {
             let (target, _) = app.staff("cashier").await;
             (r.path.replace("{id}", &target), Some(json!({})))
@@ -398,6 +460,20 @@ async fn dead_letter_id(app: &TestApp) -> String {
     id
 }
 
+/// A new hold of 1 point on the fixture player, placed by the admin.
+async fn new_hold(app: &TestApp, fx: &Fixture, n: usize) -> String {
+    let r = app
+        .post(
+            &app.admin_token,
+            "/v1/escrows",
+            json!({"player_id": fx.player, "merchant_id": fx.merchant, "amount": 1,
+                   "reason": format!("matrix fixture hold {n}")}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    id_of(&r.body)
+}
+
 /// A new token for `player`, issued by the admin.
 async fn mint_player_token(app: &TestApp, player: &str) -> String {
     let r = app
@@ -450,11 +526,37 @@ async fn every_route_answers_every_caller_as_design_section_3_7_says() {
         .as_str()
         .unwrap()
         .to_string();
-    let fx = Fixture {
+    // Points to hold, a merchant and a hold for the wallet's rows.
+    let admin_id = app.get(&app.admin_token, "/v1/me").await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let funded = app
+        .post(
+            &app.admin_token,
+            "/v1/loyalty/manual-rewards",
+            json!({"player_id": player, "staff_id": admin_id, "points": 10_000,
+                   "reason": "wallet rows of the access matrix"}),
+        )
+        .await;
+    assert_eq!(funded.status, 201, "{}", funded.text);
+    let merchant = id_of(
+        &app.post(
+            &app.admin_token,
+            "/v1/merchants",
+            json!({"name": "Matrix steakhouse"}),
+        )
+        .await
+        .body,
+    );
+    let mut fx = Fixture {
         player,
         table,
         slip,
+        merchant,
+        escrow: String::new(),
     };
+    fx.escrow = new_hold(&app, &fx, 0).await;
 
     let mut table_md = String::from("| method | path |");
     for w in CALLERS {

@@ -31,9 +31,13 @@ enum Op {
     Recover,
     ManualReward,
     DisableStaff,
+    CreateMerchant,
+    Hold,
+    Settle,
+    Refund,
 }
 
-const OPS: [Op; 11] = [
+const OPS: [Op; 15] = [
     Op::CreateStaff,
     Op::CreatePlayer,
     Op::PlayerToken,
@@ -45,6 +49,10 @@ const OPS: [Op; 11] = [
     Op::Recover,
     Op::ManualReward,
     Op::DisableStaff,
+    Op::CreateMerchant,
+    Op::Hold,
+    Op::Settle,
+    Op::Refund,
 ];
 
 /// POST routes that change nothing and so need no key.
@@ -83,6 +91,10 @@ impl Op {
             Op::Recover => "/v1/rating-slips/{id}/recover-loyalty",
             Op::ManualReward => "/v1/loyalty/manual-rewards",
             Op::DisableStaff => "/v1/staff/{id}/disable",
+            Op::CreateMerchant => "/v1/merchants",
+            Op::Hold => "/v1/escrows",
+            Op::Settle => "/v1/escrows/{id}/settle",
+            Op::Refund => "/v1/escrows/{id}/refund",
         }
     }
 
@@ -92,9 +104,17 @@ impl Op {
             | Op::CreatePlayer
             | Op::PlayerToken
             | Op::CreateTable
-            | Op::OpenSlip => 201,
+            | Op::OpenSlip
+            | Op::CreateMerchant
+            | Op::Hold => 201,
             Op::ManualReward => 201,
-            Op::Pause | Op::Resume | Op::Complete | Op::Recover | Op::DisableStaff => 200,
+            Op::Pause
+            | Op::Resume
+            | Op::Complete
+            | Op::Recover
+            | Op::DisableStaff
+            | Op::Settle
+            | Op::Refund => 200,
         }
     }
 
@@ -109,6 +129,39 @@ impl Op {
                 r#"{"name":"Idem Staff","role":"cashier"}"#.to_string(),
                 r#"{"name":"Idem Staff","role":"auditor"}"#.to_string(),
             ),
+            Op::CreateMerchant => (
+                "/v1/merchants".to_string(),
+                r#"{"name":"Idem Merchant"}"#.to_string(),
+                r#"{"name":"Idem Merchant 2"}"#.to_string(),
+            ),
+            Op::Hold => {
+                let (p, m) = funded_player_and_merchant(app, caller).await;
+                let b =
+                    json!({"player_id": p, "merchant_id": m, "amount": 100, "reason": "Idem hold"});
+                let mut o = b.clone();
+                o["amount"] = json!(101);
+                ("/v1/escrows".to_string(), b.to_string(), o.to_string())
+            }
+            Op::Settle | Op::Refund => {
+                let (p, m) = funded_player_and_merchant(app, caller).await;
+                let r = post(
+                    app,
+                    caller,
+                    "/v1/escrows",
+                    &json!({"player_id": p, "merchant_id": m, "amount": 100, "reason": "Idem hold"})
+                        .to_string(),
+                    None,
+                )
+                .await;
+                assert_eq!(r.status, 201, "{}", r.text);
+                let id = r.body["id"].as_str().unwrap();
+                let action = self.template().rsplit('/').next().unwrap();
+                (
+                    format!("/v1/escrows/{id}/{action}"),
+                    "{}".to_string(),
+                    r#"{"expected_version":1,"note":"x"}"#.to_string(),
+                )
+            }
             Op::DisableStaff => {
                 let (id, _) = app.staff("cashier").await;
                 (
@@ -238,9 +291,27 @@ fn key(k: &str) -> Option<HeaderValue> {
     Some(HeaderValue::from_str(k).unwrap())
 }
 
-/// A server and two admins created through the API (ids known).
+/// A player with 10,000 points and a merchant, made by `caller`.
+async fn funded_player_and_merchant(app: &TestApp, caller: &Caller) -> (String, String) {
+    let p = app.player().await;
+    let r = reward_ok(app, &caller.1, &reward_body(&p, &caller.0, 10_000, REASON)).await;
+    assert_eq!(r["points_change"], 10_000);
+    let m = post(
+        app,
+        caller,
+        "/v1/merchants",
+        r#"{"name":"Idem outlet"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(m.status, 201, "{}", m.text);
+    (p, m.body["id"].as_str().unwrap().to_string())
+}
+
+/// A server and two admins created through the API (ids known). Funding
+/// the wallet's fixtures takes many rewards: the reward limit is lifted.
 async fn setup() -> (TestApp, Caller, Caller) {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&["--test-mode", "--reward-rate-limit", "1000"]).await;
     app.set_clock(T0).await;
     let a = app.staff("admin").await;
     let b = app.staff("admin").await;

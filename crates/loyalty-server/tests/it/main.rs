@@ -15,3 +15,4 @@ mod slips;
 mod smoke;
 mod test_mode;
 mod verify;
+mod wallet;

@@ -1,0 +1,228 @@
+//! The wallet on two nodes of one PostgreSQL (issue 11 points 4 and 8):
+//! both sweep expired holds at once and each hold is refunded once;
+//! captures and refunds of the same holds from both nodes end every escrow
+//! in one final state.
+
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::common::{Storage, TestApp, cli_staff_create};
+use crate::servers::{pg_url, require};
+
+const T0: &str = "2026-06-01T18:00:00Z";
+
+async fn two_nodes() -> Option<(TestApp, TestApp)> {
+    let server = pg_url();
+    if !require("PostgreSQL (LOYALTY_TEST_PG_URL)", server.is_some()) {
+        return None;
+    }
+    let storage = Storage::fresh_pg(&server.unwrap());
+    let admin = cli_staff_create(&storage, "admin", "admin");
+    let flags = [
+        "--test-mode",
+        "--escrow-sweep-interval-ms",
+        "50",
+        "--reward-rate-limit",
+        "1000",
+    ];
+    let a = TestApp::start(
+        tempfile::tempdir().unwrap(),
+        storage.clone(),
+        admin.clone(),
+        &flags,
+    )
+    .await;
+    let b = TestApp::start(tempfile::tempdir().unwrap(), storage, admin, &flags).await;
+    Some((a, b))
+}
+
+/// Players with 1,000 points each and a merchant.
+async fn setup(app: &TestApp, players: usize) -> (Vec<String>, String) {
+    app.set_clock(T0).await;
+    let me = app.get(&app.admin_token, "/v1/me").await.body["id"].clone();
+    let mut ids = Vec::new();
+    for _ in 0..players {
+        let p = app.player().await;
+        let r = app
+            .post(&app.admin_token, "/v1/loyalty/manual-rewards",
+                  json!({"player_id": p, "staff_id": me, "points": 1_000, "reason": "wallet cluster funding"}))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        ids.push(p);
+    }
+    let m = app
+        .post(
+            &app.admin_token,
+            "/v1/merchants",
+            json!({"name": "Pool bar"}),
+        )
+        .await;
+    (ids, m.body["id"].as_str().unwrap().to_string())
+}
+
+async fn hold(
+    app: &TestApp,
+    player: &str,
+    merchant: &str,
+    amount: i64,
+    expires: Option<&str>,
+) -> String {
+    let mut body = json!({"player_id": player, "merchant_id": merchant, "amount": amount, "reason": "cluster hold"});
+    if let Some(e) = expires {
+        body["expires_at"] = json!(e);
+    }
+    let r = app.post(&app.admin_token, "/v1/escrows", body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_string()
+}
+
+async fn verify_clean(app: &TestApp) {
+    let v = app
+        .post(&app.admin_token, "/v1/admin/verify", json!({}))
+        .await;
+    assert_eq!(v.body["drift_count"], 0, "{}", v.text);
+}
+
+fn refunds_of(entries: &[Value], escrow: &str) -> usize {
+    entries
+        .iter()
+        .filter(|e| e["escrow_id"] == escrow && e["transaction_type"] == "ESCROW_REFUND")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let (players, merchant) = setup(&a, 4).await;
+    b.set_clock(T0).await;
+    let expires = "2026-06-01T18:10:00Z";
+    let mut escrows = Vec::new();
+    for (i, p) in players.iter().enumerate() {
+        for k in 0..5 {
+            let node = if (i + k) % 2 == 0 { &a } else { &b };
+            escrows.push((
+                p.clone(),
+                hold(node, p, &merchant, 10 + k as i64, Some(expires)).await,
+            ));
+        }
+    }
+    // The clock moves past the expiry on every node at once (shared test clock).
+    a.set_clock("2026-06-01T18:11:00Z").await;
+    b.set_clock("2026-06-01T18:11:00Z").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut held = 0;
+        for (_, id) in &escrows {
+            let r = b.get(&b.admin_token, &format!("/v1/escrows/{id}")).await;
+            if r.body["status"] == "HELD" {
+                held += 1;
+            }
+        }
+        if held == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{held} holds were not swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for p in &players {
+        let l = a
+            .get(
+                &a.admin_token,
+                &format!("/v1/players/{p}/ledger?limit=1000"),
+            )
+            .await;
+        let entries = l.body["entries"].as_array().unwrap().clone();
+        for (owner, id) in &escrows {
+            if owner == p {
+                assert_eq!(
+                    refunds_of(&entries, id),
+                    1,
+                    "escrow {id} refunded more or less than once"
+                );
+            }
+        }
+        let lo = a
+            .get(&a.admin_token, &format!("/v1/players/{p}/loyalty"))
+            .await;
+        assert_eq!(
+            (
+                lo.body["current_balance"].as_i64(),
+                lo.body["escrow_balance"].as_i64()
+            ),
+            (Some(1_000), Some(0))
+        );
+    }
+    let expired = a
+        .get(
+            &a.admin_token,
+            "/v1/events?event_type=ESCROW_EXPIRED&limit=1000",
+        )
+        .await;
+    assert_eq!(
+        expired.body["events"].as_array().unwrap().len(),
+        escrows.len()
+    );
+    verify_clean(&a).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn captures_and_refunds_from_two_nodes_end_each_escrow_once() {
+    let Some((a, b)) = two_nodes().await else {
+        return;
+    };
+    let (players, merchant) = setup(&a, 2).await;
+    b.set_clock(T0).await;
+    let mut ids = Vec::new();
+    for p in &players {
+        for _ in 0..8 {
+            ids.push(hold(&a, p, &merchant, 100, None).await);
+        }
+    }
+    let nodes = [&a, &b];
+    let mut work = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        for k in 0..4 {
+            let node = nodes[(i + k) % 2];
+            let (path, body) = match k {
+                0 => (
+                    format!("/v1/escrows/{id}/settle"),
+                    json!({"amount": 30, "final": false}),
+                ),
+                1 => (format!("/v1/escrows/{id}/settle"), json!({"amount": 50})),
+                2 => (format!("/v1/escrows/{id}/refund"), json!({})),
+                _ => (format!("/v1/escrows/{id}/settle"), json!({})),
+            };
+            work.push(async move { node.post(&node.admin_token, &path, body).await });
+        }
+    }
+    let results = join_all(work).await;
+    for r in &results {
+        assert!(
+            r.status == 200
+                || r.code() == "ESCROW_NOT_HELD"
+                || r.code() == "ESCROW_AMOUNT_EXCEEDED",
+            "{} {}",
+            r.status,
+            r.text
+        );
+    }
+    let mut earned = 0;
+    for id in &ids {
+        let e = b
+            .get(&b.admin_token, &format!("/v1/escrows/{id}"))
+            .await
+            .body;
+        assert_ne!(e["status"], "HELD", "{e}");
+        assert_eq!(e["held_amount"], 0);
+        earned += e["settled_amount"].as_i64().unwrap();
+    }
+    let m = a
+        .get(&a.admin_token, &format!("/v1/merchants/{merchant}"))
+        .await;
+    assert_eq!(m.body["earnings"].as_i64(), Some(earned));
+    verify_clean(&b).await;
+}
