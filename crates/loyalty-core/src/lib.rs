@@ -16,7 +16,10 @@ pub mod policy;
 pub mod tier;
 
 pub use model::*;
-pub use policy::{AccrualInput, GameSettings, PolicyError, compute_points, round_half_away};
+pub use policy::{
+    Accrual, AccrualInput, Bonus, GameSettings, PolicyError, accrual, compute_points,
+    round_half_away,
+};
 pub use tier::{Tier, TierTable};
 #[cfg(test)]
 mod tests;

@@ -64,6 +64,21 @@ struct Exact {
     scale: u32,
 }
 
+impl std::fmt::Display for Exact {
+    /// Exact decimal text, e.g. `40.5` (no digits are lost).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digits = self.mantissa.unsigned_abs().to_string();
+        let sign = if self.mantissa < 0 { "-" } else { "" };
+        let scale = self.scale as usize;
+        if scale == 0 {
+            return write!(f, "{sign}{digits}");
+        }
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        write!(f, "{sign}{int}.{frac}")
+    }
+}
+
 impl Exact {
     fn of(d: Decimal) -> Exact {
         let d = d.normalize();
@@ -86,6 +101,15 @@ impl Exact {
             e.scale -= 1;
         }
         Ok(e)
+    }
+
+    /// As a `Decimal` (small factors only; exact).
+    fn to_decimal(self) -> Decimal {
+        i64::try_from(self.mantissa)
+            .ok()
+            .and_then(|m| Decimal::try_new(m, self.scale).ok())
+            .unwrap_or(Decimal::ZERO)
+            .normalize()
     }
 
     /// Rounds to an integer, halves away from zero.
@@ -123,8 +147,40 @@ pub fn rounds_played(seconds_played: u64, rounds_per_hour: u32) -> u64 {
     u64::try_from(rounded).unwrap_or(u64::MAX)
 }
 
+/// A bonus factor applied to a slip's points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bonus {
+    /// `empty_seats` or `long_session`.
+    pub name: &'static str,
+    /// The factor, e.g. 1.1.
+    pub factor: Decimal,
+}
+
+/// How a slip's points come about: the result of [`accrual`], shown by the
+/// preview and used by completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Accrual {
+    /// Points earned (step 6, rounded half away from zero).
+    pub points: i64,
+    /// Theoretical win: average bet × house edge × rounds, exact.
+    pub theo: String,
+    /// Rounds played.
+    pub rounds: u64,
+    /// Seconds played, pauses excluded.
+    pub seconds_played: u64,
+    /// The player's tier multiplier.
+    pub tier_multiplier: Decimal,
+    /// Bonuses applied, in order.
+    pub bonuses: Vec<Bonus>,
+}
+
 /// Points earned for one rating slip (DESIGN §3.1 steps 1–6).
 pub fn compute_points(input: &AccrualInput<'_>, tiers: &TierTable) -> Result<i64, PolicyError> {
+    accrual(input, tiers).map(|a| a.points)
+}
+
+/// The whole computation of [`compute_points`], with its intermediate values.
+pub fn accrual(input: &AccrualInput<'_>, tiers: &TierTable) -> Result<Accrual, PolicyError> {
     let s = input.settings;
     if s.average_rounds_per_hour == 0 {
         return Err(PolicyError::NoRounds);
@@ -138,23 +194,42 @@ pub fn compute_points(input: &AccrualInput<'_>, tiers: &TierTable) -> Result<i64
         .mul(Exact::of(s.house_edge))?
         .mul(percent)?
         .mul(Exact::of(Decimal::from(rounds)))?;
+    let tier_multiplier = tiers.multiplier(input.tier);
     let mut points = theo
         .mul(Exact::of(s.points_conversion_rate))?
         .mul(Exact::of(s.point_multiplier))?
-        .mul(Exact::of(tiers.multiplier(input.tier)))?;
+        .mul(Exact::of(tier_multiplier))?;
+    let mut bonuses = Vec::new();
     if s.seats_available < FULL_TABLE_SEATS {
         // 1 + 0.05 × empty seats = (100 + 5 × empty) / 100
         let empty = i128::from(FULL_TABLE_SEATS - s.seats_available);
-        points = points.mul(Exact {
+        let factor = Exact {
             mantissa: 100 + 5 * empty,
             scale: 2,
-        })?;
+        };
+        points = points.mul(factor)?;
+        bonuses.push(Bonus {
+            name: "empty_seats",
+            factor: factor.to_decimal(),
+        });
     }
     if rounds > u64::from(s.average_rounds_per_hour) {
-        points = points.mul(Exact {
+        let factor = Exact {
             mantissa: 11,
             scale: 1,
-        })?;
+        };
+        points = points.mul(factor)?;
+        bonuses.push(Bonus {
+            name: "long_session",
+            factor: factor.to_decimal(),
+        });
     }
-    points.round()
+    Ok(Accrual {
+        points: points.round()?,
+        theo: theo.to_string(),
+        rounds,
+        seconds_played: input.seconds_played,
+        tier_multiplier,
+        bonuses,
+    })
 }

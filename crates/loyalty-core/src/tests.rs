@@ -774,3 +774,35 @@ proptest! {
         prop_assert!(TierTable::default().progress(p) <= 100);
     }
 }
+
+#[test]
+fn accrual_explains_the_points_compute_points_gives() {
+    use crate::{AccrualInput, GameSettings, Tier, TierTable, accrual, compute_points};
+    use rust_decimal::Decimal;
+    let settings = GameSettings {
+        house_edge: "2.7".parse().unwrap(),
+        average_rounds_per_hour: 60,
+        points_conversion_rate: Decimal::TEN,
+        point_multiplier: Decimal::ONE,
+        seats_available: 5,
+    };
+    let tiers = TierTable::default();
+    let input = AccrualInput {
+        average_bet: "12.5".parse().unwrap(),
+        seconds_played: 2 * 3600,
+        settings: &settings,
+        tier: Tier::Bronze,
+    };
+    let a = accrual(&input, &tiers).unwrap();
+    assert_eq!(a.points, compute_points(&input, &tiers).unwrap());
+    assert_eq!(a.rounds, 120);
+    // 12.5 × 2.7 % × 120 rounds = 40.5, exactly.
+    assert_eq!(a.theo, "40.5");
+    assert_eq!(a.seconds_played, 7200);
+    let names: Vec<&str> = a.bonuses.iter().map(|b| b.name).collect();
+    assert_eq!(names, ["empty_seats", "long_session"]);
+    assert_eq!(a.bonuses[0].factor, "1.1".parse::<Decimal>().unwrap());
+    assert_eq!(a.bonuses[1].factor, "1.1".parse::<Decimal>().unwrap());
+    // 40.5 × 10 × 1 × 1 × 1.1 × 1.1 = 490.05 → 490
+    assert_eq!(a.points, 490);
+}

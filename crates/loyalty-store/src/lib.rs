@@ -260,6 +260,30 @@ pub trait Tx {
     /// every column is text or a 64-bit integer.
     fn wallet_rows(&mut self, sql: &'static str) -> StoreResult<Vec<Vec<Cell>>>;
 
+    // ------------------------------------------------------------ reads
+
+    /// Players whose card number starts with `q` or whose name contains it
+    /// (case-insensitive); every player without `q`. Newest first, those
+    /// with an id below `before_id`.
+    fn search_players(
+        &mut self,
+        q: Option<&str>,
+        before_id: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Player>>;
+    /// Tables, newest first, those with an id below `before_id`.
+    fn tables(&mut self, before_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<GameTable>>;
+    /// Rating slips, newest first.
+    fn slips(&mut self, query: &SlipQuery) -> StoreResult<Vec<RatingSlip>>;
+    /// Manual rewards and adjustments created in `[from, to)`, counted per
+    /// staff member and bucket of `bucket_us` microseconds (from the epoch).
+    fn reward_buckets(
+        &mut self,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+        bucket_us: i64,
+    ) -> StoreResult<Vec<RewardBucket>>;
+
     /// The newest ledger entry's sequence number (0 if none).
     fn last_entry_seq(&mut self) -> StoreResult<i64>;
     /// Ledger entries with `after_seq < seq <= up_to_seq`, oldest first,
@@ -272,6 +296,18 @@ pub trait Tx {
         to: Option<jiff::Timestamp>,
         limit: u32,
     ) -> StoreResult<Vec<LedgerEntry>>;
+}
+
+/// `q` as a LIKE pattern matching itself literally (`\` escapes).
+pub fn like_literal(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// One value of a verification query's row.

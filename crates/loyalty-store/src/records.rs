@@ -367,3 +367,31 @@ pub struct EscrowQuery {
     /// Most rows.
     pub limit: u32,
 }
+
+/// Which rating slips to list (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct SlipQuery {
+    /// Only in this state.
+    pub status: Option<SlipStatus>,
+    /// Only at this table.
+    pub table_id: Option<Uuid>,
+    /// Only of this player.
+    pub player_id: Option<Uuid>,
+    /// Only those with an id below this one (paging).
+    pub before_id: Option<Uuid>,
+    /// Most rows.
+    pub limit: u32,
+}
+
+/// Manual rewards of one staff member in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RewardBucket {
+    /// The staff member.
+    pub staff_id: Uuid,
+    /// Start of the bucket.
+    pub bucket_start: Timestamp,
+    /// Rewards and adjustments in it.
+    pub count: i64,
+    /// Σ of their points.
+    pub points: i64,
+}

@@ -30,6 +30,11 @@ const ORDER: &[&str] = &[
 /// Tables that describe running processes, not data: never copied.
 const NOT_COPIED: &[&str] = &["leases"];
 
+/// Prefixes of SQLite-only index tables (the name search's full-text index
+/// and its shadow tables): PostgreSQL keeps its own index, built from the
+/// copied rows.
+const INDEX_TABLES: &[&str] = &["players_name_fts"];
+
 /// Rows copied per table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferReport {
@@ -88,7 +93,9 @@ pub fn sqlite_to_postgres(data_dir: &Path, url: &str) -> StoreResult<TransferRep
 
     // Leases name the processes of the old installation; copied, they would
     // keep the new one's subscribers and relay waiting until they expire.
-    tables.retain(|t| !NOT_COPIED.contains(&t.as_str()));
+    tables.retain(|t| {
+        !NOT_COPIED.contains(&t.as_str()) && !INDEX_TABLES.iter().any(|p| t.starts_with(p))
+    });
     let mut tx = pg.transaction().map_err(pg_err)?;
     let mut report = TransferReport { tables: Vec::new() };
     for table in &tables {

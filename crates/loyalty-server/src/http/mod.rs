@@ -5,6 +5,7 @@ mod admin;
 mod events;
 pub mod export;
 mod ledger;
+mod reads;
 mod rewards;
 mod slips;
 mod wallet;
@@ -70,6 +71,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/exports/ledger"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/v1/players"),
+    ("GET", "/v1/tables"),
+    ("GET", "/v1/rating-slips"),
+    ("GET", "/v1/rating-slips/{id}/preview"),
+    ("GET", "/v1/reports/manual-rewards"),
     ("POST", "/v1/merchants"),
     ("GET", "/v1/merchants"),
     ("GET", "/v1/merchants/{id}"),
@@ -166,6 +172,15 @@ pub fn router(state: AppState) -> Router {
         events::notifications,
     )
     .add("GET", "/v1/players/{id}/activity", events::activity)
+    .add("GET", "/v1/players", reads::players)
+    .add("GET", "/v1/tables", reads::tables)
+    .add("GET", "/v1/rating-slips", reads::slips)
+    .add("GET", "/v1/rating-slips/{id}/preview", reads::preview)
+    .add(
+        "GET",
+        "/v1/reports/manual-rewards",
+        reads::manual_reward_report,
+    )
     .add("POST", "/v1/merchants", wallet::create_merchant)
     .add("GET", "/v1/merchants", wallet::merchants)
     .add("GET", "/v1/merchants/{id}", wallet::merchant)

@@ -243,6 +243,16 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         .get(&moved.admin_token, &format!("/v1/merchants/{merchant}"))
         .await;
     assert_eq!(m.body["earnings"], 70, "{}", m.text);
+    // Players are found by name on the new backend (its own trigram index).
+    let found = moved
+        .get(&moved.admin_token, "/v1/players?q=test+play")
+        .await;
+    assert_eq!(
+        found.body["players"].as_array().map(Vec::len),
+        Some(players.len()),
+        "{}",
+        found.text
+    );
     let r = moved
         .post(&token, "/v1/loyalty/manual-rewards",
               json!({"player_id": players[2], "points": 1, "staff_id": staff, "reason": "first reward after the move"}))

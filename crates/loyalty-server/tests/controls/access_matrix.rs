@@ -99,7 +99,7 @@ use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, Staff
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 45] = [
+const ROWS: [Row; 50] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -114,6 +114,21 @@ const ROWS: [Row; 45] = [
         "/v1/players/{id}/tokens",
         StaffBoth("players:write", "loyalty:view_all"),
         204,
+    ),
+    row("GET", "/v1/players", Staff("players:read"), 200),
+    row("GET", "/v1/tables", Staff("players:read"), 200),
+    row("GET", "/v1/rating-slips", Staff("players:read"), 200),
+    row(
+        "GET",
+        "/v1/rating-slips/{id}/preview",
+        Staff("players:read"),
+        200,
+    ),
+    row(
+        "GET",
+        "/v1/reports/manual-rewards",
+        Staff("audit:read"),
+        200,
     ),
     row("POST", "/v1/merchants", Staff("wallet:escrow"), 201),
     row("GET", "/v1/merchants", StaffAny(WALLET_READERS), 200),
@@ -347,6 +362,18 @@ async fn request(
             (r.path.replace("{id}", &other), None)
         }
         ("GET", "/v1/me") | ("DELETE", "/v1/me/token") => (r.path.into(), None),
+        ("GET", "/v1/players") => ("/v1/players?q=Test".into(), None),
+        ("GET", "/v1/tables" | "/v1/rating-slips") => (r.path.into(), None),
+        ("GET", "/v1/rating-slips/{id}/preview") => (r.path.replace("{id}", &fx.slip), None),
+        ("GET", "/v1/reports/manual-rewards") => (
+            format!(
+                "{}?from={}&to={}&bucket=hour",
+                r.path,
+                at(T0, -secs(3600)),
+                at(T0, secs(3600))
+            ),
+            None,
+        ),
         ("POST", "/v1/merchants") => (r.path.into(), Some(json!({"name": "Matrix bar"}))),
         ("GET", "/v1/merchants") => (r.path.into(), None),
         ("GET", "/v1/merchants/{id}") => (r.path.replace("{id}", &fx.merchant), None),

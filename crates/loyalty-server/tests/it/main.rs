@@ -10,6 +10,7 @@ mod concurrency;
 mod correlation;
 mod export;
 mod ledger;
+mod reads;
 mod recovery;
 mod slips;
 mod smoke;

@@ -770,6 +770,35 @@ pub fn complete_slip(
     accrue_guarded(tx, ctx, slip)
 }
 
+/// What completing an open or paused slip at `ctx.now` would accrue,
+/// computed by the very code completion runs ([`loyalty_core::accrual`]);
+/// writes nothing.
+pub fn preview_slip(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    id: Uuid,
+) -> Result<(RatingSlip, loyalty_core::Accrual, Tier), OpError> {
+    let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
+    if slip.status == SlipStatus::Closed {
+        return Err(OpError::SlipNotOpen);
+    }
+    let account = tx
+        .account(slip.player_id)?
+        .ok_or(OpError::NotFound("player"))?;
+    let seconds = u64::try_from(slip.played_us_at(ctx.now) / 1_000_000).unwrap_or(0);
+    let accrual = loyalty_core::accrual(
+        &AccrualInput {
+            average_bet: slip.average_bet,
+            seconds_played: seconds,
+            settings: &slip.game_settings,
+            tier: account.tier,
+        },
+        &ctx.tiers,
+    )
+    .map_err(|e| validation("average_bet", e.to_string()))?;
+    Ok((slip, accrual, account.tier))
+}
+
 /// Recovers a closed slip's pending accrual; a replay if already accrued.
 pub fn recover_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<Completion, OpError> {
     let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;

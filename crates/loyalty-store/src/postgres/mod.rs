@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/postgres/0004_security.sql"),
     ),
     (5, include_str!("../../migrations/postgres/0005_wallet.sql")),
+    (6, include_str!("../../migrations/postgres/0006_reads.sql")),
 ];
 
 /// Default number of pooled connections per node.

@@ -1059,6 +1059,103 @@ impl Tx for PgTx<'_> {
             .collect()
     }
 
+    fn search_players(
+        &mut self,
+        q: Option<&str>,
+        before_id: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Player>> {
+        let cols = "id, display_name, card_number, status, created_at";
+        let rows = match q {
+            None => self.query(
+                &format!(
+                    "SELECT {cols} FROM players WHERE ($1::UUID IS NULL OR id < $1)
+                     ORDER BY id DESC LIMIT $2"
+                ),
+                &[&before_id, &i64::from(limit)],
+            )?,
+            // Card prefix through the text_pattern_ops index; name through
+            // the trigram index on lower(display_name).
+            Some(q) => {
+                let literal = crate::like_literal(q);
+                let prefix = format!("{literal}%");
+                let contains = format!("%{}%", literal.to_lowercase());
+                self.query(
+                    &format!(
+                        "SELECT {cols} FROM players
+                         WHERE (card_number LIKE $1 OR lower(display_name) LIKE $2)
+                           AND ($3::UUID IS NULL OR id < $3)
+                         ORDER BY id DESC LIMIT $4"
+                    ),
+                    &[&prefix, &contains, &before_id, &i64::from(limit)],
+                )?
+            }
+        };
+        rows.iter().map(player_row).collect()
+    }
+
+    fn tables(&mut self, before_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<GameTable>> {
+        self.query(
+            &format!(
+                "SELECT {TABLE_COLS} FROM game_tables WHERE ($1::UUID IS NULL OR id < $1)
+                 ORDER BY id DESC LIMIT $2"
+            ),
+            &[&before_id, &i64::from(limit)],
+        )?
+        .iter()
+        .map(table_row)
+        .collect()
+    }
+
+    fn slips(&mut self, q: &SlipQuery) -> StoreResult<Vec<RatingSlip>> {
+        self.query(
+            &format!(
+                "SELECT {SLIP_COLS} FROM rating_slips
+                 WHERE ($1::TEXT IS NULL OR status = $1)
+                   AND ($2::UUID IS NULL OR table_id = $2)
+                   AND ($3::UUID IS NULL OR player_id = $3)
+                   AND ($4::UUID IS NULL OR id < $4)
+                 ORDER BY id DESC LIMIT $5"
+            ),
+            &[
+                &q.status.map(SlipStatus::as_str),
+                &q.table_id,
+                &q.player_id,
+                &q.before_id,
+                &i64::from(q.limit),
+            ],
+        )?
+        .iter()
+        .map(slip_row)
+        .collect()
+    }
+
+    fn reward_buckets(
+        &mut self,
+        from: Timestamp,
+        to: Timestamp,
+        bucket_us: i64,
+    ) -> StoreResult<Vec<RewardBucket>> {
+        self.query(
+            "SELECT staff_id, (created_at / $3) * $3 AS bucket, count(*), sum(points_change)::BIGINT
+             FROM ledger_entries
+             WHERE transaction_type IN ('MANUAL_BONUS', 'ADJUSTMENT')
+               AND created_at >= $1 AND created_at < $2 AND staff_id IS NOT NULL
+             GROUP BY staff_id, bucket ORDER BY bucket, staff_id",
+            &[&us(from), &us(to), &bucket_us],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(RewardBucket {
+                staff_id: r.get(0),
+                bucket_start: ts(r.get(1))?,
+                count: r.get(2),
+                points: r.get(3),
+            })
+        })
+        .collect()
+    }
+
     fn last_entry_seq(&mut self) -> StoreResult<i64> {
         let rows = self.query(
             "SELECT coalesce(max(seq), 0)::BIGINT FROM ledger_entries",

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_activity.sql")),
     (4, include_str!("../../migrations/sqlite/0004_security.sql")),
     (5, include_str!("../../migrations/sqlite/0005_wallet.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_reads.sql")),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

@@ -1022,6 +1022,132 @@ impl Tx for SqliteTx<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
+    fn search_players(
+        &mut self,
+        q: Option<&str>,
+        before_id: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<Player>> {
+        let before = before_id.map(|u| u.to_string());
+        let cols = "p.id, p.display_name, p.card_number, p.status, p.created_at";
+        let Some(q) = q else {
+            let mut st = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {cols} FROM players p WHERE (?1 IS NULL OR p.id < ?1)
+                     ORDER BY p.id DESC LIMIT ?2"
+                ))
+                .map_err(map_err)?;
+            let rows = st
+                .query_map(params![before, limit], player_row)
+                .map_err(map_err)?;
+            return rows.collect::<Result<Vec<_>, _>>().map_err(map_err);
+        };
+        // Card prefix: a range of the unique index. Name: the trigram index
+        // for 3 characters or more (a phrase, quotes doubled), else a LIKE.
+        let upper = format!("{q}\u{10FFFF}");
+        let name_match = if q.chars().count() >= 3 {
+            "p.rowid IN (SELECT rowid FROM players_name_fts WHERE players_name_fts MATCH ?3)"
+        } else {
+            "p.display_name LIKE ?3 ESCAPE '\\'"
+        };
+        let pattern = if q.chars().count() >= 3 {
+            format!("\"{}\"", q.replace('"', "\"\""))
+        } else {
+            format!("%{}%", crate::like_literal(q))
+        };
+        let sql = format!(
+            "SELECT {cols} FROM players p
+             WHERE ((p.card_number >= ?1 AND p.card_number < ?2) OR {name_match})
+               AND (?4 IS NULL OR p.id < ?4)
+             ORDER BY p.id DESC LIMIT ?5"
+        );
+        let mut st = self.conn.prepare_cached(&sql).map_err(map_err)?;
+        let rows = st
+            .query_map(params![q, upper, pattern, before, limit], player_row)
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn tables(&mut self, before_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<GameTable>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {TABLE_COLS} FROM game_tables WHERE (?1 IS NULL OR id < ?1)
+                 ORDER BY id DESC LIMIT ?2"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![before_id.map(|u| u.to_string()), limit], table_row)
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn slips(&mut self, q: &SlipQuery) -> StoreResult<Vec<RatingSlip>> {
+        let index = if q.player_id.is_some() {
+            "INDEXED BY rating_slips_player"
+        } else if q.table_id.is_some() {
+            "INDEXED BY rating_slips_table"
+        } else if q.status.is_some() {
+            "INDEXED BY rating_slips_status"
+        } else {
+            ""
+        };
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {SLIP_COLS} FROM rating_slips {index}
+                 WHERE (?1 IS NULL OR status = ?1)
+                   AND (?2 IS NULL OR table_id = ?2)
+                   AND (?3 IS NULL OR player_id = ?3)
+                   AND (?4 IS NULL OR id < ?4)
+                 ORDER BY id DESC LIMIT ?5"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![
+                    q.status.map(SlipStatus::as_str),
+                    q.table_id.map(|u| u.to_string()),
+                    q.player_id.map(|u| u.to_string()),
+                    q.before_id.map(|u| u.to_string()),
+                    q.limit
+                ],
+                slip_row,
+            )
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn reward_buckets(
+        &mut self,
+        from: Timestamp,
+        to: Timestamp,
+        bucket_us: i64,
+    ) -> StoreResult<Vec<RewardBucket>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT staff_id, (created_at / ?3) * ?3 AS bucket, count(*), sum(points_change)
+                 FROM ledger_entries INDEXED BY ledger_manual_created
+                 WHERE transaction_type IN ('MANUAL_BONUS', 'ADJUSTMENT')
+                   AND created_at >= ?1 AND created_at < ?2 AND staff_id IS NOT NULL
+                 GROUP BY staff_id, bucket ORDER BY bucket, staff_id",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![us(from), us(to), bucket_us], |r| {
+                Ok(RewardBucket {
+                    staff_id: uuid(r.get(0)?)?,
+                    bucket_start: ts(r.get(1)?)?,
+                    count: r.get(2)?,
+                    points: r.get(3)?,
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
     fn last_entry_seq(&mut self) -> StoreResult<i64> {
         Ok(self
             .one(
