@@ -13,6 +13,7 @@ pub mod auth;
 pub mod background;
 pub mod bench;
 pub mod clock;
+pub mod console;
 pub mod correlation;
 pub mod error;
 pub mod events;

@@ -69,6 +69,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("POST", "/v1/admin/verify"),
     ("GET", "/v1/exports/ledger"),
+    ("GET", "/"),
+    ("GET", "/console/"),
+    ("GET", "/console/{file}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/v1/players"),
@@ -195,6 +198,9 @@ pub fn router(state: AppState) -> Router {
     .add("DELETE", "/v1/players/{id}/tokens", revoke_player_tokens)
     .add("POST", "/v1/admin/verify", admin::verify)
     .add("GET", "/v1/exports/ledger", export::ledger)
+    .add("GET", "/", crate::console::root)
+    .add("GET", "/console/", crate::console::index)
+    .add("GET", "/console/{file}", crate::console::file)
     .add("GET", "/healthz", healthz)
     .add("GET", "/readyz", readyz);
     let metrics_on_main = state.settings.metrics_on_main;

@@ -99,7 +99,7 @@ use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, Staff
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 50] = [
+const ROWS: [Row; 53] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -241,6 +241,9 @@ const ROWS: [Row; 50] = [
     ),
     row("GET", "/metrics", Public, 200),
     row("POST", "/v1/admin/verify", Staff("audit:read"), 200),
+    row("GET", "/", Public, 200),
+    row("GET", "/console/", Public, 200),
+    row("GET", "/console/{file}", Public, 200),
     row("GET", "/healthz", Public, 200),
     row("GET", "/readyz", Public, 200),
     row("PUT", "/v1/test/clock", Staff("staff:admin"), 200),
@@ -363,6 +366,8 @@ async fn request(
         }
         ("GET", "/v1/me") | ("DELETE", "/v1/me/token") => (r.path.into(), None),
         ("GET", "/v1/players") => ("/v1/players?q=Test".into(), None),
+        ("GET", "/" | "/console/") => (r.path.into(), None),
+        ("GET", "/console/{file}") => ("/console/console.js".into(), None),
         ("GET", "/v1/tables" | "/v1/rating-slips") => (r.path.into(), None),
         ("GET", "/v1/rating-slips/{id}/preview") => (r.path.replace("{id}", &fx.slip), None),
         ("GET", "/v1/reports/manual-rewards") => (
