@@ -58,14 +58,22 @@ async fn sign_in_find_a_player_see_live_updates_and_sign_out() {
     player(&app, "Bob Stone", "C-2002").await;
     let (sup_id, sup) = app.staff("supervisor").await;
 
-    // A wrong token is refused in plain words.
+    // Keyboard only: the token field has the focus and Enter sends it; a
+    // wrong token is refused in plain words.
     b.client.goto(&format!("{}/", app.base)).await.unwrap();
-    b.type_into("#token", "ll_not_a_real_token").await;
-    b.click("#signin-button").await;
+    b.el("#token").await;
+    let focused = b
+        .js("return document.activeElement && document.activeElement.id")
+        .await;
+    assert_eq!(focused, "token");
+    b.el("#token")
+        .await
+        .send_keys("ll_not_a_real_token\u{E007}")
+        .await
+        .unwrap();
     b.text_until("#signin-error", "the refusal", |t| t.contains("not valid"))
         .await;
     b.screenshot("sign-in").await;
-
     b.sign_in(&app, &sup).await;
     b.text_until("#whoami", "who signed in", |t| t.contains("supervisor"))
         .await;
@@ -157,6 +165,41 @@ async fn a_slip_is_opened_previewed_and_completed_and_a_failed_award_is_retried_
     b.click("#slip-close").await;
     b.el(".slip").await;
 
+    // Pause, resume and a new average bet.
+    b.click(".slip-pause").await;
+    b.text_until(".slip", "paused", |t| t.contains("Paused"))
+        .await;
+    b.click(".slip-resume").await;
+    b.text_until(".slip", "playing", |t| t.contains("Playing"))
+        .await;
+    b.type_into(".slip-bet", "75").await;
+    b.click(".slip-bet-save").await;
+    let open_slips = app
+        .get(
+            &app.admin_token,
+            &format!("/v1/rating-slips?player_id={ann}&status=OPEN"),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app
+            .get(
+                &app.admin_token,
+                &format!("/v1/rating-slips?player_id={ann}&status=OPEN"),
+            )
+            .await;
+        if r.body["rating_slips"][0]["average_bet"] == "75" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bet did not change: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(open_slips.body["rating_slips"].as_array().unwrap().len(), 1);
+
     // An hour later the preview shows what completing would earn.
     set_clock(&app, &at(T0, 3_600_000)).await;
     b.client.refresh().await.unwrap();
@@ -174,7 +217,7 @@ async fn a_slip_is_opened_previewed_and_completed_and_a_failed_award_is_retried_
     assert_eq!(entries.len(), 1);
     let earned = entries[0]["points_change"].as_i64().unwrap();
     assert!(
-        done.contains(&format!("+{earned} points")),
+        done.replace(',', "").contains(&format!("+{earned} points")),
         "{done} vs {earned}"
     );
     assert!(
@@ -252,6 +295,26 @@ async fn the_reward_dialog_never_rewards_twice_and_explains_the_limit() {
     assert_eq!(entries[0]["points_change"], 300);
     b.click("#reward-close").await;
 
+    // The answer to a reward is lost on the way back (the connection drops
+    // after the server wrote it): the dialog resends with its key, and the
+    // server answers with the first reward instead of a second.
+    app.set_clock(&at(T0, 180_000)).await;
+    b.js("const real = window.fetch; let dropped = false; window.fetch = async (url, init) => { const r = await real(url, init); if (!dropped && String(url).includes('manual-rewards')) { dropped = true; throw new TypeError('connection dropped'); } return r; }; return true").await;
+    b.click("#reward-open").await;
+    b.type_into("#reward-points", "40").await;
+    b.type_into("#reward-reason", "drink voucher for the delay")
+        .await;
+    b.click("#reward-submit").await;
+    b.text_until("#reward-ok", "the answer", |t| {
+        t.contains("already given") || t.contains("Awarded 40")
+    })
+    .await;
+    let entries = ledger(&app, &ann).await;
+    assert_eq!(entries.len(), 2, "a resend rewarded twice: {entries:?}");
+    b.click("#reward-close").await;
+    b.js("location.reload(); return true").await;
+    b.el("#reward-open").await;
+
     // A second reward within the minute: the limit, in plain words.
     b.click("#reward-open").await;
     b.type_into("#reward-points", "50").await;
@@ -262,7 +325,18 @@ async fn the_reward_dialog_never_rewards_twice_and_explains_the_limit() {
         .text_until("#reward-error", "the limit", |t| t.contains("seconds"))
         .await;
     assert!(msg.contains("Wait"), "{msg}");
-    assert_eq!(ledger(&app, &ann).await.len(), 1);
+    assert_eq!(ledger(&app, &ann).await.len(), 2);
+    // Every error code the API has reads as a sentence, not as a code.
+    let sentences = b
+        .js("return ['RATE_LIMIT_EXCEEDED','RATE_LIMIT_UNAVAILABLE','REWARD_EXCEEDS_LIMIT','INSUFFICIENT_BALANCE','FORBIDDEN','INVALID_STAFF_ID','UNAUTHORIZED','VALIDATION_ERROR','NOT_FOUND','SLIP_NOT_OPEN','SLIP_NOT_CLOSED','IDEMPOTENCY_KEY_IN_USE','IDEMPOTENCY_KEY_REUSED','CONFLICT','ESCROW_NOT_HELD','ESCROW_AMOUNT_EXCEEDED','POINTS_OUT_OF_RANGE','UNAVAILABLE'].map(c => explain({code: c, message: 'must be 10-500 characters', details: {retry_after_seconds: 42, limit: 10000, available: 5, requested: 50, field: 'reason', held_amount: 3, status: 'SETTLED'}}, 400))")
+        .await;
+    for s in sentences.as_array().unwrap() {
+        let s = s.as_str().unwrap();
+        assert!(
+            s.ends_with('.') && s.contains(' ') && !s.contains('_'),
+            "not a sentence: {s:?}"
+        );
+    }
     // Usable at tablet width: nothing wider than the screen.
     let wide = b.js("return document.documentElement.scrollWidth").await;
     assert!(
@@ -275,6 +349,15 @@ async fn the_reward_dialog_never_rewards_twice_and_explains_the_limit() {
         .await;
     assert_eq!(unlabelled, json!([]));
     b.assert_no_errors().await;
+    // A page the role may not see says so.
+    b.client
+        .goto(&format!("{}/console/#/reports", app.base))
+        .await
+        .unwrap();
+    b.text_until("main", "the refusal", |t| {
+        t.contains("Your role does not allow this")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
