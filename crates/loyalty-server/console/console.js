@@ -5,9 +5,13 @@
 'use strict';
 
 // Errors the page met, for the browser tests (they must stay empty).
+// Script errors, resources that failed to load (capture phase) and
+// anything the Content-Security-Policy blocked all land here.
 window.__consoleErrors = [];
-window.addEventListener('error', (e) => window.__consoleErrors.push(String(e.message)));
+window.addEventListener('error', (e) => window.__consoleErrors.push(
+  e.message ? String(e.message) : `failed to load ${(e.target && (e.target.src || e.target.href)) || 'a resource'}`), true);
 window.addEventListener('unhandledrejection', (e) => window.__consoleErrors.push(String(e.reason)));
+document.addEventListener('securitypolicyviolation', (e) => window.__consoleErrors.push(`blocked by the policy: ${e.blockedURI} (${e.violatedDirective})`));
 
 const state = {
   token: sessionStorage.getItem('loyalty.token'),
@@ -156,12 +160,14 @@ async function signIn(token) {
 }
 
 async function signOut(revoke = true) {
-  if (revoke && state.token) {
-    try { await api('DELETE', '/v1/me/token', undefined, { quiet: true }); } catch (e) { /* signing out anyway */ }
-  }
+  // The tab forgets the token at once; then the server revokes it.
+  const token = state.token;
   state.token = null;
   state.me = null;
   sessionStorage.removeItem('loyalty.token');
+  if (revoke && token) {
+    try { await api('DELETE', '/v1/me/token', undefined, { quiet: true, token }); } catch (e) { /* signed out anyway */ }
+  }
   location.hash = '#/signin';
   render();
 }

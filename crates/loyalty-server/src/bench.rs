@@ -98,29 +98,7 @@ async fn reward_client(
     i: usize,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let (s, staff) = post(
-        client,
-        cfg,
-        "/v1/staff",
-        json!({"name": format!("bench staff {i}"), "role": "supervisor"}),
-    )
-    .await?;
-    if s != 201 {
-        bail!("creating bench staff needs an admin token ({s}): {staff}");
-    }
-    let staff_cfg = BenchConfig {
-        token: staff["token"].as_str().unwrap_or_default().to_string(),
-        ..cfg.clone()
-    };
-    let staff_id = staff["id"].as_str().unwrap_or_default().to_string();
-    let (_, player) = post(
-        client,
-        cfg,
-        "/v1/players",
-        json!({"display_name": format!("bench {i}")}),
-    )
-    .await?;
-    let player_id = player["id"].as_str().unwrap_or_default().to_string();
+    let (staff_cfg, staff_id, player_id) = supervisor_and_player(client, cfg, i).await?;
     let mut lat = Vec::new();
     let mut errors = 0usize;
     let mut n = 0u64;
@@ -150,29 +128,7 @@ async fn redeem_client(
     merchant_id: &str,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let (s, staff) = post(
-        client,
-        cfg,
-        "/v1/staff",
-        json!({"name": format!("bench cashier {i}"), "role": "supervisor"}),
-    )
-    .await?;
-    if s != 201 {
-        bail!("creating bench staff needs an admin token ({s}): {staff}");
-    }
-    let staff_cfg = BenchConfig {
-        token: staff["token"].as_str().unwrap_or_default().to_string(),
-        ..cfg.clone()
-    };
-    let staff_id = staff["id"].as_str().unwrap_or_default().to_string();
-    let (_, player) = post(
-        client,
-        cfg,
-        "/v1/players",
-        json!({"display_name": format!("bench guest {i}")}),
-    )
-    .await?;
-    let player_id = player["id"].as_str().unwrap_or_default().to_string();
+    let (staff_cfg, staff_id, player_id) = supervisor_and_player(client, cfg, i).await?;
     let (s, funded) = post(
         client,
         &staff_cfg,
@@ -210,6 +166,39 @@ async fn redeem_client(
         }
     }
     Ok((lat, errors))
+}
+
+/// A client's own supervisor (made with the admin token) and player: the
+/// supervisor's settings, id, and the player's id.
+async fn supervisor_and_player(
+    client: &reqwest::Client,
+    cfg: &BenchConfig,
+    i: usize,
+) -> anyhow::Result<(BenchConfig, String, String)> {
+    let (s, staff) = post(
+        client,
+        cfg,
+        "/v1/staff",
+        json!({"name": format!("bench staff {i}"), "role": "supervisor"}),
+    )
+    .await?;
+    if s != 201 {
+        bail!("creating bench staff needs an admin token ({s}): {staff}");
+    }
+    let staff_cfg = BenchConfig {
+        token: staff["token"].as_str().unwrap_or_default().to_string(),
+        ..cfg.clone()
+    };
+    let staff_id = staff["id"].as_str().unwrap_or_default().to_string();
+    let (_, player) = post(
+        client,
+        cfg,
+        "/v1/players",
+        json!({"display_name": format!("bench {i}")}),
+    )
+    .await?;
+    let player_id = player["id"].as_str().unwrap_or_default().to_string();
+    Ok((staff_cfg, staff_id, player_id))
 }
 
 async fn post(

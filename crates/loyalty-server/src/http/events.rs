@@ -6,29 +6,18 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use loyalty_core::Permission;
-use loyalty_core::limits::{PAGE_DEFAULT, PAGE_MAX};
 use loyalty_store::{DeadLetterQuery, EventRecord, FeedItem, StoreError, Tx, dispatch as dl};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ledger::{decode_cursor, encode_cursor};
+use super::paging::page_limit;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::events::subscribers::{FEED_NOTIFICATIONS, summary};
 use crate::extract::{ApiQuery, path_id};
-
-fn limit_param(limit: Option<u32>) -> ApiResult<u32> {
-    let limit = limit.unwrap_or(PAGE_DEFAULT);
-    if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be 1-{PAGE_MAX}"),
-        ));
-    }
-    Ok(limit)
-}
 
 #[derive(Deserialize)]
 pub(super) struct DeadLetterParams {
@@ -44,7 +33,7 @@ pub(super) async fn dead_letters(
     ApiQuery(p): ApiQuery<DeadLetterParams>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AuditRead)?;
-    let limit = limit_param(p.limit)?;
+    let limit = page_limit(p.limit)?;
     if let Some(s) = &p.status
         && ![dl::DEAD, dl::REPLAY_REQUESTED, dl::REPLAYED].contains(&s.as_str())
     {
@@ -126,7 +115,7 @@ pub(super) async fn alerts(
     ApiQuery(p): ApiQuery<PageParams>,
 ) -> ApiResult<Response> {
     caller.require(Permission::AuditRead)?;
-    let limit = limit_param(p.limit)?;
+    let limit = page_limit(p.limit)?;
     let before = p
         .cursor
         .as_deref()
@@ -160,7 +149,7 @@ async fn player_page<T: Send + 'static>(
     seq: fn(&T) -> i64,
     view: fn(T) -> Value,
 ) -> ApiResult<(Vec<Value>, Option<String>)> {
-    let limit = limit_param(p.limit)?;
+    let limit = page_limit(p.limit)?;
     let before = p
         .cursor
         .as_deref()

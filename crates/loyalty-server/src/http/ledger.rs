@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, KeyInit, Mac};
 use jiff::Timestamp;
-use loyalty_core::limits::{PAGE_DEFAULT, PAGE_MAX};
 use loyalty_core::{Permission, TransactionType};
 use loyalty_store::{EntryQuery, LedgerEntry, StoreError};
 use serde::Deserialize;
@@ -152,13 +151,7 @@ fn uuid_param(field: &str, v: Option<String>) -> ApiResult<Option<Uuid>> {
 }
 
 fn build_query(st: &AppState, p: LedgerParams) -> ApiResult<EntryQuery> {
-    let limit = p.limit.unwrap_or(PAGE_DEFAULT);
-    if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be 1-{PAGE_MAX}"),
-        ));
-    }
+    let limit = super::paging::page_limit(p.limit)?;
     let transaction_type = p
         .transaction_type
         .map(|t| {

@@ -5,6 +5,7 @@ mod admin;
 mod events;
 pub mod export;
 mod ledger;
+mod paging;
 mod reads;
 mod rewards;
 mod slips;

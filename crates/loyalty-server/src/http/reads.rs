@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
-use loyalty_core::limits::{NAME_CHARS_MAX, PAGE_DEFAULT, PAGE_MAX};
+use loyalty_core::limits::NAME_CHARS_MAX;
 use loyalty_core::{Permission, SlipStatus};
 use loyalty_store::ops;
 use loyalty_store::{SlipQuery, StoreError};
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ledger::{decode_id_cursor, encode_id_cursor};
+use super::paging::{page, page_limit};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -26,35 +27,9 @@ pub const REPORT_HOURS_DAYS_MAX: i64 = 31;
 /// Longest range of the reward report: day buckets.
 pub const REPORT_DAYS_DAYS_MAX: i64 = 366;
 
-fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
-    let limit = limit.unwrap_or(PAGE_DEFAULT);
-    if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be 1-{PAGE_MAX}"),
-        ));
-    }
-    Ok(limit)
-}
-
 fn uuid_param(field: &str, v: Option<&str>) -> ApiResult<Option<Uuid>> {
     v.map(|s| Uuid::parse_str(s).map_err(|_| ApiError::validation(field, "must be an id")))
         .transpose()
-}
-
-/// One page of `rows` (fetched with `limit + 1`) and the cursor after it.
-fn paged<T>(
-    st: &AppState,
-    mut rows: Vec<T>,
-    limit: u32,
-    id: impl Fn(&T) -> Uuid,
-) -> (Vec<T>, Option<String>) {
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next = more
-        .then(|| rows.last().map(|r| encode_id_cursor(st, id(r))))
-        .flatten();
-    (rows, next)
 }
 
 #[derive(Deserialize)]
@@ -86,7 +61,7 @@ pub(super) async fn players(
         .store
         .read(move |tx| tx.search_players(q.as_deref(), before, limit + 1))
         .await?;
-    let (rows, next) = paged(&st, rows, limit, |p| p.id);
+    let (rows, next) = page(rows, limit, |p| encode_id_cursor(&st, p.id));
     Ok(axum::Json(json!({"players": rows, "next_cursor": next})).into_response())
 }
 
@@ -113,7 +88,7 @@ pub(super) async fn tables(
         .store
         .read(move |tx| tx.tables(before, limit + 1))
         .await?;
-    let (rows, next) = paged(&st, rows, limit, |t| t.id);
+    let (rows, next) = page(rows, limit, |t| encode_id_cursor(&st, t.id));
     Ok(axum::Json(json!({"tables": rows, "next_cursor": next})).into_response())
 }
 
@@ -155,7 +130,7 @@ pub(super) async fn slips(
     };
     let rows = st.store.read(move |tx| tx.slips(&q)).await?;
     let now = st.clock.now();
-    let (rows, next) = paged(&st, rows, limit, |s| s.id);
+    let (rows, next) = page(rows, limit, |s| encode_id_cursor(&st, s.id));
     let views: Vec<Value> = rows.iter().map(|s| views::slip(s, now)).collect();
     Ok(axum::Json(json!({"rating_slips": views, "next_cursor": next})).into_response())
 }

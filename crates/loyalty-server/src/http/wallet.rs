@@ -5,9 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
-use loyalty_core::limits::{
-    NAME_CHARS_MAX, PAGE_DEFAULT, PAGE_MAX, REASON_CHARS_MAX, REFERENCE_CHARS_MAX,
-};
+use loyalty_core::limits::{NAME_CHARS_MAX, REASON_CHARS_MAX, REFERENCE_CHARS_MAX};
 use loyalty_core::{EscrowStatus, Permission};
 use loyalty_store::ops::wallet::{self, Capture, Hold};
 use loyalty_store::{Escrow, EscrowQuery, Merchant};
@@ -16,6 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ledger::{decode_cursor, encode_cursor};
+use super::paging::{page, page_limit};
 use super::text;
 use crate::app::AppState;
 use crate::auth::Caller;
@@ -47,17 +46,6 @@ pub(super) struct PageParams {
     limit: Option<u32>,
     cursor: Option<String>,
     status: Option<String>,
-}
-
-fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
-    let limit = limit.unwrap_or(PAGE_DEFAULT);
-    if !(1..=PAGE_MAX).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be 1-{PAGE_MAX}"),
-        ));
-    }
-    Ok(limit)
 }
 
 // ---------------------------------------------------------------- merchants
@@ -101,15 +89,11 @@ pub(super) async fn merchants(
         .as_deref()
         .map(|c| decode_cursor(&st, c))
         .transpose()?;
-    let mut list = st
+    let list = st
         .store
         .read(move |tx| tx.merchants(before, limit + 1))
         .await?;
-    let more = list.len() > limit as usize;
-    list.truncate(limit as usize);
-    let next = more
-        .then(|| list.last().map(|m| encode_cursor(&st, m.seq)))
-        .flatten();
+    let (list, next) = page(list, limit, |m| encode_cursor(&st, m.seq));
     let views: Vec<Value> = list.iter().map(merchant_view).collect();
     Ok(axum::Json(json!({"merchants": views, "next_cursor": next})).into_response())
 }
@@ -228,7 +212,7 @@ pub(super) async fn player_escrows(
         before_seq: before,
         limit: limit + 1,
     };
-    let (exists, mut list) = st
+    let (exists, list) = st
         .store
         .read(move |tx| -> Result<_, loyalty_store::StoreError> {
             Ok((tx.player(id)?.is_some(), tx.escrows(&q)?))
@@ -237,11 +221,7 @@ pub(super) async fn player_escrows(
     if !exists {
         return Err(ApiError::not_found("player"));
     }
-    let more = list.len() > limit as usize;
-    list.truncate(limit as usize);
-    let next = more
-        .then(|| list.last().map(|e| encode_cursor(&st, e.seq)))
-        .flatten();
+    let (list, next) = page(list, limit, |e| encode_cursor(&st, e.seq));
     let views: Vec<Value> = list.iter().map(escrow_view).collect();
     Ok(axum::Json(json!({"escrows": views, "next_cursor": next})).into_response())
 }

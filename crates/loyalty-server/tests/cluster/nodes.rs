@@ -9,26 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::common::{Storage, TestApp, bin, cli_staff_create};
-use crate::servers::{Redis, on_path, pg_url, require};
-
-/// Two nodes on one fresh database.
-async fn two_nodes(extra: &[&str]) -> Option<(TestApp, TestApp)> {
-    let server = pg_url();
-    if !require("PostgreSQL (LOYALTY_TEST_PG_URL)", server.is_some()) {
-        return None;
-    }
-    let storage = Storage::fresh_pg(&server.unwrap());
-    let admin = cli_staff_create(&storage, "admin", "admin");
-    let a = TestApp::start(
-        tempfile::tempdir().unwrap(),
-        storage.clone(),
-        admin.clone(),
-        extra,
-    )
-    .await;
-    let b = TestApp::start(tempfile::tempdir().unwrap(), storage, admin, extra).await;
-    Some((a, b))
-}
+use crate::servers::{Redis, on_path, pg_url, require, two_nodes};
 
 /// Every entry of a player, oldest first.
 async fn entries(app: &TestApp, player: &str) -> Vec<Value> {

@@ -7,32 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::{Storage, TestApp, cli_staff_create};
-use crate::servers::{pg_url, require};
-
-async fn two_nodes() -> Option<(TestApp, TestApp)> {
-    let server = pg_url();
-    if !require("PostgreSQL (LOYALTY_TEST_PG_URL)", server.is_some()) {
-        return None;
-    }
-    let storage = Storage::fresh_pg(&server.unwrap());
-    let admin = cli_staff_create(&storage, "admin", "admin");
-    let a = TestApp::start(
-        tempfile::tempdir().unwrap(),
-        storage.clone(),
-        admin.clone(),
-        &["--test-mode"],
-    )
-    .await;
-    let b = TestApp::start(
-        tempfile::tempdir().unwrap(),
-        storage,
-        admin,
-        &["--test-mode"],
-    )
-    .await;
-    Some((a, b))
-}
+use crate::common::TestApp;
+use crate::servers::two_nodes;
 
 /// How long after `since` node `app` first refuses `token` (polling every
 /// 20 ms, for at most 5 s).
@@ -54,7 +30,7 @@ async fn refused_after(app: &TestApp, token: &str, path: &str, since: Instant) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_token_revoked_on_one_node_is_refused_on_the_other_within_a_second() {
-    let Some((a, b)) = two_nodes().await else {
+    let Some((a, b)) = two_nodes(&["--test-mode"]).await else {
         return;
     };
     let player = a.player().await;
@@ -124,7 +100,7 @@ async fn a_token_revoked_on_one_node_is_refused_on_the_other_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_node_accepts_the_cursors_of_the_others() {
-    let Some((a, b)) = two_nodes().await else {
+    let Some((a, b)) = two_nodes(&["--test-mode"]).await else {
         return;
     };
     let player = a.player().await;

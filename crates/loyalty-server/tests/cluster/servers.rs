@@ -245,3 +245,25 @@ impl Drop for PgInstance {
             .output();
     }
 }
+
+/// Two nodes on one fresh PostgreSQL database, each with `extra` serve
+/// flags; `None` (reported as skipped, a failure under CI) without
+/// PostgreSQL.
+pub async fn two_nodes(extra: &[&str]) -> Option<(crate::common::TestApp, crate::common::TestApp)> {
+    use crate::common::{Storage, TestApp, cli_staff_create};
+    let server = pg_url();
+    if !require("PostgreSQL (LOYALTY_TEST_PG_URL)", server.is_some()) {
+        return None;
+    }
+    let storage = Storage::fresh_pg(&server.unwrap());
+    let admin = cli_staff_create(&storage, "admin", "admin");
+    let a = TestApp::start(
+        tempfile::tempdir().unwrap(),
+        storage.clone(),
+        admin.clone(),
+        extra,
+    )
+    .await;
+    let b = TestApp::start(tempfile::tempdir().unwrap(), storage, admin, extra).await;
+    Some((a, b))
+}

@@ -8,35 +8,19 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::common::{Storage, TestApp, cli_staff_create};
-use crate::servers::{pg_url, require};
+use crate::common::TestApp;
+use crate::servers::two_nodes;
 
 const T0: &str = "2026-06-01T18:00:00Z";
 
-async fn two_nodes() -> Option<(TestApp, TestApp)> {
-    let server = pg_url();
-    if !require("PostgreSQL (LOYALTY_TEST_PG_URL)", server.is_some()) {
-        return None;
-    }
-    let storage = Storage::fresh_pg(&server.unwrap());
-    let admin = cli_staff_create(&storage, "admin", "admin");
-    let flags = [
-        "--test-mode",
-        "--escrow-sweep-interval-ms",
-        "50",
-        "--reward-rate-limit",
-        "1000",
-    ];
-    let a = TestApp::start(
-        tempfile::tempdir().unwrap(),
-        storage.clone(),
-        admin.clone(),
-        &flags,
-    )
-    .await;
-    let b = TestApp::start(tempfile::tempdir().unwrap(), storage, admin, &flags).await;
-    Some((a, b))
-}
+/// Fast sweeps, and rewards enough to fund the players.
+const FLAGS: [&str; 5] = [
+    "--test-mode",
+    "--escrow-sweep-interval-ms",
+    "50",
+    "--reward-rate-limit",
+    "1000",
+];
 
 /// Players with 1,000 points each and a merchant.
 async fn setup(app: &TestApp, players: usize) -> (Vec<String>, String) {
@@ -94,7 +78,7 @@ fn refunds_of(entries: &[Value], escrow: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
-    let Some((a, b)) = two_nodes().await else {
+    let Some((a, b)) = two_nodes(&FLAGS).await else {
         return;
     };
     let (players, merchant) = setup(&a, 4).await;
@@ -171,7 +155,7 @@ async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn captures_and_refunds_from_two_nodes_end_each_escrow_once() {
-    let Some((a, b)) = two_nodes().await else {
+    let Some((a, b)) = two_nodes(&FLAGS).await else {
         return;
     };
     let (players, merchant) = setup(&a, 2).await;

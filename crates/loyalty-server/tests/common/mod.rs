@@ -333,7 +333,8 @@ impl TestApp {
         Self::resp(rb.send().await.expect("request")).await
     }
 
-    async fn resp(r: reqwest::Response) -> Resp {
+    /// Reads a response into a [`Resp`].
+    pub async fn resp(r: reqwest::Response) -> Resp {
         let status = r.status();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();

@@ -479,6 +479,7 @@ async fn supervisors_see_the_reward_chart_and_auditors_search_and_export() {
 
     let (_, auditor) = app.staff("auditor").await;
     b.click("#signout").await;
+    b.el("#token").await;
     b.sign_in(&app, &auditor).await;
     b.click("#nav-audit").await;
     b.type_into("#audit-player_id", &ann).await;

@@ -30,17 +30,7 @@ async fn get_from(app: &TestApp, client: &reqwest::Client, token: Option<&str>) 
     if let Some(t) = token {
         rb = rb.bearer_auth(t);
     }
-    let r = rb.send().await.expect("request");
-    let status = r.status();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp {
-        status,
-        body,
-        headers,
-        text,
-    }
+    TestApp::resp(rb.send().await.expect("request")).await
 }
 
 async fn player_token(app: &TestApp, token: &str, player: &str) -> Resp {

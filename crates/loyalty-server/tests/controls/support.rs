@@ -49,17 +49,7 @@ pub async fn send(
             .header("content-type", "application/json")
             .body(b.to_string());
     }
-    let r = rb.send().await.expect("request");
-    let status = r.status();
-    let headers = r.headers().clone();
-    let text = r.text().await.unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp {
-        status,
-        body,
-        headers,
-        text,
-    }
+    TestApp::resp(rb.send().await.expect("request")).await
 }
 
 /// A manual-reward body.
