@@ -110,6 +110,8 @@ pub struct Inner {
     pub auth_throttle: crate::auth::AuthThrottle,
     /// Live event streams per token.
     pub streams: crate::auth::StreamSlots,
+    /// Set to true when the server starts shutting down (live streams end).
+    pub shutdown: tokio::sync::watch::Sender<bool>,
     /// Key that signs paging cursors: shared through the database by every
     /// node (set at start); a random per-process key until then.
     pub cursor_key: std::sync::OnceLock<Vec<u8>>,
@@ -152,6 +154,7 @@ impl AppState {
             auth_throttle: crate::auth::AuthThrottle::default(),
             streams: crate::auth::StreamSlots::default(),
             cursor_key: std::sync::OnceLock::new(),
+            shutdown: tokio::sync::watch::Sender::new(false),
         }))
     }
 

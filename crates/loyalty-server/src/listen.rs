@@ -40,8 +40,8 @@ pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 pub const MAX_CONNECTIONS_DEFAULT: usize = 1024;
 /// Connections over the cap answered at once (beyond: closed unanswered).
 const REFUSALS_MAX: usize = 64;
-/// How long a graceful shutdown waits for open connections.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Default of `--shutdown-grace-ms`.
+pub const SHUTDOWN_GRACE_MS_DEFAULT: u64 = 10_000;
 
 /// Bounds of every connection.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +53,8 @@ pub struct ConnLimits {
     pub idle_timeout: Duration,
     /// Most open connections.
     pub max_connections: usize,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ConnLimits {
@@ -61,12 +63,14 @@ impl Default for ConnLimits {
             header_timeout: Duration::from_millis(HEADER_TIMEOUT_MS_DEFAULT),
             idle_timeout: Duration::from_millis(IDLE_TIMEOUT_MS_DEFAULT),
             max_connections: MAX_CONNECTIONS_DEFAULT,
+            shutdown_grace: Duration::from_millis(SHUTDOWN_GRACE_MS_DEFAULT),
         }
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets open
-/// connections finish (at most [`SHUTDOWN_GRACE`]).
+/// Serves `app` on `listener` until `shutdown` resolves, then stops
+/// accepting (new connections are refused) and lets the requests in flight
+/// finish, at most `limits.shutdown_grace`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -150,9 +154,10 @@ pub async fn serve(
         });
     }
     drop(listener);
+    tracing::info!("shutting_down");
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+        () = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!("connections still open after the shutdown grace period; closing them");
         }
     }

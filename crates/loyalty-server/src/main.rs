@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod config_file;
+
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use loyalty_core::Role;
 use loyalty_server::app::Settings;
 use loyalty_server::auth::{hash_token, new_token};
@@ -65,6 +67,18 @@ enum Command {
     },
     /// Drive a running server with concurrent clients and print latency.
     Bench(BenchArgs),
+    /// The server's configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the settings `loyalty serve` would run with (same flags,
+    /// environment and --config file), where each comes from, secrets masked.
+    Print(ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -111,6 +125,10 @@ impl StorageArgs {
 
 #[derive(Args)]
 struct ServeArgs {
+    /// A TOML file of settings, one key per long flag (`reward-rate-limit = 20`);
+    /// flags and environment variables beat it.
+    #[arg(long, env = "LOYALTY_CONFIG")]
+    config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "LOYALTY_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -183,6 +201,9 @@ struct ServeArgs {
     /// Most live event streams (GET /v1/events/stream) one token may hold open.
     #[arg(long, env = "LOYALTY_STREAMS_PER_TOKEN", default_value_t = loyalty_server::app::STREAMS_PER_TOKEN_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     streams_per_token: u64,
+    /// On SIGTERM or Ctrl-C, how long in-flight requests may take to finish, ms.
+    #[arg(long, env = "LOYALTY_SHUTDOWN_GRACE_MS", default_value_t = loyalty_server::listen::SHUTDOWN_GRACE_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    shutdown_grace_ms: u64,
     /// Serve /metrics on this address instead of the main listener (which then answers 404 there).
     #[arg(long, env = "LOYALTY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
@@ -229,7 +250,47 @@ fn init_logs(filter: &str, to_stdout: bool) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut command = Cli::command();
+    let serve = command
+        .find_subcommand_mut("serve")
+        .expect("the serve subcommand")
+        .clone();
+    let (args, applied) = match config_file::apply(std::env::args_os().collect(), &serve) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = match command.try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => {
+            // A bad value from the settings file: one line naming the key.
+            if let (Some(file), Some(key)) = (&applied.file, config_file::error_key(&e))
+                && applied.keys.contains(&key)
+            {
+                let msg = e.to_string();
+                let first = msg
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                eprintln!("error: {file}: setting `{key}`: {first}");
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
+    if let Some(("config", sub)) = matches.subcommand()
+        && let Some(("print", print)) = sub.subcommand()
+    {
+        print_config(&serve, print, &applied);
+        return ExitCode::SUCCESS;
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -237,6 +298,52 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `loyalty config print`: every setting of `serve`, where it comes from,
+/// secrets masked, as TOML a --config file could hold.
+fn print_config(serve: &clap::Command, m: &clap::ArgMatches, applied: &config_file::Applied) {
+    use clap::parser::ValueSource;
+    use std::fmt::Write as _;
+    let mut out = String::from("# the settings `loyalty serve` would run with\n");
+    for arg in serve.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(long) = arg.get_long() else { continue };
+        if matches!(long, "help" | "version" | "config") {
+            continue;
+        }
+        let values: Vec<String> = m
+            .get_raw(id)
+            .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let source = if applied.keys.iter().any(|k| k == long) {
+            "file"
+        } else {
+            match m.value_source(id) {
+                Some(ValueSource::CommandLine) => "flag",
+                Some(ValueSource::EnvVariable) => "environment",
+                Some(ValueSource::DefaultValue) => "default",
+                _ => "unset",
+            }
+        };
+        let Some(value) = values.first() else {
+            let _ = writeln!(out, "# {long} = (unset)");
+            continue;
+        };
+        let value = if config_file::SECRET_KEYS.contains(&long) {
+            config_file::mask(value)
+        } else {
+            value.clone()
+        };
+        let literal = if value.parse::<f64>().is_ok() || value == "true" || value == "false" {
+            value
+        } else {
+            format!("{value:?}")
+        };
+        let _ = writeln!(out, "{long} = {literal}  # {source}");
+    }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes());
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -288,6 +395,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     header_timeout: Duration::from_millis(a.header_timeout_ms),
                     idle_timeout: Duration::from_millis(a.idle_timeout_ms),
                     max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
+                    shutdown_grace: Duration::from_millis(a.shutdown_grace_ms),
                 },
                 metrics_listen: a.metrics_listen,
             };
@@ -408,6 +516,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         }
+        // Answered in `main`, before the command line becomes a `Cli`.
+        Command::Config { .. } => Ok(ExitCode::SUCCESS),
         Command::Bench(a) => {
             let cfg = loyalty_server::bench::BenchConfig {
                 url: a.url.trim_end_matches('/').to_string(),

@@ -120,7 +120,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             metrics_listener,
             crate::http::metrics_router(state.clone()),
             cfg.conn_limits,
-            shutdown_signal(),
+            stopping(&state),
         ));
     }
     tracing::info!(addr = %addr, storage = %store.describe(), test_mode = cfg.settings.test_mode, "listening");
@@ -139,9 +139,23 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::background::retry_pending_accruals(state.clone()));
     tokio::spawn(crate::background::purge_idempotency_records(state.clone()));
     tokio::spawn(crate::background::expire_escrows(state.clone()));
-    crate::listen::serve(listener, app, cfg.conn_limits, shutdown_signal()).await;
+    // SIGTERM or Ctrl-C: every listener stops accepting and live streams end.
+    let signalled = state.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signalled.shutdown.send_replace(true);
+    });
+    crate::listen::serve(listener, app, cfg.conn_limits, stopping(&state)).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves when the server starts shutting down.
+fn stopping(state: &AppState) -> impl std::future::Future<Output = ()> + use<> {
+    let mut rx = state.shutdown.subscribe();
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -169,9 +169,15 @@ pub async fn stream(
     .filter_map(|aborted| async move {
         aborted.then(|| Err(std::io::Error::other("client too slow; disconnected")))
     });
+    // A shutting-down server ends the stream cleanly (the client resumes
+    // elsewhere with Last-Event-ID).
+    let mut stop = st.shutdown.subscribe();
     let body = ReceiverStream::new(rx)
         .map(Ok::<Event, std::io::Error>)
-        .chain(end);
+        .chain(end)
+        .take_until(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
     Ok(Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
