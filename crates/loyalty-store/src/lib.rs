@@ -16,6 +16,7 @@
 //! never affects another.
 #![warn(missing_docs)]
 
+pub mod chain;
 pub mod dispatch;
 pub mod ops;
 pub mod postgres;
@@ -118,6 +119,8 @@ pub trait Tx {
     fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>>;
     /// The ledger entry written under an idempotency key.
     fn entry_by_key(&mut self, key: &str) -> StoreResult<Option<LedgerEntry>>;
+    /// The `hash` of the player's newest entry ([`chain::GENESIS`] if none).
+    fn chain_head(&mut self, player_id: Uuid) -> StoreResult<String>;
     /// A page of ledger entries, newest first.
     fn entries(&mut self, query: &EntryQuery) -> StoreResult<Vec<LedgerEntry>>;
 

@@ -182,6 +182,11 @@ pub struct LedgerEntry {
     pub correlation_id: String,
     /// When written.
     pub created_at: Timestamp,
+    /// The `hash` of the player's previous entry (the chain's genesis, 64
+    /// zeros, for the first).
+    pub prev_hash: String,
+    /// SHA-256 of this entry's canonical encoding (docs/audit.md).
+    pub hash: String,
 }
 
 /// An event to append to the outbox.

@@ -41,6 +41,8 @@ pub const CSV_COLUMNS: &[&str] = &[
     "lifetime_after",
     "correlation_id",
     "created_at",
+    "prev_hash",
+    "hash",
 ];
 
 /// Output format.
@@ -112,6 +114,8 @@ pub fn csv_line(e: &LedgerEntry) -> String {
         e.lifetime_after.to_string(),
         e.correlation_id.clone(),
         e.created_at.to_string(),
+        e.prev_hash.clone(),
+        e.hash.clone(),
     ];
     let mut line = String::with_capacity(256);
     for (i, v) in values.iter().enumerate() {

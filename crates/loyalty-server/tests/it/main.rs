@@ -6,6 +6,7 @@ mod support;
 
 mod access;
 mod bad_input;
+mod chain;
 mod concurrency;
 mod config;
 mod correlation;

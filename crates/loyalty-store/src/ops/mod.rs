@@ -265,7 +265,12 @@ fn apply_entry_to(
         escrow_id: spec.escrow_id,
         correlation_id: ctx.correlation_id.clone(),
         created_at: ctx.now,
+        // The player's chain: the account row is locked (or the writer is
+        // the only one), so no other entry of this player comes between.
+        prev_hash: tx.chain_head(spec.player_id)?,
+        hash: String::new(),
     };
+    entry.hash = crate::chain::entry_hash(&entry);
     entry.seq = tx.insert_entry(&entry)?;
     tx.update_account(&account)?;
 
@@ -1023,6 +1028,7 @@ pub fn verify(tx: &mut dyn Tx, drift_max: usize) -> Result<(u64, Vec<Drift>, u64
         }
     };
     let checked = tx.verify_accounts(&mut report)?;
+    crate::chain::verify(tx, &mut report)?;
     wallet::verify(tx, &mut report)?;
     Ok((checked, found, total))
 }

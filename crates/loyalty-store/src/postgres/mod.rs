@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (5, include_str!("../../migrations/postgres/0005_wallet.sql")),
     (6, include_str!("../../migrations/postgres/0006_reads.sql")),
+    (7, include_str!("../../migrations/postgres/0007_chain.sql")),
 ];
 
 /// Default number of pooled connections per node.
@@ -252,6 +253,9 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         t.batch_execute(sql).map_err(map_err)?;
+        if *version == 7 {
+            backfill_chains(&mut t)?;
+        }
         t.execute(
             "INSERT INTO schema_migrations (version) VALUES ($1)",
             &[version],
@@ -260,6 +264,51 @@ fn migrate(client: &mut Client) -> StoreResult<()> {
         tracing::info!(version, "applied postgres migration");
     }
     t.commit().map_err(map_err)
+}
+
+/// Schema 7: computes the hash chain of every existing entry, oldest first,
+/// with the code that hashes new ones (the append-only trigger is disabled
+/// for this one transaction).
+fn backfill_chains(t: &mut postgres::Transaction<'_>) -> StoreResult<()> {
+    use std::collections::HashMap;
+    t.batch_execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_no_update")
+        .map_err(map_err)?;
+    let mut heads: HashMap<uuid::Uuid, String> = HashMap::new();
+    let mut after = 0i64;
+    let mut n = 0u64;
+    let select = format!(
+        "SELECT {} FROM ledger_entries WHERE seq > $1 ORDER BY seq LIMIT 10000",
+        tx::ENTRY_COLS
+    );
+    loop {
+        let rows = t.query(select.as_str(), &[&after]).map_err(map_err)?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in rows {
+            let mut e = tx::entry_row(&r)?;
+            e.prev_hash = heads
+                .get(&e.player_id)
+                .cloned()
+                .unwrap_or_else(|| crate::chain::GENESIS.to_string());
+            e.hash = crate::chain::entry_hash(&e);
+            t.execute(
+                "UPDATE ledger_entries SET prev_hash = $2, hash = $3 WHERE seq = $1",
+                &[&e.seq, &e.prev_hash, &e.hash],
+            )
+            .map_err(map_err)?;
+            after = e.seq;
+            n += 1;
+            heads.insert(e.player_id, e.hash);
+        }
+    }
+    t.batch_execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_no_update")
+        .map_err(map_err)?;
+    tracing::info!(
+        entries = n,
+        "hash chains computed for existing ledger entries"
+    );
+    Ok(())
 }
 
 impl Drop for PgStore {

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_security.sql")),
     (5, include_str!("../../migrations/sqlite/0005_wallet.sql")),
     (6, include_str!("../../migrations/sqlite/0006_reads.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_chain.sql")),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
@@ -357,11 +358,68 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
         let t = conn.transaction().map_err(tx::map_err)?;
         t.execute_batch(sql).map_err(tx::map_err)?;
+        if *version == 7 {
+            backfill_chains(&t)?;
+        }
         t.execute_batch(&format!("PRAGMA user_version = {version}"))
             .map_err(tx::map_err)?;
         t.commit().map_err(tx::map_err)?;
         tracing::info!(version, "applied sqlite migration");
     }
+    Ok(())
+}
+
+/// Schema 7: computes the hash chain of every existing entry, oldest first,
+/// with the code that hashes new ones (the append-only guard is lifted for
+/// this one transaction and put back).
+fn backfill_chains(t: &rusqlite::Transaction<'_>) -> StoreResult<()> {
+    use std::collections::HashMap;
+    t.execute_batch("DROP TRIGGER ledger_entries_no_update;")
+        .map_err(tx::map_err)?;
+    let mut heads: HashMap<uuid::Uuid, String> = HashMap::new();
+    let mut after = 0i64;
+    let mut n = 0u64;
+    loop {
+        let page: Vec<crate::LedgerEntry> = {
+            let mut st = t
+                .prepare(&format!(
+                    "SELECT {} FROM ledger_entries WHERE seq > ?1 ORDER BY seq LIMIT 10000",
+                    tx::ENTRY_COLS
+                ))
+                .map_err(tx::map_err)?;
+            st.query_map([after], tx::entry_row)
+                .map_err(tx::map_err)?
+                .collect::<Result<_, _>>()
+                .map_err(tx::map_err)?
+        };
+        if page.is_empty() {
+            break;
+        }
+        let mut up = t
+            .prepare("UPDATE ledger_entries SET prev_hash = ?2, hash = ?3 WHERE seq = ?1")
+            .map_err(tx::map_err)?;
+        for mut e in page {
+            e.prev_hash = heads
+                .get(&e.player_id)
+                .cloned()
+                .unwrap_or_else(|| crate::chain::GENESIS.to_string());
+            e.hash = crate::chain::entry_hash(&e);
+            up.execute(rusqlite::params![e.seq, e.prev_hash, e.hash])
+                .map_err(tx::map_err)?;
+            after = e.seq;
+            n += 1;
+            heads.insert(e.player_id, e.hash);
+        }
+    }
+    t.execute_batch(
+        "CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
+         BEGIN SELECT RAISE(ABORT, 'ledger entries are append-only'); END;",
+    )
+    .map_err(tx::map_err)?;
+    tracing::info!(
+        entries = n,
+        "hash chains computed for existing ledger entries"
+    );
     Ok(())
 }
 

@@ -221,11 +221,11 @@ fn slip_row(r: &Row<'_>) -> rusqlite::Result<RatingSlip> {
     })
 }
 
-const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
+pub(crate) const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
      reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, balance_after, \
-     tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at";
+     tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at, prev_hash, hash";
 
-fn entry_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
+pub(crate) fn entry_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
     let tt: String = r.get(3)?;
     Ok(LedgerEntry {
         seq: r.get(0)?,
@@ -248,6 +248,8 @@ fn entry_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         escrow_id: uuid_opt(r.get(16)?)?,
         correlation_id: r.get(17)?,
         created_at: ts(r.get(18)?)?,
+        prev_hash: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
+        hash: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
     })
 }
 
@@ -628,8 +630,8 @@ impl Tx for SqliteTx<'_> {
             "INSERT INTO ledger_entries (id, player_id, transaction_type, event_type,
                  points_change, reason, source, staff_id, rating_slip_id, idempotency_key,
                  balance_before, balance_after, tier_before, tier_after, lifetime_after,
-                 escrow_id, correlation_id, created_at)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)",
+                 escrow_id, correlation_id, created_at, prev_hash, hash)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
             params![
                 e.id.to_string(),
                 e.player_id.to_string(),
@@ -648,11 +650,25 @@ impl Tx for SqliteTx<'_> {
                 e.lifetime_after,
                 e.escrow_id.map(|u| u.to_string()),
                 e.correlation_id,
-                us(e.created_at)
+                us(e.created_at),
+                e.prev_hash,
+                e.hash
             ],
             "insert ledger entry",
         )?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    fn chain_head(&mut self, player_id: Uuid) -> StoreResult<String> {
+        Ok(self
+            .one(
+                "SELECT hash FROM ledger_entries INDEXED BY ledger_player
+                 WHERE player_id = ?1 ORDER BY seq DESC LIMIT 1",
+                [player_id.to_string()],
+                |r| r.get::<_, Option<String>>(0),
+            )?
+            .flatten()
+            .unwrap_or_else(|| crate::chain::GENESIS.to_string()))
     }
 
     fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>> {

@@ -301,6 +301,8 @@ fn full_entry(player_id: Uuid, slip_id: Uuid, key: &str, tt: TransactionType) ->
         escrow_id: Some(Uuid::now_v7()),
         correlation_id: "corr-entry".into(),
         created_at: at(42) + SignedDuration::from_micros(123_456),
+        prev_hash: loyalty_store::chain::GENESIS.into(),
+        hash: "ab".repeat(32),
     }
 }
 

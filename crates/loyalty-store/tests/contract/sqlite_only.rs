@@ -190,3 +190,70 @@ async fn sqlite_hands_over_exactly_the_committed_events_in_seq_order() {
     );
     assert!(handover.take().is_empty(), "each event is handed over once");
 }
+
+/// An installation from before the hash chain: opening it with this binary
+/// computes every existing entry's chain, and new entries continue it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migration_computes_the_chains_of_existing_entries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path;
+    let (p1, p2) = {
+        let sqlite = Arc::new(SqliteStore::open(dir.path()).expect("open"));
+        path = sqlite.path().to_path_buf();
+        let store = Store::Sqlite(sqlite);
+        let p1 = new_player(&store, at(0)).await.id;
+        let p2 = new_player(&store, at(0)).await.id;
+        for (i, pid) in [p1, p2, p1, p1, p2].into_iter().enumerate() {
+            apply(
+                &store,
+                &ctx(at(i as i64 + 1)),
+                spec(pid, TransactionType::ManualBonus, 10 + i as i64),
+            )
+            .await
+            .expect("credit");
+        }
+        barrier(&store).await;
+        let _ = std::thread::spawn(move || drop(store)).join();
+        (p1, p2)
+    };
+    // Back to schema 6: no chain columns.
+    let conn = Connection::open(&path).expect("open the file");
+    conn.execute_batch(
+        "ALTER TABLE ledger_entries DROP COLUMN hash;
+         ALTER TABLE ledger_entries DROP COLUMN prev_hash;
+         PRAGMA user_version = 6;",
+    )
+    .expect("downgrade");
+    drop(conn);
+
+    let store = Store::Sqlite(Arc::new(SqliteStore::open(dir.path()).expect("migrate")));
+    for pid in [p1, p2] {
+        let entries = ledger(&store, pid).await;
+        let mut prev = loyalty_store::chain::GENESIS.to_string();
+        for e in &entries {
+            assert_eq!(e.prev_hash, prev);
+            assert_eq!(e.hash, loyalty_store::chain::entry_hash(e));
+            prev = e.hash.clone();
+        }
+    }
+    apply(
+        &store,
+        &ctx(at(10)),
+        spec(p1, TransactionType::ManualBonus, 5),
+    )
+    .await
+    .expect("a new entry");
+    let (_, drift, total) = store
+        .read(|tx| loyalty_store::ops::verify(tx, 10))
+        .await
+        .expect("verify");
+    assert_eq!(total, 0, "{drift:?}");
+    // The append-only guard is back.
+    let conn = Connection::open(&path).expect("open the file");
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let err = conn
+        .execute("UPDATE ledger_entries SET reason = 'x'", [])
+        .expect_err("refused");
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
