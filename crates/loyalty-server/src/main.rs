@@ -38,7 +38,15 @@ enum Command {
         command: StaffCommand,
     },
     /// Check every account against its ledger; exit 0 only if there is no drift.
-    Verify(StorageArgs),
+    Verify {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// A checkpoint recorded earlier (`GET /v1/ledger/checkpoint`, with
+        /// `heads=true` to name a changed player): fail unless today's
+        /// ledger still extends it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
     /// Apply pending schema migrations and exit.
     Migrate(StorageArgs),
     /// Write the ledger (optionally a date range) to stdout as CSV or JSON lines.
@@ -430,14 +438,88 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify(storage) => {
+        Command::Verify {
+            storage,
+            checkpoint,
+        } => {
             init_logs("warn", false);
+            let recorded = checkpoint
+                .map(|path| -> anyhow::Result<serde_json::Value> {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a checkpoint", path.display()))
+                })
+                .transpose()?;
             let store = open_store(&storage.config())?;
-            let (checked, drift, total) = runtime()?
+            let rt = runtime()?;
+            let (checked, drift, total) = rt
                 .block_on(store.read(|tx| ops::verify(tx, 1000)))
                 .context("verification failed to run")?;
-            let report = serde_json::json!({"accounts_checked": checked, "drift": drift, "drift_count": total});
+            let mut report = serde_json::json!({"accounts_checked": checked, "drift": drift, "drift_count": total});
+            let mut changed = Vec::new();
+            if let Some(cp) = &recorded {
+                let seq = cp["seq"].as_i64().context("the checkpoint has no seq")?;
+                let root = cp["root"]
+                    .as_str()
+                    .context("the checkpoint has no root")?
+                    .to_string();
+                let mut then: std::collections::HashMap<String, String> = cp["heads"]
+                    .as_array()
+                    .map(|heads| {
+                        heads
+                            .iter()
+                            .filter_map(|h| {
+                                Some((
+                                    h["player_id"].as_str()?.to_string(),
+                                    h["head"].as_str()?.to_string(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let named = !then.is_empty();
+                let (now, now_changed) = rt
+                    .block_on(
+                        store.read(move |tx| -> Result<_, loyalty_store::StoreError> {
+                            let mut changed = Vec::new();
+                            let now =
+                                loyalty_store::chain::checkpoint(tx, seq, &mut |player, head| {
+                                    let key = player.to_string();
+                                    match then.remove(&key) {
+                                        Some(h) if h == head => {}
+                                        _ if named => changed.push(key),
+                                        _ => {}
+                                    }
+                                })?;
+                            // Players recorded then but gone now.
+                            changed.extend(then.into_keys());
+                            Ok((now, changed))
+                        }),
+                    )
+                    .context("the checkpoint check failed to run")?;
+                changed = now_changed;
+                changed.sort();
+                let ok = now.root == root;
+                report["checkpoint"] = serde_json::json!({"seq": seq, "root": root, "root_now": now.root,
+                    "extends": ok, "changed_players": changed});
+                if !ok && changed.is_empty() {
+                    changed.push("(unnamed: the checkpoint has no heads)".into());
+                }
+                if ok {
+                    changed.clear();
+                }
+            }
             println!("{report}");
+            drop(rt);
+            std::thread::spawn(move || drop(store)).join().ok();
+            if !changed.is_empty() {
+                eprintln!(
+                    "error: the ledger no longer extends the checkpoint: history changed for {}",
+                    changed.join(", ")
+                );
+                return Ok(ExitCode::from(1));
+            }
             if total == 0 {
                 Ok(ExitCode::SUCCESS)
             } else {

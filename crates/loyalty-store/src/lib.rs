@@ -119,6 +119,14 @@ pub trait Tx {
     fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>>;
     /// The ledger entry written under an idempotency key.
     fn entry_by_key(&mut self, key: &str) -> StoreResult<Option<LedgerEntry>>;
+    /// Every player's chain head as of ledger position `up_to_seq` — the
+    /// hash of their newest entry at or before it — in the order of the
+    /// player id's text; players with no entry then are left out. Streams.
+    fn chain_heads(
+        &mut self,
+        up_to_seq: i64,
+        visit: &mut dyn FnMut(Uuid, String),
+    ) -> StoreResult<()>;
     /// The `hash` of the player's newest entry ([`chain::GENESIS`] if none).
     fn chain_head(&mut self, player_id: Uuid) -> StoreResult<String>;
     /// A page of ledger entries, newest first.

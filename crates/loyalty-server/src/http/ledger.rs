@@ -226,3 +226,45 @@ pub(super) async fn audit_search(
     let q = build_query(&st, params)?;
     page(&st, q).await
 }
+
+#[derive(Deserialize, Default)]
+pub(super) struct CheckpointParams {
+    heads: Option<bool>,
+}
+
+/// `GET /v1/ledger/checkpoint`: a digest of every player's chain head now,
+/// for an auditor to record outside the system (docs/audit.md); with
+/// `heads=true` the heads too, so a later check can name a changed player.
+pub(super) async fn checkpoint(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<CheckpointParams>,
+) -> ApiResult<Response> {
+    caller.require(Permission::AuditRead)?;
+    let at = st.clock.now();
+    let with_heads = p.heads.unwrap_or(false);
+    let (cp, heads) = st
+        .store
+        .read(move |tx| -> Result<_, StoreError> {
+            let up_to = tx.last_entry_seq()?;
+            let mut heads = Vec::new();
+            let cp = loyalty_store::chain::checkpoint(tx, up_to, &mut |player, head| {
+                if with_heads {
+                    heads.push(json!({"player_id": player, "head": head}));
+                }
+            })?;
+            Ok((cp, heads))
+        })
+        .await?;
+    let mut body = json!({
+        "at": at,
+        "seq": cp.seq,
+        "players": cp.players,
+        "root": cp.root,
+        "encoding": loyalty_store::chain::CHECKPOINT_ENCODING,
+    });
+    if with_heads {
+        body["heads"] = json!(heads);
+    }
+    Ok(axum::Json(body).into_response())
+}

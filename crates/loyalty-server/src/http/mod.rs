@@ -59,6 +59,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/rating-slips/{id}/recover-loyalty"),
     ("POST", "/v1/loyalty/manual-rewards"),
     ("GET", "/v1/ledger"),
+    ("GET", "/v1/ledger/checkpoint"),
     ("GET", "/v1/events"),
     ("GET", "/v1/events/stream"),
     ("GET", "/v1/dead-letters"),
@@ -160,6 +161,7 @@ pub fn router(state: AppState) -> Router {
     )
     .add("POST", "/v1/loyalty/manual-rewards", rewards::manual_reward)
     .add("GET", "/v1/ledger", ledger::audit_search)
+    .add("GET", "/v1/ledger/checkpoint", ledger::checkpoint)
     .add("GET", "/v1/events", admin::events)
     .add("GET", "/v1/events/stream", crate::events::stream::stream)
     .add("GET", "/v1/dead-letters", events::dead_letters)

@@ -99,7 +99,7 @@ use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, Staff
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 53] = [
+const ROWS: [Row; 54] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -215,6 +215,7 @@ const ROWS: [Row; 53] = [
         201,
     ),
     row("GET", "/v1/ledger", Staff("loyalty:view_all"), 200),
+    row("GET", "/v1/ledger/checkpoint", Staff("audit:read"), 200),
     row("GET", "/v1/events", Staff("audit:read"), 200),
     row("GET", "/v1/exports/ledger", Staff("audit:read"), 200),
     row("GET", "/v1/events/stream", StaffOrSelf("audit:read"), 200),
@@ -366,6 +367,7 @@ async fn request(
         }
         ("GET", "/v1/me") | ("DELETE", "/v1/me/token") => (r.path.into(), None),
         ("GET", "/v1/players") => ("/v1/players?q=Test".into(), None),
+        ("GET", "/v1/ledger/checkpoint") => (r.path.into(), None),
         ("GET", "/" | "/console/") => (r.path.into(), None),
         ("GET", "/console/{file}") => ("/console/console.js".into(), None),
         ("GET", "/v1/tables" | "/v1/rating-slips") => (r.path.into(), None),

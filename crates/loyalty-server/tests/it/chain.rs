@@ -274,3 +274,123 @@ fn us_of(st: &Storage, id: &str) -> i64 {
         "SELECT created_at FROM ledger_entries WHERE id = '{id}'"
     ))
 }
+
+/// An entry's hash, recomputed here from its JSON the way docs/audit.md
+/// says (as a tamperer with the documentation could).
+fn forge_hash(e: &Value, prev: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let created: jiff::Timestamp = s(e, "created_at").parse().unwrap();
+    let canonical = json!([
+        "loyalty-ledger-entry-v1",
+        prev,
+        e["id"],
+        e["player_id"],
+        e["transaction_type"],
+        e["event_type"],
+        e["points_change"],
+        e["reason"],
+        e["source"],
+        e["staff_id"],
+        e["rating_slip_id"],
+        e["idempotency_key"],
+        e["escrow_id"],
+        e["balance_before"],
+        e["balance_after"],
+        e["tier_before"],
+        e["tier_after"],
+        e["lifetime_after"],
+        e["correlation_id"],
+        created.as_microsecond(),
+    ])
+    .to_string();
+    Sha256::digest(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_recorded_checkpoint_catches_a_chain_recomputed_after_an_edit() {
+    let mut app = TestApp::spawn().await;
+    let players = history(&app).await;
+    let cp = app
+        .get(&app.admin_token, "/v1/ledger/checkpoint?heads=true")
+        .await;
+    assert_eq!(cp.status, 200, "{}", cp.text);
+    assert_eq!(cp.body["players"], 3);
+    assert_eq!(s(&cp.body, "root").len(), 64);
+    assert_eq!(cp.body["heads"].as_array().unwrap().len(), 3);
+    let without_heads = app.get(&app.admin_token, "/v1/ledger/checkpoint").await;
+    assert_eq!(without_heads.body["root"], cp.body["root"]);
+    assert!(without_heads.body.get("heads").is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("checkpoint.json");
+    std::fs::write(&file, cp.text.as_bytes()).unwrap();
+    let verify = |app: &TestApp| {
+        Command::new(bin())
+            .arg("verify")
+            .args(app.storage.args())
+            .arg("--checkpoint")
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+
+    // Later activity extends the checkpoint.
+    let me = s(&app.get(&app.admin_token, "/v1/me").await.body, "id").to_string();
+    let r = app
+        .post(&app.admin_token, "/v1/loyalty/manual-rewards",
+              json!({"player_id": players[0], "staff_id": me, "points": 7, "reason": "after the checkpoint"}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let out = verify(&app);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["checkpoint"]["extends"], true);
+
+    // An old entry edited and the player's whole chain recomputed: the
+    // chain holds again, the checkpoint does not.
+    let victim = &players[1];
+    let mut entries = ledger(&app, victim).await;
+    entries.reverse();
+    entries[0]["reason"] = json!("edited long after the fact");
+    lift_guard(&app.storage);
+    let mut prev = GENESIS.to_string();
+    for e in &entries {
+        let hash = forge_hash(e, &prev);
+        let reason = match e["reason"].as_str() {
+            Some(r) => format!("'{r}'"),
+            None => "NULL".into(),
+        };
+        app.storage
+            .exec(&format!(
+                "UPDATE ledger_entries SET reason = {reason}, prev_hash = '{prev}', hash = '{hash}' WHERE id = '{}'",
+                s(e, "id")
+            ))
+            .unwrap();
+        prev = hash;
+    }
+    app.restart(&["--test-mode"]);
+    let v = app
+        .post(&app.admin_token, "/v1/admin/verify", json!({}))
+        .await;
+    assert_eq!(
+        v.body["drift_count"], 0,
+        "the recomputed chain holds: {}",
+        v.text
+    );
+    let out = verify(&app);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(victim.as_str()), "{err}");
+    assert!(
+        !err.contains(players[0].as_str()) && !err.contains(players[2].as_str()),
+        "{err}"
+    );
+}

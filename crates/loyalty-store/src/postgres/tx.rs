@@ -735,6 +735,33 @@ impl Tx for PgTx<'_> {
         Ok(row.get(0))
     }
 
+    fn chain_heads(
+        &mut self,
+        up_to_seq: i64,
+        visit: &mut dyn FnMut(Uuid, String),
+    ) -> StoreResult<()> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let st = self.stmt(
+            "SELECT a.player_id,
+                    (SELECT e.hash FROM ledger_entries e
+                     WHERE e.player_id = a.player_id AND e.seq <= $1
+                     ORDER BY e.seq DESC LIMIT 1)
+             FROM loyalty_accounts a ORDER BY a.player_id::text COLLATE \"C\"",
+        )?;
+        let mut rows = self
+            .conn
+            .client
+            .query_raw(&st, [&up_to_seq as &(dyn ToSql + Sync)])
+            .map_err(|e| map_err(&e))?;
+        while let Some(r) = rows.next().map_err(|e| map_err(&e))? {
+            let head: Option<String> = r.get(1);
+            if let Some(head) = head {
+                visit(r.get(0), head);
+            }
+        }
+        Ok(())
+    }
+
     fn chain_head(&mut self, player_id: Uuid) -> StoreResult<String> {
         Ok(self
             .opt(

@@ -659,6 +659,31 @@ impl Tx for SqliteTx<'_> {
         Ok(self.conn.last_insert_rowid())
     }
 
+    fn chain_heads(
+        &mut self,
+        up_to_seq: i64,
+        visit: &mut dyn FnMut(Uuid, String),
+    ) -> StoreResult<()> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT a.player_id,
+                        (SELECT e.hash FROM ledger_entries e INDEXED BY ledger_player
+                         WHERE e.player_id = a.player_id AND e.seq <= ?1
+                         ORDER BY e.seq DESC LIMIT 1)
+                 FROM loyalty_accounts a ORDER BY a.player_id",
+            )
+            .map_err(map_err)?;
+        let mut rows = st.query([up_to_seq]).map_err(map_err)?;
+        while let Some(r) = rows.next().map_err(map_err)? {
+            let head: Option<String> = r.get(1).map_err(map_err)?;
+            if let Some(head) = head {
+                visit(uuid(r.get(0).map_err(map_err)?).map_err(map_err)?, head);
+            }
+        }
+        Ok(())
+    }
+
     fn chain_head(&mut self, player_id: Uuid) -> StoreResult<String> {
         Ok(self
             .one(
