@@ -17,10 +17,22 @@ use loyalty_server::ratelimit::Limit;
 use loyalty_server::serve::{ServeConfig, StorageConfig, open_store, serve};
 use loyalty_store::ops::{self, OpCtx};
 
+/// `loyalty --version`: the release and the schema version it migrates to.
+fn version_text() -> &'static str {
+    Box::leak(
+        format!(
+            "{} (schema {})",
+            env!("CARGO_PKG_VERSION"),
+            loyalty_store::SCHEMA_VERSION
+        )
+        .into_boxed_str(),
+    )
+}
+
 #[derive(Parser)]
 #[command(
     name = "loyalty",
-    version,
+    version = version_text(),
     about = "Loyalty Ledger: casino table play to loyalty points, every point accounted for"
 )]
 struct Cli {

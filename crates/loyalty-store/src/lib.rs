@@ -30,6 +30,10 @@ pub use dispatch::{Alert, DeadLetter, DeadLetterQuery, FeedItem, NewDeadLetter};
 pub use records::*;
 use uuid::Uuid;
 
+/// The schema version this build creates and expects (both backends carry
+/// the same numbered migrations).
+pub const SCHEMA_VERSION: i64 = 7;
+
 /// Failures of the storage layer itself.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {

@@ -149,3 +149,14 @@ async fn a_server_runs_with_the_settings_of_its_file() {
         }
     }
 }
+
+#[test]
+fn the_version_names_the_schema_it_migrates_to() {
+    let out = Command::new(bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("(schema {})", loyalty_store::SCHEMA_VERSION)),
+        "{text}"
+    );
+}
