@@ -41,15 +41,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// The versions of [`MIGRATIONS`], in order.
 pub const MIGRATION_VERSIONS: [i64; 7] = [1, 2, 3, 4, 5, 6, 7];
 
-#[cfg(test)]
-mod schema_tests {
-    #[test]
-    fn the_version_list_is_the_migrations() {
-        let v: Vec<i64> = super::MIGRATIONS.iter().map(|m| m.0).collect();
-        assert_eq!(v, super::MIGRATION_VERSIONS);
-    }
-}
-
 /// Default number of pooled connections per node.
 pub const POOL_SIZE_DEFAULT: usize = 16;
 
@@ -348,5 +339,14 @@ pub fn redact(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    #[test]
+    fn the_version_list_is_the_migrations() {
+        let v: Vec<i64> = super::MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(v, super::MIGRATION_VERSIONS);
     }
 }

@@ -345,20 +345,6 @@ fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection> {
     Ok(conn)
 }
 
-#[cfg(test)]
-mod schema_tests {
-    #[test]
-    fn both_backends_migrate_to_the_announced_schema_version() {
-        assert_eq!(
-            super::MIGRATIONS.last().map(|m| m.0),
-            Some(crate::SCHEMA_VERSION)
-        );
-        let pg: Vec<i64> = crate::postgres::MIGRATION_VERSIONS.to_vec();
-        let lite: Vec<i64> = super::MIGRATIONS.iter().map(|m| m.0).collect();
-        assert_eq!(pg, lite);
-    }
-}
-
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
     let current: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -563,4 +549,18 @@ pub(crate) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> 
         conn.prepare_cached(statement)?.execute([])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod schema_tests {
+    #[test]
+    fn both_backends_migrate_to_the_announced_schema_version() {
+        assert_eq!(
+            super::MIGRATIONS.last().map(|m| m.0),
+            Some(crate::SCHEMA_VERSION)
+        );
+        let pg: Vec<i64> = crate::postgres::MIGRATION_VERSIONS.to_vec();
+        let lite: Vec<i64> = super::MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(pg, lite);
+    }
 }
