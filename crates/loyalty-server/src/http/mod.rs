@@ -1,39 +1,35 @@
-//! The HTTP API (DESIGN §5): routes, and the handlers for staff, players
-//! and tables. Slips, rewards and ledger reads have their own modules.
+//! The HTTP API (DESIGN §5): the route registry, the router and its layers,
+//! and the input validators every handler shares. Handlers live in one
+//! module per resource (staff, players, tables, slips, rewards, ledger,
+//! wallet, reads, events, export, admin).
 
 mod admin;
 mod events;
 pub mod export;
 mod ledger;
 mod paging;
+mod players;
 mod reads;
 mod rewards;
 mod slips;
+mod staff;
+mod tables;
 mod wallet;
 
 pub use slips::log_completion;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::Handler;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
-use loyalty_core::limits::{
-    BODY_BYTES_MAX, CARD_NUMBER_CHARS_MAX, CONVERSION_RATE_MAX, NAME_CHARS_MAX,
-    POINT_MULTIPLIER_MAX, ROUNDS_PER_HOUR_MAX, SEATS_MAX,
-};
-use loyalty_core::{GameSettings, Permission, Role, chars_within};
-use loyalty_store::ops;
+use loyalty_core::chars_within;
+use loyalty_core::limits::BODY_BYTES_MAX;
 use rust_decimal::Decimal;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::auth::{Caller, hash_token, new_token};
 use crate::error::{ApiError, ApiResult, Code};
-use crate::extract::{RawBody, parse_json, path_id};
-use crate::idem::{self, run_write};
 
 /// Every route the server exposes, as (method, path template). `router()`
 /// registers routes only through [`Routes::add`], which refuses a route
@@ -139,15 +135,19 @@ pub fn router(state: AppState) -> Router {
         router: Router::new(),
         added: Vec::with_capacity(ROUTES.len()),
     }
-    .add("POST", "/v1/staff", create_staff)
-    .add("POST", "/v1/players", create_player)
-    .add("GET", "/v1/players/{id}", get_player)
-    .add("POST", "/v1/players/{id}/tokens", create_player_token)
+    .add("POST", "/v1/staff", staff::create_staff)
+    .add("POST", "/v1/players", players::create_player)
+    .add("GET", "/v1/players/{id}", players::get_player)
+    .add(
+        "POST",
+        "/v1/players/{id}/tokens",
+        players::create_player_token,
+    )
     .add("GET", "/v1/players/{id}/loyalty", ledger::player_loyalty)
     .add("GET", "/v1/players/{id}/ledger", ledger::player_ledger)
-    .add("POST", "/v1/tables", create_table)
-    .add("GET", "/v1/tables/{id}", get_table)
-    .add("PATCH", "/v1/tables/{id}", patch_table)
+    .add("POST", "/v1/tables", tables::create_table)
+    .add("GET", "/v1/tables/{id}", tables::get_table)
+    .add("PATCH", "/v1/tables/{id}", tables::patch_table)
     .add("POST", "/v1/rating-slips", slips::open)
     .add("GET", "/v1/rating-slips/{id}", slips::get)
     .add("PATCH", "/v1/rating-slips/{id}", slips::patch)
@@ -195,10 +195,14 @@ pub fn router(state: AppState) -> Router {
     .add("GET", "/v1/players/{id}/escrows", wallet::player_escrows)
     .add("POST", "/v1/escrows/{id}/settle", wallet::settle)
     .add("POST", "/v1/escrows/{id}/refund", wallet::refund)
-    .add("GET", "/v1/me", me)
-    .add("DELETE", "/v1/me/token", revoke_own_token)
-    .add("POST", "/v1/staff/{id}/disable", disable_staff)
-    .add("DELETE", "/v1/players/{id}/tokens", revoke_player_tokens)
+    .add("GET", "/v1/me", staff::me)
+    .add("DELETE", "/v1/me/token", staff::revoke_own_token)
+    .add("POST", "/v1/staff/{id}/disable", staff::disable_staff)
+    .add(
+        "DELETE",
+        "/v1/players/{id}/tokens",
+        players::revoke_player_tokens,
+    )
     .add("POST", "/v1/admin/verify", admin::verify)
     .add("GET", "/v1/exports/ledger", export::ledger)
     .add("GET", "/", crate::console::root)
@@ -392,380 +396,6 @@ pub(crate) fn decimal_in(
         ));
     }
     Ok(v.normalize())
-}
-
-// ---------------------------------------------------------------- staff
-
-#[derive(Deserialize)]
-struct NewStaff {
-    name: String,
-    role: String,
-}
-
-async fn create_staff(
-    State(st): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> ApiResult<Response> {
-    caller.require(Permission::StaffAdmin)?;
-    let input: NewStaff = parse_json(&body)?;
-    let name = text("name", &input.name, 1, NAME_CHARS_MAX)?;
-    let role = Role::parse(&input.role).ok_or_else(|| {
-        ApiError::validation(
-            "role",
-            "must be admin, supervisor, pit_boss, cashier or auditor",
-        )
-    })?;
-    let key = idem::parse(&headers, &caller, "create_staff", "/v1/staff", &body)?;
-    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let token = new_token()?;
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let staff = ops::create_staff(tx, ctx, name, role, &hash_token(&token))?;
-        let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
-                          "created_at": staff.created_at, "token": token});
-        Ok((StatusCode::CREATED, body, ()))
-    })
-    .await?;
-    Ok(out.into_response())
-}
-
-// ---------------------------------------------------------------- players
-
-#[derive(Deserialize)]
-struct NewPlayer {
-    display_name: String,
-    card_number: Option<String>,
-}
-
-async fn create_player(
-    State(st): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> ApiResult<Response> {
-    caller.require(Permission::PlayersWrite)?;
-    let input: NewPlayer = parse_json(&body)?;
-    let name = text("display_name", &input.display_name, 1, NAME_CHARS_MAX)?;
-    let card = input
-        .card_number
-        .map(|c| text("card_number", &c, 1, CARD_NUMBER_CHARS_MAX))
-        .transpose()?;
-    let key = idem::parse(&headers, &caller, "create_player", "/v1/players", &body)?;
-    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let player = ops::create_player(tx, ctx, name, card)?;
-        Ok((StatusCode::CREATED, json!(player), ()))
-    })
-    .await?;
-    Ok(out.into_response())
-}
-
-async fn get_player(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    caller.require(Permission::PlayersRead)?;
-    let id = path_id(&id, "player")?;
-    let player = st
-        .store
-        .read(move |tx| tx.player(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("player"))?;
-    Ok(axum::Json(player).into_response())
-}
-
-async fn create_player_token(
-    State(st): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawBody(body): RawBody,
-) -> ApiResult<Response> {
-    // A player token reads the player's ledger: only staff who may read it
-    // may issue one (DESIGN §3.7).
-    caller.require(Permission::PlayersWrite)?;
-    caller.require(Permission::LoyaltyViewAll)?;
-    let id = path_id(&id, "player")?;
-    let path = format!("/v1/players/{id}/tokens");
-    let key = idem::parse(&headers, &caller, "create_player_token", &path, &body)?;
-    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let token = new_token()?;
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        ops::create_player_token(tx, ctx, id, &hash_token(&token))?;
-        Ok((
-            StatusCode::CREATED,
-            json!({"player_id": id, "token": token}),
-            (),
-        ))
-    })
-    .await?;
-    Ok(out.into_response())
-}
-
-async fn revoke_player_tokens(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    caller.require(Permission::PlayersWrite)?;
-    let staff = caller.require(Permission::LoyaltyViewAll)?.id;
-    let id = path_id(&id, "player")?;
-    let ctx = st.op_ctx(Some(&caller), None);
-    let revoked = st
-        .store
-        .write(move |tx| ops::revoke_player_tokens(tx, &ctx, id))
-        .await?;
-    st.events.poke();
-    st.tokens.clear();
-    tracing::info!(player_id = %id, staff_id = %staff, revoked, "player_tokens_revoked");
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-// ---------------------------------------------------------------- the caller
-
-async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Response> {
-    let body = match &caller {
-        Caller::Staff(s) => {
-            let permissions: Vec<&str> = Permission::ALL
-                .into_iter()
-                .filter(|p| s.role.allows(*p))
-                .map(Permission::as_str)
-                .collect();
-            json!({"kind": "staff", "id": s.id, "name": s.name, "role": s.role,
-                   "permissions": permissions})
-        }
-        Caller::Player(id) => {
-            let id = *id;
-            let player = st
-                .store
-                .read(move |tx| tx.player(id))
-                .await?
-                .ok_or_else(|| ApiError::not_found("player"))?;
-            json!({"kind": "player", "id": player.id, "name": player.display_name,
-                   "role": null, "permissions": []})
-        }
-    };
-    Ok(axum::Json(body).into_response())
-}
-
-async fn revoke_own_token(
-    State(st): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let Some(Ok(token)) = crate::auth::presented_token(&headers) else {
-        return Err(ApiError::new(
-            Code::Unauthorized,
-            "a valid bearer token is required",
-        ));
-    };
-    let hash = hash_token(token);
-    let subject = match &caller {
-        Caller::Staff(s) => loyalty_store::TokenSubject::Staff(s.id),
-        Caller::Player(p) => loyalty_store::TokenSubject::Player(*p),
-    };
-    let ctx = st.op_ctx(Some(&caller), None);
-    st.store
-        .write(move |tx| ops::revoke_token(tx, &ctx, &hash, subject))
-        .await?;
-    st.events.poke();
-    st.tokens.clear();
-    tracing::info!(caller = %caller.scope_id(), "token_revoked");
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn disable_staff(
-    State(st): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawBody(body): RawBody,
-) -> ApiResult<Response> {
-    let admin = caller.require(Permission::StaffAdmin)?.id;
-    let id = path_id(&id, "staff member")?;
-    if id == admin {
-        return Err(ApiError::new(
-            Code::Conflict,
-            "an administrator cannot disable themself; another administrator must",
-        ));
-    }
-    let path = format!("/v1/staff/{id}/disable");
-    let key = idem::parse(&headers, &caller, "disable_staff", &path, &body)?;
-    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let staff = ops::disable_staff(tx, ctx, id)?;
-        let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
-                          "created_at": staff.created_at, "disabled": true,
-                          "disabled_at": staff.disabled_at});
-        Ok((StatusCode::OK, body, ()))
-    })
-    .await?;
-    st.tokens.clear();
-    tracing::warn!(staff_id = %id, by_staff_id = %admin, "staff_disabled");
-    Ok(out.into_response())
-}
-
-// ---------------------------------------------------------------- tables
-
-#[derive(Deserialize)]
-struct NewTable {
-    name: String,
-    game_type: String,
-    house_edge: Decimal,
-    average_rounds_per_hour: u32,
-    points_conversion_rate: Option<Decimal>,
-    point_multiplier: Option<Decimal>,
-    seats_available: Option<u32>,
-}
-
-#[derive(Deserialize)]
-struct TablePatch {
-    name: Option<String>,
-    game_type: Option<String>,
-    house_edge: Option<Decimal>,
-    average_rounds_per_hour: Option<u32>,
-    points_conversion_rate: Option<Decimal>,
-    point_multiplier: Option<Decimal>,
-    seats_available: Option<u32>,
-}
-
-fn house_edge(v: Decimal) -> ApiResult<Decimal> {
-    decimal_in("house_edge", v, Decimal::ZERO, Decimal::ONE_HUNDRED, false)
-}
-fn rounds_per_hour(v: u32) -> ApiResult<u32> {
-    if !(1..=ROUNDS_PER_HOUR_MAX).contains(&v) {
-        return Err(ApiError::validation(
-            "average_rounds_per_hour",
-            format!("must be 1-{ROUNDS_PER_HOUR_MAX}"),
-        ));
-    }
-    Ok(v)
-}
-fn conversion_rate(v: Decimal) -> ApiResult<Decimal> {
-    decimal_in(
-        "points_conversion_rate",
-        v,
-        Decimal::ZERO,
-        Decimal::from(CONVERSION_RATE_MAX),
-        false,
-    )
-}
-fn point_multiplier(v: Decimal) -> ApiResult<Decimal> {
-    decimal_in(
-        "point_multiplier",
-        v,
-        Decimal::ZERO,
-        Decimal::from(POINT_MULTIPLIER_MAX),
-        false,
-    )
-}
-fn seats(v: u32) -> ApiResult<u32> {
-    if v > SEATS_MAX {
-        return Err(ApiError::validation(
-            "seats_available",
-            format!("must be 0-{SEATS_MAX}"),
-        ));
-    }
-    Ok(v)
-}
-
-async fn create_table(
-    State(st): State<AppState>,
-    caller: Caller,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
-) -> ApiResult<Response> {
-    caller.require(Permission::TablesWrite)?;
-    let input: NewTable = parse_json(&body)?;
-    let name = text("name", &input.name, 1, NAME_CHARS_MAX)?;
-    let game_type = text("game_type", &input.game_type, 1, NAME_CHARS_MAX)?;
-    let settings = GameSettings {
-        house_edge: house_edge(input.house_edge)?,
-        average_rounds_per_hour: rounds_per_hour(input.average_rounds_per_hour)?,
-        points_conversion_rate: conversion_rate(
-            input.points_conversion_rate.unwrap_or(Decimal::TEN),
-        )?,
-        point_multiplier: point_multiplier(input.point_multiplier.unwrap_or(Decimal::ONE))?,
-        seats_available: seats(input.seats_available.unwrap_or(7))?,
-    };
-    let key = idem::parse(&headers, &caller, "create_table", "/v1/tables", &body)?;
-    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let table = ops::create_table(tx, ctx, name, game_type, settings)?;
-        Ok((StatusCode::CREATED, json!(table), ()))
-    })
-    .await?;
-    Ok(out.into_response())
-}
-
-async fn get_table(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    caller.require(Permission::PlayersRead)?;
-    let id = path_id(&id, "table")?;
-    let table = st
-        .store
-        .read(move |tx| tx.table(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("table"))?;
-    Ok(axum::Json(table).into_response())
-}
-
-async fn patch_table(
-    State(st): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    RawBody(body): RawBody,
-) -> ApiResult<Response> {
-    caller.require(Permission::TablesWrite)?;
-    let id = path_id(&id, "table")?;
-    let p: TablePatch = parse_json(&body)?;
-    let name = p
-        .name
-        .map(|v| text("name", &v, 1, NAME_CHARS_MAX))
-        .transpose()?;
-    let game_type = p
-        .game_type
-        .map(|v| text("game_type", &v, 1, NAME_CHARS_MAX))
-        .transpose()?;
-    let edge = p.house_edge.map(house_edge).transpose()?;
-    let rph = p.average_rounds_per_hour.map(rounds_per_hour).transpose()?;
-    let conv = p.points_conversion_rate.map(conversion_rate).transpose()?;
-    let mult = p.point_multiplier.map(point_multiplier).transpose()?;
-    let seats_v = p.seats_available.map(seats).transpose()?;
-    let ctx = st.op_ctx(Some(&caller), None);
-    let out = run_write(&st, ctx, None, move |tx, ctx| {
-        let table = ops::patch_table(tx, ctx, id, |t| {
-            if let Some(v) = name {
-                t.name = v;
-            }
-            if let Some(v) = game_type {
-                t.game_type = v;
-            }
-            if let Some(v) = edge {
-                t.settings.house_edge = v;
-            }
-            if let Some(v) = rph {
-                t.settings.average_rounds_per_hour = v;
-            }
-            if let Some(v) = conv {
-                t.settings.points_conversion_rate = v;
-            }
-            if let Some(v) = mult {
-                t.settings.point_multiplier = v;
-            }
-            if let Some(v) = seats_v {
-                t.settings.seats_available = v;
-            }
-        })?;
-        Ok((StatusCode::OK, json!(table), ()))
-    })
-    .await?;
-    Ok(out.into_response())
 }
 
 #[cfg(test)]
