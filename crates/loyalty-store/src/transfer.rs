@@ -103,7 +103,7 @@ pub fn sqlite_to_postgres(data_dir: &Path, url: &str) -> StoreResult<TransferRep
         report.tables.push((table.clone(), n));
     }
     // Every serial column (ledger seq, dead letter and feed ids, alerts)
-    // continues after the copied rows, and so does the outbox counter.
+    // continues after the copied rows (the outbox's next seq is its max + 1).
     let serials: Vec<(String, String)> = tx
         .query(
             "SELECT table_name::text, column_name::text FROM information_schema.columns
@@ -125,10 +125,6 @@ pub fn sqlite_to_postgres(data_dir: &Path, url: &str) -> StoreResult<TransferRep
         )
         .map_err(pg_err)?;
     }
-    tx.batch_execute(
-        "UPDATE outbox_sequence SET last = (SELECT coalesce(max(seq), 0) FROM outbox) WHERE id = 1;",
-    )
-    .map_err(pg_err)?;
     tx.commit().map_err(pg_err)?;
     // Close the blocking client here, on this (blocking) thread.
     drop(pg);

@@ -7,10 +7,11 @@
 //! and `table` read with `FOR UPDATE`; `entry_by_key` and
 //! `idempotency_record` first take a transaction-scoped advisory lock on the
 //! key, so two nodes racing on one key serialise and the second sees the
-//! first's committed result. The outbox sequence is one counter row, so
-//! sequence numbers are gap-free and in commit order. Commits use
+//! first's committed result. No row or lock is shared by every write:
+//! events are numbered after commit by the [`sequencer`]. Commits use
 //! `synchronous_commit = on`.
 
+mod sequencer;
 mod tx;
 
 use std::sync::{Arc, Mutex};
@@ -36,10 +37,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/postgres/0005_wallet.sql")),
     (6, include_str!("../../migrations/postgres/0006_reads.sql")),
     (7, include_str!("../../migrations/postgres/0007_chain.sql")),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_outbox_sequencer.sql"),
+    ),
 ];
 
 /// The versions of [`MIGRATIONS`], in order.
-pub const MIGRATION_VERSIONS: [i64; 7] = [1, 2, 3, 4, 5, 6, 7];
+pub const MIGRATION_VERSIONS: [i64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
 /// Default number of pooled connections per node.
 pub const POOL_SIZE_DEFAULT: usize = 16;
@@ -56,6 +61,24 @@ pub struct PgStore {
     redacted: String,
     idle: Arc<Mutex<Vec<PgConn>>>,
     permits: Semaphore,
+    sequencer: sequencer::Sequencer,
+    before_commit: BeforeCommit,
+}
+
+/// A test's hook into the commit path (see [`PgStore::set_before_commit`]).
+pub type BeforeCommitHook = Arc<dyn Fn() -> StoreResult<()> + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct BeforeCommit(Arc<Mutex<Option<BeforeCommitHook>>>);
+
+impl BeforeCommit {
+    fn run(&self) -> StoreResult<()> {
+        let hook = self.0.lock().ok().and_then(|h| h.clone());
+        match hook {
+            Some(h) => h(),
+            None => Ok(()),
+        }
+    }
 }
 
 fn map_err(e: postgres::Error) -> StoreError {
@@ -77,14 +100,16 @@ impl PgStore {
         config.options("-c synchronous_commit=on -c statement_timeout=30000");
         config.application_name("loyalty");
         let redacted = redact(url);
+        let mut conn = PgStore::connect_with(&config)?;
+        migrate(&mut conn.client)?;
         let store = PgStore {
+            sequencer: sequencer::Sequencer::start(config.clone()),
             config,
             redacted,
             idle: Arc::new(Mutex::new(Vec::new())),
             permits: Semaphore::new(pool_size.max(1)),
+            before_commit: BeforeCommit::default(),
         };
-        let mut conn = store.connect()?;
-        migrate(&mut conn.client)?;
         store.put_back(conn);
         Ok(store)
     }
@@ -95,8 +120,11 @@ impl PgStore {
     }
 
     fn connect(&self) -> StoreResult<PgConn> {
-        let client = self
-            .config
+        PgStore::connect_with(&self.config)
+    }
+
+    fn connect_with(config: &postgres::Config) -> StoreResult<PgConn> {
+        let client = config
             .connect(NoTls)
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         Ok(PgConn {
@@ -141,27 +169,32 @@ impl PgStore {
             .await
             .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
         let (idle, config) = (self.idle.clone(), self.config.clone());
+        let before_commit = self.before_commit.clone();
         // Everything that touches a blocking client — connecting, running,
         // returning or dropping it — happens on a blocking thread: the
         // `postgres` client drives its own runtime and must not be dropped
         // on an async worker.
-        tokio::task::spawn_blocking(move || {
+        let ran = tokio::task::spawn_blocking(move || {
             let pooled = idle.lock().ok().and_then(|mut v| v.pop());
             let mut conn = match pooled {
                 Some(c) if !c.client.is_closed() => c,
                 _ => {
-                    let client = config.connect(NoTls).map_err(|e| {
-                        E::from(StoreError::Unavailable(format!(
-                            "cannot connect to PostgreSQL: {e}"
-                        )))
-                    })?;
+                    let client = match config.connect(NoTls) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let e = StoreError::Unavailable(format!(
+                                "cannot connect to PostgreSQL: {e}"
+                            ));
+                            return (Err(E::from(e)), false);
+                        }
+                    };
                     PgConn {
                         client,
                         statements: Default::default(),
                     }
                 }
             };
-            let result = run_in_tx(&mut conn, write, op);
+            let result = run_in_tx(&mut conn, write, op, &before_commit);
             if !conn.client.is_closed()
                 && let Ok(mut pool) = idle.lock()
             {
@@ -169,8 +202,14 @@ impl PgStore {
             }
             result
         })
-        .await
-        .map_err(|e| E::from(StoreError::Internal(format!("database task failed: {e}"))))?
+        .await;
+        let (result, wrote_events) =
+            ran.map_err(|e| E::from(StoreError::Internal(format!("database task failed: {e}"))))?;
+        if wrote_events {
+            // Acknowledge only once the events have their public numbers.
+            self.sequencer.committed().await;
+        }
+        result
     }
 
     pub(crate) async fn write<T, E>(
@@ -199,36 +238,60 @@ impl PgStore {
     pub fn raw_client(&self) -> StoreResult<Client> {
         Ok(self.take()?.client)
     }
+
+    /// Runs `hook` in every write transaction after its events are written
+    /// and before it commits; an error rolls the transaction back. For
+    /// tests that hold a transaction at its most contended moment (or make
+    /// it fail there); `None` removes the hook.
+    #[doc(hidden)]
+    pub fn set_before_commit(&self, hook: Option<BeforeCommitHook>) {
+        if let Ok(mut h) = self.before_commit.0.lock() {
+            *h = hook;
+        }
+    }
+
+    /// Numbers every committed event still waiting for its `seq` (blocking;
+    /// for tools reading the outbox of a quiescent installation). Returns
+    /// how many were numbered.
+    pub fn sequence_pending(&self) -> StoreResult<u64> {
+        let mut conn = self.take()?;
+        let n = sequencer::Sequencer::drain(&mut conn.client);
+        self.put_back(conn);
+        n
+    }
 }
 
+/// Runs `op` in a transaction; also says whether its commit wrote events.
 fn run_in_tx<T, E: From<StoreError>>(
     conn: &mut PgConn,
     write: bool,
     op: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
-) -> Result<T, E> {
+    before_commit: &BeforeCommit,
+) -> (Result<T, E>, bool) {
     let begin = if write {
         "BEGIN ISOLATION LEVEL READ COMMITTED"
     } else {
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     };
-    conn.client
-        .batch_execute(begin)
-        .map_err(|e| E::from(map_err(e)))?;
+    if let Err(e) = conn.client.batch_execute(begin) {
+        return (Err(E::from(map_err(e))), false);
+    }
     let mut tx = PgTx::new(conn, write);
     let result = op(&mut tx).and_then(|v| {
-        tx.flush_events().map_err(E::from)?;
-        Ok(v)
+        let wrote_events = tx.flush_events().map_err(E::from)?;
+        if write {
+            before_commit.run().map_err(E::from)?;
+        }
+        Ok((v, wrote_events))
     });
     match result {
-        Ok(v) => {
-            conn.client
-                .batch_execute("COMMIT")
-                .map_err(|e| E::from(map_err(e)))?;
-            Ok(v)
-        }
+        Ok((v, wrote_events)) => match conn.client.batch_execute("COMMIT") {
+            Ok(()) => (Ok(v), wrote_events),
+            Err(e) => (Err(E::from(map_err(e))), false),
+        },
         Err(e) => {
             let _ = conn.client.batch_execute("ROLLBACK");
-            Err(e)
+            (Err(e), false)
         }
     }
 }

@@ -40,48 +40,71 @@ impl<'c> PgTx<'c> {
         }
     }
 
-    /// Writes the buffered events with gap-free sequence numbers. Called
-    /// right before COMMIT, so the counter row is the last lock the
-    /// transaction takes: lock order is the same in every transaction (no
-    /// deadlock), and the lock is held only while committing, so sequence
-    /// order is commit order.
-    pub(crate) fn flush_events(&mut self) -> StoreResult<()> {
+    /// Writes the buffered events to `outbox_pending`, in the order the
+    /// operation appended them, in one statement. Called right before
+    /// COMMIT, after every lock the operation takes, so the pending ids of
+    /// two writers of one player are in their commit order; the public
+    /// `seq` is given after commit (see `sequencer`). Returns whether there
+    /// were any.
+    pub(crate) fn flush_events(&mut self) -> StoreResult<bool> {
         if self.pending_events.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let events = std::mem::take(&mut self.pending_events);
-        let n = i64::try_from(events.len()).map_err(|_| conv("too many events"))?;
-        let last: i64 = self
-            .query(
-                "UPDATE outbox_sequence SET last = last + $1 WHERE id = 1 RETURNING last",
-                &[&n],
-            )?
-            .first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| StoreError::Internal("outbox sequence row missing".into()))?;
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            self.insert_pending(chunk)?;
+        }
+        Ok(true)
+    }
+
+    fn insert_pending(&mut self, events: &[NewEvent]) -> StoreResult<()> {
+        let versions: Vec<i32> = events
+            .iter()
+            .map(|e| i32::try_from(e.version).unwrap_or(i32::MAX))
+            .collect();
+        let occurred: Vec<i64> = events.iter().map(|e| us(e.occurred_at)).collect();
+        let mut sql = String::from(
+            "INSERT INTO outbox_pending (event_id, event_type, version, occurred_at,
+                 correlation_id, idempotency_key, source, payload) VALUES ",
+        );
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(events.len() * 8);
         for (i, e) in events.iter().enumerate() {
-            let seq = last - n + 1 + i as i64;
-            self.exec_one(
-                "INSERT INTO outbox (seq, event_id, event_type, version, occurred_at, correlation_id,
-                     idempotency_key, source, payload)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                &[
-                    &seq,
-                    &e.event_id,
-                    &e.event_type,
-                    &i32::try_from(e.version).unwrap_or(i32::MAX),
-                    &us(e.occurred_at),
-                    &e.correlation_id,
-                    &e.idempotency_key,
-                    &e.source,
-                    &e.payload,
-                ],
-                "append event",
-            )?;
+            let b = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let slots: Vec<String> = (b + 1..=b + 8).map(|n| format!("${n}")).collect();
+            sql.push_str(&format!("({})", slots.join(", ")));
+            params.extend_from_slice(&[
+                &e.event_id,
+                &e.event_type,
+                &versions[i],
+                &occurred[i],
+                &e.correlation_id,
+                &e.idempotency_key,
+                &e.source,
+                &e.payload,
+            ]);
+        }
+        let st = self.stmt(&sql)?;
+        let n = self
+            .conn
+            .client
+            .execute(&st, &params)
+            .map_err(|e| map_err(&e))?;
+        if n != events.len() as u64 {
+            return Err(StoreError::Internal(format!(
+                "append events: expected {} rows, wrote {n}",
+                events.len()
+            )));
         }
         Ok(())
     }
 }
+
+/// Events written by one INSERT (so at most this many statement shapes are
+/// prepared per connection).
+const EVENTS_PER_INSERT: usize = 16;
 
 pub(crate) fn map_err(e: &postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
@@ -1310,10 +1333,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn outbox_head(&mut self) -> StoreResult<i64> {
-        // The counter row holds the last committed seq for readers (writers
-        // hold its lock until they commit).
+        // Only sequencers write `outbox`, committing each number with its
+        // row, so the largest visible seq has every smaller one before it.
         Ok(self
-            .opt("SELECT last FROM outbox_sequence WHERE id = 1", &[])?
+            .opt("SELECT coalesce(max(seq), 0) FROM outbox", &[])?
             .map(|r| r.get(0))
             .unwrap_or(0))
     }

@@ -37,6 +37,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_wallet.sql")),
     (6, include_str!("../../migrations/sqlite/0006_reads.sql")),
     (7, include_str!("../../migrations/sqlite/0007_chain.sql")),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_outbox_sequencer.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

@@ -17,6 +17,7 @@ mod support;
 mod atomicity;
 mod ledger;
 mod pagination;
+mod postgres_only;
 mod props;
 mod races;
 mod records;
@@ -248,3 +249,27 @@ macro_rules! contract_suite {
 // One line per backend. A new backend: a factory in `backends`, and a line here.
 contract_suite!(sqlite => crate::backends::sqlite);
 contract_suite!(postgres => crate::backends::postgres);
+
+/// PostgreSQL-only tests of the commit path ([`postgres_only`]).
+mod postgres_commit_path {
+    macro_rules! postgres_tests {
+        ($($test:ident),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let Some(backend) = crate::backends::postgres().await else {
+                        crate::backends::skipped("postgres");
+                        return;
+                    };
+                    crate::postgres_only::$test(backend.store()).await;
+                }
+            )*
+        };
+    }
+
+    postgres_tests!(
+        postgres_a_transaction_about_to_commit_blocks_no_other_player,
+        postgres_a_transaction_rolled_back_after_writing_events_leaves_no_trace,
+        postgres_concurrent_writers_and_readers_agree_on_one_gap_free_order,
+    );
+}

@@ -1,0 +1,3 @@
+-- Loyalty Ledger, SQLite schema v8: nothing changes here. Version 8 moves
+-- PostgreSQL's event numbering after commit; the embedded store has one
+-- writer, which numbers events in commit order as it commits them.

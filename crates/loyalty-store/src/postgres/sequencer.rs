@@ -1,0 +1,208 @@
+//! Numbering events after commit (schema 8).
+//!
+//! A writing transaction appends its events to `outbox_pending`, ordered
+//! only by a bigserial id, and commits without touching any shared row. Each
+//! node runs one sequencer thread that moves committed pending rows into
+//! `outbox`, giving them the public, gap-free `seq` in id order, in one
+//! short transaction of its own. Sequencers of all nodes serialise on one
+//! advisory lock; writers never take it. Why the result keeps every promise
+//! of the event stream is argued in ARCHITECTURE.md ("Event numbering on
+//! PostgreSQL"); the short version:
+//!
+//! * gap-free and never revised: only a sequencer assigns `seq`, one at a
+//!   time, as `max(seq) + row_number()`, and commits the rows with their
+//!   numbers atomically; an aborted writer's pending rows never become
+//!   visible, so they never get a number;
+//! * per player in commit order: two writers of one player serialise on the
+//!   player's row lock, and events are written at the end of the
+//!   transaction, so the later writer's pending ids are larger; a snapshot
+//!   that sees the later commit sees the earlier one too, and rows are
+//!   numbered in id order.
+//!
+//! A write is acknowledged only after a sequencer pass that began after its
+//! commit has finished, so a client that reads the event stream after its
+//! write finds its events there, as it did when numbers were taken inside
+//! the transaction.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use postgres::{Client, NoTls};
+use tokio::sync::watch;
+
+use super::map_err;
+use crate::StoreResult;
+
+/// Pending rows moved per sequencer transaction.
+const BATCH_ROWS: i64 = 5_000;
+/// How often an idle sequencer looks for rows committed by nodes that died
+/// before numbering them.
+const IDLE_POLL: Duration = Duration::from_millis(25);
+/// The longest a writer waits for its events to be numbered before it
+/// answers anyway (its events are committed and will be numbered).
+const ACK_WAIT: Duration = Duration::from_secs(2);
+/// The advisory lock key only sequencers take.
+const SEQUENCER_LOCK: i64 = 7_411_002;
+
+const MOVE_BATCH: &str = "
+WITH moved AS (
+    DELETE FROM outbox_pending
+    WHERE id IN (SELECT id FROM outbox_pending ORDER BY id LIMIT $1)
+    RETURNING *
+), base AS (
+    SELECT coalesce(max(seq), 0) AS last FROM outbox
+), numbered AS (
+    INSERT INTO outbox (seq, event_id, event_type, version, occurred_at, correlation_id,
+                        idempotency_key, source, payload)
+    SELECT base.last + row_number() OVER (ORDER BY moved.id), moved.event_id,
+           moved.event_type, moved.version, moved.occurred_at, moved.correlation_id,
+           moved.idempotency_key, moved.source, moved.payload
+    FROM moved CROSS JOIN base
+    RETURNING seq
+)
+SELECT (SELECT count(*) FROM numbered),
+       (SELECT extract(epoch FROM clock_timestamp() - min(written_at))::float8 FROM moved)";
+
+struct Shared {
+    /// Tickets handed to writers after their commit.
+    requested: AtomicU64,
+    /// The highest ticket whose pass has finished.
+    completed: watch::Sender<u64>,
+    wake: Mutex<bool>,
+    woken: Condvar,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if let Ok(mut w) = self.wake.lock() {
+            *w = true;
+        }
+        self.woken.notify_one();
+    }
+}
+
+/// This node's sequencer; stops when dropped.
+pub(crate) struct Sequencer {
+    shared: Arc<Shared>,
+}
+
+impl Sequencer {
+    /// Starts the sequencer thread (it connects on its own, and reconnects).
+    pub(crate) fn start(config: postgres::Config) -> Sequencer {
+        let (completed, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            requested: AtomicU64::new(0),
+            completed,
+            wake: Mutex::new(false),
+            woken: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let worker = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("outbox-sequencer".into())
+            .spawn(move || run(&worker, &config));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the outbox sequencer thread");
+        }
+        Sequencer { shared }
+    }
+
+    /// Waits until a pass that began after this call has numbered every
+    /// committed pending event (bounded by [`ACK_WAIT`]). Call after COMMIT.
+    pub(crate) async fn committed(&self) {
+        let ticket = self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.shared.completed.subscribe();
+        self.shared.wake();
+        let waited = tokio::time::timeout(ACK_WAIT, done.wait_for(|c| *c >= ticket)).await;
+        if waited.is_err() {
+            metrics::counter!("loyalty_outbox_sequencer_ack_timeouts_total").increment(1);
+            tracing::warn!("events committed but not yet numbered; answering anyway");
+        }
+    }
+
+    /// One pass now, on the caller's connection (tools: before reading the
+    /// outbox of a quiescent installation).
+    pub(crate) fn drain(client: &mut Client) -> StoreResult<u64> {
+        pass(client)
+    }
+}
+
+impl Drop for Sequencer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake();
+    }
+}
+
+fn run(shared: &Shared, config: &postgres::Config) {
+    let mut client: Option<Client> = None;
+    let mut failures = 0u32;
+    loop {
+        if let Ok(mut w) = shared.wake.lock() {
+            if !*w {
+                w = match shared.woken.wait_timeout(w, IDLE_POLL) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+            }
+            *w = false;
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        // Read the tickets before the pass begins: every writer holding
+        // one of them has committed, so the pass's snapshot sees its rows.
+        let target = shared.requested.load(Ordering::SeqCst);
+        let result = match client.as_mut() {
+            Some(c) => pass(c),
+            None => match config.connect(NoTls) {
+                Ok(c) => pass(client.insert(c)),
+                Err(e) => Err(crate::StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL: {e}"
+                ))),
+            },
+        };
+        match result {
+            Ok(_) => {
+                failures = 0;
+                shared.completed.send_if_modified(|c| {
+                    let advanced = target > *c;
+                    if advanced {
+                        *c = target;
+                    }
+                    advanced
+                });
+            }
+            Err(e) => {
+                failures += 1;
+                if client.as_ref().is_some_and(|c| c.is_closed()) {
+                    client = None;
+                }
+                tracing::warn!(error = %e, failures, "outbox sequencer: pass failed");
+                std::thread::sleep(Duration::from_millis((10u64 << failures.min(7)).min(1_000)));
+            }
+        }
+    }
+}
+
+/// Numbers every committed pending event, in batches. Returns how many.
+fn pass(client: &mut Client) -> StoreResult<u64> {
+    let mut total = 0u64;
+    loop {
+        let mut tx = client.transaction().map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEQUENCER_LOCK])
+            .map_err(map_err)?;
+        let row = tx.query_one(MOVE_BATCH, &[&BATCH_ROWS]).map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        let moved: i64 = row.get(0);
+        if let Some(delay) = row.get::<_, Option<f64>>(1) {
+            metrics::histogram!("loyalty_outbox_sequencing_delay_seconds").record(delay);
+        }
+        total += u64::try_from(moved).unwrap_or(0);
+        if moved < BATCH_ROWS {
+            return Ok(total);
+        }
+    }
+}

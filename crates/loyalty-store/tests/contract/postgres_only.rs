@@ -1,0 +1,285 @@
+//! PostgreSQL-specific checks of the commit path: no lock is shared by every
+//! write, and events numbered after commit keep every promise of the event
+//! stream (ARCHITECTURE.md, "Event numbering on PostgreSQL"). They reach
+//! into the backend (`PgStore::set_before_commit`) to hold or fail a
+//! transaction after its events are written and before it commits.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use loyalty_store::postgres::PgStore;
+use loyalty_store::{EventRecord, Store, StoreError};
+use uuid::Uuid;
+
+use crate::support::*;
+
+fn pg(store: &Store) -> Arc<PgStore> {
+    match store {
+        Store::Postgres(p) => p.clone(),
+        Store::Sqlite(_) => panic!("a PostgreSQL test got another backend"),
+    }
+}
+
+/// A gate the hook waits at: `hold` makes the next commit wait until
+/// `release`; `held` waits until a commit is waiting.
+#[derive(Default)]
+struct Gate {
+    armed: AtomicBool,
+    held: Mutex<bool>,
+    open: Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Gate {
+    fn hook(self: &Arc<Self>) -> loyalty_store::postgres::BeforeCommitHook {
+        let gate = self.clone();
+        Arc::new(move || {
+            if gate.armed.swap(false, Ordering::SeqCst) {
+                *gate.held.lock().unwrap() = true;
+                gate.cv.notify_all();
+                let mut open = gate.open.lock().unwrap();
+                while !*open {
+                    open = gate.cv.wait(open).unwrap();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn wait_held(&self) {
+        let mut held = self.held.lock().unwrap();
+        while !*held {
+            let (h, t) = self.cv.wait_timeout(held, Duration::from_secs(10)).unwrap();
+            assert!(!t.timed_out(), "the held transaction never reached commit");
+            held = h;
+        }
+    }
+
+    fn release(&self) {
+        *self.open.lock().unwrap() = true;
+        self.cv.notify_all();
+    }
+}
+
+fn of_player(events: &[EventRecord], player: Uuid) -> Vec<&EventRecord> {
+    events
+        .iter()
+        .filter(|e| e.payload["player_id"] == serde_json::json!(player))
+        .collect()
+}
+
+/// A transaction that has written its entry, its account and its events and
+/// is about to commit holds nothing another player's write needs: that
+/// write commits and its events are numbered meanwhile; the held one's
+/// events follow after it commits, with no gap.
+pub async fn postgres_a_transaction_about_to_commit_blocks_no_other_player(store: Store) {
+    let pg = pg(&store);
+    let staff = Uuid::now_v7();
+    let a = new_player(&store, at(0)).await.id;
+    let b = new_player(&store, at(0)).await.id;
+    let gate = Arc::new(Gate::default());
+    pg.set_before_commit(Some(gate.hook()));
+    gate.armed.store(true, Ordering::SeqCst);
+
+    let held = {
+        let store = store.clone();
+        tokio::spawn(async move { reward(&store, &ctx(at(1)), a, 100, "held-a", staff).await })
+    };
+    let g = gate.clone();
+    tokio::task::spawn_blocking(move || g.wait_held())
+        .await
+        .unwrap();
+
+    // A's transaction is open after writing everything it writes.
+    let other = tokio::time::timeout(
+        Duration::from_secs(10),
+        reward(&store, &ctx(at(2)), b, 50, "free-b", staff),
+    )
+    .await
+    .expect("another player's write must not wait for the held transaction")
+    .expect("reward for b");
+    assert_eq!(other.0.balance_after, 50);
+    let meanwhile = events(&store).await;
+    assert_gap_free(&meanwhile);
+    assert!(
+        !of_player(&meanwhile, b).is_empty(),
+        "b's events are numbered while a's transaction is open"
+    );
+    assert!(
+        of_player(&meanwhile, a)
+            .iter()
+            .all(|e| e.event_type == "PLAYER_CREATED"),
+        "nothing of a's uncommitted reward is visible"
+    );
+
+    gate.release();
+    held.await.unwrap().expect("the held reward commits");
+    pg.set_before_commit(None);
+    let after = events(&store).await;
+    assert_gap_free(&after);
+    assert_eq!(
+        &after[..meanwhile.len()],
+        &meanwhile[..],
+        "history unchanged"
+    );
+    let a_events: Vec<&str> = after[meanwhile.len()..]
+        .iter()
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert!(
+        a_events.contains(&"LEDGER_ENTRY_CREATED") && a_events.contains(&"BALANCE_UPDATED"),
+        "a's events follow: {a_events:?}"
+    );
+}
+
+/// A transaction that fails after its events are written leaves no event
+/// and no hole: the next commit's events continue the sequence.
+pub async fn postgres_a_transaction_rolled_back_after_writing_events_leaves_no_trace(store: Store) {
+    let pg = pg(&store);
+    let staff = Uuid::now_v7();
+    let a = new_player(&store, at(0)).await.id;
+    let before = events(&store).await;
+    let fail_once = Arc::new(AtomicBool::new(true));
+    let f = fail_once.clone();
+    pg.set_before_commit(Some(Arc::new(move || {
+        if f.swap(false, Ordering::SeqCst) {
+            Err(StoreError::Unavailable(
+                "failed on purpose before commit".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    })));
+    let failed = reward(&store, &ctx(at(1)), a, 100, "rolled-back", staff).await;
+    assert!(failed.is_err(), "the hook's error fails the operation");
+    assert_eq!(account(&store, a).await.current_balance, 0);
+    let pending = {
+        let pg = pg.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = pg.raw_client().unwrap();
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM outbox_pending", &[])
+                .unwrap()
+                .get(0);
+            drop(c);
+            n
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(pending, 0, "no pending event survives the rollback");
+    assert_eq!(events(&store).await, before, "no event, no number");
+
+    reward(&store, &ctx(at(2)), a, 70, "committed", staff)
+        .await
+        .expect("the next reward commits");
+    pg.set_before_commit(None);
+    let after = events(&store).await;
+    assert_gap_free(&after);
+    assert_eq!(after[before.len()].seq, before.last().unwrap().seq + 1);
+    assert!(
+        after[before.len()..]
+            .iter()
+            .all(|e| e.payload["points_change"] != serde_json::json!(100)),
+        "the rolled-back reward has no event"
+    );
+}
+
+/// Many writers (several players, some shared) and readers polling the
+/// outbox all at once: every reader sees every event exactly once, in one
+/// order, without gaps, never finding later an event at or below a seq it
+/// has passed; each player's events are in the order of its ledger.
+pub async fn postgres_concurrent_writers_and_readers_agree_on_one_gap_free_order(store: Store) {
+    let staff = Uuid::now_v7();
+    let mut players = Vec::new();
+    for _ in 0..6 {
+        players.push(new_player(&store, at(0)).await.id);
+    }
+    let start = events(&store).await.last().map(|e| e.seq).unwrap_or(0);
+    let writing = Arc::new(AtomicBool::new(true));
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (store, writing) = (store.clone(), writing.clone());
+        readers.push(tokio::spawn(async move {
+            let mut seen: Vec<EventRecord> = Vec::new();
+            loop {
+                let done = !writing.load(Ordering::SeqCst);
+                let after = seen.last().map(|e| e.seq).unwrap_or(start);
+                let page = look(&store, move |tx| tx.events(after, 200, None)).await;
+                for e in &page {
+                    assert_eq!(e.seq, seen.last().map(|l| l.seq).unwrap_or(start) + 1);
+                    seen.push(e.clone());
+                }
+                if page.is_empty() {
+                    if done {
+                        return seen;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }));
+    }
+    let n = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..24 {
+        let (store, players, n) = (store.clone(), players.clone(), n.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..15 {
+                let p = players[(w + i) % players.len()];
+                let k = n.fetch_add(1, Ordering::SeqCst);
+                reward(
+                    &store,
+                    &ctx(at(1)),
+                    p,
+                    1 + (k % 9) as i64,
+                    &format!("w{k}"),
+                    staff,
+                )
+                .await
+                .expect("reward");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    writing.store(false, Ordering::SeqCst);
+    let all = events(&store).await;
+    assert_gap_free(&all);
+    let tail: Vec<EventRecord> = all.into_iter().filter(|e| e.seq > start).collect();
+    for r in readers {
+        let seen = r.await.unwrap();
+        assert_eq!(
+            seen, tail,
+            "every reader saw every event once, in one order"
+        );
+    }
+    let ids: HashSet<Uuid> = tail.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), tail.len());
+    // Each player's LEDGER_ENTRY_CREATED events follow its ledger's order.
+    let mut by_player: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for e in tail
+        .iter()
+        .filter(|e| e.event_type == "LEDGER_ENTRY_CREATED")
+    {
+        let p: Uuid = serde_json::from_value(e.payload["player_id"].clone()).unwrap();
+        by_player
+            .entry(p)
+            .or_default()
+            .push(e.payload["ledger_entry_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(by_player.values().map(Vec::len).sum::<usize>(), 24 * 15);
+    for p in &players {
+        let ledger_order: Vec<String> = ledger(&store, *p)
+            .await
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(
+            by_player[p], ledger_order,
+            "player {p}: events in commit order"
+        );
+    }
+}
