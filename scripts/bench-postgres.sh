@@ -1,50 +1,124 @@
 #!/usr/bin/env bash
-# Production-profile benchmark: the same load as the core benchmark
-# (`loyalty bench`: open a slip, complete it; completions timed) against
-# PostgreSQL with 1 and 2 nodes at 16 and 64 clients, beside pgbench running
-# the same two ledger transactions on the same server in the same run.
+# Production-profile benchmark, everything in one run on one PostgreSQL:
+#
+#   1. the floor: ../shared/perf's durable posting (pgbench; lock account,
+#      insert entry, update balance; 5 round trips) at 16 and 64 clients;
+#   2. pgbench running loyalty's own row writes for one slip (open +
+#      complete, events appended to outbox_pending) — no global lock;
+#   3. `loyalty bench` (open + complete; completions timed) with 1 and 2
+#      nodes at 16 and 64 clients;
+#   4. hot accounts: 64 clients on 4 players, both nodes;
+#   5. manual rewards (with the Redis limiter when LOYALTY_BENCH_REDIS_URL
+#      is set) and wallet holds + settles at 16 clients on 1 and 2 nodes.
+#
+# For each loyalty run it also reports the nodes' and PostgreSQL's CPU per
+# operation (from /proc: CPU steal moves it far less than throughput) and
+# the p99 commit-to-number delay of events (the sequencer's histogram).
 #
 #   LOYALTY_BENCH_PG_URL=postgres://postgres@127.0.0.1:5432 scripts/bench-postgres.sh
-#
-# Prints both tables and the ratio loyalty/pgbench per client count.
+#   optional: LOYALTY_BENCH_REDIS_URL=redis://127.0.0.1:6379 BENCH_SECONDS=10
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG="${LOYALTY_BENCH_PG_URL:?set LOYALTY_BENCH_PG_URL=postgres://user@host:port}"
+REDIS="${LOYALTY_BENCH_REDIS_URL:-}"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
-BIN="${LOYALTY_BIN:-target/release/loyalty}"
+BIN="${LOYALTY_BIN:-${CARGO_TARGET_DIR:-target}/release/loyalty}"
+PERF="${LOYALTY_PERF_DIR:-../shared/perf}"
 [ -x "$BIN" ] || cargo build --release -p loyalty-server
-DB="bench_$(date +%s)"
-psql "$PG/postgres" -qc "CREATE DATABASE $DB" >/dev/null
-URL="$PG/$DB"
+PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
+HZ=$(getconf CLK_TCK)
+STAMP=$(date +%s)
+DB="bench_$STAMP"
+FLOOR_DB="floor_$STAMP"
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+  for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $FLOOR_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
+psql "$PG/postgres" -qc "CREATE DATABASE $DB" >/dev/null
+psql "$PG/postgres" -qc "CREATE DATABASE $FLOOR_DB" >/dev/null
+URL="$PG/$DB"
+
+# CPU ticks of a set of processes; PostgreSQL's are every `postgres` process.
+ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+pg_ticks() { ticks $(pgrep -x postgres || true); }
+us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN {printf "%.0f", (n > 0) ? t * 1e6 / hz / n : 0}'; }
 
 TOKEN=$("$BIN" staff create --name bench --role admin --database-url "$URL")
+NODE_ARGS=(--database-url "$URL" --log warn --db-pool-size 32 --reward-rate-limit 100000000)
+[ -n "$REDIS" ] && NODE_ARGS+=(--redis-url "$REDIS")
 
-start_node() { # port
-  "$BIN" serve --database-url "$URL" --listen "127.0.0.1:$1" --log warn --db-pool-size 32 >"$WORK/node-$1.log" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return; sleep 0.1; done
-  echo "node on $1 did not start" >&2; exit 1
+start_nodes() { # count
+  PIDS=()
+  local urls=() i port
+  for i in $(seq 1 "$1"); do
+    port=$((18100 + i))
+    "$BIN" serve "${NODE_ARGS[@]}" --listen "127.0.0.1:$port" >"$WORK/node-$port.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+    urls+=("http://127.0.0.1:$port")
+  done
+  URLS=$(IFS=,; echo "${urls[*]}")
 }
 stop_nodes() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); }
 
-echo "## loyalty, 1 node"
-start_node 18101
-"$BIN" bench --url http://127.0.0.1:18101 --token "$TOKEN" --clients 16,64 --seconds "$SECONDS_PER_RUN" | tee "$WORK/one.txt"
-stop_nodes
-echo "## loyalty, 2 nodes (clients spread round-robin)"
-start_node 18101
-start_node 18102
-"$BIN" bench --url http://127.0.0.1:18101,http://127.0.0.1:18102 --token "$TOKEN" --clients 16,64 --seconds "$SECONDS_PER_RUN" | tee "$WORK/two.txt"
-stop_nodes
+# p99 of the sequencer's delay over all nodes, as the bucket bound (ms).
+seq_p99() {
+  local u
+  for u in ${URLS//,/ }; do curl -s "$u/metrics"; done |
+    awk -F'[{}" ]+' '/^loyalty_outbox_sequencing_delay_seconds_bucket/ {for (i = 1; i < NF; i++) if ($i == "le=") le = $(i+1); b[le] += $NF}
+                     END {n = b["+Inf"]; if (!n) {print "-"; exit}
+                          m = asorti(b, k, "@ind_num_asc")
+                          for (i = 1; i <= m; i++) if (k[i] != "+Inf" && b[k[i]] >= 0.99 * n) {printf "%.1f", k[i] * 1000; exit}
+                          print ">30000"}'
+}
 
-# pgbench: per iteration the same two transactions the server runs for one
-# slip — open (insert slip + event) and complete (lock slip, lock account,
-# insert ledger entry, update account and slip, three outbox events under
-# the sequence counter) — on the same tables.
+printf '%-34s %7s %9s %9s %8s %10s %10s %9s\n' run clients ops/s writes/s p99_ms node_us/op pg_us/op seq_p99 | tee "$WORK/table.txt"
+row() {
+  printf '%-34s %7s %9s %9s %8s %10s %10s %9s\n' "$@" | tee -a "$WORK/table.txt"
+  (IFS='|'; echo "$*") >>"$WORK/data.psv"
+}
+
+# One loyalty run: label, nodes, clients, writes per op, bench flags...
+loyalty_run() {
+  local label=$1 nodes=$2 clients=$3 writes=$4; shift 4
+  start_nodes "$nodes"
+  local n0 p0 n1 p1 out
+  n0=$(ticks "${PIDS[@]}"); p0=$(pg_ticks)
+  out=$("$BIN" bench --url "$URLS" --token "$TOKEN" --clients "$clients" --seconds "$SECONDS_PER_RUN" "$@" | tail -1)
+  n1=$(ticks "${PIDS[@]}"); p1=$(pg_ticks)
+  local ops opss p99 errors
+  read -r _ _ ops errors opss _ p99 _ <<<"$out"
+  [ "$errors" = 0 ] || echo "  ($label: $errors failed requests)" >&2
+  row "$label" "$clients" "$opss" "$(awk -v o="$opss" -v w="$writes" 'BEGIN {printf "%.0f", o * w}')" "$p99" \
+    "$(us_per $((n1 - n0)) "$ops")" "$(us_per $((p1 - p0)) "$ops")" "$(seq_p99)"
+  stop_nodes
+}
+
+pgbench_run() { # label, clients, db url, pgbench args...
+  local label=$1 clients=$2 url=$3; shift 3
+  local p0 p1 out tps n
+  p0=$(pg_ticks)
+  out=$("$PGBENCH" -n -c "$clients" -j 2 -T "$SECONDS_PER_RUN" -r "$@" "$url" 2>/dev/null)
+  p1=$(pg_ticks)
+  tps=$(awk '/^tps/ {printf "%.1f", $3; exit}' <<<"$out")
+  n=$(awk '/number of transactions actually processed/ {split($NF, a, "/"); print a[1]; exit}' <<<"$out")
+  row "$label" "$clients" "$tps" "$tps" "-" "-" "$(us_per $((p1 - p0)) "$n")" "-"
+}
+
+# 1. The floor.
+psql "$PG/$FLOOR_DB" -q -f "$PERF/pg-schema.sql" >/dev/null
+for c in 16 64; do
+  pgbench_run "floor posting (pgbench)" "$c" "$PG/$FLOOR_DB" -M prepared -f "$PERF/pg-posting.sql" -D nplayers=100000
+done
+
+# 2. loyalty's row writes in pgbench: per iteration the two transactions
+#    the server runs for one slip, on the same tables, events appended to
+#    outbox_pending as the server does (one "transaction" = 2 writes).
 psql "$URL" -q <<'SQL'
 CREATE TABLE IF NOT EXISTS bench_players (n INT PRIMARY KEY, player_id UUID NOT NULL);
 INSERT INTO players (id, display_name, card_number, status, created_at)
@@ -62,8 +136,8 @@ BEGIN;
 SELECT gen_random_uuid() AS slip \gset
 SELECT player_id AS pid FROM bench_players WHERE n = :n \gset
 INSERT INTO rating_slips VALUES (:slip, :pid, '00000000-0000-0000-0000-00000000b001', NULL, 'OPEN', '25', 0, NULL, 0, 0, '{}', 'NONE', NULL, 0, NULL, NULL, NULL, 0, 0);
-UPDATE outbox_sequence SET last = last + 1 WHERE id = 1 RETURNING last AS s1 \gset
-INSERT INTO outbox VALUES (:s1, gen_random_uuid(), 'RATING_SLIP_OPENED', 1, 0, 'pgbench', NULL, 'rating_slip', '{}');
+INSERT INTO outbox_pending (event_id, event_type, version, occurred_at, correlation_id, idempotency_key, source, payload)
+  VALUES (gen_random_uuid(), 'RATING_SLIP_OPENED', 1, 0, 'pgbench', NULL, 'rating_slip', '{}');
 END;
 BEGIN;
 SELECT status FROM rating_slips WHERE id = :slip FOR UPDATE;
@@ -73,24 +147,33 @@ UPDATE rating_slips SET status = 'CLOSED', loyalty_status = 'ACCRUED', updated_a
 INSERT INTO ledger_entries (id, player_id, transaction_type, event_type, points_change, source, rating_slip_id, idempotency_key, balance_before, balance_after, tier_before, tier_after, lifetime_after, correlation_id, created_at)
   VALUES (gen_random_uuid(), :pid, 'GAMEPLAY', 'RATING_SLIP_COMPLETED', :pts, 'rating_slip', :slip, 'gameplay:' || :slip::text, :bal::bigint, :bal::bigint + :pts::bigint, 'BRONZE', 'BRONZE', :life::bigint + :pts::bigint, 'pgbench', 0);
 UPDATE loyalty_accounts SET current_balance = current_balance + :pts, lifetime_points = lifetime_points + :pts, entry_count = entry_count + 1 WHERE player_id = :pid;
-UPDATE outbox_sequence SET last = last + 3 WHERE id = 1 RETURNING last AS s3 \gset
-INSERT INTO outbox VALUES (:s3::bigint - 2, gen_random_uuid(), 'RATING_SLIP_COMPLETED', 1, 0, 'pgbench', NULL, 'rating_slip', '{}'),
-                          (:s3::bigint - 1, gen_random_uuid(), 'LEDGER_ENTRY_CREATED', 1, 0, 'pgbench', NULL, 'ledger', '{}'),
-                          (:s3, gen_random_uuid(), 'BALANCE_UPDATED', 1, 0, 'pgbench', NULL, 'ledger', '{}');
+INSERT INTO outbox_pending (event_id, event_type, version, occurred_at, correlation_id, idempotency_key, source, payload)
+  VALUES (gen_random_uuid(), 'RATING_SLIP_COMPLETED', 1, 0, 'pgbench', NULL, 'rating_slip', '{}'),
+         (gen_random_uuid(), 'LEDGER_ENTRY_CREATED', 1, 0, 'pgbench', NULL, 'ledger', '{}'),
+         (gen_random_uuid(), 'BALANCE_UPDATED', 1, 0, 'pgbench', NULL, 'ledger', '{}');
 END;
 SQL
-PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench | tail -1)
-echo "## pgbench, same transactions (one iteration = open + complete)"
 for c in 16 64; do
-  tps=$("$PGBENCH" -n -M extended -f "$WORK/slip.sql" -D clients=$c -c $c -j 2 -T "$SECONDS_PER_RUN" "$URL" 2>/dev/null | awk '/^tps/ {print $3; exit}')
-  echo "pgbench clients=$c tps=$tps" | tee -a "$WORK/pg.txt"
+  pgbench_run "loyalty rows (pgbench, per slip)" "$c" "$URL" -M extended -f "$WORK/slip.sql" -D clients="$c"
 done
+psql "$URL" -qc "TRUNCATE outbox_pending" >/dev/null
 
-echo "## ratio (loyalty completions/s ÷ pgbench iterations/s)"
-for c in 16 64; do
-  pg=$(awk -v c=$c '$2 == "clients="c {split($3, a, "="); print a[2]}' "$WORK/pg.txt")
-  one=$(awk -v c=$c '$1 == "complete" && $2 == c {print $5}' "$WORK/one.txt")
-  two=$(awk -v c=$c '$1 == "complete" && $2 == c {print $5}' "$WORK/two.txt")
-  awk -v c=$c -v pg="$pg" -v one="$one" -v two="$two" 'BEGIN {printf "clients=%d  1 node: %.2f  2 nodes: %.2f\n", c, one/pg, two/pg}'
-done
-psql "$PG/postgres" -qc "DROP DATABASE $DB WITH (FORCE)" >/dev/null || true
+# 3-5. loyalty itself.
+for c in 16 64; do loyalty_run "loyalty complete, 1 node" 1 "$c" 2; done
+for c in 16 64; do loyalty_run "loyalty complete, 2 nodes" 2 "$c" 2; done
+loyalty_run "hot: complete, 4 players, 2 nodes" 2 64 2 --players 4
+loyalty_run "reward$([ -n "$REDIS" ] && echo ' +redis'), 1 node" 1 16 1 --workload reward
+loyalty_run "reward$([ -n "$REDIS" ] && echo ' +redis'), 2 nodes" 2 16 1 --workload reward
+loyalty_run "redeem (hold+settle), 1 node" 1 16 2 --workload redeem
+loyalty_run "redeem (hold+settle), 2 nodes" 2 16 2 --workload redeem
+
+echo
+echo "## ratios (loyalty write requests/s ÷ floor postings/s; 2 nodes ÷ 1 node)"
+awk -F'|' '
+  $1 ~ /^floor posting/ {floor[$2] = $4}
+  $1 == "loyalty complete, 1 node" {one[$2] = $4}
+  $1 == "loyalty complete, 2 nodes" {two[$2] = $4}
+  END {for (c in floor) printf "clients=%s  1 node: %.2f  2 nodes: %.2f  2 nodes / 1 node: %.2f\n", c, one[c] / floor[c], two[c] / floor[c], two[c] / one[c]}
+' "$WORK/data.psv"
+psql "$URL" -Atc "SELECT 'balances exact: ' || (SELECT count(*) FROM loyalty_accounts a WHERE current_balance <> (SELECT coalesce(sum(points_change), 0) FROM ledger_entries e WHERE e.player_id = a.player_id)) || ' accounts off'"
+"$BIN" verify --database-url "$URL" >/dev/null && echo "loyalty verify: clean"

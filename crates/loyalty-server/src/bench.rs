@@ -23,6 +23,9 @@ pub struct BenchConfig {
     /// What to drive: `complete` (open + complete slips), `reward`, or
     /// `redeem` (hold + settle).
     pub workload: String,
+    /// Players shared by the clients (client i uses player i mod N), for
+    /// hot accounts; 0 gives each client its own player.
+    pub players: usize,
 }
 
 /// One run's numbers.
@@ -50,17 +53,14 @@ async fn complete_client(
     client: &reqwest::Client,
     cfg: &BenchConfig,
     i: usize,
+    shared: Option<String>,
     table_id: &str,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let (_, player) = post(
-        client,
-        cfg,
-        "/v1/players",
-        json!({"display_name": format!("bench {i}")}),
-    )
-    .await?;
-    let player_id = player["id"].as_str().unwrap_or_default().to_string();
+    let player_id = match shared {
+        Some(p) => p,
+        None => new_player(client, cfg, i).await?,
+    };
     let mut lat = Vec::new();
     let mut errors = 0usize;
     while Instant::now() < deadline {
@@ -96,9 +96,10 @@ async fn reward_client(
     client: &reqwest::Client,
     cfg: &BenchConfig,
     i: usize,
+    shared: Option<String>,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let (staff_cfg, staff_id, player_id) = supervisor_and_player(client, cfg, i).await?;
+    let (staff_cfg, staff_id, player_id) = supervisor_and_player(client, cfg, i, shared).await?;
     let mut lat = Vec::new();
     let mut errors = 0usize;
     let mut n = 0u64;
@@ -125,10 +126,11 @@ async fn redeem_client(
     client: &reqwest::Client,
     cfg: &BenchConfig,
     i: usize,
+    shared: Option<String>,
     merchant_id: &str,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let (staff_cfg, staff_id, player_id) = supervisor_and_player(client, cfg, i).await?;
+    let (staff_cfg, staff_id, player_id) = supervisor_and_player(client, cfg, i, shared).await?;
     let (s, funded) = post(
         client,
         &staff_cfg,
@@ -168,12 +170,33 @@ async fn redeem_client(
     Ok((lat, errors))
 }
 
-/// A client's own supervisor (made with the admin token) and player: the
-/// supervisor's settings, id, and the player's id.
+/// A new player's id.
+async fn new_player(
+    client: &reqwest::Client,
+    cfg: &BenchConfig,
+    i: usize,
+) -> anyhow::Result<String> {
+    let (s, player) = post(
+        client,
+        cfg,
+        "/v1/players",
+        json!({"display_name": format!("bench {i}")}),
+    )
+    .await?;
+    if s != 201 {
+        bail!("creating a bench player failed ({s}): {player}");
+    }
+    Ok(player["id"].as_str().unwrap_or_default().to_string())
+}
+
+/// A client's own supervisor (made with the admin token) and player (its
+/// own, or the shared one): the supervisor's settings, id, and the
+/// player's id.
 async fn supervisor_and_player(
     client: &reqwest::Client,
     cfg: &BenchConfig,
     i: usize,
+    shared: Option<String>,
 ) -> anyhow::Result<(BenchConfig, String, String)> {
     let (s, staff) = post(
         client,
@@ -190,14 +213,10 @@ async fn supervisor_and_player(
         ..cfg.clone()
     };
     let staff_id = staff["id"].as_str().unwrap_or_default().to_string();
-    let (_, player) = post(
-        client,
-        cfg,
-        "/v1/players",
-        json!({"display_name": format!("bench {i}")}),
-    )
-    .await?;
-    let player_id = player["id"].as_str().unwrap_or_default().to_string();
+    let player_id = match shared {
+        Some(p) => p,
+        None => new_player(client, cfg, i).await?,
+    };
     Ok((staff_cfg, staff_id, player_id))
 }
 
@@ -261,6 +280,10 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         }
         merchant_id = m["id"].as_str().unwrap_or_default().to_string();
     }
+    let mut shared_players = Vec::new();
+    for i in 0..cfg.players {
+        shared_players.push(new_player(&client, &first, i).await?);
+    }
     let mut results = Vec::new();
     println!("workload  clients      ops  errors     ops/s   p50_ms   p99_ms   max_ms");
     for &n in &cfg.clients {
@@ -270,13 +293,17 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         for i in 0..n {
             let (client, mut cfg, table_id) = (client.clone(), cfg.clone(), table_id.clone());
             let merchant_id = merchant_id.clone();
+            let shared = (!shared_players.is_empty())
+                .then(|| shared_players[i % shared_players.len()].clone());
             let urls: Vec<&str> = cfg.url.split(',').collect();
             cfg.url = urls[i % urls.len()].trim_end_matches('/').to_string();
             handles.push(tokio::spawn(async move {
                 match cfg.workload.as_str() {
-                    "reward" => reward_client(&client, &cfg, i, deadline).await,
-                    "redeem" => redeem_client(&client, &cfg, i, &merchant_id, deadline).await,
-                    _ => complete_client(&client, &cfg, i, &table_id, deadline).await,
+                    "reward" => reward_client(&client, &cfg, i, shared, deadline).await,
+                    "redeem" => {
+                        redeem_client(&client, &cfg, i, shared, &merchant_id, deadline).await
+                    }
+                    _ => complete_client(&client, &cfg, i, shared, &table_id, deadline).await,
                 }
             }));
         }

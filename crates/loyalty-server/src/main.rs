@@ -251,6 +251,10 @@ struct BenchArgs {
     /// Seconds per client count.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Players the clients share (client i writes to player i mod N): a
+    /// small number makes hot accounts. 0: one player per client.
+    #[arg(long, default_value_t = 0)]
+    players: usize,
 }
 
 fn init_logs(filter: &str, to_stdout: bool) {
@@ -619,6 +623,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 clients: a.clients,
                 duration: Duration::from_secs(a.seconds),
                 workload: a.workload,
+                players: a.players,
             };
             runtime()?.block_on(loyalty_server::bench::run(cfg))?;
             Ok(ExitCode::SUCCESS)

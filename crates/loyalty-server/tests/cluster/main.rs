@@ -9,6 +9,7 @@ mod common;
 
 mod servers;
 
+mod events;
 mod migrate;
 mod nodes;
 mod outages;

@@ -12,7 +12,7 @@ use crate::common::{Storage, TestApp, bin, cli_staff_create};
 use crate::servers::{Redis, on_path, pg_url, require, two_nodes};
 
 /// Every entry of a player, oldest first.
-async fn entries(app: &TestApp, player: &str) -> Vec<Value> {
+pub(crate) async fn entries(app: &TestApp, player: &str) -> Vec<Value> {
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

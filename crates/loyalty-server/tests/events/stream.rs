@@ -2,71 +2,11 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::TestApp;
+use crate::common::{SseReader, TestApp};
 use crate::support::*;
-
-/// A server-sent events reader over a streaming response.
-struct SseReader {
-    resp: reqwest::Response,
-    buf: String,
-}
-
-impl SseReader {
-    async fn open(app: &TestApp, token: &str, path: &str, last_id: Option<i64>) -> SseReader {
-        let mut rb = app
-            .client
-            .get(format!("{}{path}", app.base))
-            .bearer_auth(token);
-        if let Some(id) = last_id {
-            rb = rb.header("Last-Event-ID", id.to_string());
-        }
-        let resp = rb.send().await.unwrap();
-        assert_eq!(resp.status(), 200);
-        assert!(
-            resp.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/event-stream")
-        );
-        SseReader {
-            resp,
-            buf: String::new(),
-        }
-    }
-
-    /// The next event (id, data), or None when the stream ends.
-    async fn next(&mut self) -> Option<(i64, Value)> {
-        loop {
-            if let Some(end) = self.buf.find("\n\n") {
-                let block: String = self.buf.drain(..end + 2).collect();
-                let mut id = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = v.trim().parse().ok();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                match id {
-                    Some(id) => return Some((id, serde_json::from_str(&data).unwrap())),
-                    None => continue, // a keep-alive comment
-                }
-            }
-            let chunk = tokio::time::timeout(Duration::from_secs(30), self.resp.chunk())
-                .await
-                .expect("no event within 30 s")
-                .expect("stream read");
-            match chunk {
-                Some(c) => self.buf.push_str(&String::from_utf8_lossy(&c)),
-                None => return None,
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn the_stream_replays_follows_live_and_resumes_after_last_event_id_without_gaps() {
