@@ -102,8 +102,16 @@ pub trait Tx {
 
     /// Inserts a table.
     fn insert_table(&mut self, table: &GameTable) -> StoreResult<()>;
-    /// A table by id.
+    /// A table by id (locked until commit in a write transaction, on
+    /// backends that lock rows: for changing it).
     fn table(&mut self, id: Uuid) -> StoreResult<Option<GameTable>>;
+    /// A table by id, never locked: for copying its settings (opening a
+    /// slip), so that slips opened at one busy table do not queue behind
+    /// each other. A concurrent change of the table is ordered after the
+    /// copy, which is what a slip opened just before the change sees anyway.
+    fn table_unlocked(&mut self, id: Uuid) -> StoreResult<Option<GameTable>> {
+        self.table(id)
+    }
     /// Overwrites a table.
     fn update_table(&mut self, table: &GameTable) -> StoreResult<()>;
 

@@ -6,9 +6,11 @@
 -- into `outbox`, giving them the gap-free public `seq` in one short
 -- transaction of its own, serialised by an advisory lock that only
 -- sequencers take (ARCHITECTURE.md, "Event numbering on PostgreSQL").
+-- (No unique index on event_id here: `outbox` has one, and every pending
+-- row passes through it; one index fewer to write per event.)
 CREATE TABLE outbox_pending (
     id               BIGSERIAL PRIMARY KEY,
-    event_id         UUID NOT NULL UNIQUE,
+    event_id         UUID NOT NULL,
     event_type       TEXT NOT NULL,
     version          INT NOT NULL,
     occurred_at      BIGINT NOT NULL,

@@ -540,7 +540,7 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
     tx.player(input.player_id)?
         .ok_or(OpError::NotFound("player"))?;
     let table = tx
-        .table(input.table_id)?
+        .table_unlocked(input.table_id)?
         .ok_or(OpError::NotFound("table"))?;
     let slip = RatingSlip {
         id: Uuid::now_v7(),

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, SimpleQueryMessage};
 use tokio::sync::watch;
 
 use super::map_err;
@@ -45,10 +45,19 @@ const ACK_WAIT: Duration = Duration::from_secs(2);
 /// The advisory lock key only sequencers take.
 const SEQUENCER_LOCK: i64 = 7_411_002;
 
-const MOVE_BATCH: &str = "
+/// One sequencer transaction, sent as one simple-protocol message (one
+/// round trip): take the sequencers' lock, move up to [`BATCH_ROWS`]
+/// committed pending rows into `outbox` numbered after its largest seq, in
+/// id order, and report how many moved and the oldest one's age. Each
+/// statement of a READ COMMITTED transaction takes a fresh snapshot, so the
+/// move sees every batch committed before the lock was granted.
+fn move_batch_sql() -> String {
+    format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED;
+SELECT pg_advisory_xact_lock({SEQUENCER_LOCK});
 WITH moved AS (
     DELETE FROM outbox_pending
-    WHERE id IN (SELECT id FROM outbox_pending ORDER BY id LIMIT $1)
+    WHERE id IN (SELECT id FROM outbox_pending ORDER BY id LIMIT {BATCH_ROWS})
     RETURNING *
 ), base AS (
     SELECT coalesce(max(seq), 0) AS last FROM outbox
@@ -62,7 +71,10 @@ WITH moved AS (
     RETURNING seq
 )
 SELECT (SELECT count(*) FROM numbered),
-       (SELECT extract(epoch FROM clock_timestamp() - min(written_at))::float8 FROM moved)";
+       (SELECT extract(epoch FROM clock_timestamp() - min(written_at))::float8 FROM moved);
+COMMIT;"
+    )
+}
 
 struct Shared {
     /// Tickets handed to writers after their commit.
@@ -189,15 +201,26 @@ fn run(shared: &Shared, config: &postgres::Config) {
 
 /// Numbers every committed pending event, in batches. Returns how many.
 fn pass(client: &mut Client) -> StoreResult<u64> {
+    let sql = move_batch_sql();
     let mut total = 0u64;
     loop {
-        let mut tx = client.transaction().map_err(map_err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEQUENCER_LOCK])
-            .map_err(map_err)?;
-        let row = tx.query_one(MOVE_BATCH, &[&BATCH_ROWS]).map_err(map_err)?;
-        tx.commit().map_err(map_err)?;
-        let moved: i64 = row.get(0);
-        if let Some(delay) = row.get::<_, Option<f64>>(1) {
+        let messages = match client.simple_query(&sql) {
+            Ok(m) => m,
+            Err(e) => {
+                // A failure mid-message leaves the transaction aborted.
+                let _ = client.batch_execute("ROLLBACK");
+                return Err(map_err(e));
+            }
+        };
+        let row = messages.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) if r.len() == 2 => Some(r),
+            _ => None,
+        });
+        let moved: i64 = row
+            .and_then(|r| r.get(0))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if let Some(delay) = row.and_then(|r| r.get(1)).and_then(|v| v.parse::<f64>().ok()) {
             metrics::histogram!("loyalty_outbox_sequencing_delay_seconds").record(delay);
         }
         total += u64::try_from(moved).unwrap_or(0);

@@ -620,6 +620,11 @@ impl Tx for PgTx<'_> {
         self.opt(&sql, &[&id])?.map(|r| table_row(&r)).transpose()
     }
 
+    fn table_unlocked(&mut self, id: Uuid) -> StoreResult<Option<GameTable>> {
+        let sql = format!("SELECT {TABLE_COLS} FROM game_tables WHERE id = $1");
+        self.opt(&sql, &[&id])?.map(|r| table_row(&r)).transpose()
+    }
+
     fn update_table(&mut self, t: &GameTable) -> StoreResult<()> {
         self.exec_one(
             "UPDATE game_tables SET name = $2, game_type = $3, house_edge = $4,
