@@ -50,9 +50,9 @@ ROWS_URL="$PG/$ROWS_DB"
 # CPU ticks of a set of processes. PostgreSQL's: the postmaster's own and
 # its exited children's (cutime + cstime), plus its live children's.
 ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-POSTMASTER=$(awk '{print $4}' "/proc/$(psql "$PG/postgres" -Atc 'SELECT pg_backend_pid()')/stat" 2>/dev/null || true)
+POSTMASTER=$(awk '{print $4}' "/proc/$(psql "$PG/postgres" -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")/stat" 2>/dev/null || true)
 pg_ticks() {
-  [ -r "/proc/$POSTMASTER/stat" ] || { echo 0; return; }
+  [ -n "$POSTMASTER" ] && [ -r "/proc/$POSTMASTER/stat" ] || { echo 0; return; }
   echo $(( $(awk '{print $14 + $15 + $16 + $17}' "/proc/$POSTMASTER/stat") + $(ticks $(pgrep -P "$POSTMASTER")) ))
 }
 us_per() { awk -v t="$1" -v n="$2" -v hz="$HZ" 'BEGIN {printf "%.0f", (n > 0) ? t * 1e6 / hz / n : 0}'; }

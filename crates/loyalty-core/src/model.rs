@@ -170,8 +170,10 @@ pub enum SlipStatus {
     Open,
     /// Play is paused; time does not count.
     Paused,
-    /// Completed; no further changes.
+    /// Completed; changed afterwards only by a correction.
     Closed,
+    /// Voided after closing: its points were taken back (final).
+    Voided,
 }
 
 impl SlipStatus {
@@ -181,13 +183,19 @@ impl SlipStatus {
             SlipStatus::Open => "OPEN",
             SlipStatus::Paused => "PAUSED",
             SlipStatus::Closed => "CLOSED",
+            SlipStatus::Voided => "VOIDED",
         }
     }
     /// Parses [`SlipStatus::as_str`].
     pub fn parse(s: &str) -> Option<SlipStatus> {
-        [SlipStatus::Open, SlipStatus::Paused, SlipStatus::Closed]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            SlipStatus::Open,
+            SlipStatus::Paused,
+            SlipStatus::Closed,
+            SlipStatus::Voided,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -282,17 +290,21 @@ pub enum TransactionType {
     EscrowSettle,
     /// Escrowed points returned to available.
     EscrowRefund,
+    /// Takes back what a slip's GAMEPLAY entry earned (void or correction):
+    /// negative, and lowers lifetime points by as much.
+    GameplayReversal,
 }
 
 impl TransactionType {
     /// All types.
-    pub const ALL: [TransactionType; 6] = [
+    pub const ALL: [TransactionType; 7] = [
         TransactionType::Gameplay,
         TransactionType::ManualBonus,
         TransactionType::Adjustment,
         TransactionType::EscrowHold,
         TransactionType::EscrowSettle,
         TransactionType::EscrowRefund,
+        TransactionType::GameplayReversal,
     ];
     /// Stable upper-case name.
     pub fn as_str(self) -> &'static str {
@@ -303,6 +315,7 @@ impl TransactionType {
             TransactionType::EscrowHold => "ESCROW_HOLD",
             TransactionType::EscrowSettle => "ESCROW_SETTLE",
             TransactionType::EscrowRefund => "ESCROW_REFUND",
+            TransactionType::GameplayReversal => "GAMEPLAY_REVERSAL",
         }
     }
     /// Parses [`TransactionType::as_str`].
@@ -315,6 +328,16 @@ impl TransactionType {
             self,
             TransactionType::Gameplay | TransactionType::ManualBonus
         )
+    }
+    /// How an entry of this type moves lifetime points: up by a positive
+    /// earning entry, down by a reversal (which takes back earned points),
+    /// otherwise not at all.
+    pub fn lifetime_change(self, points_change: i64) -> i64 {
+        match self {
+            _ if self.is_earning() && points_change > 0 => points_change,
+            TransactionType::GameplayReversal => points_change.min(0),
+            _ => 0,
+        }
     }
 }
 

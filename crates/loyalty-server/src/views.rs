@@ -20,6 +20,7 @@ pub fn slip(s: &RatingSlip, now: Timestamp) -> Value {
         "game_settings": s.game_settings,
         "loyalty_status": s.loyalty_status,
         "ledger_entry_id": s.ledger_entry_id,
+        "corrections": s.corrections,
         "created_at": s.created_at,
         "updated_at": s.updated_at,
     })

@@ -121,10 +121,49 @@ pub struct RatingSlip {
     pub opened_by: Option<Uuid>,
     /// Correlation id of the request that closed the slip.
     pub closed_correlation_id: Option<String>,
+    /// Voids and corrections after closing, oldest first (the slip's
+    /// history: a closed slip is never edited without a record here).
+    pub corrections: Vec<SlipCorrection>,
     /// When created.
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+}
+
+/// One void or correction of a closed slip (DESIGN §3.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SlipCorrection {
+    /// `VOID` or `CORRECT`.
+    pub kind: String,
+    /// Why, 10–500 characters.
+    pub reason: String,
+    /// Who made it.
+    pub staff_id: Option<Uuid>,
+    /// When (server clock).
+    pub at: Timestamp,
+    /// The request's correlation id.
+    pub correlation_id: String,
+    /// The slip's average bet, start and end before the change.
+    pub average_bet_before: Decimal,
+    /// Start before.
+    pub started_at_before: Timestamp,
+    /// End before.
+    pub ended_at_before: Option<Timestamp>,
+    /// After the change (unchanged by a void).
+    pub average_bet_after: Decimal,
+    /// Start after.
+    pub started_at_after: Timestamp,
+    /// End after.
+    pub ended_at_after: Option<Timestamp>,
+    /// Points taken back by the GAMEPLAY_REVERSAL entry (0 if the slip had
+    /// not accrued).
+    pub points_reversed: i64,
+    /// Points of the new GAMEPLAY entry (corrections only).
+    pub points_accrued: Option<i64>,
+    /// The reversal entry.
+    pub reversal_entry_id: Option<Uuid>,
+    /// The new GAMEPLAY entry (corrections only).
+    pub accrual_entry_id: Option<Uuid>,
 }
 
 impl RatingSlip {

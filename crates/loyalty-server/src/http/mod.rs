@@ -53,6 +53,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/rating-slips/{id}/resume"),
     ("POST", "/v1/rating-slips/{id}/complete"),
     ("POST", "/v1/rating-slips/{id}/recover-loyalty"),
+    ("POST", "/v1/rating-slips/{id}/void"),
+    ("POST", "/v1/rating-slips/{id}/correct"),
     ("POST", "/v1/loyalty/manual-rewards"),
     ("GET", "/v1/ledger"),
     ("GET", "/v1/ledger/checkpoint"),
@@ -159,6 +161,8 @@ pub fn router(state: AppState) -> Router {
         "/v1/rating-slips/{id}/recover-loyalty",
         slips::recover,
     )
+    .add("POST", "/v1/rating-slips/{id}/void", slips::void)
+    .add("POST", "/v1/rating-slips/{id}/correct", slips::correct)
     .add("POST", "/v1/loyalty/manual-rewards", rewards::manual_reward)
     .add("GET", "/v1/ledger", ledger::audit_search)
     .add("GET", "/v1/ledger/checkpoint", ledger::checkpoint)

@@ -42,6 +42,21 @@ struct CompleteSlip {
     ended_at: Option<Timestamp>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoidSlip {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CorrectSlip {
+    reason: String,
+    average_bet: Option<Decimal>,
+    started_at: Option<Timestamp>,
+    ended_at: Option<Timestamp>,
+}
+
 fn average_bet(v: Decimal) -> ApiResult<Decimal> {
     decimal_in(
         "average_bet",
@@ -206,6 +221,122 @@ pub(super) async fn recover(
         ops::recover_slip(tx, ctx, id)
     })
     .await
+}
+
+/// `POST /v1/rating-slips/{id}/void` (DESIGN §3.2): `loyalty:adjust`.
+pub(super) async fn void(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::LoyaltyAdjust)?;
+    let id = path_id(&id, "rating slip")?;
+    let input: VoidSlip = parse_json(&body)?;
+    let change = ops::SlipChange {
+        reason: correction_reason(&input.reason)?,
+        average_bet: None,
+        started_at: None,
+        ended_at: None,
+    };
+    let path = format!("/v1/rating-slips/{id}/void");
+    let key = idem::parse(&headers, &caller, "void_slip", &path, &body)?;
+    change_closed(st, caller, key, "rating_slip_voided", move |tx, ctx| {
+        ops::void_slip(tx, ctx, id, &change)
+    })
+    .await
+}
+
+/// `POST /v1/rating-slips/{id}/correct` (DESIGN §3.2): `loyalty:adjust`.
+pub(super) async fn correct(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> ApiResult<Response> {
+    caller.require(Permission::LoyaltyAdjust)?;
+    let id = path_id(&id, "rating slip")?;
+    let input: CorrectSlip = parse_json(&body)?;
+    if input.average_bet.is_none() && input.started_at.is_none() && input.ended_at.is_none() {
+        return Err(ApiError::validation(
+            "average_bet",
+            "give at least one of average_bet, started_at, ended_at",
+        ));
+    }
+    let change = ops::SlipChange {
+        reason: correction_reason(&input.reason)?,
+        average_bet: input.average_bet.map(average_bet).transpose()?,
+        started_at: input.started_at,
+        ended_at: input.ended_at,
+    };
+    let path = format!("/v1/rating-slips/{id}/correct");
+    let key = idem::parse(&headers, &caller, "correct_slip", &path, &body)?;
+    change_closed(st, caller, key, "rating_slip_corrected", move |tx, ctx| {
+        ops::correct_slip(tx, ctx, id, &change)
+    })
+    .await
+}
+
+fn correction_reason(reason: &str) -> ApiResult<String> {
+    super::text(
+        "reason",
+        reason,
+        loyalty_core::limits::REWARD_REASON_CHARS_MIN,
+        loyalty_core::limits::REASON_CHARS_MAX,
+    )
+}
+
+/// Runs a void or correction and answers 200 `{rating_slip, loyalty}`;
+/// writes its canonical log line.
+async fn change_closed(
+    st: AppState,
+    caller: Caller,
+    key: Option<idem::IdemKey>,
+    action: &'static str,
+    op: impl FnOnce(&mut dyn Tx, &OpCtx) -> Result<ops::SlipCorrected, ops::OpError> + Send + 'static,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
+    let out = run_write(&st, ctx, key, move |tx, ctx| {
+        let c = op(tx, ctx)?;
+        let account = tx
+            .account(c.slip.player_id)?
+            .ok_or(ops::OpError::NotFound("player"))?;
+        let loyalty = json!({
+            "points_reversed": c.reversal.as_ref().map(|e| -e.points_change).unwrap_or(0),
+            "points_accrued": c.accrual.as_ref().map(|e| e.points_change),
+            "reversal_entry_id": c.reversal.as_ref().map(|e| e.id),
+            "ledger_entry_id": c.accrual.as_ref().map(|e| e.id),
+            "current_balance": account.current_balance,
+            "lifetime_points": account.lifetime_points,
+            "tier": account.tier,
+            "idempotent_replay": c.replay,
+        });
+        let body = json!({"rating_slip": views::slip(&c.slip, ctx.now), "loyalty": loyalty});
+        Ok((StatusCode::OK, body, (c, account)))
+    })
+    .await?;
+    if let Outcome::Fresh(_, _, (c, account)) = &out {
+        let last = c.slip.corrections.last();
+        tracing::info!(
+            correlation_id = %crate::correlation::current(),
+            player_id = %c.slip.player_id,
+            rating_slip_id = %c.slip.id,
+            staff_id = caller.staff_id().map(tracing::field::display),
+            reason = last.map(|l| l.reason.as_str()).unwrap_or(""),
+            points_reversed = last.map(|l| l.points_reversed).unwrap_or(0),
+            points_accrued = last.and_then(|l| l.points_accrued),
+            balance_after = account.current_balance,
+            lifetime_points = account.lifetime_points,
+            tier = account.tier.as_str(),
+            idempotent_replay = c.replay,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "{action}"
+        );
+    }
+    Ok(out.into_response())
 }
 
 /// The body of a completion: 200 `{rating_slip, loyalty}` or 202 PARTIAL_COMPLETION.

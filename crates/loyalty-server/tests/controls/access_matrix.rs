@@ -99,7 +99,7 @@ use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, Staff
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 54] = [
+const ROWS: [Row; 56] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -210,6 +210,18 @@ const ROWS: [Row; 54] = [
     ),
     row(
         "POST",
+        "/v1/rating-slips/{id}/void",
+        Staff("loyalty:adjust"),
+        200,
+    ),
+    row(
+        "POST",
+        "/v1/rating-slips/{id}/correct",
+        Staff("loyalty:adjust"),
+        200,
+    ),
+    row(
+        "POST",
         "/v1/loyalty/manual-rewards",
         Staff("loyalty:award"),
         201,
@@ -315,7 +327,7 @@ async fn slip_for(app: &TestApp, fx: &Fixture, action: &str) -> String {
     let id = id_of(&app.open_slip(&fx.player, &fx.table, "25", None).await);
     let prior = match action {
         "resume" => Some("pause"),
-        "recover-loyalty" => Some("complete"),
+        "recover-loyalty" | "void" | "correct" => Some("complete"),
         _ => None,
     };
     if let Some(p) = prior {
@@ -418,6 +430,22 @@ async fn request(
             r.path.replace("{id}", &fx.slip),
             Some(json!({"average_bet": "30"})),
         ),
+        ("POST", "/v1/rating-slips/{id}/void") => {
+            let slip = slip_for(app, fx, "void").await;
+            (
+                r.path.replace("{id}", &slip),
+                Some(json!({"reason": format!("access matrix void {n}")})),
+            )
+        }
+        ("POST", "/v1/rating-slips/{id}/correct") => {
+            let slip = slip_for(app, fx, "correct").await;
+            (
+                r.path.replace("{id}", &slip),
+                Some(
+                    json!({"reason": format!("access matrix correction {n}"), "average_bet": "30"}),
+                ),
+            )
+        }
         ("POST", p) if p.starts_with("/v1/rating-slips/{id}/") => {
             let action = p.rsplit('/').next().unwrap();
             let slip = slip_for(app, fx, action).await;

@@ -29,6 +29,8 @@ enum Op {
     Resume,
     Complete,
     Recover,
+    Void,
+    Correct,
     ManualReward,
     DisableStaff,
     CreateMerchant,
@@ -37,7 +39,7 @@ enum Op {
     Refund,
 }
 
-const OPS: [Op; 15] = [
+const OPS: [Op; 17] = [
     Op::CreateStaff,
     Op::CreatePlayer,
     Op::PlayerToken,
@@ -47,6 +49,8 @@ const OPS: [Op; 15] = [
     Op::Resume,
     Op::Complete,
     Op::Recover,
+    Op::Void,
+    Op::Correct,
     Op::ManualReward,
     Op::DisableStaff,
     Op::CreateMerchant,
@@ -89,6 +93,8 @@ impl Op {
             Op::Resume => "/v1/rating-slips/{id}/resume",
             Op::Complete => "/v1/rating-slips/{id}/complete",
             Op::Recover => "/v1/rating-slips/{id}/recover-loyalty",
+            Op::Void => "/v1/rating-slips/{id}/void",
+            Op::Correct => "/v1/rating-slips/{id}/correct",
             Op::ManualReward => "/v1/loyalty/manual-rewards",
             Op::DisableStaff => "/v1/staff/{id}/disable",
             Op::CreateMerchant => "/v1/merchants",
@@ -112,6 +118,8 @@ impl Op {
             | Op::Resume
             | Op::Complete
             | Op::Recover
+            | Op::Void
+            | Op::Correct
             | Op::DisableStaff
             | Op::Settle
             | Op::Refund => 200,
@@ -238,6 +246,37 @@ impl Op {
                     format!("/v1/rating-slips/{id}/recover-loyalty"),
                     "{}".to_string(),
                     r#"{"note":"x"}"#.to_string(),
+                )
+            }
+            Op::Void | Op::Correct => {
+                // A slip of ten minutes, completed.
+                let p = app.player().await;
+                let t = app.table().await;
+                let id = slip(app.open_slip(&p, &t, "25", Some(&at(T0, -secs(600)))).await);
+                let r = app
+                    .post(
+                        &app.admin_token,
+                        &format!("/v1/rating-slips/{id}/complete"),
+                        json!({}),
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.text);
+                let action = self.template().rsplit('/').next().unwrap();
+                let (b, o) = if self == Op::Void {
+                    (
+                        json!({"reason": "Idem void: wrong seat"}),
+                        json!({"reason": "Idem void: wrong table"}),
+                    )
+                } else {
+                    (
+                        json!({"reason": "Idem correction of the bet", "average_bet": "20"}),
+                        json!({"reason": "Idem correction of the bet", "average_bet": "15"}),
+                    )
+                };
+                (
+                    format!("/v1/rating-slips/{id}/{action}"),
+                    b.to_string(),
+                    o.to_string(),
                 )
             }
             Op::ManualReward => {

@@ -9,6 +9,7 @@ mod bad_input;
 mod chain;
 mod concurrency;
 mod config;
+mod corrections;
 mod correlation;
 mod export;
 mod ledger;

@@ -220,10 +220,11 @@ fn apply_entry_to(
             requested: -spec.points_change,
         });
     }
-    if spec.transaction_type.is_earning() && spec.points_change > 0 {
+    let lifetime_change = spec.transaction_type.lifetime_change(spec.points_change);
+    if lifetime_change != 0 {
         account.lifetime_points = points_in_range(
             "lifetime_points",
-            account.lifetime_points.saturating_add(spec.points_change),
+            account.lifetime_points.saturating_add(lifetime_change),
         )?;
     }
     account.current_balance = balance_after;
@@ -237,11 +238,20 @@ fn apply_entry_to(
         }
         account.escrow_balance = escrow_after;
     }
-    account.tier = ctx.tiers.tier_for(account.lifetime_points).max(before.tier);
+    // Lifetime points only grow, except by a reversal, which may also take
+    // the tier down with them.
+    account.tier = if lifetime_change < 0 {
+        ctx.tiers.tier_for(account.lifetime_points)
+    } else {
+        ctx.tiers.tier_for(account.lifetime_points).max(before.tier)
+    };
     account.entry_count += 1;
     account.updated_at = ctx.now;
     // A broken invariant is a bug: refuse to write it.
-    if account.lifetime_points < before.lifetime_points || account.escrow_balance < 0 {
+    if (lifetime_change >= 0 && account.lifetime_points < before.lifetime_points)
+        || account.lifetime_points < 0
+        || account.escrow_balance < 0
+    {
         return Err(StoreError::Internal("ledger invariant would break".into()).into());
     }
 
@@ -560,6 +570,7 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
         next_retry_at: None,
         opened_by: ctx.staff_id,
         closed_correlation_id: None,
+        corrections: Vec::new(),
         created_at: ctx.now,
         updated_at: ctx.now,
     };
@@ -576,7 +587,7 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
 
 fn open_or_paused(tx: &mut dyn Tx, id: Uuid) -> Result<RatingSlip, OpError> {
     let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
-    if slip.status == SlipStatus::Closed {
+    if !matches!(slip.status, SlipStatus::Open | SlipStatus::Paused) {
         return Err(OpError::SlipNotOpen);
     }
     Ok(slip)
@@ -726,8 +737,10 @@ pub fn complete_slip(
     ended_at: Option<Timestamp>,
 ) -> Result<Completion, OpError> {
     let mut slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
-    if slip.status == SlipStatus::Closed {
-        return settle_closed(tx, ctx, slip);
+    match slip.status {
+        SlipStatus::Closed => return settle_closed(tx, ctx, slip),
+        SlipStatus::Voided => return Err(OpError::SlipNotOpen),
+        SlipStatus::Open | SlipStatus::Paused => {}
     }
     let ended = ended_at.unwrap_or(ctx.now);
     if ended > ctx.now {
@@ -784,7 +797,7 @@ pub fn preview_slip(
     id: Uuid,
 ) -> Result<(RatingSlip, loyalty_core::Accrual, Tier), OpError> {
     let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
-    if slip.status == SlipStatus::Closed {
+    if !matches!(slip.status, SlipStatus::Open | SlipStatus::Paused) {
         return Err(OpError::SlipNotOpen);
     }
     let account = tx
@@ -816,9 +829,13 @@ pub fn recover_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<Completion
 fn settle_closed(tx: &mut dyn Tx, ctx: &OpCtx, slip: RatingSlip) -> Result<Completion, OpError> {
     match slip.loyalty_status {
         LoyaltyStatus::Accrued => {
-            let entry = tx
-                .entry_by_key(&gameplay_key(slip.id))?
-                .ok_or_else(|| StoreError::Internal("accrued slip has no ledger entry".into()))?;
+            // The slip's current GAMEPLAY entry: its first accrual, or the
+            // latest correction's.
+            let entry = match slip.ledger_entry_id {
+                Some(id) => tx.entry(id)?,
+                None => tx.entry_by_key(&gameplay_key(slip.id))?,
+            }
+            .ok_or_else(|| StoreError::Internal("accrued slip has no ledger entry".into()))?;
             Ok(Completion::Accrued {
                 loyalty: LoyaltyResult::from_entry(&entry, &ctx.tiers, true),
                 slip,
@@ -925,6 +942,340 @@ fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerE
     tx.update_slip(&accrued)?;
     *slip = accrued;
     Ok(entry)
+}
+
+// ---------------------------------------------------------------- voids and corrections
+
+/// What a void or correction asks for (DESIGN §3.2), validated at the edge:
+/// a reason of 10–500 characters; for a correction, at least one of the
+/// new values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlipChange {
+    /// Why.
+    pub reason: String,
+    /// New average bet (corrections).
+    pub average_bet: Option<Decimal>,
+    /// New start (corrections).
+    pub started_at: Option<Timestamp>,
+    /// New end (corrections).
+    pub ended_at: Option<Timestamp>,
+}
+
+/// The result of [`void_slip`] or [`correct_slip`].
+#[derive(Debug, Clone)]
+pub struct SlipCorrected {
+    /// The slip after the change.
+    pub slip: RatingSlip,
+    /// The slip's current GAMEPLAY entry (None once voided).
+    pub accrual: Option<LedgerEntry>,
+    /// The reversal entry written (or, on a replay, the one written then).
+    pub reversal: Option<LedgerEntry>,
+    /// Whether this repeats the slip's last change, which stands.
+    pub replay: bool,
+}
+
+/// Key of the `n`th (1-based) correction's GAMEPLAY entry of a slip.
+fn correction_key(slip_id: Uuid, n: usize) -> String {
+    format!("gameplay:{slip_id}:correction:{n}")
+}
+
+/// Key of the `n`th (1-based) reversal of a slip's accrual.
+fn reversal_key(slip_id: Uuid, n: usize) -> String {
+    format!("reversal:{slip_id}:{n}")
+}
+
+/// A closed slip, locked, ready for a void or correction; `SlipNotClosed`
+/// otherwise (a voided slip is answered by the caller first).
+fn closed_slip(tx: &mut dyn Tx, id: Uuid) -> Result<RatingSlip, OpError> {
+    let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
+    match slip.status {
+        SlipStatus::Closed | SlipStatus::Voided => Ok(slip),
+        SlipStatus::Open | SlipStatus::Paused => Err(OpError::SlipNotClosed),
+    }
+}
+
+/// Takes back what the slip's current GAMEPLAY entry earned, as entry `n`
+/// of the slip's reversals. `INSUFFICIENT_BALANCE` if those points are no
+/// longer available (spent or held).
+fn reverse_accrual(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    slip: &RatingSlip,
+    current: &LedgerEntry,
+    reason: &str,
+    event_type: &'static str,
+) -> Result<LedgerEntry, OpError> {
+    apply_entry(
+        tx,
+        ctx,
+        EntrySpec {
+            player_id: slip.player_id,
+            transaction_type: TransactionType::GameplayReversal,
+            event_type,
+            points_change: -current.points_change,
+            reason: Some(reason.to_string()),
+            source: "rating_slip",
+            staff_id: ctx.staff_id,
+            rating_slip_id: Some(slip.id),
+            idempotency_key: Some(reversal_key(slip.id, slip.corrections.len() + 1)),
+            escrow_id: None,
+            escrow_change: 0,
+        },
+    )
+}
+
+fn current_accrual(tx: &mut dyn Tx, slip: &RatingSlip) -> Result<Option<LedgerEntry>, OpError> {
+    if slip.loyalty_status != LoyaltyStatus::Accrued {
+        return Ok(None);
+    }
+    let id = slip
+        .ledger_entry_id
+        .ok_or_else(|| StoreError::Internal("accrued slip has no ledger entry id".into()))?;
+    Ok(Some(tx.entry(id)?.ok_or_else(|| {
+        StoreError::Internal("accrued slip's ledger entry is missing".into())
+    })?))
+}
+
+fn last_reversal(tx: &mut dyn Tx, slip: &RatingSlip) -> Result<Option<LedgerEntry>, OpError> {
+    match slip.corrections.last().and_then(|c| c.reversal_entry_id) {
+        Some(id) => Ok(tx.entry(id)?),
+        None => Ok(None),
+    }
+}
+
+fn record(
+    ctx: &OpCtx,
+    kind: &str,
+    reason: &str,
+    before: &RatingSlip,
+    after: &RatingSlip,
+    reversal: Option<&LedgerEntry>,
+    accrual: Option<&LedgerEntry>,
+) -> SlipCorrection {
+    SlipCorrection {
+        kind: kind.to_string(),
+        reason: reason.to_string(),
+        staff_id: ctx.staff_id,
+        at: ctx.now,
+        correlation_id: ctx.correlation_id.clone(),
+        average_bet_before: before.average_bet,
+        started_at_before: before.started_at,
+        ended_at_before: before.ended_at,
+        average_bet_after: after.average_bet,
+        started_at_after: after.started_at,
+        ended_at_after: after.ended_at,
+        points_reversed: reversal.map(|e| -e.points_change).unwrap_or(0),
+        points_accrued: accrual.map(|e| e.points_change),
+        reversal_entry_id: reversal.map(|e| e.id),
+        accrual_entry_id: accrual.map(|e| e.id),
+    }
+}
+
+/// Voids a closed slip (DESIGN §3.2): a GAMEPLAY_REVERSAL entry takes back
+/// exactly what it earned (lifetime points and tier go down with it) and
+/// the slip becomes VOIDED, keeping its history. A pending accrual is
+/// cancelled instead. Voiding a voided slip replays.
+pub fn void_slip(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    id: Uuid,
+    change: &SlipChange,
+) -> Result<SlipCorrected, OpError> {
+    let mut slip = closed_slip(tx, id)?;
+    if slip.status == SlipStatus::Voided {
+        let reversal = last_reversal(tx, &slip)?;
+        return Ok(SlipCorrected {
+            slip,
+            accrual: None,
+            reversal,
+            replay: true,
+        });
+    }
+    let before = slip.clone();
+    let reversal = match current_accrual(tx, &slip)? {
+        Some(current) => Some(reverse_accrual(
+            tx,
+            ctx,
+            &slip,
+            &current,
+            &change.reason,
+            "RATING_SLIP_VOIDED",
+        )?),
+        None => None,
+    };
+    slip.status = SlipStatus::Voided;
+    slip.loyalty_status = LoyaltyStatus::None;
+    slip.next_retry_at = None;
+    slip.updated_at = ctx.now;
+    let entry = record(
+        ctx,
+        "VOID",
+        &change.reason,
+        &before,
+        &slip,
+        reversal.as_ref(),
+        None,
+    );
+    slip.corrections.push(entry);
+    tx.update_slip(&slip)?;
+    ctx.emit(
+        tx,
+        "RATING_SLIP_VOIDED",
+        "rating_slip",
+        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "reason": change.reason,
+               "points_reversed": reversal.as_ref().map(|e| -e.points_change).unwrap_or(0),
+               "reversal_entry_id": reversal.as_ref().map(|e| e.id), "staff_id": ctx.staff_id}),
+    )?;
+    Ok(SlipCorrected {
+        slip,
+        accrual: None,
+        reversal,
+        replay: false,
+    })
+}
+
+/// Corrects a closed, accrued slip (DESIGN §3.2): new average bet and/or
+/// times; a GAMEPLAY_REVERSAL of the current accrual and a new GAMEPLAY
+/// entry computed with the slip's snapshotted settings, the tier multiplier
+/// of its original accrual and its recorded pauses, in this transaction.
+/// Repeating the last correction exactly replays it.
+pub fn correct_slip(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    id: Uuid,
+    change: &SlipChange,
+) -> Result<SlipCorrected, OpError> {
+    let mut slip = closed_slip(tx, id)?;
+    if slip.status == SlipStatus::Voided {
+        return Err(OpError::Conflict("rating slip is voided".into()));
+    }
+    if let Some(last) = slip.corrections.last()
+        && last.kind == "CORRECT"
+        && last.reason == change.reason
+        && change
+            .average_bet
+            .is_none_or(|b| b == last.average_bet_after)
+        && change.started_at.is_none_or(|t| t == last.started_at_after)
+        && change
+            .ended_at
+            .is_none_or(|t| Some(t) == last.ended_at_after)
+    {
+        let reversal = last_reversal(tx, &slip)?;
+        let accrual = current_accrual(tx, &slip)?;
+        return Ok(SlipCorrected {
+            slip,
+            accrual,
+            reversal,
+            replay: true,
+        });
+    }
+    let Some(current) = current_accrual(tx, &slip)? else {
+        return Err(OpError::Conflict(
+            "the slip's points are not accrued yet: recover it before correcting".into(),
+        ));
+    };
+    let before = slip.clone();
+    let ended_before = slip
+        .ended_at
+        .ok_or_else(|| StoreError::Internal("closed slip has no end".into()))?;
+    let started = change.started_at.unwrap_or(slip.started_at);
+    let ended = change.ended_at.unwrap_or(ended_before);
+    if ended > ctx.now {
+        return Err(validation("ended_at", "must not be in the future"));
+    }
+    if started > ended {
+        return Err(validation("ended_at", "must not be before started_at"));
+    }
+    if ended.duration_since(started) > session_max() {
+        return Err(validation("ended_at", "a session lasts at most 24 hours"));
+    }
+    // Keep the recorded pauses: the time not played stays not played.
+    let paused_us = (ended_before.as_microsecond()
+        - before.started_at.as_microsecond()
+        - before.accumulated_us)
+        .max(0);
+    let span_us = ended.as_microsecond() - started.as_microsecond();
+    let played_us = span_us - paused_us;
+    if played_us < 0 {
+        return Err(validation(
+            "started_at",
+            "the new times are shorter than the slip's recorded pauses",
+        ));
+    }
+    let average_bet = change.average_bet.unwrap_or(slip.average_bet);
+    // The original accrual's tier sets the multiplier.
+    let original = tx
+        .entry_by_key(&gameplay_key(slip.id))?
+        .ok_or_else(|| StoreError::Internal("accrued slip has no first accrual".into()))?;
+    let points = compute_points(
+        &AccrualInput {
+            average_bet,
+            seconds_played: u64::try_from(played_us / 1_000_000).unwrap_or(0),
+            settings: &slip.game_settings,
+            tier: original.tier_before,
+        },
+        &ctx.tiers,
+    )
+    .map_err(|e| validation("average_bet", e.to_string()))?;
+
+    let reversal = reverse_accrual(
+        tx,
+        ctx,
+        &slip,
+        &current,
+        &change.reason,
+        "RATING_SLIP_CORRECTED",
+    )?;
+    let accrual = apply_entry(
+        tx,
+        ctx,
+        EntrySpec {
+            player_id: slip.player_id,
+            transaction_type: TransactionType::Gameplay,
+            event_type: "RATING_SLIP_CORRECTED",
+            points_change: points,
+            reason: Some(change.reason.clone()),
+            source: "rating_slip",
+            staff_id: ctx.staff_id,
+            rating_slip_id: Some(slip.id),
+            idempotency_key: Some(correction_key(slip.id, slip.corrections.len() + 1)),
+            escrow_id: None,
+            escrow_change: 0,
+        },
+    )?;
+    slip.average_bet = average_bet;
+    slip.started_at = started;
+    slip.ended_at = Some(ended);
+    slip.accumulated_us = played_us;
+    slip.ledger_entry_id = Some(accrual.id);
+    slip.updated_at = ctx.now;
+    let entry = record(
+        ctx,
+        "CORRECT",
+        &change.reason,
+        &before,
+        &slip,
+        Some(&reversal),
+        Some(&accrual),
+    );
+    slip.corrections.push(entry);
+    tx.update_slip(&slip)?;
+    ctx.emit(
+        tx,
+        "RATING_SLIP_CORRECTED",
+        "rating_slip",
+        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "reason": change.reason,
+               "average_bet": slip.average_bet, "started_at": slip.started_at,
+               "ended_at": slip.ended_at, "points_reversed": -reversal.points_change,
+               "points_accrued": accrual.points_change, "reversal_entry_id": reversal.id,
+               "ledger_entry_id": accrual.id, "staff_id": ctx.staff_id}),
+    )?;
+    Ok(SlipCorrected {
+        slip,
+        accrual: Some(accrual),
+        reversal: Some(reversal),
+        replay: false,
+    })
 }
 
 // ---------------------------------------------------------------- manual rewards

@@ -97,9 +97,9 @@ impl<'a> Checker<'a> {
             );
         }
         self.balance = self.balance.saturating_add(e.points_change);
-        if e.transaction_type.is_earning() && e.points_change > 0 {
-            self.lifetime = self.lifetime.saturating_add(e.points_change);
-        }
+        self.lifetime = self
+            .lifetime
+            .saturating_add(e.transaction_type.lifetime_change(e.points_change));
         if e.lifetime_after != self.lifetime {
             self.drift(
                 e.player_id,

@@ -448,7 +448,7 @@ const ESCROW_STEPS: &str = "SELECT CAST(e.id AS TEXT), CAST(e.player_id AS TEXT)
 /// The totals of the conservation law.
 const TOTALS: &str = "SELECT
         CAST(COALESCE((SELECT SUM(points_change) FROM ledger_entries
-                       WHERE transaction_type IN ('GAMEPLAY', 'MANUAL_BONUS', 'ADJUSTMENT')), 0) AS BIGINT),
+                       WHERE transaction_type IN ('GAMEPLAY', 'MANUAL_BONUS', 'ADJUSTMENT', 'GAMEPLAY_REVERSAL')), 0) AS BIGINT),
         CAST(COALESCE((SELECT SUM(current_balance) FROM loyalty_accounts), 0) AS BIGINT),
         CAST(COALESCE((SELECT SUM(escrow_balance) FROM loyalty_accounts), 0) AS BIGINT),
         CAST(COALESCE((SELECT SUM(earnings) FROM merchants), 0) AS BIGINT)";

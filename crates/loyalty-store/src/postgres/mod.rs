@@ -41,10 +41,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/postgres/0008_outbox_sequencer.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_slip_corrections.sql"),
+    ),
 ];
 
 /// The versions of [`MIGRATIONS`], in order.
-pub const MIGRATION_VERSIONS: [i64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+pub const MIGRATION_VERSIONS: [i64; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
 
 /// Default number of pooled connections per node.
 pub const POOL_SIZE_DEFAULT: usize = 16;

@@ -220,7 +220,10 @@ fn pass(client: &mut Client) -> StoreResult<u64> {
             .and_then(|r| r.get(0))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        if let Some(delay) = row.and_then(|r| r.get(1)).and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(delay) = row
+            .and_then(|r| r.get(1))
+            .and_then(|v| v.parse::<f64>().ok())
+        {
             metrics::histogram!("loyalty_outbox_sequencing_delay_seconds").record(delay);
         }
         total += u64::try_from(moved).unwrap_or(0);

@@ -260,7 +260,11 @@ fn table_row(r: &Row) -> StoreResult<GameTable> {
 const SLIP_COLS: &str = "id, player_id, table_id, seat_number, status, average_bet, started_at, \
      ended_at, accumulated_us, segment_started_at, game_settings, loyalty_status, \
      ledger_entry_id, accrual_attempts, next_retry_at, opened_by, closed_correlation_id, \
-     created_at, updated_at";
+     created_at, updated_at, corrections";
+
+fn corrections_json(s: &RatingSlip) -> StoreResult<String> {
+    serde_json::to_string(&s.corrections).map_err(|e| StoreError::Internal(e.to_string()))
+}
 
 fn slip_row(r: &Row) -> StoreResult<RatingSlip> {
     let status: String = r.get(4);
@@ -287,6 +291,7 @@ fn slip_row(r: &Row) -> StoreResult<RatingSlip> {
         closed_correlation_id: r.get(16),
         created_at: ts(r.get(17))?,
         updated_at: ts(r.get(18))?,
+        corrections: serde_json::from_str(r.get(19)).map_err(|e| conv(e.to_string()))?,
     })
 }
 
@@ -652,7 +657,7 @@ impl Tx for PgTx<'_> {
         self.exec_one(
             &format!(
                 "INSERT INTO rating_slips ({SLIP_COLS})
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)"
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)"
             ),
             &[
                 &s.id,
@@ -674,6 +679,7 @@ impl Tx for PgTx<'_> {
                 &s.closed_correlation_id,
                 &us(s.created_at),
                 &us(s.updated_at),
+                &corrections_json(s)?,
             ],
             "insert slip",
         )
@@ -692,7 +698,8 @@ impl Tx for PgTx<'_> {
             "UPDATE rating_slips SET status = $2, average_bet = $3, ended_at = $4,
                  accumulated_us = $5, segment_started_at = $6, loyalty_status = $7,
                  ledger_entry_id = $8, accrual_attempts = $9, next_retry_at = $10,
-                 closed_correlation_id = $11, updated_at = $12
+                 closed_correlation_id = $11, updated_at = $12, started_at = $13,
+                 corrections = $14
              WHERE id = $1",
             &[
                 &s.id,
@@ -707,6 +714,8 @@ impl Tx for PgTx<'_> {
                 &s.next_retry_at.map(us),
                 &s.closed_correlation_id,
                 &us(s.updated_at),
+                &us(s.started_at),
+                &corrections_json(s)?,
             ],
             "update slip",
         )

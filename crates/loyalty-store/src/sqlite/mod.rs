@@ -41,6 +41,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         8,
         include_str!("../../migrations/sqlite/0008_outbox_sequencer.sql"),
     ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_slip_corrections.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

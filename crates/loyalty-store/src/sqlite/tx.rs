@@ -190,7 +190,11 @@ fn table_row(r: &Row<'_>) -> rusqlite::Result<GameTable> {
 const SLIP_COLS: &str = "id, player_id, table_id, seat_number, status, average_bet, started_at, \
      ended_at, accumulated_us, segment_started_at, game_settings, loyalty_status, \
      ledger_entry_id, accrual_attempts, next_retry_at, opened_by, closed_correlation_id, \
-     created_at, updated_at";
+     created_at, updated_at, corrections";
+
+fn corrections_json(s: &RatingSlip) -> StoreResult<String> {
+    serde_json::to_string(&s.corrections).map_err(|e| StoreError::Internal(e.to_string()))
+}
 
 fn slip_row(r: &Row<'_>) -> rusqlite::Result<RatingSlip> {
     let status: String = r.get(4)?;
@@ -218,6 +222,8 @@ fn slip_row(r: &Row<'_>) -> rusqlite::Result<RatingSlip> {
         closed_correlation_id: r.get(16)?,
         created_at: ts(r.get(17)?)?,
         updated_at: ts(r.get(18)?)?,
+        corrections: serde_json::from_str(&r.get::<_, String>(19)?)
+            .map_err(|e| conv_err(e.to_string()))?,
     })
 }
 
@@ -550,7 +556,7 @@ impl Tx for SqliteTx<'_> {
         self.exec_one(
             &format!(
                 "INSERT INTO rating_slips ({SLIP_COLS})
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)"
             ),
             params![
                 s.id.to_string(),
@@ -571,7 +577,8 @@ impl Tx for SqliteTx<'_> {
                 s.opened_by.map(|u| u.to_string()),
                 s.closed_correlation_id,
                 us(s.created_at),
-                us(s.updated_at)
+                us(s.updated_at),
+                corrections_json(s)?
             ],
             "insert slip",
         )
@@ -590,7 +597,8 @@ impl Tx for SqliteTx<'_> {
             "UPDATE rating_slips SET status = ?2, average_bet = ?3, ended_at = ?4,
                  accumulated_us = ?5, segment_started_at = ?6, loyalty_status = ?7,
                  ledger_entry_id = ?8, accrual_attempts = ?9, next_retry_at = ?10,
-                 closed_correlation_id = ?11, updated_at = ?12
+                 closed_correlation_id = ?11, updated_at = ?12, started_at = ?13,
+                 corrections = ?14
              WHERE id = ?1",
             params![
                 s.id.to_string(),
@@ -604,7 +612,9 @@ impl Tx for SqliteTx<'_> {
                 s.accrual_attempts,
                 s.next_retry_at.map(us),
                 s.closed_correlation_id,
-                us(s.updated_at)
+                us(s.updated_at),
+                us(s.started_at),
+                corrections_json(s)?
             ],
             "update slip",
         )

@@ -15,6 +15,7 @@
 mod support;
 
 mod atomicity;
+mod corrections;
 mod ledger;
 mod pagination;
 mod postgres_only;
@@ -197,6 +198,11 @@ macro_rules! contract_suite {
                 concurrent_adjustments_cannot_overdraw_a_balance,
                 concurrent_rewards_lose_no_update,
                 concurrent_completions_and_rewards_for_one_player_all_succeed,
+            ],
+            corrections: [
+                a_void_takes_back_what_the_slip_earned_with_lifetime_and_tier,
+                a_correction_reaccrues_at_the_original_tier_and_keeps_pauses,
+                spent_points_refuse_a_void_or_correction_and_change_nothing,
             ],
             verify: [
                 verify_finds_no_drift_in_a_clean_store,

@@ -216,10 +216,14 @@ async fn sqlite_migration_computes_the_chains_of_existing_entries() {
         let _ = std::thread::spawn(move || drop(store)).join();
         (p1, p2)
     };
-    // Back to schema 6: no chain columns.
+    // Back to schema 6: no slip corrections (schema 9), no chain columns.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "ALTER TABLE ledger_entries DROP COLUMN hash;
+        "ALTER TABLE rating_slips DROP COLUMN corrections;
+         DROP INDEX ledger_one_gameplay_per_slip;
+         CREATE UNIQUE INDEX ledger_one_gameplay_per_slip
+             ON ledger_entries(rating_slip_id) WHERE transaction_type = 'GAMEPLAY';
+         ALTER TABLE ledger_entries DROP COLUMN hash;
          ALTER TABLE ledger_entries DROP COLUMN prev_hash;
          PRAGMA user_version = 6;",
     )
