@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 /// The schema version this build creates and expects (both backends carry
 /// the same numbered migrations).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Failures of the storage layer itself.
 #[derive(Debug, Clone, thiserror::Error)]

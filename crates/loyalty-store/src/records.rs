@@ -226,6 +226,11 @@ pub struct LedgerEntry {
     pub prev_hash: String,
     /// SHA-256 of this entry's canonical encoding (docs/audit.md).
     pub hash: String,
+    /// How the entry moved the escrow balance: +amount for a hold,
+    /// −captured for a capture, −refunded for a refund, 0 otherwise (not
+    /// part of the hash: holds and refunds repeat `points_change`, and a
+    /// capture's amount is proved against its escrow by verification).
+    pub escrow_change: i64,
 }
 
 /// An event to append to the outbox.

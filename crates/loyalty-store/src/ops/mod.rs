@@ -279,6 +279,7 @@ fn apply_entry_to(
         // the only one), so no other entry of this player comes between.
         prev_hash: tx.chain_head(spec.player_id)?,
         hash: String::new(),
+        escrow_change: spec.escrow_change,
     };
     entry.hash = crate::chain::entry_hash(&entry);
     entry.seq = tx.insert_entry(&entry)?;

@@ -416,6 +416,28 @@ const ESCROW_BALANCES: &str = "SELECT CAST(a.player_id AS TEXT), a.escrow_balanc
     WHERE a.escrow_balance <> COALESCE(h.held, 0)
     ORDER BY 1";
 
+/// Accounts whose escrow balance is not the sum of their entries' escrow
+/// changes.
+const ESCROW_ENTRY_SUMS: &str = "SELECT CAST(a.player_id AS TEXT), a.escrow_balance,
+        CAST(COALESCE(l.moved, 0) AS BIGINT)
+    FROM loyalty_accounts a
+    LEFT JOIN (SELECT player_id, SUM(escrow_change) AS moved
+               FROM ledger_entries GROUP BY player_id) l
+      ON l.player_id = a.player_id
+    WHERE a.escrow_balance <> COALESCE(l.moved, 0)
+    ORDER BY 1";
+
+/// Entries whose escrow change does not follow from their type: a hold or
+/// refund moves escrow by minus its points, a non-wallet entry not at all.
+const ESCROW_CHANGE_RULES: &str = "SELECT CAST(id AS TEXT), CAST(player_id AS TEXT),
+        CAST(CASE WHEN transaction_type IN ('ESCROW_HOLD', 'ESCROW_REFUND') THEN -points_change
+                  ELSE 0 END AS BIGINT), escrow_change
+    FROM ledger_entries
+    WHERE (transaction_type IN ('ESCROW_HOLD', 'ESCROW_REFUND') AND escrow_change <> -points_change)
+       OR (transaction_type NOT IN ('ESCROW_HOLD', 'ESCROW_REFUND', 'ESCROW_SETTLE')
+           AND escrow_change <> 0)
+    ORDER BY seq";
+
 /// Merchants whose earnings are not Σ captured to them.
 const MERCHANT_EARNINGS: &str = "SELECT CAST(m.id AS TEXT), m.earnings,
         CAST(COALESCE(s.settled, 0) AS BIGINT)
@@ -435,12 +457,12 @@ const ESCROW_STEPS: &str = "SELECT CAST(e.id AS TEXT), CAST(e.player_id AS TEXT)
     LEFT JOIN (SELECT escrow_id,
                       SUM(CASE WHEN transaction_type = 'ESCROW_HOLD' THEN -points_change ELSE 0 END) AS held,
                       SUM(CASE WHEN transaction_type = 'ESCROW_REFUND' THEN points_change ELSE 0 END) AS refunded,
-                      SUM(CASE WHEN transaction_type = 'ESCROW_SETTLE' THEN 1 ELSE 0 END) AS captured
+                      SUM(CASE WHEN transaction_type = 'ESCROW_SETTLE' THEN -escrow_change ELSE 0 END) AS captured
                FROM ledger_entries WHERE escrow_id IS NOT NULL GROUP BY escrow_id) l
       ON l.escrow_id = e.id
     WHERE COALESCE(l.held, 0) <> e.amount
        OR COALESCE(l.refunded, 0) <> e.refunded_amount
-       OR (e.settled_amount > 0 AND COALESCE(l.captured, 0) = 0)
+       OR COALESCE(l.captured, 0) <> e.settled_amount
        OR (e.status = 'HELD' AND e.amount - e.settled_amount - e.refunded_amount <= 0)
        OR (e.status <> 'HELD' AND e.amount - e.settled_amount - e.refunded_amount <> 0)
     ORDER BY 1";
@@ -474,6 +496,19 @@ pub fn verify(tx: &mut dyn Tx, report: &mut dyn FnMut(Drift)) -> Result<(), OpEr
             ..drift("escrow_balance", row[1].int(), row[2].int())
         });
     }
+    for row in tx.wallet_rows(ESCROW_ENTRY_SUMS)? {
+        report(Drift {
+            player_id: row[0].id().unwrap_or_default(),
+            ..drift("escrow_entries", row[1].int(), row[2].int())
+        });
+    }
+    for row in tx.wallet_rows(ESCROW_CHANGE_RULES)? {
+        report(Drift {
+            entry_id: row[0].id(),
+            player_id: row[1].id().unwrap_or_default(),
+            ..drift("escrow_change", row[2].int(), row[3].int())
+        });
+    }
     for row in tx.wallet_rows(MERCHANT_EARNINGS)? {
         report(Drift {
             merchant_id: row[0].id(),
@@ -498,8 +533,8 @@ pub fn verify(tx: &mut dyn Tx, report: &mut dyn FnMut(Drift)) -> Result<(), OpEr
                 refund_entries,
             )));
         }
-        if settled > 0 && captures == 0 {
-            report(named(drift("escrow_capture_entries", settled, 0)));
+        if captures != settled {
+            report(named(drift("escrow_capture_entries", settled, captures)));
         }
         let held = amount - settled - refunded;
         let is_held = row[2].text() == EscrowStatus::Held.as_str();

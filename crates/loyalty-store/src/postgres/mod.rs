@@ -45,10 +45,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/postgres/0009_slip_corrections.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_escrow_change.sql"),
+    ),
 ];
 
 /// The versions of [`MIGRATIONS`], in order.
-pub const MIGRATION_VERSIONS: [i64; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+pub const MIGRATION_VERSIONS: [i64; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 
 /// Default number of pooled connections per node.
 pub const POOL_SIZE_DEFAULT: usize = 16;
@@ -348,7 +352,7 @@ fn backfill_chains(t: &mut postgres::Transaction<'_>) -> StoreResult<()> {
     let mut n = 0u64;
     let select = format!(
         "SELECT {} FROM ledger_entries WHERE seq > $1 ORDER BY seq LIMIT 10000",
-        tx::ENTRY_COLS
+        tx::ENTRY_COLS_V7
     );
     loop {
         let rows = t.query(select.as_str(), &[&after]).map_err(map_err)?;

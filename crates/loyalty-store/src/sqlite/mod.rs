@@ -45,6 +45,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/sqlite/0009_slip_corrections.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_escrow_change.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
@@ -392,7 +396,7 @@ fn backfill_chains(t: &rusqlite::Transaction<'_>) -> StoreResult<()> {
             let mut st = t
                 .prepare(&format!(
                     "SELECT {} FROM ledger_entries WHERE seq > ?1 ORDER BY seq LIMIT 10000",
-                    tx::ENTRY_COLS
+                    tx::ENTRY_COLS_V7
                 ))
                 .map_err(tx::map_err)?;
             st.query_map([after], tx::entry_row)

@@ -229,7 +229,15 @@ fn slip_row(r: &Row<'_>) -> rusqlite::Result<RatingSlip> {
 
 pub(crate) const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
      reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, balance_after, \
-     tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at, prev_hash, hash";
+     tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at, prev_hash, hash, \
+     escrow_change";
+
+/// [`ENTRY_COLS`] as they were before schema 10 (for the schema-7 chain
+/// backfill, which runs before `escrow_change` exists; read back as 0).
+pub(crate) const ENTRY_COLS_V7: &str = "seq, id, player_id, transaction_type, event_type, \
+     points_change, reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, \
+     balance_after, tier_before, tier_after, lifetime_after, escrow_id, correlation_id, \
+     created_at, prev_hash, hash";
 
 pub(crate) fn entry_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
     let tt: String = r.get(3)?;
@@ -256,6 +264,11 @@ pub(crate) fn entry_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
         created_at: ts(r.get(18)?)?,
         prev_hash: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
         hash: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
+        escrow_change: if r.as_ref().column_count() > 21 {
+            r.get(21)?
+        } else {
+            0
+        },
     })
 }
 
@@ -640,8 +653,8 @@ impl Tx for SqliteTx<'_> {
             "INSERT INTO ledger_entries (id, player_id, transaction_type, event_type,
                  points_change, reason, source, staff_id, rating_slip_id, idempotency_key,
                  balance_before, balance_after, tier_before, tier_after, lifetime_after,
-                 escrow_id, correlation_id, created_at, prev_hash, hash)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+                 escrow_id, correlation_id, created_at, prev_hash, hash, escrow_change)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
             params![
                 e.id.to_string(),
                 e.player_id.to_string(),
@@ -662,7 +675,8 @@ impl Tx for SqliteTx<'_> {
                 e.correlation_id,
                 us(e.created_at),
                 e.prev_hash,
-                e.hash
+                e.hash,
+                e.escrow_change
             ],
             "insert ledger entry",
         )?;

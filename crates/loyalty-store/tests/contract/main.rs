@@ -118,7 +118,7 @@ pub mod backends {
     }
 
     /// `postgres://u:p@host:port/db?x` with `db` replaced by `name`.
-    fn with_database(url: &str, name: &str) -> String {
+    pub fn with_database(url: &str, name: &str) -> String {
         let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
         let (base, query) = match url.find('?') {
             Some(q) => (&url[..q], &url[q..]),
@@ -277,5 +277,6 @@ mod postgres_commit_path {
         postgres_a_transaction_about_to_commit_blocks_no_other_player,
         postgres_a_transaction_rolled_back_after_writing_events_leaves_no_trace,
         postgres_concurrent_writers_and_readers_agree_on_one_gap_free_order,
+        postgres_migration_gives_existing_wallet_entries_their_escrow_changes,
     );
 }

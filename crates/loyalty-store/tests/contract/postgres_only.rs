@@ -283,3 +283,45 @@ pub async fn postgres_concurrent_writers_and_readers_agree_on_one_gap_free_order
         );
     }
 }
+
+/// Schema 10 on an existing installation: every wallet entry gets the
+/// escrow change it made, captures from their events; verify is clean.
+pub async fn postgres_migration_gives_existing_wallet_entries_their_escrow_changes(store: Store) {
+    use crate::wallet::{SCRIPTED_ESCROW_CHANGES, escrow_changes, scripted_wallet_history};
+    let pid = scripted_wallet_history(&store).await;
+    assert_eq!(escrow_changes(&store, pid).await, SCRIPTED_ESCROW_CHANGES);
+    let pg = pg(&store);
+    let url = {
+        let pg = pg.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = pg.raw_client().unwrap();
+            c.batch_execute(
+                "ALTER TABLE ledger_entries DROP COLUMN escrow_change;
+                 DELETE FROM schema_migrations WHERE version = 10;",
+            )
+            .unwrap();
+            let db: String = c
+                .query_one("SELECT current_database()", &[])
+                .unwrap()
+                .get(0);
+            drop(c);
+            db
+        })
+        .await
+        .unwrap()
+    };
+    // Opening the store again migrates the database to schema 10.
+    let base = std::env::var("LOYALTY_TEST_PG_URL").expect("postgres url");
+    let url = crate::backends::with_database(&base, &url);
+    let reopened = tokio::task::spawn_blocking(move || PgStore::open(&url, 2).expect("migrate"))
+        .await
+        .unwrap();
+    let store2 = Store::Postgres(Arc::new(reopened));
+    assert_eq!(escrow_changes(&store2, pid).await, SCRIPTED_ESCROW_CHANGES);
+    let (_, drift, _) = store2
+        .read(|tx| loyalty_store::ops::verify(tx, 100))
+        .await
+        .expect("verify");
+    assert!(drift.is_empty(), "{drift:?}");
+    let _ = std::thread::spawn(move || drop(store2)).join();
+}

@@ -320,6 +320,7 @@ fn full_entry(player_id: Uuid, slip_id: Uuid, key: &str, tt: TransactionType) ->
         created_at: at(42) + SignedDuration::from_micros(123_456),
         prev_hash: loyalty_store::chain::GENESIS.into(),
         hash: "ab".repeat(32),
+        escrow_change: -7,
     }
 }
 

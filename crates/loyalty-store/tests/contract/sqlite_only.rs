@@ -216,10 +216,12 @@ async fn sqlite_migration_computes_the_chains_of_existing_entries() {
         let _ = std::thread::spawn(move || drop(store)).join();
         (p1, p2)
     };
-    // Back to schema 6: no slip corrections (schema 9), no chain columns.
+    // Back to schema 6: no escrow changes (schema 10), no slip corrections
+    // (schema 9), no chain columns.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "ALTER TABLE rating_slips DROP COLUMN corrections;
+        "ALTER TABLE ledger_entries DROP COLUMN escrow_change;
+         ALTER TABLE rating_slips DROP COLUMN corrections;
          DROP INDEX ledger_one_gameplay_per_slip;
          CREATE UNIQUE INDEX ledger_one_gameplay_per_slip
              ON ledger_entries(rating_slip_id) WHERE transaction_type = 'GAMEPLAY';
@@ -260,4 +262,39 @@ async fn sqlite_migration_computes_the_chains_of_existing_entries() {
         .execute("UPDATE ledger_entries SET reason = 'x'", [])
         .expect_err("refused");
     assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+/// Schema 10 on an existing installation: every wallet entry gets the
+/// escrow change it made, captures from their events; verify is clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migration_gives_existing_wallet_entries_their_escrow_changes() {
+    use crate::wallet::{SCRIPTED_ESCROW_CHANGES, escrow_changes, scripted_wallet_history};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, pid) = {
+        let sqlite = Arc::new(SqliteStore::open(dir.path()).expect("open"));
+        let path = sqlite.path().to_path_buf();
+        let store = Store::Sqlite(sqlite);
+        let pid = scripted_wallet_history(&store).await;
+        assert_eq!(escrow_changes(&store, pid).await, SCRIPTED_ESCROW_CHANGES);
+        barrier(&store).await;
+        let _ = std::thread::spawn(move || drop(store)).join();
+        (path, pid)
+    };
+    // Back to schema 9: no escrow_change column.
+    let conn = Connection::open(&path).expect("open the file");
+    conn.execute_batch(
+        "ALTER TABLE ledger_entries DROP COLUMN escrow_change;
+         PRAGMA user_version = 9;",
+    )
+    .expect("downgrade");
+    drop(conn);
+
+    let store = Store::Sqlite(Arc::new(SqliteStore::open(dir.path()).expect("migrate")));
+    assert_eq!(escrow_changes(&store, pid).await, SCRIPTED_ESCROW_CHANGES);
+    let (_, drift, _) = store
+        .read(|tx| loyalty_store::ops::verify(tx, 100))
+        .await
+        .expect("verify");
+    assert!(drift.is_empty(), "{drift:?}");
+    let _ = std::thread::spawn(move || drop(store)).join();
 }

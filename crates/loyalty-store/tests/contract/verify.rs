@@ -2,7 +2,7 @@
 //! names the drift it finds.
 
 use loyalty_core::TransactionType;
-use loyalty_store::ops::{self, OpError};
+use loyalty_store::ops::{self, EntrySpec, OpError};
 use loyalty_store::{Account, Drift, Store};
 use uuid::Uuid;
 
@@ -30,14 +30,20 @@ async fn populate(store: &Store) -> Vec<Uuid> {
         apply(
             store,
             &ctx(at(21)),
-            spec(pid, TransactionType::EscrowHold, -100),
+            EntrySpec {
+                escrow_change: 100,
+                ..spec(pid, TransactionType::EscrowHold, -100)
+            },
         )
         .await
         .expect("hold");
         apply(
             store,
             &ctx(at(22)),
-            spec(pid, TransactionType::EscrowRefund, 100),
+            EntrySpec {
+                escrow_change: -100,
+                ..spec(pid, TransactionType::EscrowRefund, 100)
+            },
         )
         .await
         .expect("refund");

@@ -76,6 +76,42 @@ async fn refund(store: &Store, now: Timestamp, id: Uuid) -> Result<Escrow, OpErr
     op(store, move |tx| wallet::refund(tx, &c, id, None)).await
 }
 
+/// A scripted wallet history for migration tests: a player funded with
+/// 1,000, a hold of 300, a capture of 100 that keeps the hold, then a final
+/// capture of 50 (the other 150 refunded). Returns the player. Escrow
+/// changes: +300, −100, −50, −150.
+pub async fn scripted_wallet_history(store: &Store) -> Uuid {
+    let (pid, m) = funded(store, 1_000).await;
+    let e = hold(store, at(2), hold_of(pid, m.id, 300))
+        .await
+        .expect("hold");
+    settle(store, at(3), e.id, Some(100), false, None)
+        .await
+        .expect("capture");
+    settle(store, at(4), e.id, Some(50), true, None)
+        .await
+        .expect("final capture");
+    pid
+}
+
+/// The (type, points, escrow change) of a player's wallet entries.
+pub async fn escrow_changes(store: &Store, pid: Uuid) -> Vec<(TransactionType, i64, i64)> {
+    ledger(store, pid)
+        .await
+        .into_iter()
+        .filter(|e| e.escrow_id.is_some())
+        .map(|e| (e.transaction_type, e.points_change, e.escrow_change))
+        .collect()
+}
+
+/// What [`scripted_wallet_history`] writes.
+pub const SCRIPTED_ESCROW_CHANGES: [(TransactionType, i64, i64); 4] = [
+    (TransactionType::EscrowHold, -300, 300),
+    (TransactionType::EscrowSettle, 0, -100),
+    (TransactionType::EscrowSettle, 0, -50),
+    (TransactionType::EscrowRefund, 150, -150),
+];
+
 async fn merchant(store: &Store, id: Uuid) -> Merchant {
     barrier(store).await;
     look(store, move |tx| tx.merchant(id))
@@ -504,7 +540,8 @@ pub async fn verify_reports_each_broken_wallet_invariant(store: Store) {
         .unwrap();
     assert_clean(&store).await;
 
-    // An escrow balance that no hold explains.
+    // An escrow balance that no hold explains (neither an open escrow nor
+    // the entries' escrow changes).
     let mut acc = account(&store, pid).await;
     acc.escrow_balance += 7;
     let a2 = acc.clone();
@@ -512,7 +549,13 @@ pub async fn verify_reports_each_broken_wallet_invariant(store: Store) {
         .await
         .unwrap();
     let (names, drift) = checks(store.clone()).await;
-    assert_eq!(names, ["conservation", "escrow_balance"], "{drift:?}");
+    assert_eq!(
+        names,
+        ["conservation", "escrow_balance", "escrow_entries"],
+        "{drift:?}"
+    );
+    let d = drift.iter().find(|d| d.check == "escrow_entries").unwrap();
+    assert_eq!((d.player_id, d.expected, d.actual), (pid, 307, 300));
     let d = drift.iter().find(|d| d.check == "escrow_balance").unwrap();
     assert_eq!((d.player_id, d.expected, d.actual), (pid, 307, 300));
     acc.escrow_balance -= 7;
