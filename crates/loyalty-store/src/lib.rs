@@ -141,6 +141,15 @@ pub trait Tx {
     ) -> StoreResult<()>;
     /// The `hash` of the player's newest entry ([`chain::GENESIS`] if none).
     fn chain_head(&mut self, player_id: Uuid) -> StoreResult<String>;
+    /// A player's balances as they were at `at`, from the entries written
+    /// then (`created_at <= at`): the newest one's balance, lifetime points
+    /// and tier, and the sum of their escrow changes. `None` if the player
+    /// had no entry yet.
+    fn balances_as_of(
+        &mut self,
+        player_id: Uuid,
+        at: jiff::Timestamp,
+    ) -> StoreResult<Option<BalancesAsOf>>;
     /// A page of ledger entries, newest first.
     fn entries(&mut self, query: &EntryQuery) -> StoreResult<Vec<LedgerEntry>>;
 

@@ -179,6 +179,22 @@ impl RatingSlip {
     }
 }
 
+/// A player's balances at an instant, from the ledger alone
+/// ([`crate::Tx::balances_as_of`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BalancesAsOf {
+    /// Available points.
+    pub current_balance: i64,
+    /// Points held in escrow.
+    pub escrow_balance: i64,
+    /// Lifetime points.
+    pub lifetime_points: i64,
+    /// Tier.
+    pub tier: Tier,
+    /// When the newest entry counted was written.
+    pub last_entry_at: Timestamp,
+}
+
 /// One ledger entry. Never updated, never deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerEntry {

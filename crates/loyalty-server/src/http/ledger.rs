@@ -17,13 +17,25 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiQuery, path_id};
 use crate::views;
 
+#[derive(Deserialize)]
+pub(super) struct LoyaltyParams {
+    as_of: Option<String>,
+}
+
 pub(super) async fn player_loyalty(
     State(st): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<LoyaltyParams>,
 ) -> ApiResult<Response> {
     let id = path_id(&id, "player")?;
     caller.require_or_self(Permission::PlayersRead, id)?;
+    if let Some(as_of) = p.as_of.as_deref() {
+        let at: Timestamp = as_of
+            .parse()
+            .map_err(|_| ApiError::validation("as_of", "must be an RFC 3339 timestamp"))?;
+        return loyalty_as_of(&st, id, at).await;
+    }
     let (account, status) = match crate::events::cached_balance(&st, id).await? {
         Some(account) => (account, "loyalty-balance-cache; hit"),
         None => {
@@ -39,6 +51,45 @@ pub(super) async fn player_loyalty(
     resp.headers_mut()
         .insert("cache-status", axum::http::HeaderValue::from_static(status));
     Ok(resp)
+}
+
+/// DESIGN §9 "point in time": the summary's fields as they were at `at`,
+/// from the entries alone (zeros and the first tier before the first
+/// entry; a future instant gives today's).
+async fn loyalty_as_of(st: &AppState, id: Uuid, at: Timestamp) -> ApiResult<Response> {
+    let (exists, then) = st
+        .store
+        .read(move |tx| -> Result<_, StoreError> {
+            Ok((tx.account(id)?.is_some(), tx.balances_as_of(id, at)?))
+        })
+        .await?;
+    if !exists {
+        return Err(ApiError::not_found("player"));
+    }
+    let tiers = &st.settings.tiers;
+    let body = match then {
+        Some(b) => json!({
+            "player_id": id,
+            "current_balance": b.current_balance,
+            "escrow_balance": b.escrow_balance,
+            "lifetime_points": b.lifetime_points,
+            "tier": b.tier,
+            "tier_progress": tiers.progress(b.lifetime_points),
+            "updated_at": b.last_entry_at,
+            "as_of": at,
+        }),
+        None => json!({
+            "player_id": id,
+            "current_balance": 0,
+            "escrow_balance": 0,
+            "lifetime_points": 0,
+            "tier": tiers.tier_for(0),
+            "tier_progress": tiers.progress(0),
+            "updated_at": null,
+            "as_of": at,
+        }),
+    };
+    Ok(axum::Json(body).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -369,3 +369,113 @@ async fn every_ledger_entry_carries_every_design_field() {
         "the completing staff member is recorded"
     );
 }
+
+/// `as_of` (DESIGN §9): the summary as it was at an instant, from the
+/// entries — before the first entry, between entries, after a hold and a
+/// capture, and in the future — on a history scripted with the test clock.
+#[tokio::test]
+async fn the_loyalty_summary_as_of_an_instant_comes_from_the_entries() {
+    let app = TestApp::spawn().await;
+    let player = app.player().await;
+    let (staff, supervisor) = app.staff("supervisor").await;
+    let reward = |points: i64, n: u32| {
+        json!({"player_id": player, "points": points, "staff_id": staff,
+               "reason": format!("scripted reward number {n}")})
+    };
+    app.set_clock(T0).await;
+    let r = app
+        .post(&supervisor, "/v1/loyalty/manual-rewards", reward(100, 1))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.set_clock(&at(T0, min(10))).await;
+    let r = app
+        .post(&supervisor, "/v1/loyalty/manual-rewards", reward(2_000, 2))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    app.set_clock(&at(T0, min(20))).await;
+    let m = app
+        .post(
+            &app.admin_token,
+            "/v1/merchants",
+            json!({"name": "As-of grill"}),
+        )
+        .await;
+    assert_eq!(m.status, 201, "{}", m.text);
+    let e = app
+        .post(
+            &app.admin_token,
+            "/v1/escrows",
+            json!({"player_id": player, "merchant_id": m.body["id"], "amount": 300,
+                   "reason": "dinner"}),
+        )
+        .await;
+    assert_eq!(e.status, 201, "{}", e.text);
+    app.set_clock(&at(T0, min(30))).await;
+    let settle = app
+        .post(
+            &app.admin_token,
+            &format!("/v1/escrows/{}/settle", e.body["id"].as_str().unwrap()),
+            json!({"amount": 120, "final": false}),
+        )
+        .await;
+    assert_eq!(settle.status, 200, "{}", settle.text);
+
+    let as_of = |t: String| {
+        let app = &app;
+        let player = player.clone();
+        async move {
+            let r = app
+                .get(
+                    &app.admin_token,
+                    &format!(
+                        "/v1/players/{player}/loyalty?as_of={}",
+                        t.replace('+', "%2B")
+                    ),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            (
+                r.body["current_balance"].as_i64().unwrap(),
+                r.body["escrow_balance"].as_i64().unwrap(),
+                r.body["lifetime_points"].as_i64().unwrap(),
+                r.body["tier"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let t = |v: (i64, i64, i64, &str)| (v.0, v.1, v.2, v.3.to_string());
+    assert_eq!(as_of(at(T0, -1_000)).await, t((0, 0, 0, "BRONZE")));
+    // (The test clock runs on from each instant it is set to.)
+    assert_eq!(as_of(at(T0, min(5))).await, t((100, 0, 100, "BRONZE")));
+    assert_eq!(as_of(at(T0, min(15))).await, t((2_100, 0, 2_100, "SILVER")));
+    assert_eq!(
+        as_of(at(T0, min(25))).await,
+        t((1_800, 300, 2_100, "SILVER"))
+    );
+    assert_eq!(
+        as_of(at(T0, min(35))).await,
+        t((1_800, 180, 2_100, "SILVER"))
+    );
+    // The future: today's summary.
+    let now = app
+        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
+        .await;
+    let later = as_of("2099-01-01T00:00:00Z".to_string()).await;
+    assert_eq!(later.0, now.body["current_balance"].as_i64().unwrap());
+    assert_eq!(later.1, now.body["escrow_balance"].as_i64().unwrap());
+    assert_eq!(later, t((1_800, 180, 2_100, "SILVER")));
+
+    let bad = app
+        .get(
+            &app.admin_token,
+            &format!("/v1/players/{player}/loyalty?as_of=yesterday"),
+        )
+        .await;
+    assert_error(&bad, 400, "VALIDATION_ERROR");
+    let nobody = app
+        .get(
+            &app.admin_token,
+            &format!("/v1/players/{}/loyalty?as_of={T0}", uuid::Uuid::now_v7()),
+        )
+        .await;
+    assert_error(&nobody, 404, "NOT_FOUND");
+}

@@ -819,6 +819,31 @@ impl Tx for PgTx<'_> {
             .unwrap_or_else(|| crate::chain::GENESIS.to_string()))
     }
 
+    fn balances_as_of(
+        &mut self,
+        player_id: Uuid,
+        at: Timestamp,
+    ) -> StoreResult<Option<BalancesAsOf>> {
+        let row = self.opt(
+            "SELECT l.balance_after, l.lifetime_after, l.tier_after, l.created_at,
+                    (SELECT COALESCE(SUM(e.escrow_change), 0)::BIGINT FROM ledger_entries e
+                     WHERE e.player_id = $1 AND e.created_at <= $2)
+             FROM ledger_entries l WHERE l.player_id = $1 AND l.created_at <= $2
+             ORDER BY l.seq DESC LIMIT 1",
+            &[&player_id, &us(at)],
+        )?;
+        row.map(|r| {
+            Ok(BalancesAsOf {
+                current_balance: r.get(0),
+                lifetime_points: r.get(1),
+                tier: tier(r.get(2))?,
+                last_entry_at: ts(r.get(3))?,
+                escrow_balance: r.get(4),
+            })
+        })
+        .transpose()
+    }
+
     fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>> {
         self.opt(
             &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE id = $1"),

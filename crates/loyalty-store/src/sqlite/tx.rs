@@ -720,6 +720,44 @@ impl Tx for SqliteTx<'_> {
             .unwrap_or_else(|| crate::chain::GENESIS.to_string()))
     }
 
+    fn balances_as_of(
+        &mut self,
+        player_id: Uuid,
+        at: Timestamp,
+    ) -> StoreResult<Option<BalancesAsOf>> {
+        let row = self.one(
+            "SELECT l.balance_after, l.lifetime_after, l.tier_after, l.created_at,
+                    (SELECT COALESCE(SUM(e.escrow_change), 0) FROM ledger_entries e
+                     INDEXED BY ledger_player
+                     WHERE e.player_id = ?1 AND e.created_at <= ?2)
+             FROM ledger_entries l INDEXED BY ledger_player
+             WHERE l.player_id = ?1 AND l.created_at <= ?2
+             ORDER BY l.seq DESC LIMIT 1",
+            rusqlite::params![player_id.to_string(), us(at)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )?;
+        row.map(|(balance, lifetime, t, created, escrow)| {
+            Ok(BalancesAsOf {
+                current_balance: balance,
+                lifetime_points: lifetime,
+                tier: Tier::parse(&t)
+                    .ok_or_else(|| StoreError::Internal(format!("bad stored tier {t}")))?,
+                last_entry_at: Timestamp::from_microsecond(created)
+                    .map_err(|e| StoreError::Internal(e.to_string()))?,
+                escrow_balance: escrow,
+            })
+        })
+        .transpose()
+    }
+
     fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>> {
         self.one(
             &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE id = ?1"),

@@ -417,6 +417,7 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
     }
 
     check_invariants(&store, &players, &seen, &tiers).await?;
+    check_as_of(&store, &players, now).await?;
 
     // Replaying any manual-reward key or any accrued slip adds nothing, even
     // concurrently.
@@ -637,5 +638,71 @@ async fn check_invariants(
     prop_assert_eq!(checked, players.len() as u64);
     prop_assert!(drift.is_empty(), "drift: {:?}", drift);
     prop_assert_eq!(total, 0);
+    Ok(())
+}
+
+/// DESIGN §9 "point in time": for every player, the balances as of each
+/// entry's instant are the running totals after the last entry written at
+/// that instant (balance, lifetime and tier from it, escrow summed over the
+/// escrow changes so far); nothing before the first entry; today's account
+/// for an instant after the last.
+async fn check_as_of(store: &Store, players: &[Uuid], now: Timestamp) -> Result<(), TestCaseError> {
+    for &p in players {
+        let entries = ledger(store, p).await;
+        let as_of = |at: Timestamp| look(store, move |tx| tx.balances_as_of(p, at));
+        let mut escrow = 0i64;
+        for (i, e) in entries.iter().enumerate() {
+            escrow += e.escrow_change;
+            prop_assert!(
+                i == 0 || entries[i - 1].created_at <= e.created_at,
+                "entries are written in time order"
+            );
+            if entries
+                .get(i + 1)
+                .is_some_and(|n| n.created_at == e.created_at)
+            {
+                continue;
+            }
+            let got = as_of(e.created_at).await;
+            prop_assert_eq!(
+                got,
+                Some(loyalty_store::BalancesAsOf {
+                    current_balance: e.balance_after,
+                    escrow_balance: escrow,
+                    lifetime_points: e.lifetime_after,
+                    tier: e.tier_after,
+                    last_entry_at: e.created_at,
+                }),
+                "player {} as of entry {}",
+                p,
+                e.id
+            );
+        }
+        if let Some(first) = entries.first() {
+            let before = first.created_at - SignedDuration::from_micros(1);
+            prop_assert_eq!(as_of(before).await, None);
+        }
+        let later = as_of(now + SignedDuration::from_hours(24)).await;
+        let acc = account(store, p).await;
+        match later {
+            Some(b) => {
+                prop_assert_eq!(
+                    (
+                        b.current_balance,
+                        b.escrow_balance,
+                        b.lifetime_points,
+                        b.tier
+                    ),
+                    (
+                        acc.current_balance,
+                        acc.escrow_balance,
+                        acc.lifetime_points,
+                        acc.tier
+                    )
+                );
+            }
+            None => prop_assert!(entries.is_empty() && acc.current_balance == 0),
+        }
+    }
     Ok(())
 }
