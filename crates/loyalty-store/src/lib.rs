@@ -290,7 +290,13 @@ pub trait Tx {
     fn due_escrows(&mut self, now: jiff::Timestamp, limit: u32) -> StoreResult<Vec<Uuid>>;
     /// Runs one of the wallet's verification queries ([`ops::wallet`]):
     /// every column is text or a 64-bit integer.
-    fn wallet_rows(&mut self, sql: &'static str) -> StoreResult<Vec<Vec<Cell>>>;
+    fn wallet_rows(&mut self, sql: &'static str) -> StoreResult<Vec<Vec<Cell>>> {
+        self.shared_rows(sql, &[])
+    }
+    /// Runs a query whose text is the same on every backend (verification,
+    /// reports): integer parameters `$1`, `$2`, … each first mentioned in
+    /// that order; every column text or a 64-bit integer.
+    fn shared_rows(&mut self, sql: &'static str, params: &[i64]) -> StoreResult<Vec<Vec<Cell>>>;
 
     // ------------------------------------------------------------ reads
 

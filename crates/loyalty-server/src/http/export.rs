@@ -72,7 +72,7 @@ const NUMERIC_COLUMNS: &[usize] = &[4, 10, 11, 14];
 
 /// Writes a text cell, prefixing `'` to one a spreadsheet would run as a
 /// formula (CSV injection), then quoting as RFC 4180 needs.
-fn csv_text(out: &mut String, v: &str) {
+pub(super) fn csv_text(out: &mut String, v: &str) {
     if formula_like(v) {
         csv_field(out, &format!("'{v}"));
     } else {

@@ -10,6 +10,7 @@ mod ledger;
 mod paging;
 mod players;
 mod reads;
+mod reports;
 mod rewards;
 mod slips;
 mod staff;
@@ -79,6 +80,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/rating-slips"),
     ("GET", "/v1/rating-slips/{id}/preview"),
     ("GET", "/v1/reports/manual-rewards"),
+    ("GET", "/v1/reports/comps"),
+    ("GET", "/v1/reports/staff-activity"),
     ("POST", "/v1/merchants"),
     ("GET", "/v1/merchants"),
     ("GET", "/v1/merchants/{id}"),
@@ -191,6 +194,8 @@ pub fn router(state: AppState) -> Router {
         "/v1/reports/manual-rewards",
         reads::manual_reward_report,
     )
+    .add("GET", "/v1/reports/comps", reports::comps)
+    .add("GET", "/v1/reports/staff-activity", reports::staff_activity)
     .add("POST", "/v1/merchants", wallet::create_merchant)
     .add("GET", "/v1/merchants", wallet::merchants)
     .add("GET", "/v1/merchants/{id}", wallet::merchant)

@@ -99,7 +99,7 @@ use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, Staff
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 56] = [
+const ROWS: [Row; 58] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -228,6 +228,13 @@ const ROWS: [Row; 56] = [
     ),
     row("GET", "/v1/ledger", Staff("loyalty:view_all"), 200),
     row("GET", "/v1/ledger/checkpoint", Staff("audit:read"), 200),
+    row("GET", "/v1/reports/comps", Staff("audit:read"), 200),
+    row(
+        "GET",
+        "/v1/reports/staff-activity",
+        Staff("audit:read"),
+        200,
+    ),
     row("GET", "/v1/events", Staff("audit:read"), 200),
     row("GET", "/v1/exports/ledger", Staff("audit:read"), 200),
     row("GET", "/v1/events/stream", StaffOrSelf("audit:read"), 200),
@@ -387,6 +394,15 @@ async fn request(
         ("GET", "/v1/reports/manual-rewards") => (
             format!(
                 "{}?from={}&to={}&bucket=hour",
+                r.path,
+                at(T0, -secs(3600)),
+                at(T0, secs(3600))
+            ),
+            None,
+        ),
+        ("GET", "/v1/reports/comps" | "/v1/reports/staff-activity") => (
+            format!(
+                "{}?from={}&to={}",
                 r.path,
                 at(T0, -secs(3600)),
                 at(T0, secs(3600))

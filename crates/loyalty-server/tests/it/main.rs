@@ -15,6 +15,7 @@ mod export;
 mod ledger;
 mod reads;
 mod recovery;
+mod reports;
 mod shutdown;
 mod slips;
 mod smoke;

@@ -6,6 +6,7 @@
 //! that changes a balance is [`apply_entry`], and it always writes the ledger
 //! entry and the events in the same breath.
 
+pub mod reports;
 pub mod verify;
 pub mod wallet;
 

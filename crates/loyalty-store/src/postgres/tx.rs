@@ -1150,8 +1150,10 @@ impl Tx for PgTx<'_> {
             .collect())
     }
 
-    fn wallet_rows(&mut self, sql: &'static str) -> StoreResult<Vec<Vec<Cell>>> {
-        let rows = self.query(sql, &[])?;
+    fn shared_rows(&mut self, sql: &'static str, params: &[i64]) -> StoreResult<Vec<Vec<Cell>>> {
+        let params: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = self.query(sql, &params)?;
         rows.iter()
             .map(|r| {
                 (0..r.len())
@@ -1163,7 +1165,7 @@ impl Tx for PgTx<'_> {
                             Ok(r.get::<_, Option<String>>(i).map_or(Cell::Null, Cell::Text))
                         } else {
                             Err(conv(format!(
-                                "unexpected column type {ty} in a wallet check"
+                                "unexpected column type {ty} in a shared query"
                             )))
                         }
                     })

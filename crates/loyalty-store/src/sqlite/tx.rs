@@ -1098,11 +1098,11 @@ impl Tx for SqliteTx<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
-    fn wallet_rows(&mut self, sql: &'static str) -> StoreResult<Vec<Vec<Cell>>> {
+    fn shared_rows(&mut self, sql: &'static str, params: &[i64]) -> StoreResult<Vec<Vec<Cell>>> {
         let mut st = self.conn.prepare_cached(sql).map_err(map_err)?;
         let n = st.column_count();
         let rows = st
-            .query_map([], |r| {
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
                 (0..n)
                     .map(|i| {
                         Ok(match r.get_ref(i)? {
@@ -1113,7 +1113,7 @@ impl Tx for SqliteTx<'_> {
                             }
                             other => {
                                 return Err(conv_err(format!(
-                                    "unexpected {:?} in a wallet check",
+                                    "unexpected {:?} in a shared query",
                                     other.data_type()
                                 )));
                             }
