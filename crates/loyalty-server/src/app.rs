@@ -40,6 +40,10 @@ pub struct Settings {
     /// Whether `/metrics` is served on the main listener (false when it has
     /// its own, `--metrics-listen`).
     pub metrics_on_main: bool,
+    /// Dual control: a manual reward or adjustment of at least this many
+    /// points (either way) waits for a second staff member's approval.
+    /// `None`: off.
+    pub dual_control_threshold: Option<i64>,
 }
 
 /// Default of `--body-timeout-ms`, seconds.
@@ -58,6 +62,7 @@ impl Default for Settings {
             accrual_retry_interval_ms: 2_000,
             idempotency_retention_hours: 48,
             escrow_sweep_interval_ms: 1_000,
+            dual_control_threshold: None,
             body_timeout: std::time::Duration::from_secs(BODY_TIMEOUT_S_DEFAULT),
             streams_per_token: STREAMS_PER_TOKEN_DEFAULT,
             metrics_on_main: true,

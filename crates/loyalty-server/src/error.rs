@@ -34,6 +34,10 @@ pub enum Code {
     IdempotencyKeyInUse,
     /// 409: uniqueness or state conflict.
     Conflict,
+    /// 403: a staff member tried to approve their own request.
+    SelfApproval,
+    /// 409: the approval was already decided otherwise, or lapsed.
+    ApprovalNotPending,
     /// 422: |points| above the per-reward limit.
     RewardExceedsLimit,
     /// 422: the balance cannot cover the change.
@@ -80,6 +84,8 @@ impl Code {
             Code::SlipNotClosed => "SLIP_NOT_CLOSED",
             Code::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
             Code::Conflict => "CONFLICT",
+            Code::SelfApproval => "SELF_APPROVAL",
+            Code::ApprovalNotPending => "APPROVAL_NOT_PENDING",
             Code::RewardExceedsLimit => "REWARD_EXCEEDS_LIMIT",
             Code::InsufficientBalance => "INSUFFICIENT_BALANCE",
             Code::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
@@ -103,12 +109,13 @@ impl Code {
         match self {
             Code::ValidationError => StatusCode::BAD_REQUEST,
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
-            Code::Forbidden | Code::InvalidStaffId => StatusCode::FORBIDDEN,
+            Code::Forbidden | Code::InvalidStaffId | Code::SelfApproval => StatusCode::FORBIDDEN,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::SlipNotOpen
             | Code::SlipNotClosed
             | Code::IdempotencyKeyInUse
+            | Code::ApprovalNotPending
             | Code::Conflict => StatusCode::CONFLICT,
             Code::RewardExceedsLimit
             | Code::InsufficientBalance
@@ -223,6 +230,10 @@ impl From<OpError> for ApiError {
                 ApiError::new(Code::SlipNotClosed, "rating slip must be closed first")
             }
             OpError::Conflict(msg) => ApiError::new(Code::Conflict, msg),
+            OpError::SelfApproval => ApiError::new(
+                Code::SelfApproval,
+                "a request cannot be approved by the staff member who made it (they may withdraw it)",
+            ),
             OpError::InsufficientBalance {
                 available,
                 requested,

@@ -179,6 +179,10 @@ struct ServeArgs {
     /// Manual rewards allowed per staff member per minute.
     #[arg(long, env = "LOYALTY_REWARD_RATE_LIMIT", default_value_t = 10)]
     reward_rate_limit: usize,
+    /// Dual control: manual rewards and adjustments of at least this many
+    /// points (either way) wait for a second staff member's approval (off if unset).
+    #[arg(long, env = "LOYALTY_DUAL_CONTROL_THRESHOLD", value_parser = clap::value_parser!(i64).range(1..=10_000))]
+    dual_control_threshold: Option<i64>,
     /// How long Idempotency-Key responses are kept, hours (at least 24).
     #[arg(long, env = "LOYALTY_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u32).range(24..))]
     idempotency_retention_hours: u32,
@@ -393,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 body_timeout: Duration::from_millis(a.body_timeout_ms),
                 escrow_sweep_interval_ms: a.escrow_sweep_interval_ms,
                 streams_per_token: usize::try_from(a.streams_per_token).unwrap_or(1),
+                dual_control_threshold: a.dual_control_threshold,
                 ..Settings::default()
             };
             let cfg = ServeConfig {

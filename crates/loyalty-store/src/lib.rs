@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 /// The schema version this build creates and expects (both backends carry
 /// the same numbered migrations).
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Failures of the storage layer itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -254,6 +254,31 @@ pub trait Tx {
         up_to: jiff::Timestamp,
         up_to_seq: i64,
     ) -> StoreResult<i64>;
+    /// Requests for dual control made by `staff_id` in `(after, up_to]`.
+    fn count_approval_requests(
+        &mut self,
+        staff_id: Uuid,
+        after: jiff::Timestamp,
+        up_to: jiff::Timestamp,
+    ) -> StoreResult<i64>;
+    /// Records a new approval request.
+    fn insert_approval(&mut self, a: &Approval) -> StoreResult<()>;
+    /// An approval by id (locked until commit in a write transaction, on
+    /// backends that lock rows).
+    fn approval(&mut self, id: Uuid) -> StoreResult<Option<Approval>>;
+    /// The approval request with this reward key.
+    fn approval_by_key(&mut self, key: &str) -> StoreResult<Option<Approval>>;
+    /// Overwrites an approval's decision fields and status.
+    fn update_approval(&mut self, a: &Approval) -> StoreResult<()>;
+    /// Approvals, newest first, before the cursor: with `status`, only those
+    /// in it at `now` (a PENDING one past `expires_at` counts as EXPIRED).
+    fn approvals(
+        &mut self,
+        status: Option<&str>,
+        now: jiff::Timestamp,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Approval>>;
     /// Records an alert; false if one exists for its triggering event.
     fn insert_alert(&mut self, alert: &Alert) -> StoreResult<bool>;
     /// The most recent alert of `kind` for a staff member.

@@ -195,6 +195,48 @@ pub struct BalancesAsOf {
     pub last_entry_at: Timestamp,
 }
 
+/// A manual reward or adjustment waiting for a second staff member (dual
+/// control, DESIGN §9). Status: `PENDING` → `APPROVED` (the entry is
+/// written) | `REJECTED` | `WITHDRAWN` (by its requester) | `EXPIRED` (24 h
+/// without a decision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// Position, for paging.
+    #[serde(skip)]
+    pub seq: i64,
+    /// Id.
+    pub id: Uuid,
+    /// See the type.
+    pub status: String,
+    /// Whose balance would change.
+    pub player_id: Uuid,
+    /// Signed points asked for.
+    pub points: i64,
+    /// Why.
+    pub reason: String,
+    /// Rating slip concerned.
+    pub rating_slip_id: Option<Uuid>,
+    /// The reward's idempotency key (a repeat of the request finds this).
+    #[serde(skip)]
+    pub reward_key: String,
+    /// Who asked.
+    pub requested_by: Uuid,
+    /// When.
+    pub requested_at: Timestamp,
+    /// When it lapses if still pending.
+    pub expires_at: Timestamp,
+    /// Who decided.
+    pub decided_by: Option<Uuid>,
+    /// When.
+    pub decided_at: Option<Timestamp>,
+    /// The reason given with a rejection or withdrawal.
+    pub decision_reason: Option<String>,
+    /// The entry written on approval.
+    pub ledger_entry_id: Option<Uuid>,
+    /// The request's correlation id.
+    pub correlation_id: String,
+}
+
 /// One ledger entry. Never updated, never deleted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LedgerEntry {
@@ -247,6 +289,10 @@ pub struct LedgerEntry {
     /// part of the hash: holds and refunds repeat `points_change`, and a
     /// capture's amount is proved against its escrow by verification).
     pub escrow_change: i64,
+    /// The second staff member who approved the entry under dual control
+    /// (`staff_id` asked for it); absent from the JSON when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<Uuid>,
 }
 
 /// An event to append to the outbox.

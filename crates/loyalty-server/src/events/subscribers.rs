@@ -4,7 +4,7 @@
 //! |---|---|---|---|---|
 //! | 0 | `balance_cache` | local | BALANCE_UPDATED | bounded snapshot cache behind `GET …/loyalty` |
 //! | 10 | `tier_notifications` | durable | TIER_CHANGED | a notification per tier change |
-//! | 20 | `manual_reward_alerts` | durable | POINTS_UPDATE_REQUESTED | MANUAL_REWARD_ALERT when a staff member exceeds 20 manual rewards in a sliding hour |
+//! | 20 | `manual_reward_alerts` | durable | POINTS_UPDATE_REQUESTED, APPROVAL_REQUESTED | MANUAL_REWARD_ALERT when a staff member exceeds 20 manual rewards in a sliding hour |
 //! | 30 | `activity_feed` | durable | [`ACTIVITY_TYPES`] | the player's activity feed |
 
 use std::collections::{HashMap, VecDeque};
@@ -75,7 +75,7 @@ pub fn shipped(state: &AppState) -> Vec<Subscription> {
     });
     subs.push(Subscription {
         name: MANUAL_REWARD_ALERTS,
-        event_types: Some(&["POINTS_UPDATE_REQUESTED"]),
+        event_types: Some(&["POINTS_UPDATE_REQUESTED", "APPROVAL_REQUESTED"]),
         priority: 20,
         handler: Handler::Durable(Arc::new(ManualRewardAlerts)),
     });
@@ -332,21 +332,32 @@ impl DurableHandler for ManualRewardAlerts {
         ctx: &HandleCtx,
     ) -> Result<Vec<Deferred>, String> {
         let p = &ev.payload;
-        let (Some(staff_id), Some(entry_id)) =
-            (uuid_at(p, "staff_id"), uuid_at(p, "ledger_entry_id"))
-        else {
+        let Some(staff_id) = uuid_at(p, "staff_id") else {
             return Ok(Vec::new());
         };
+        // Under dual control a request counts when it is made
+        // (APPROVAL_REQUESTED), not again when its entry is written.
+        if p.get("approved_by").is_some_and(|v| !v.is_null()) {
+            return Ok(Vec::new());
+        }
+        let entry_id = uuid_at(p, "ledger_entry_id");
         let err = |e: loyalty_store::StoreError| e.to_string();
-        let entry = tx
-            .entry(entry_id)
-            .map_err(err)?
-            .ok_or_else(|| format!("ledger entry {entry_id} not found"))?;
+        let up_to_seq = match entry_id {
+            Some(id) => {
+                tx.entry(id)
+                    .map_err(err)?
+                    .ok_or_else(|| format!("ledger entry {id} not found"))?
+                    .seq
+            }
+            None => i64::MAX,
+        };
         let at = ev.occurred_at;
         let window_start = at - SignedDuration::from_secs(ALERT_WINDOW_SECONDS);
         let count = tx
-            .count_manual_rewards(staff_id, window_start, at, entry.seq)
-            .map_err(err)?;
+            .count_manual_rewards(staff_id, window_start, at, up_to_seq)
+            .map_err(err)?
+            + tx.count_approval_requests(staff_id, window_start, at)
+                .map_err(err)?;
         if count <= ALERT_REWARDS_MAX {
             return Ok(Vec::new());
         }
@@ -374,6 +385,19 @@ impl DurableHandler for ManualRewardAlerts {
         if !tx.insert_alert(&alert).map_err(err)? {
             return Ok(Vec::new());
         }
+        let mut payload = json!({
+            "alert_id": alert.id,
+            "staff_id": staff_id,
+            "count": count,
+            "window_seconds": ALERT_WINDOW_SECONDS,
+            "window_start": window_start,
+            "threshold": ALERT_REWARDS_MAX,
+            "trigger_event_id": ev.event_id,
+            "ledger_entry_id": entry_id,
+        });
+        if let Some(a) = p.get("approval_id") {
+            payload["approval_id"] = a.clone();
+        }
         tx.append_event(NewEvent {
             event_id: alert.event_id,
             event_type: "MANUAL_REWARD_ALERT",
@@ -382,16 +406,7 @@ impl DurableHandler for ManualRewardAlerts {
             correlation_id: ev.correlation_id.clone(),
             idempotency_key: None,
             source: "alerts",
-            payload: json!({
-                "alert_id": alert.id,
-                "staff_id": staff_id,
-                "count": count,
-                "window_seconds": ALERT_WINDOW_SECONDS,
-                "window_start": window_start,
-                "threshold": ALERT_REWARDS_MAX,
-                "trigger_event_id": ev.event_id,
-                "ledger_entry_id": entry_id,
-            }),
+            payload,
         })
         .map_err(err)?;
         let log: Deferred = Box::new(move || log_alert(&alert));

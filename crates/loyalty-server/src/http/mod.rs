@@ -4,6 +4,7 @@
 //! wallet, reads, events, export, admin).
 
 mod admin;
+mod approvals;
 mod events;
 pub mod export;
 mod ledger;
@@ -82,6 +83,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/reports/manual-rewards"),
     ("GET", "/v1/reports/comps"),
     ("GET", "/v1/reports/staff-activity"),
+    ("GET", "/v1/approvals"),
+    ("POST", "/v1/approvals/{id}/approve"),
+    ("POST", "/v1/approvals/{id}/reject"),
     ("POST", "/v1/merchants"),
     ("GET", "/v1/merchants"),
     ("GET", "/v1/merchants/{id}"),
@@ -195,6 +199,9 @@ pub fn router(state: AppState) -> Router {
         reads::manual_reward_report,
     )
     .add("GET", "/v1/reports/comps", reports::comps)
+    .add("GET", "/v1/approvals", approvals::list)
+    .add("POST", "/v1/approvals/{id}/approve", approvals::approve)
+    .add("POST", "/v1/approvals/{id}/reject", approvals::reject)
     .add("GET", "/v1/reports/staff-activity", reports::staff_activity)
     .add("POST", "/v1/merchants", wallet::create_merchant)
     .add("GET", "/v1/merchants", wallet::merchants)

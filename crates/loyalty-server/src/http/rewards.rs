@@ -234,6 +234,42 @@ pub(super) async fn manual_reward(
         rating_slip_id: input.rating_slip_id,
         key,
     };
+    if let Some(threshold) = st.settings.dual_control_threshold
+        && input.points.unsigned_abs() >= threshold.unsigned_abs()
+    {
+        // Dual control: nothing is written to the ledger until another
+        // staff member approves. The request counted against the rate
+        // limit now, when it was made.
+        let result = run_write(&st, ctx, header_key, move |tx, ctx| {
+            // An identical request already written as an entry replays it.
+            if tx.entry_by_key(&cmd.key)?.is_some() {
+                let (entry, _) = ops::manual_reward(tx, ctx, cmd)?;
+                return Ok((StatusCode::OK, entry_body(&entry, true), None));
+            }
+            let (approval, replay) = ops::approvals::request(tx, ctx, cmd)?;
+            let body = json!({"approval": approval, "idempotent_replay": replay});
+            Ok((StatusCode::ACCEPTED, body, Some((approval, replay))))
+        })
+        .await;
+        let fresh = matches!(&result, Ok(Outcome::Fresh(_, _, Some((_, false)))));
+        if let (Some(t), false) = (ticket, fresh) {
+            st.limiter.release(t).await;
+        }
+        let out = result?;
+        if let Outcome::Fresh(_, _, Some((a, false))) = &out {
+            tracing::info!(
+                correlation_id = %crate::correlation::current(),
+                approval_id = %a.id,
+                player_id = %a.player_id,
+                staff_id = %a.requested_by,
+                points = a.points,
+                expires_at = %a.expires_at,
+                duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "approval_requested"
+            );
+        }
+        return Ok(out.into_response());
+    }
     let result = run_write(&st, ctx, header_key, move |tx, ctx| {
         let (entry, replay) = ops::manual_reward(tx, ctx, cmd)?;
         let status = if replay {

@@ -77,6 +77,10 @@ enum Access {
 
 /// Who reads merchants and escrows (DESIGN §3.5).
 const WALLET_READERS: &[&str] = &["wallet:escrow", "loyalty:view_all", "audit:read"];
+const APPROVAL_READERS: &[&str] = &["loyalty:adjust", "audit:read"];
+/// The matrix's server runs dual control at this threshold (its other
+/// rewards stay below it).
+const DUAL_CONTROL_THRESHOLD: i64 = 9_500;
 
 struct Row {
     method: &'static str,
@@ -99,7 +103,7 @@ use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, Staff
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 58] = [
+const ROWS: [Row; 61] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -229,6 +233,19 @@ const ROWS: [Row; 58] = [
     row("GET", "/v1/ledger", Staff("loyalty:view_all"), 200),
     row("GET", "/v1/ledger/checkpoint", Staff("audit:read"), 200),
     row("GET", "/v1/reports/comps", Staff("audit:read"), 200),
+    row("GET", "/v1/approvals", StaffAny(APPROVAL_READERS), 200),
+    row(
+        "POST",
+        "/v1/approvals/{id}/approve",
+        Staff("loyalty:adjust"),
+        200,
+    ),
+    row(
+        "POST",
+        "/v1/approvals/{id}/reject",
+        Staff("loyalty:adjust"),
+        200,
+    ),
     row(
         "GET",
         "/v1/reports/staff-activity",
@@ -315,6 +332,8 @@ fn expected(r: &Row, who: Who) -> u16 {
 /// What every cell shares: a player (whose token is the player caller), a
 /// table and an open slip.
 struct Fixture {
+    /// A supervisor who asks for approvals: (id, token).
+    requester: (String, String),
     player: String,
     table: String,
     slip: String,
@@ -400,6 +419,18 @@ async fn request(
             ),
             None,
         ),
+        ("GET", "/v1/approvals") => ("/v1/approvals?status=PENDING".into(), None),
+        ("POST", "/v1/approvals/{id}/approve") => {
+            let id = new_approval(app, fx, n).await;
+            (r.path.replace("{id}", &id), Some(json!({})))
+        }
+        ("POST", "/v1/approvals/{id}/reject") => {
+            let id = new_approval(app, fx, n).await;
+            (
+                r.path.replace("{id}", &id),
+                Some(json!({"reason": format!("matrix rejection {n}")})),
+            )
+        }
         ("GET", "/v1/reports/comps" | "/v1/reports/staff-activity") => (
             format!(
                 "{}?from={}&to={}",
@@ -552,6 +583,22 @@ async fn new_hold(app: &TestApp, fx: &Fixture, n: usize) -> String {
     id_of(&r.body)
 }
 
+/// A pending approval requested by the fixture's requester (so that any
+/// caller may decide it).
+async fn new_approval(app: &TestApp, fx: &Fixture, n: usize) -> String {
+    let r = app
+        .post(
+            &fx.requester.1,
+            "/v1/loyalty/manual-rewards",
+            json!({"player_id": fx.player, "staff_id": fx.requester.0,
+                   "points": DUAL_CONTROL_THRESHOLD + 100,
+                   "reason": format!("matrix approval request {n}")}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    id_of(&r.body["approval"])
+}
+
 /// A new token for `player`, issued by the admin.
 async fn mint_player_token(app: &TestApp, player: &str) -> String {
     let r = app
@@ -584,7 +631,15 @@ fn the_matrix_has_exactly_one_row_per_route_the_server_exposes() {
 
 #[tokio::test]
 async fn every_route_answers_every_caller_as_design_section_3_7_says() {
-    let app = TestApp::spawn().await;
+    let threshold = DUAL_CONTROL_THRESHOLD.to_string();
+    let app = TestApp::spawn_with(&[
+        "--test-mode",
+        "--dual-control-threshold",
+        &threshold,
+        "--reward-rate-limit",
+        "1000",
+    ])
+    .await;
     app.set_clock(T0).await;
     let mut staff = Vec::new();
     for role in ROLES {
@@ -613,7 +668,7 @@ async fn every_route_answers_every_caller_as_design_section_3_7_says() {
         .post(
             &app.admin_token,
             "/v1/loyalty/manual-rewards",
-            json!({"player_id": player, "staff_id": admin_id, "points": 10_000,
+            json!({"player_id": player, "staff_id": admin_id, "points": 9_000,
                    "reason": "wallet rows of the access matrix"}),
         )
         .await;
@@ -628,6 +683,7 @@ async fn every_route_answers_every_caller_as_design_section_3_7_says() {
         .body,
     );
     let mut fx = Fixture {
+        requester: app.staff("supervisor").await,
         player,
         table,
         slip,

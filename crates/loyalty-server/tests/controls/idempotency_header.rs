@@ -31,6 +31,8 @@ enum Op {
     Recover,
     Void,
     Correct,
+    Approve,
+    Reject,
     ManualReward,
     DisableStaff,
     CreateMerchant,
@@ -39,7 +41,7 @@ enum Op {
     Refund,
 }
 
-const OPS: [Op; 17] = [
+const OPS: [Op; 19] = [
     Op::CreateStaff,
     Op::CreatePlayer,
     Op::PlayerToken,
@@ -51,6 +53,8 @@ const OPS: [Op; 17] = [
     Op::Recover,
     Op::Void,
     Op::Correct,
+    Op::Approve,
+    Op::Reject,
     Op::ManualReward,
     Op::DisableStaff,
     Op::CreateMerchant,
@@ -95,6 +99,8 @@ impl Op {
             Op::Recover => "/v1/rating-slips/{id}/recover-loyalty",
             Op::Void => "/v1/rating-slips/{id}/void",
             Op::Correct => "/v1/rating-slips/{id}/correct",
+            Op::Approve => "/v1/approvals/{id}/approve",
+            Op::Reject => "/v1/approvals/{id}/reject",
             Op::ManualReward => "/v1/loyalty/manual-rewards",
             Op::DisableStaff => "/v1/staff/{id}/disable",
             Op::CreateMerchant => "/v1/merchants",
@@ -120,6 +126,8 @@ impl Op {
             | Op::Recover
             | Op::Void
             | Op::Correct
+            | Op::Approve
+            | Op::Reject
             | Op::DisableStaff
             | Op::Settle
             | Op::Refund => 200,
@@ -279,6 +287,30 @@ impl Op {
                     o.to_string(),
                 )
             }
+            Op::Approve | Op::Reject => {
+                // A request of another supervisor, waiting under dual control.
+                let p = app.player().await;
+                let (maker, token) = app.staff("supervisor").await;
+                let r = app
+                    .post(
+                        &token,
+                        "/v1/loyalty/manual-rewards",
+                        reward_body(&p, &maker, DUAL_CONTROL_THRESHOLD + 100, REASON),
+                    )
+                    .await;
+                assert_eq!(r.status, 202, "{}", r.text);
+                let id = r.body["approval"]["id"].as_str().unwrap().to_string();
+                let action = self.template().rsplit('/').next().unwrap();
+                let (b, o) = if self == Op::Approve {
+                    ("{}".to_string(), r#"{"note":"x"}"#.to_string())
+                } else {
+                    (
+                        json!({"reason": "Idem rejection reason"}).to_string(),
+                        json!({"reason": "Idem rejection, another reason"}).to_string(),
+                    )
+                };
+                (format!("/v1/approvals/{id}/{action}"), b, o)
+            }
             Op::ManualReward => {
                 let p = app.player().await;
                 let b = reward_body(&p, &caller.0, 100, REASON);
@@ -330,11 +362,15 @@ fn key(k: &str) -> Option<HeaderValue> {
     Some(HeaderValue::from_str(k).unwrap())
 }
 
-/// A player with 10,000 points and a merchant, made by `caller`.
+/// The server runs dual control at this threshold (its other rewards stay
+/// below it).
+const DUAL_CONTROL_THRESHOLD: i64 = 9_500;
+
+/// A player with 9,000 points and a merchant, made by `caller`.
 async fn funded_player_and_merchant(app: &TestApp, caller: &Caller) -> (String, String) {
     let p = app.player().await;
-    let r = reward_ok(app, &caller.1, &reward_body(&p, &caller.0, 10_000, REASON)).await;
-    assert_eq!(r["points_change"], 10_000);
+    let r = reward_ok(app, &caller.1, &reward_body(&p, &caller.0, 9_000, REASON)).await;
+    assert_eq!(r["points_change"], 9_000);
     let m = post(
         app,
         caller,
@@ -350,7 +386,15 @@ async fn funded_player_and_merchant(app: &TestApp, caller: &Caller) -> (String, 
 /// A server and two admins created through the API (ids known). Funding
 /// the wallet's fixtures takes many rewards: the reward limit is lifted.
 async fn setup() -> (TestApp, Caller, Caller) {
-    let app = TestApp::spawn_with(&["--test-mode", "--reward-rate-limit", "1000"]).await;
+    let threshold = DUAL_CONTROL_THRESHOLD.to_string();
+    let app = TestApp::spawn_with(&[
+        "--test-mode",
+        "--reward-rate-limit",
+        "1000",
+        "--dual-control-threshold",
+        &threshold,
+    ])
+    .await;
     app.set_clock(T0).await;
     let a = app.staff("admin").await;
     let b = app.staff("admin").await;

@@ -5,6 +5,7 @@ mod common;
 mod support;
 
 mod access;
+mod approvals;
 mod bad_input;
 mod chain;
 mod concurrency;

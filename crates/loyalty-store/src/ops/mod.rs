@@ -6,6 +6,7 @@
 //! that changes a balance is [`apply_entry`], and it always writes the ledger
 //! entry and the events in the same breath.
 
+pub mod approvals;
 pub mod reports;
 pub mod verify;
 pub mod wallet;
@@ -98,6 +99,9 @@ pub enum OpError {
     /// Accrual failed for a reason other than bad input.
     #[error("loyalty accrual failed: {0}")]
     AccrualFailed(String),
+    /// A staff member tried to approve their own request (dual control).
+    #[error("a request cannot be approved by the staff member who made it")]
+    SelfApproval,
     /// The storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -177,6 +181,8 @@ pub struct EntrySpec {
     /// Signed change of the escrow balance that goes with the entry (a hold
     /// moves points from available to escrow; a settle or refund out of it).
     pub escrow_change: i64,
+    /// The approver under dual control.
+    pub approved_by: Option<Uuid>,
 }
 
 /// The largest magnitude of a balance, lifetime total or amount: 2^53 − 1,
@@ -281,6 +287,7 @@ fn apply_entry_to(
         prev_hash: tx.chain_head(spec.player_id)?,
         hash: String::new(),
         escrow_change: spec.escrow_change,
+        approved_by: spec.approved_by,
     };
     entry.hash = crate::chain::entry_hash(&entry);
     entry.seq = tx.insert_entry(&entry)?;
@@ -932,6 +939,7 @@ fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerE
             idempotency_key: Some(gameplay_key(slip.id)),
             escrow_id: None,
             escrow_change: 0,
+            approved_by: None,
         },
     )?;
     // `slip` changes only once the row is stored: on a failure the caller
@@ -1022,6 +1030,7 @@ fn reverse_accrual(
             idempotency_key: Some(reversal_key(slip.id, slip.corrections.len() + 1)),
             escrow_id: None,
             escrow_change: 0,
+            approved_by: None,
         },
     )
 }
@@ -1243,6 +1252,7 @@ pub fn correct_slip(
             idempotency_key: Some(correction_key(slip.id, slip.corrections.len() + 1)),
             escrow_id: None,
             escrow_change: 0,
+            approved_by: None,
         },
     )?;
     slip.average_bet = average_bet;
@@ -1306,6 +1316,17 @@ pub fn manual_reward(
     ctx: &OpCtx,
     input: ManualReward,
 ) -> Result<(LedgerEntry, bool), OpError> {
+    manual_reward_by(tx, ctx, input, None)
+}
+
+/// [`manual_reward`], approved by a second staff member under dual control
+/// when `approved_by` is set (the entry carries both ids).
+pub(crate) fn manual_reward_by(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    input: ManualReward,
+    approved_by: Option<Uuid>,
+) -> Result<(LedgerEntry, bool), OpError> {
     if let Some(existing) = tx.entry_by_key(&input.key)? {
         // A key replays only the request that wrote it; anything else is a
         // reuse, answered without revealing the original entry.
@@ -1357,15 +1378,16 @@ pub fn manual_reward(
             idempotency_key: Some(input.key),
             escrow_id: None,
             escrow_change: 0,
+            approved_by,
         },
     )?;
-    ctx.emit(
-        tx,
-        "POINTS_UPDATE_REQUESTED",
-        "manual_reward",
-        json!({"player_id": entry.player_id, "staff_id": entry.staff_id, "points": entry.points_change,
-               "reason": entry.reason, "ledger_entry_id": entry.id, "rating_slip_id": entry.rating_slip_id}),
-    )?;
+    let mut payload = json!({"player_id": entry.player_id, "staff_id": entry.staff_id,
+        "points": entry.points_change, "reason": entry.reason, "ledger_entry_id": entry.id,
+        "rating_slip_id": entry.rating_slip_id});
+    if let Some(by) = entry.approved_by {
+        payload["approved_by"] = json!(by);
+    }
+    ctx.emit(tx, "POINTS_UPDATE_REQUESTED", "manual_reward", payload)?;
     Ok((entry, false))
 }
 

@@ -358,6 +358,7 @@ fn step(
         idempotency_key: Some(key),
         escrow_id: Some(escrow.id),
         escrow_change,
+        approved_by: None,
     }
 }
 

@@ -49,10 +49,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/postgres/0010_escrow_change.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/postgres/0011_approvals.sql"),
+    ),
 ];
 
 /// The versions of [`MIGRATIONS`], in order.
-pub const MIGRATION_VERSIONS: [i64; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+pub const MIGRATION_VERSIONS: [i64; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
 
 /// Default number of pooled connections per node.
 pub const POOL_SIZE_DEFAULT: usize = 16;

@@ -295,10 +295,39 @@ fn slip_row(r: &Row) -> StoreResult<RatingSlip> {
     })
 }
 
+const APPROVAL_INSERT_COLS: &str = "id, status, player_id, points, reason, rating_slip_id, \
+     reward_key, requested_by, requested_at, expires_at, decided_by, decided_at, \
+     decision_reason, ledger_entry_id, correlation_id";
+
+const APPROVAL_COLS: &str = "seq, id, status, player_id, points, reason, rating_slip_id, \
+     reward_key, requested_by, requested_at, expires_at, decided_by, decided_at, \
+     decision_reason, ledger_entry_id, correlation_id";
+
+fn approval_row(r: &Row) -> StoreResult<Approval> {
+    Ok(Approval {
+        seq: r.get(0),
+        id: r.get(1),
+        status: r.get(2),
+        player_id: r.get(3),
+        points: r.get(4),
+        reason: r.get(5),
+        rating_slip_id: r.get(6),
+        reward_key: r.get(7),
+        requested_by: r.get(8),
+        requested_at: ts(r.get(9))?,
+        expires_at: ts(r.get(10))?,
+        decided_by: r.get(11),
+        decided_at: ts_opt(r.get(12))?,
+        decision_reason: r.get(13),
+        ledger_entry_id: r.get(14),
+        correlation_id: r.get(15),
+    })
+}
+
 pub(crate) const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
      reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, balance_after, \
      tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at, prev_hash, hash, \
-     escrow_change";
+     escrow_change, approved_by";
 
 /// [`ENTRY_COLS`] as they were before schema 10 (for the schema-7 chain
 /// backfill, which runs before `escrow_change` exists; read back as 0).
@@ -333,6 +362,7 @@ pub(crate) fn entry_row(r: &Row) -> StoreResult<LedgerEntry> {
         prev_hash: r.get::<_, Option<String>>(19).unwrap_or_default(),
         hash: r.get::<_, Option<String>>(20).unwrap_or_default(),
         escrow_change: if r.len() > 21 { r.get(21) } else { 0 },
+        approved_by: if r.len() > 22 { r.get(22) } else { None },
     })
 }
 
@@ -745,8 +775,10 @@ impl Tx for PgTx<'_> {
             "INSERT INTO ledger_entries (id, player_id, transaction_type, event_type,
                  points_change, reason, source, staff_id, rating_slip_id, idempotency_key,
                  balance_before, balance_after, tier_before, tier_after, lifetime_after,
-                 escrow_id, correlation_id, created_at, prev_hash, hash, escrow_change)
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)
+                 escrow_id, correlation_id, created_at, prev_hash, hash, escrow_change,
+                 approved_by)
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,
+                     $22)
              RETURNING seq",
         )?;
         let row = self
@@ -776,6 +808,7 @@ impl Tx for PgTx<'_> {
                     &e.prev_hash,
                     &e.hash,
                     &e.escrow_change,
+                    &e.approved_by,
                 ],
             )
             .map_err(|err| map_err(&err))?;
@@ -1593,11 +1626,113 @@ impl Tx for PgTx<'_> {
             .opt(
                 "SELECT COUNT(*) FROM ledger_entries
                  WHERE staff_id = $1 AND created_at > $2 AND created_at <= $3 AND seq <= $4
-                   AND source = 'manual_reward'",
+                   AND source = 'manual_reward' AND approved_by IS NULL",
                 &[&staff_id, &us(after), &us(up_to), &up_to_seq],
             )?
             .map(|r| r.get(0))
             .unwrap_or(0))
+    }
+
+    fn count_approval_requests(
+        &mut self,
+        staff_id: Uuid,
+        after: Timestamp,
+        up_to: Timestamp,
+    ) -> StoreResult<i64> {
+        Ok(self
+            .opt(
+                "SELECT COUNT(*) FROM approvals
+                 WHERE requested_by = $1 AND requested_at > $2 AND requested_at <= $3",
+                &[&staff_id, &us(after), &us(up_to)],
+            )?
+            .map(|r| r.get(0))
+            .unwrap_or(0))
+    }
+
+    fn insert_approval(&mut self, a: &Approval) -> StoreResult<()> {
+        self.exec_one(
+            &format!(
+                "INSERT INTO approvals ({APPROVAL_INSERT_COLS})
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+            ),
+            &[
+                &a.id,
+                &a.status,
+                &a.player_id,
+                &a.points,
+                &a.reason,
+                &a.rating_slip_id,
+                &a.reward_key,
+                &a.requested_by,
+                &us(a.requested_at),
+                &us(a.expires_at),
+                &a.decided_by,
+                &a.decided_at.map(us),
+                &a.decision_reason,
+                &a.ledger_entry_id,
+                &a.correlation_id,
+            ],
+            "insert approval",
+        )
+    }
+
+    fn approval(&mut self, id: Uuid) -> StoreResult<Option<Approval>> {
+        let sql = format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE id = $1{}",
+            self.lock_suffix()
+        );
+        self.opt(&sql, &[&id])?
+            .map(|r| approval_row(&r))
+            .transpose()
+    }
+
+    fn approval_by_key(&mut self, key: &str) -> StoreResult<Option<Approval>> {
+        self.opt(
+            &format!("SELECT {APPROVAL_COLS} FROM approvals WHERE reward_key = $1"),
+            &[&key],
+        )?
+        .map(|r| approval_row(&r))
+        .transpose()
+    }
+
+    fn update_approval(&mut self, a: &Approval) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE approvals SET status = $2, decided_by = $3, decided_at = $4,
+                 decision_reason = $5, ledger_entry_id = $6
+             WHERE id = $1",
+            &[
+                &a.id,
+                &a.status,
+                &a.decided_by,
+                &a.decided_at.map(us),
+                &a.decision_reason,
+                &a.ledger_entry_id,
+            ],
+            "update approval",
+        )
+    }
+
+    fn approvals(
+        &mut self,
+        status: Option<&str>,
+        now: Timestamp,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Approval>> {
+        let rows = self.query(
+            &format!(
+                "SELECT {APPROVAL_COLS} FROM approvals
+                 WHERE ($1::TEXT IS NULL
+                        OR ($1 = 'PENDING' AND status = 'PENDING' AND expires_at > $2)
+                        OR ($1 = 'EXPIRED' AND (status = 'EXPIRED'
+                                                OR (status = 'PENDING' AND expires_at <= $2)))
+                        OR ($1 NOT IN ('PENDING', 'EXPIRED') AND status = $1))
+                   AND ($3::BIGINT IS NULL OR seq < $3)
+                 ORDER BY seq DESC LIMIT $4"
+            ),
+            &[&status, &us(now), &before_seq, &i64::from(limit)],
+        )?;
+        rows.iter().map(approval_row).collect()
     }
 
     fn insert_alert(&mut self, a: &Alert) -> StoreResult<bool> {

@@ -49,6 +49,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_escrow_change.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/sqlite/0011_approvals.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

@@ -227,10 +227,39 @@ fn slip_row(r: &Row<'_>) -> rusqlite::Result<RatingSlip> {
     })
 }
 
+const APPROVAL_INSERT_COLS: &str = "id, status, player_id, points, reason, rating_slip_id, \
+     reward_key, requested_by, requested_at, expires_at, decided_by, decided_at, \
+     decision_reason, ledger_entry_id, correlation_id";
+
+const APPROVAL_COLS: &str = "seq, id, status, player_id, points, reason, rating_slip_id, \
+     reward_key, requested_by, requested_at, expires_at, decided_by, decided_at, \
+     decision_reason, ledger_entry_id, correlation_id";
+
+fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
+    Ok(Approval {
+        seq: r.get(0)?,
+        id: uuid(r.get(1)?)?,
+        status: r.get(2)?,
+        player_id: uuid(r.get(3)?)?,
+        points: r.get(4)?,
+        reason: r.get(5)?,
+        rating_slip_id: uuid_opt(r.get(6)?)?,
+        reward_key: r.get(7)?,
+        requested_by: uuid(r.get(8)?)?,
+        requested_at: ts(r.get(9)?)?,
+        expires_at: ts(r.get(10)?)?,
+        decided_by: uuid_opt(r.get(11)?)?,
+        decided_at: ts_opt(r.get(12)?)?,
+        decision_reason: r.get(13)?,
+        ledger_entry_id: uuid_opt(r.get(14)?)?,
+        correlation_id: r.get(15)?,
+    })
+}
+
 pub(crate) const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
      reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, balance_after, \
      tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at, prev_hash, hash, \
-     escrow_change";
+     escrow_change, approved_by";
 
 /// [`ENTRY_COLS`] as they were before schema 10 (for the schema-7 chain
 /// backfill, which runs before `escrow_change` exists; read back as 0).
@@ -268,6 +297,11 @@ pub(crate) fn entry_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
             r.get(21)?
         } else {
             0
+        },
+        approved_by: if r.as_ref().column_count() > 22 {
+            uuid_opt(r.get(22)?)?
+        } else {
+            None
         },
     })
 }
@@ -653,8 +687,10 @@ impl Tx for SqliteTx<'_> {
             "INSERT INTO ledger_entries (id, player_id, transaction_type, event_type,
                  points_change, reason, source, staff_id, rating_slip_id, idempotency_key,
                  balance_before, balance_after, tier_before, tier_after, lifetime_after,
-                 escrow_id, correlation_id, created_at, prev_hash, hash, escrow_change)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
+                 escrow_id, correlation_id, created_at, prev_hash, hash, escrow_change,
+                 approved_by)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21,
+                     ?22)",
             params![
                 e.id.to_string(),
                 e.player_id.to_string(),
@@ -676,7 +712,8 @@ impl Tx for SqliteTx<'_> {
                 us(e.created_at),
                 e.prev_hash,
                 e.hash,
-                e.escrow_change
+                e.escrow_change,
+                e.approved_by.map(|u| u.to_string())
             ],
             "insert ledger entry",
         )?;
@@ -1567,11 +1604,116 @@ impl Tx for SqliteTx<'_> {
             .one(
                 "SELECT COUNT(*) FROM ledger_entries
                  WHERE staff_id = ?1 AND created_at > ?2 AND created_at <= ?3 AND seq <= ?4
-                   AND source = 'manual_reward'",
+                   AND source = 'manual_reward' AND approved_by IS NULL",
                 params![staff_id.to_string(), us(after), us(up_to), up_to_seq],
                 |r| r.get(0),
             )?
             .unwrap_or(0))
+    }
+
+    fn count_approval_requests(
+        &mut self,
+        staff_id: Uuid,
+        after: Timestamp,
+        up_to: Timestamp,
+    ) -> StoreResult<i64> {
+        Ok(self
+            .one(
+                "SELECT COUNT(*) FROM approvals
+                 WHERE requested_by = ?1 AND requested_at > ?2 AND requested_at <= ?3",
+                params![staff_id.to_string(), us(after), us(up_to)],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0))
+    }
+
+    fn insert_approval(&mut self, a: &Approval) -> StoreResult<()> {
+        self.exec_one(
+            &format!(
+                "INSERT INTO approvals ({APPROVAL_INSERT_COLS})
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+            ),
+            params![
+                a.id.to_string(),
+                a.status,
+                a.player_id.to_string(),
+                a.points,
+                a.reason,
+                a.rating_slip_id.map(|u| u.to_string()),
+                a.reward_key,
+                a.requested_by.to_string(),
+                us(a.requested_at),
+                us(a.expires_at),
+                a.decided_by.map(|u| u.to_string()),
+                a.decided_at.map(us),
+                a.decision_reason,
+                a.ledger_entry_id.map(|u| u.to_string()),
+                a.correlation_id
+            ],
+            "insert approval",
+        )
+    }
+
+    fn approval(&mut self, id: Uuid) -> StoreResult<Option<Approval>> {
+        self.one(
+            &format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = ?1"),
+            [id.to_string()],
+            approval_row,
+        )
+    }
+
+    fn approval_by_key(&mut self, key: &str) -> StoreResult<Option<Approval>> {
+        self.one(
+            &format!("SELECT {APPROVAL_COLS} FROM approvals WHERE reward_key = ?1"),
+            [key],
+            approval_row,
+        )
+    }
+
+    fn update_approval(&mut self, a: &Approval) -> StoreResult<()> {
+        self.exec_one(
+            "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4,
+                 decision_reason = ?5, ledger_entry_id = ?6
+             WHERE id = ?1",
+            params![
+                a.id.to_string(),
+                a.status,
+                a.decided_by.map(|u| u.to_string()),
+                a.decided_at.map(us),
+                a.decision_reason,
+                a.ledger_entry_id.map(|u| u.to_string())
+            ],
+            "update approval",
+        )
+    }
+
+    fn approvals(
+        &mut self,
+        status: Option<&str>,
+        now: Timestamp,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<Approval>> {
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {APPROVAL_COLS} FROM approvals
+                 WHERE (?1 IS NULL
+                        OR (?1 = 'PENDING' AND status = 'PENDING' AND expires_at > ?2)
+                        OR (?1 = 'EXPIRED' AND (status = 'EXPIRED'
+                                                OR (status = 'PENDING' AND expires_at <= ?2)))
+                        OR (?1 NOT IN ('PENDING', 'EXPIRED') AND status = ?1))
+                   AND (?3 IS NULL OR seq < ?3)
+                 ORDER BY seq DESC LIMIT ?4"
+            ))
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(
+                params![status, us(now), before_seq, i64::from(limit)],
+                approval_row,
+            )
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
     fn insert_alert(&mut self, a: &Alert) -> StoreResult<bool> {

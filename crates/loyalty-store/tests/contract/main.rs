@@ -14,6 +14,7 @@
 
 mod support;
 
+mod approvals;
 mod atomicity;
 mod corrections;
 mod ledger;
@@ -198,6 +199,11 @@ macro_rules! contract_suite {
                 concurrent_adjustments_cannot_overdraw_a_balance,
                 concurrent_rewards_lose_no_update,
                 concurrent_completions_and_rewards_for_one_player_all_succeed,
+            ],
+            approvals: [
+                a_request_waits_for_another_staff_members_approval,
+                requests_are_rejected_withdrawn_or_lapse_and_then_stay_so,
+                an_approval_the_balance_cannot_cover_is_refused_and_stays_pending,
             ],
             corrections: [
                 a_void_takes_back_what_the_slip_earned_with_lifetime_and_tier,

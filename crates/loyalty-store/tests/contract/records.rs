@@ -321,6 +321,7 @@ fn full_entry(player_id: Uuid, slip_id: Uuid, key: &str, tt: TransactionType) ->
         prev_hash: loyalty_store::chain::GENESIS.into(),
         hash: "ab".repeat(32),
         escrow_change: -7,
+        approved_by: Some(Uuid::now_v7()),
     }
 }
 

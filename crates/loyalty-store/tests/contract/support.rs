@@ -222,6 +222,7 @@ pub fn spec(player_id: Uuid, transaction_type: TransactionType, points_change: i
         idempotency_key: None,
         escrow_id: None,
         escrow_change: 0,
+        approved_by: None,
     }
 }
 
