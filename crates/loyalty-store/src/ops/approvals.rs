@@ -107,7 +107,7 @@ fn open_or_lapsed(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<Approval, Op
 #[derive(Debug, Clone)]
 pub enum Decision {
     /// Decided now (with the entry, when approved).
-    Made(Approval, Option<LedgerEntry>),
+    Made(Approval, Option<Box<LedgerEntry>>),
     /// The request was already decided this way: the first result.
     Repeated(Approval),
     /// The request is no longer pending (another decision, or it lapsed —
@@ -151,7 +151,7 @@ pub fn approve(
     a.ledger_entry_id = Some(entry.id);
     tx.update_approval(&a)?;
     decided(tx, ctx, &a)?;
-    Ok(Decision::Made(a, Some(entry)))
+    Ok(Decision::Made(a, Some(Box::new(entry))))
 }
 
 /// Rejects a pending request (`by` another staff member) or withdraws it

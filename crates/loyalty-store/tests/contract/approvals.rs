@@ -89,7 +89,7 @@ pub async fn a_request_waits_for_another_staff_members_approval(store: Store) {
     assert_eq!(entry.approved_by, Some(checker));
     assert_eq!(entry.points_change, 5_000);
     assert_eq!(entry.created_at, at(30));
-    assert_eq!(ledger(&store, player).await, vec![entry.clone()]);
+    assert_eq!(ledger(&store, player).await, vec![(*entry).clone()]);
     assert_eq!(account(&store, player).await.current_balance, 5_000);
 
     // A second approval answers the first result; a rejection is too late.
