@@ -252,8 +252,18 @@ fn apply_entry_to(
     } else {
         ctx.tiers.tier_for(account.lifetime_points).max(before.tier)
     };
+    // A player's entries are in time order: an entry is never dated before
+    // the previous one (once the account has entries, its `updated_at` is
+    // the newest one's time), even when two requests read the clock in one
+    // order and reach the account in the other. Balances as of an instant
+    // (`as_of`) rely on it.
+    let written_at = if before.entry_count > 0 {
+        ctx.now.max(before.updated_at)
+    } else {
+        ctx.now
+    };
     account.entry_count += 1;
-    account.updated_at = ctx.now;
+    account.updated_at = written_at;
     // A broken invariant is a bug: refuse to write it.
     if (lifetime_change >= 0 && account.lifetime_points < before.lifetime_points)
         || account.lifetime_points < 0
@@ -281,7 +291,7 @@ fn apply_entry_to(
         lifetime_after: account.lifetime_points,
         escrow_id: spec.escrow_id,
         correlation_id: ctx.correlation_id.clone(),
-        created_at: ctx.now,
+        created_at: written_at,
         // The player's chain: the account row is locked (or the writer is
         // the only one), so no other entry of this player comes between.
         prev_hash: tx.chain_head(spec.player_id)?,

@@ -216,11 +216,13 @@ async fn sqlite_migration_computes_the_chains_of_existing_entries() {
         let _ = std::thread::spawn(move || drop(store)).join();
         (p1, p2)
     };
-    // Back to schema 6: no escrow changes (schema 10), no slip corrections
-    // (schema 9), no chain columns.
+    // Back to schema 6: no approvals (schema 11), no escrow changes (schema
+    // 10), no slip corrections (schema 9), no chain columns.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "ALTER TABLE ledger_entries DROP COLUMN escrow_change;
+        "DROP TABLE approvals;
+         ALTER TABLE ledger_entries DROP COLUMN approved_by;
+         ALTER TABLE ledger_entries DROP COLUMN escrow_change;
          ALTER TABLE rating_slips DROP COLUMN corrections;
          DROP INDEX ledger_one_gameplay_per_slip;
          CREATE UNIQUE INDEX ledger_one_gameplay_per_slip
@@ -280,10 +282,12 @@ async fn sqlite_migration_gives_existing_wallet_entries_their_escrow_changes() {
         let _ = std::thread::spawn(move || drop(store)).join();
         (path, pid)
     };
-    // Back to schema 9: no escrow_change column.
+    // Back to schema 9: no approvals (schema 11), no escrow_change column.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "ALTER TABLE ledger_entries DROP COLUMN escrow_change;
+        "DROP TABLE approvals;
+         ALTER TABLE ledger_entries DROP COLUMN approved_by;
+         ALTER TABLE ledger_entries DROP COLUMN escrow_change;
          PRAGMA user_version = 9;",
     )
     .expect("downgrade");
