@@ -23,4 +23,7 @@ CREATE TABLE outbox_pending (
     written_at       TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 
-DROP TABLE outbox_sequence;
+-- `outbox_sequence` stays: the sequencer takes each batch's numbers from it
+-- in its own short transaction, so nodes of the previous version, which
+-- take their numbers there at commit, keep numbering consistently with new
+-- nodes during a rolling upgrade.

@@ -10,9 +10,11 @@
 //! PostgreSQL"); the short version:
 //!
 //! * gap-free and never revised: only a sequencer assigns `seq`, one at a
-//!   time, as `max(seq) + row_number()`, and commits the rows with their
-//!   numbers atomically; an aborted writer's pending rows never become
-//!   visible, so they never get a number;
+//!   time, taking the batch's numbers from the `outbox_sequence` counter
+//!   (which nodes of the previous version also use, so a rolling upgrade
+//!   numbers consistently) and committing the rows with their numbers
+//!   atomically; an aborted writer's pending rows never become visible, so
+//!   they never get a number;
 //! * per player in commit order: two writers of one player serialise on the
 //!   player's row lock, and events are written at the end of the
 //!   transaction, so the later writer's pending ids are larger; a snapshot
@@ -47,10 +49,12 @@ const SEQUENCER_LOCK: i64 = 7_411_002;
 
 /// One sequencer transaction, sent as one simple-protocol message (one
 /// round trip): take the sequencers' lock, move up to [`BATCH_ROWS`]
-/// committed pending rows into `outbox` numbered after its largest seq, in
-/// id order, and report how many moved and the oldest one's age. Each
+/// committed pending rows into `outbox`, numbered in id order from the
+/// counter row, and report how many moved and the oldest one's age. Each
 /// statement of a READ COMMITTED transaction takes a fresh snapshot, so the
-/// move sees every batch committed before the lock was granted.
+/// move sees every batch committed before the lock was granted. An empty
+/// pass writes nothing (no counter update), so an idle sequencer's polls
+/// cost no WAL and no fsync.
 fn move_batch_sql() -> String {
     format!(
         "BEGIN ISOLATION LEVEL READ COMMITTED;
@@ -59,15 +63,19 @@ WITH moved AS (
     DELETE FROM outbox_pending
     WHERE id IN (SELECT id FROM outbox_pending ORDER BY id LIMIT {BATCH_ROWS})
     RETURNING *
-), base AS (
-    SELECT coalesce(max(seq), 0) AS last FROM outbox
+), counted AS (
+    SELECT count(*) AS n FROM moved
+), taken AS (
+    UPDATE outbox_sequence SET last = last + (SELECT n FROM counted)
+    WHERE id = 1 AND (SELECT n FROM counted) > 0
+    RETURNING last - (SELECT n FROM counted) AS base
 ), numbered AS (
     INSERT INTO outbox (seq, event_id, event_type, version, occurred_at, correlation_id,
                         idempotency_key, source, payload)
-    SELECT base.last + row_number() OVER (ORDER BY moved.id), moved.event_id,
+    SELECT taken.base + row_number() OVER (ORDER BY moved.id), moved.event_id,
            moved.event_type, moved.version, moved.occurred_at, moved.correlation_id,
            moved.idempotency_key, moved.source, moved.payload
-    FROM moved CROSS JOIN base
+    FROM moved CROSS JOIN taken
     RETURNING seq
 )
 SELECT (SELECT count(*) FROM numbered),
