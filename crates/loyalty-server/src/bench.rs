@@ -290,6 +290,16 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         let mut handles = Vec::new();
         let deadline = Instant::now() + cfg.duration;
         let started = Instant::now();
+        let pb = crate::progress::timed(cfg.duration.as_secs(), &format!("{} clients", n));
+        let ticker = {
+            let pb = pb.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    pb.set_position(started.elapsed().as_secs());
+                }
+            })
+        };
         for i in 0..n {
             let (client, mut cfg, table_id) = (client.clone(), cfg.clone(), table_id.clone());
             let merchant_id = merchant_id.clone();
@@ -315,6 +325,8 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
             errors += e;
         }
         let elapsed = started.elapsed().as_secs_f64();
+        ticker.abort();
+        pb.finish_and_clear();
         all.sort();
         let r = BenchResult {
             clients: n,

@@ -22,6 +22,7 @@ pub mod http;
 pub mod idem;
 pub mod listen;
 pub mod metrics;
+pub mod progress;
 pub mod ratelimit;
 pub mod serve;
 pub mod views;

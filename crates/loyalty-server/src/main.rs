@@ -474,9 +474,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .transpose()?;
             let store = open_store(&storage.config())?;
             let rt = runtime()?;
-            let (checked, drift, total) = rt
-                .block_on(store.read(|tx| ops::verify(tx, 1000)))
+            let entries = rt
+                .block_on(store.read(|tx| tx.last_entry_seq()))
                 .context("verification failed to run")?;
+            let pb = loyalty_server::progress::bar(
+                u64::try_from(entries).unwrap_or(0),
+                "verifying",
+                "entries",
+            );
+            let bar = pb.clone();
+            let (checked, drift, total) = rt
+                .block_on(store.read(move |tx| {
+                    ops::verify_with_progress(tx, 1000, &mut |n| bar.set_position(n))
+                }))
+                .context("verification failed to run")?;
+            pb.finish_and_clear();
             let mut report = serde_json::json!({"accounts_checked": checked, "drift": drift, "drift_count": total});
             let mut changed = Vec::new();
             if let Some(cp) = &recorded {
@@ -569,14 +581,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = runtime()?;
             let result = rt.block_on(async {
                 let up_to = store.read(|tx| tx.last_entry_seq()).await?;
+                let pb = loyalty_server::progress::bar(
+                    u64::try_from(up_to).unwrap_or(0),
+                    "exporting",
+                    "entries",
+                );
                 let chunks =
                     loyalty_server::http::export::stream(store.clone(), format, up_to, from, to);
                 let mut chunks = Box::pin(chunks);
                 let mut out = std::io::stdout().lock();
                 while let Some(chunk) = chunks.next().await {
-                    out.write_all(&chunk?)?;
+                    let chunk = chunk?;
+                    pb.inc(chunk.iter().filter(|b| **b == b'\n').count() as u64);
+                    out.write_all(&chunk)?;
                 }
                 out.flush()?;
+                pb.finish_and_clear();
                 anyhow::Ok(())
             });
             drop(rt);
@@ -589,14 +609,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
                 anyhow::bail!("--to must be a postgres:// URL");
             }
-            let report =
-                loyalty_store::transfer::sqlite_to_postgres(&data_dir, &to).with_context(|| {
-                    format!(
-                        "cannot copy {} into {}",
-                        data_dir.display(),
-                        loyalty_store::postgres::redact(&to)
-                    )
-                })?;
+            let pb = loyalty_server::progress::bar(0, "copying", "rows");
+            let report = loyalty_store::transfer::sqlite_to_postgres_with_progress(
+                &data_dir,
+                &to,
+                &mut |total, done| match total {
+                    Some(t) => pb.set_length(t),
+                    None => pb.set_position(done),
+                },
+            )
+            .with_context(|| {
+                format!(
+                    "cannot copy {} into {}",
+                    data_dir.display(),
+                    loyalty_store::postgres::redact(&to)
+                )
+            })?;
+            pb.finish_and_clear();
             let store = open_store(&StorageConfig::Url(to.clone(), 2))?;
             let (checked, _, drift) = runtime()?
                 .block_on(store.read(|tx| ops::verify(tx, 10)))

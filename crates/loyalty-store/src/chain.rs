@@ -66,15 +66,27 @@ pub fn verify(
     tx: &mut dyn crate::Tx,
     report: &mut dyn FnMut(crate::Drift),
 ) -> crate::StoreResult<()> {
+    verify_with_progress(tx, report, &mut |_| {})
+}
+
+/// [`verify`], telling `progress` how many entries are checked so far
+/// after each page.
+pub fn verify_with_progress(
+    tx: &mut dyn crate::Tx,
+    report: &mut dyn FnMut(crate::Drift),
+    progress: &mut dyn FnMut(u64),
+) -> crate::StoreResult<()> {
     use std::collections::HashMap;
     let up_to = tx.last_entry_seq()?;
     let mut heads: HashMap<uuid::Uuid, [u8; 32]> = HashMap::new();
     let genesis = [0u8; 32];
     let mut after = 0;
+    let mut checked = 0u64;
     loop {
         let page = tx.entries_ascending(after, up_to, None, None, 1000)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
+        checked += page.len() as u64;
         for e in &page {
             let expected = heads.get(&e.player_id).copied().unwrap_or(genesis);
             let broken = if unhex(&e.prev_hash) != Some(expected) {
@@ -97,6 +109,7 @@ pub fn verify(
             }
             heads.insert(e.player_id, unhex(&e.hash).unwrap_or(genesis));
         }
+        progress(checked);
     }
     Ok(())
 }

@@ -53,6 +53,17 @@ fn lite_err(e: rusqlite::Error) -> StoreError {
 /// Copies the embedded database in `data_dir` into the empty PostgreSQL
 /// database at `url` (migrating both first).
 pub fn sqlite_to_postgres(data_dir: &Path, url: &str) -> StoreResult<TransferReport> {
+    sqlite_to_postgres_with_progress(data_dir, url, &mut |_, _| {})
+}
+
+/// [`sqlite_to_postgres`], telling `progress` the total number of rows to
+/// copy (`progress(Some(total), 0)`) and then how many are copied so far
+/// (`progress(None, n)`).
+pub fn sqlite_to_postgres_with_progress(
+    data_dir: &Path,
+    url: &str,
+    progress: &mut dyn FnMut(Option<u64>, u64),
+) -> StoreResult<TransferReport> {
     // Bring both schemas to this binary's version.
     drop(crate::sqlite::SqliteStore::open(data_dir)?);
     let target = crate::postgres::PgStore::open(url, 1)?;
@@ -96,14 +107,24 @@ pub fn sqlite_to_postgres(data_dir: &Path, url: &str) -> StoreResult<TransferRep
     tables.retain(|t| {
         !NOT_COPIED.contains(&t.as_str()) && !INDEX_TABLES.iter().any(|p| t.starts_with(p))
     });
+    let mut total = 0u64;
+    for table in &tables {
+        let n: i64 = lite
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .map_err(lite_err)?;
+        total += u64::try_from(n).unwrap_or(0);
+    }
+    progress(Some(total), 0);
     let mut tx = pg.transaction().map_err(pg_err)?;
     let mut report = TransferReport { tables: Vec::new() };
+    let mut done = 0u64;
     for table in &tables {
-        let n = copy_table(&lite, &mut tx, table)?;
+        let n = copy_table(&lite, &mut tx, table, &mut |k| progress(None, done + k))?;
+        done += n;
         report.tables.push((table.clone(), n));
     }
     // Every serial column (ledger seq, dead letter and feed ids, alerts)
-    // continues after the copied rows (the outbox's next seq is its max + 1).
+    // continues after the copied rows, and so does the outbox counter.
     let serials: Vec<(String, String)> = tx
         .query(
             "SELECT table_name::text, column_name::text FROM information_schema.columns
@@ -125,6 +146,10 @@ pub fn sqlite_to_postgres(data_dir: &Path, url: &str) -> StoreResult<TransferRep
         )
         .map_err(pg_err)?;
     }
+    tx.batch_execute(
+        "UPDATE outbox_sequence SET last = (SELECT coalesce(max(seq), 0) FROM outbox) WHERE id = 1;",
+    )
+    .map_err(pg_err)?;
     tx.commit().map_err(pg_err)?;
     // Close the blocking client here, on this (blocking) thread.
     drop(pg);
@@ -136,6 +161,7 @@ fn copy_table(
     lite: &rusqlite::Connection,
     tx: &mut postgres::Transaction<'_>,
     table: &str,
+    copied_so_far: &mut dyn FnMut(u64),
 ) -> StoreResult<u64> {
     let columns: Vec<(String, String)> = tx
         .query(
@@ -176,7 +202,11 @@ fn copy_table(
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|b| b.as_ref()).collect();
         tx.execute(&insert, &refs).map_err(pg_err)?;
         copied += 1;
+        if copied.is_multiple_of(1_000) {
+            copied_so_far(copied);
+        }
     }
+    copied_so_far(copied);
     Ok(copied)
 }
 

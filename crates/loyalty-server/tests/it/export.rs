@@ -137,3 +137,76 @@ async fn loyalty_export_on_the_command_line_writes_the_same_lines() {
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap(), http.text);
 }
+
+/// Long-running commands draw a progress bar on a terminal and nothing
+/// extra when their output is piped (issue 13 point 7): `export` and
+/// `verify` run twice, piped and under a pseudo-terminal (`script`), and the
+/// data written is the same.
+#[tokio::test]
+async fn export_and_verify_show_progress_on_a_terminal_only() {
+    let app = TestApp::spawn().await;
+    activity(&app).await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = app.storage.args().join(" ");
+    let bin = bin();
+    let bin = bin.display();
+
+    // Piped: stderr stays empty, stdout is the data.
+    let piped = Command::new(&*bin.to_string())
+        .args(["export", "--format", "csv"])
+        .args(app.storage.args())
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(
+        piped.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let verify = Command::new(&*bin.to_string())
+        .arg("verify")
+        .args(app.storage.args())
+        .output()
+        .unwrap();
+    assert!(verify.status.success());
+    assert!(
+        verify.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // On a terminal: the bar is drawn on it, the file gets only the data.
+    let file = dir.path().join("ledger.csv");
+    let tty = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{bin} export --format csv {args} > {}",
+            file.display()
+        ))
+        .arg("/dev/null")
+        .output()
+        .expect("script(1) from util-linux runs the command on a pseudo-terminal");
+    assert!(
+        tty.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tty.stderr)
+    );
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        screen.contains("exporting"),
+        "no progress bar drawn: {screen:?}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), piped.stdout);
+    let tty = Command::new("script")
+        .args(["-qec"])
+        .arg(format!("{bin} verify {args}"))
+        .arg("/dev/null")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        screen.contains("verifying"),
+        "no progress bar drawn: {screen:?}"
+    );
+    assert!(screen.contains("\"drift_count\":0"), "{screen:?}");
+}

@@ -1404,6 +1404,16 @@ pub(crate) fn manual_reward_by(
 /// Runs the integrity check; returns accounts checked and drift found (at
 /// most `drift_max` reported, the count is exact).
 pub fn verify(tx: &mut dyn Tx, drift_max: usize) -> Result<(u64, Vec<Drift>, u64), OpError> {
+    verify_with_progress(tx, drift_max, &mut |_| {})
+}
+
+/// [`verify`], telling `progress` how many ledger entries the chain check
+/// has covered so far (the longest part of the work).
+pub fn verify_with_progress(
+    tx: &mut dyn Tx,
+    drift_max: usize,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(u64, Vec<Drift>, u64), OpError> {
     let mut found = Vec::new();
     let mut total = 0u64;
     let mut report = |d: Drift| {
@@ -1413,7 +1423,7 @@ pub fn verify(tx: &mut dyn Tx, drift_max: usize) -> Result<(u64, Vec<Drift>, u64
         }
     };
     let checked = tx.verify_accounts(&mut report)?;
-    crate::chain::verify(tx, &mut report)?;
+    crate::chain::verify_with_progress(tx, &mut report, progress)?;
     wallet::verify(tx, &mut report)?;
     Ok((checked, found, total))
 }
