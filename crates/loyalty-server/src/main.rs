@@ -231,6 +231,10 @@ struct ServeArgs {
     /// Serve /metrics on this address instead of the main listener (which then answers 404 there).
     #[arg(long, env = "LOYALTY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// The embedded store's write-ahead log is kept below this size, MiB,
+    /// however long a load lasts.
+    #[arg(long, env = "LOYALTY_SQLITE_WAL_MAX_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(8..=65_536))]
+    sqlite_wal_max_mb: u64,
     /// Events buffered per live-stream connection before a slow client is disconnected.
     #[arg(long, env = "LOYALTY_STREAM_BUFFER_EVENTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     stream_buffer_events: u64,
@@ -427,6 +431,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     shutdown_grace: Duration::from_millis(a.shutdown_grace_ms),
                 },
                 metrics_listen: a.metrics_listen,
+                sqlite: loyalty_store::sqlite::SqliteOptions {
+                    wal_max_bytes: a.sqlite_wal_max_mb << 20,
+                },
             };
             // Run the server as a task so every part of it is polled by the
             // worker threads, not by the thread blocked in `block_on`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use loyalty_store::Store;
 use loyalty_store::postgres::PgStore;
-use loyalty_store::sqlite::SqliteStore;
+use loyalty_store::sqlite::{SqliteOptions, SqliteStore};
 
 use crate::app::{AppState, Settings};
 use crate::ratelimit::{Limit, MemoryLimiter, RateLimiter, RedisLimiter};
@@ -23,16 +23,21 @@ pub enum StorageConfig {
 
 /// Opens the configured storage.
 pub fn open_store(cfg: &StorageConfig) -> anyhow::Result<Store> {
+    open_store_with(cfg, &SqliteOptions::default())
+}
+
+/// [`open_store`] with the embedded store's options.
+pub fn open_store_with(cfg: &StorageConfig, sqlite: &SqliteOptions) -> anyhow::Result<Store> {
     match cfg {
         StorageConfig::DataDir(dir) => {
-            let s = SqliteStore::open(dir)
+            let s = SqliteStore::open_with(dir, sqlite.clone())
                 .with_context(|| format!("cannot open the data directory {}", dir.display()))?;
             Ok(Store::Sqlite(Arc::new(s)))
         }
         StorageConfig::Url(url, pool_size) => {
             let pool_size = *pool_size;
             if let Some(path) = url.strip_prefix("sqlite://") {
-                let s = SqliteStore::open(&PathBuf::from(path))
+                let s = SqliteStore::open_with(&PathBuf::from(path), sqlite.clone())
                     .with_context(|| format!("cannot open the data directory {path}"))?;
                 return Ok(Store::Sqlite(Arc::new(s)));
             }
@@ -67,13 +72,15 @@ pub struct ServeConfig {
     pub conn_limits: crate::listen::ConnLimits,
     /// A separate listener for `/metrics` (then the main one answers 404 there).
     pub metrics_listen: Option<SocketAddr>,
+    /// The embedded store's options (the write-ahead log's bound).
+    pub sqlite: SqliteOptions,
 }
 
 /// Runs the server until Ctrl-C / SIGTERM.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     // Opening may block (connecting, migrating): keep it off the async threads.
-    let storage = cfg.storage.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&storage))
+    let (storage, sqlite) = (cfg.storage.clone(), cfg.sqlite.clone());
+    let store = tokio::task::spawn_blocking(move || open_store_with(&storage, &sqlite))
         .await
         .context("opening storage panicked")??;
     if cfg.settings.test_mode {

@@ -66,6 +66,52 @@ pub struct SqliteStore {
     reader_permits: Semaphore,
     stop_checkpointer: Arc<AtomicBool>,
     committed: Arc<CommittedEvents>,
+    wal: Arc<WalState>,
+}
+
+/// Default of [`SqliteOptions::wal_max_bytes`]: 256 MiB.
+pub const WAL_MAX_BYTES_DEFAULT: u64 = 256 << 20;
+/// What a reset write-ahead log is truncated to (`journal_size_limit`).
+pub const WAL_RESET_BYTES: u64 = 4 << 20;
+
+/// How the embedded store runs.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The write-ahead log is kept below this size under sustained load:
+    /// once it holds an eighth of it, the checkpointer makes the writer's
+    /// next transaction start the log over (see [`checkpointer_loop`]); the
+    /// rest is headroom for the writes that land while a reader delays that.
+    pub wal_max_bytes: u64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            wal_max_bytes: WAL_MAX_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// What the writer and the checkpointer share about the write-ahead log.
+#[derive(Debug, Default)]
+struct WalState {
+    /// Held by the writer for each batch, and by the checkpointer for the
+    /// moment it needs the log to stand still.
+    gate: Mutex<()>,
+    /// When the writer last committed, ms since the Unix epoch.
+    last_commit_ms: std::sync::atomic::AtomicU64,
+    /// The longest the checkpointer has held the gate, µs (for reports).
+    longest_hold_us: std::sync::atomic::AtomicU64,
+    /// Times the checkpointer held the writer to copy the log's tail so
+    /// that the log could start over.
+    resets: std::sync::atomic::AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Most events [`CommittedEvents`] holds for its reader; older ones are
@@ -119,7 +165,10 @@ impl CommittedEvents {
 }
 
 /// How often the checkpointer folds the WAL back into the database file.
-pub const CHECKPOINT_INTERVAL_MS: u64 = 500;
+pub const CHECKPOINT_INTERVAL_MS: u64 = 100;
+/// The writer counts as idle after this long without a commit: the
+/// checkpointer then truncates the log to nothing.
+pub const WAL_IDLE_MS: u64 = 2_000;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
@@ -127,11 +176,34 @@ impl Drop for SqliteStore {
     }
 }
 
+/// `(completed, log frames, frames checkpointed)` after a checkpoint in
+/// `mode` (`completed` is false when it met a reader it could not wait for).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get::<_, i64>(0)? == 0, r.get(1)?, r.get(2)?))
+    })
+}
+
 /// Checkpoints the WAL from its own connection, so the writer never pays
 /// for a checkpoint inside a commit (SQLite's automatic checkpoint would
-/// copy pages and fsync the database file on the commit path). PASSIVE
-/// never blocks the writer or readers.
-fn checkpointer_loop(path: PathBuf, stop: Arc<AtomicBool>) {
+/// copy pages and fsync the database file on the commit path).
+///
+/// Every [`CHECKPOINT_INTERVAL_MS`] a PASSIVE checkpoint copies what it can
+/// without blocking anyone. Under sustained writes that never catches up
+/// with the end of the log, and SQLite starts a log over only when a writer
+/// begins while everything in it is copied and no reader still reads from
+/// it — with readers always about, the log would grow as long as the load
+/// lasts. Once the log holds an eighth of [`SqliteOptions::wal_max_bytes`],
+/// the checkpointer takes the writer's gate between two batches and runs a
+/// RESTART checkpoint: it copies the little written since its last pass and
+/// waits at most 5 ms for readers that started before to finish (readers
+/// that start meanwhile read the database file, not the log), then lets go.
+/// The writer's next transaction starts the log over, truncated to
+/// [`WAL_RESET_BYTES`] (`journal_size_limit`). If a reader outlasts the 5
+/// ms, the next pass tries again. When the writer has been idle for
+/// [`WAL_IDLE_MS`], a TRUNCATE checkpoint (also under the gate) empties the
+/// log.
+fn checkpointer_loop(path: PathBuf, stop: Arc<AtomicBool>, wal: Arc<WalState>, max_bytes: u64) {
     let conn = match open_conn(&path, false) {
         Ok(c) => c,
         Err(e) => {
@@ -139,10 +211,63 @@ fn checkpointer_loop(path: PathBuf, stop: Arc<AtomicBool>) {
             return;
         }
     };
+    // A TRUNCATE checkpoint waits for readers to leave the log; under the
+    // writer's gate it must give up quickly instead (it is retried later).
+    if let Err(e) = conn.busy_timeout(Duration::from_millis(5)) {
+        tracing::warn!(error = %e, "sqlite checkpointer: cannot set its busy timeout");
+    }
+    let page_bytes: u64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .map(|p| u64::try_from(p).unwrap_or(4096))
+        .unwrap_or(4096);
+    let frame_bytes = page_bytes + 24;
+    let reset_at = (max_bytes / 8).max(frame_bytes * 64);
+    let wal_path = {
+        let mut p = path.clone().into_os_string();
+        p.push("-wal");
+        PathBuf::from(p)
+    };
+    let gated = |mode: &str| -> rusqlite::Result<(bool, i64, i64)> {
+        let Ok(_gate) = wal.gate.lock() else {
+            return checkpoint(&conn, mode);
+        };
+        let started = std::time::Instant::now();
+        let r = checkpoint(&conn, mode);
+        let held = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        wal.longest_hold_us.fetch_max(held, Ordering::Relaxed);
+        metrics::histogram!("loyalty_sqlite_checkpoint_gate_seconds").record(held as f64 / 1e6);
+        r
+    };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(error = %e, "sqlite checkpoint failed");
+        let (_, log, _) = match checkpoint(&conn, "PASSIVE") {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "sqlite checkpoint failed");
+                continue;
+            }
+        };
+        let log_bytes = u64::try_from(log).unwrap_or(0) * frame_bytes;
+        let idle =
+            now_ms().saturating_sub(wal.last_commit_ms.load(Ordering::Relaxed)) >= WAL_IDLE_MS;
+        let file_bytes = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+        metrics::gauge!("loyalty_sqlite_wal_bytes").set(file_bytes as f64);
+        let result = if idle && file_bytes > 0 {
+            // No writer to start the log over: empty it now.
+            gated("TRUNCATE").map(|_| false)
+        } else if log_bytes >= reset_at && !idle {
+            // Let the log stand still for the copy of its tail and the wait
+            // for earlier readers: the next write starts it over.
+            gated("RESTART").map(|(completed, _, _)| completed)
+        } else {
+            Ok(false)
+        };
+        match result {
+            Ok(true) => {
+                wal.resets.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "sqlite checkpoint did not complete"),
         }
     }
 }
@@ -151,25 +276,36 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file `loyalty.db` in
     /// `data_dir`, applies migrations and starts the writer thread.
     pub fn open(data_dir: &Path) -> StoreResult<SqliteStore> {
+        SqliteStore::open_with(data_dir, SqliteOptions::default())
+    }
+
+    /// [`SqliteStore::open`] with options.
+    pub fn open_with(data_dir: &Path, options: SqliteOptions) -> StoreResult<SqliteStore> {
         create_private_dir(data_dir)?;
         let path = data_dir.join("loyalty.db");
         let mut conn = open_conn(&path, false)?;
         migrate(&mut conn)?;
         make_private(data_dir)?;
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
-            .map_err(tx::map_err)?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_RESET_BYTES};"
+        ))
+        .map_err(tx::map_err)?;
         let stop_checkpointer = Arc::new(AtomicBool::new(false));
-        let (cp_path, cp_stop) = (path.clone(), stop_checkpointer.clone());
+        let wal = Arc::new(WalState::default());
+        wal.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+        let (cp_path, cp_stop, cp_wal) = (path.clone(), stop_checkpointer.clone(), wal.clone());
+        let max_bytes = options.wal_max_bytes;
         std::thread::Builder::new()
             .name("sqlite-checkpointer".into())
-            .spawn(move || checkpointer_loop(cp_path, cp_stop))
+            .spawn(move || checkpointer_loop(cp_path, cp_stop, cp_wal, max_bytes))
             .map_err(|e| StoreError::Internal(format!("cannot start checkpointer: {e}")))?;
         let (jobs, rx) = mpsc::channel::<(Priority, Job)>(QUEUE_OPS_MAX);
         let committed = Arc::new(CommittedEvents::default());
         let writer_committed = committed.clone();
+        let writer_wal = wal.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, &writer_committed))
+            .spawn(move || writer_loop(conn, rx, &writer_committed, &writer_wal))
             .map_err(|e| StoreError::Internal(format!("cannot start writer: {e}")))?;
         Ok(SqliteStore {
             path,
@@ -178,7 +314,17 @@ impl SqliteStore {
             reader_permits: Semaphore::new(READERS_MAX),
             stop_checkpointer,
             committed,
+            wal,
         })
+    }
+
+    /// The longest the checkpointer has held the writer's gate, µs, and how
+    /// many times it did so to let the write-ahead log start over.
+    pub fn wal_stats(&self) -> (u64, u64) {
+        (
+            self.wal.longest_hold_us.load(Ordering::Relaxed),
+            self.wal.resets.load(Ordering::Relaxed),
+        )
     }
 
     /// The in-memory hand-over of committed events (see [`CommittedEvents`]).
@@ -451,6 +597,7 @@ fn writer_loop(
     conn: Connection,
     mut jobs: mpsc::Receiver<(Priority, Job)>,
     committed: &CommittedEvents,
+    wal: &WalState,
 ) {
     let mut requests: VecDeque<Job> = VecDeque::new();
     let mut background: VecDeque<Job> = VecDeque::new();
@@ -476,7 +623,11 @@ fn writer_loop(
         if let Some(job) = background.pop_front() {
             batch.push(job);
         }
+        // The checkpointer may hold the gate for a moment (see
+        // `checkpointer_loop`); a poisoned gate is no reason to stop writing.
+        let _gate = wal.gate.lock().unwrap_or_else(|p| p.into_inner());
         run_batch(&conn, &mut batch, committed);
+        wal.last_commit_ms.store(now_ms(), Ordering::Relaxed);
     }
 }
 

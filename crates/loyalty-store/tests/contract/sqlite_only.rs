@@ -302,3 +302,159 @@ async fn sqlite_migration_gives_existing_wallet_entries_their_escrow_changes() {
     assert!(drift.is_empty(), "{drift:?}");
     let _ = std::thread::spawn(move || drop(store)).join();
 }
+
+/// Issue 16 point 1: under sustained writes the write-ahead log stays below
+/// its bound (here 16 MiB) because the checkpointer lets it start over; a
+/// reader holding a snapshot only delays that until it lets go; once writes
+/// stop, the log is emptied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_the_wal_stays_bounded_under_load_and_empties_when_it_stops() {
+    use loyalty_store::sqlite::SqliteOptions;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    const BOUND: u64 = 16 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = Arc::new(
+        SqliteStore::open_with(
+            dir.path(),
+            SqliteOptions {
+                wal_max_bytes: BOUND,
+            },
+        )
+        .expect("open"),
+    );
+    let wal_path = {
+        let mut p = sqlite.path().to_path_buf().into_os_string();
+        p.push("-wal");
+        std::path::PathBuf::from(p)
+    };
+    let store = Store::Sqlite(sqlite.clone());
+    let staff = Uuid::now_v7();
+    let mut players = Vec::new();
+    for _ in 0..8 {
+        players.push(new_player(&store, at(0)).await.id);
+    }
+    let wal_size = move || std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+    let largest = Arc::new(AtomicU64::new(0));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (largest, sampling, wal_size) = (largest.clone(), sampling.clone(), wal_size.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::SeqCst) {
+                largest.fetch_max(wal_size(), Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+    };
+    // Readers always about, as the server's requests, tail and subscribers
+    // are: some reader is nearly always inside the log.
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let (store, players, sampling) = (store.clone(), players.clone(), sampling.clone());
+            tokio::spawn(async move {
+                let mut i = r;
+                while sampling.load(Ordering::SeqCst) {
+                    let p = players[i % players.len()];
+                    look(&store, move |tx| tx.account(p)).await;
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let load = |from: usize, n: usize| {
+        let (store, players) = (store.clone(), players.clone());
+        async move {
+            let mut tasks = Vec::new();
+            for w in 0..32 {
+                let (store, players) = (store.clone(), players.clone());
+                tasks.push(tokio::spawn(async move {
+                    for i in (from + w..from + n).step_by(32) {
+                        let reason = format!("wal load reward {i} {}", "x".repeat(200));
+                        let mut input =
+                            reward_input(players[i % players.len()], 3, &format!("wal-{i}"), staff);
+                        input.reason = reason;
+                        let c = ctx(at(1));
+                        op(&store, move |tx| {
+                            loyalty_store::ops::manual_reward(tx, &c, input)
+                        })
+                        .await
+                        .expect("reward");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+
+    // Sustained writes: the log starts over again and again, within bound.
+    load(0, 12_000).await;
+    let (longest_us, resets) = sqlite.wal_stats();
+    eprintln!(
+        "log starts over: {resets}; longest writer wait {longest_us} µs; largest log {} bytes",
+        largest.load(Ordering::SeqCst)
+    );
+    assert!(resets > 0, "the checkpointer never had the log start over");
+    assert!(
+        largest.load(Ordering::SeqCst) <= BOUND,
+        "the log reached {} bytes",
+        largest.load(Ordering::SeqCst)
+    );
+
+    // A reader holding a snapshot pins the log; writes go on regardless,
+    // and once it lets go the log starts over again.
+    let reader = rusqlite::Connection::open(sqlite.path()).expect("reader");
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM ledger_entries;")
+        .expect("a snapshot");
+    load(12_000, 3_000).await;
+    let pinned = wal_size();
+    assert!(
+        pinned > BOUND / 4,
+        "the snapshot should have pinned the log ({pinned} bytes)"
+    );
+    reader.execute_batch("COMMIT").expect("let go");
+    drop(reader);
+    // Writes go on; the log starts over and is cut back to its reset size.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut from = 15_000;
+    while wal_size() > BOUND {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log stayed at {} bytes after the reader let go",
+            wal_size()
+        );
+        load(from, 500).await;
+        from += 500;
+    }
+    largest.store(0, Ordering::SeqCst);
+    load(from, 6_000).await;
+    assert!(
+        largest.load(Ordering::SeqCst) <= BOUND,
+        "after the reader let go the log still reached {} bytes",
+        largest.load(Ordering::SeqCst)
+    );
+
+    // Writes stop: the log is emptied.
+    sampling.store(false, Ordering::SeqCst);
+    sampler.await.unwrap();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while wal_size() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle log was never emptied ({} bytes)",
+            wal_size()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, drift, _) = store
+        .read(|tx| loyalty_store::ops::verify(tx, 10))
+        .await
+        .expect("verify");
+    assert!(drift.is_empty(), "{drift:?}");
+    let _ = std::thread::spawn(move || drop(store)).join();
+}
