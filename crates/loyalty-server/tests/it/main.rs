@@ -12,6 +12,7 @@ mod concurrency;
 mod config;
 mod corrections;
 mod correlation;
+mod disk;
 mod export;
 mod ledger;
 mod reads;
