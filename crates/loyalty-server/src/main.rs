@@ -87,6 +87,19 @@ enum Command {
     },
     /// Drive a running server with concurrent clients and print latency.
     Bench(BenchArgs),
+    /// Fill a database with players and manual rewards through the real
+    /// operations (every balance, tier and hash as the server writes them),
+    /// for trying reads and verification at scale.
+    Seed {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Players to create.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+        players: u64,
+        /// Ledger entries to write, spread over the players.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000_000))]
+        entries: u64,
+    },
     /// The server's configuration.
     Config {
         #[command(subcommand)]
@@ -657,6 +670,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         // Answered in `main`, before the command line becomes a `Cli`.
         Command::Config { .. } => Ok(ExitCode::SUCCESS),
+        Command::Seed {
+            storage,
+            players,
+            entries,
+        } => {
+            init_logs("warn", false);
+            let store = open_store(&storage.config())?;
+            let rt = runtime()?;
+            let started = std::time::Instant::now();
+            let report = rt.block_on(seed(&store, players, entries));
+            drop(rt);
+            std::thread::spawn(move || drop(store)).join().ok();
+            let (players, entries) = report.context("seeding failed")?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                serde_json::json!({"players": players, "entries": entries,
+                    "seconds": (seconds * 1000.0).round() / 1000.0,
+                    "entries_per_second": (entries as f64 / seconds).round()})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(a) => {
             let cfg = loyalty_server::bench::BenchConfig {
                 url: a.url.trim_end_matches('/').to_string(),
@@ -670,6 +705,76 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Rows written per transaction by `loyalty seed`.
+const SEED_BATCH: u64 = 5_000;
+
+/// `loyalty seed`: players, then manual rewards spread over them, each
+/// through `ops` (balances, tiers, hash chain, events), thousands per
+/// transaction. Returns what was written.
+async fn seed(
+    store: &loyalty_store::Store,
+    players: u64,
+    entries: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let staff = uuid::Uuid::now_v7();
+    let pb = loyalty_server::progress::bar(players, "players", "players");
+    let mut ids: Vec<uuid::Uuid> = Vec::with_capacity(usize::try_from(players).unwrap_or(0));
+    let mut made = 0u64;
+    while made < players {
+        let n = SEED_BATCH.min(players - made);
+        let ctx = cli_ctx();
+        let batch = store
+            .write(move |tx| -> Result<Vec<uuid::Uuid>, ops::OpError> {
+                (made..made + n)
+                    .map(|i| {
+                        ops::create_player(tx, &ctx, format!("Seeded player {i}"), None)
+                            .map(|p| p.id)
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        ids.extend(batch);
+        made += n;
+        pb.set_position(made);
+    }
+    pb.finish_and_clear();
+    let ids = Arc::new(ids);
+    let pb = loyalty_server::progress::bar(entries, "entries", "entries");
+    let mut written = 0u64;
+    while written < entries {
+        let n = SEED_BATCH.min(entries - written);
+        let (ctx, ids) = (cli_ctx(), ids.clone());
+        store
+            .write(move |tx| -> Result<(), ops::OpError> {
+                let mut ctx = ctx;
+                ctx.staff_id = Some(staff);
+                for i in written..written + n {
+                    let player_id = ids[(i % ids.len() as u64) as usize];
+                    ops::manual_reward(
+                        tx,
+                        &ctx,
+                        ops::ManualReward {
+                            player_id,
+                            points: 1 + (i % 97) as i64,
+                            reason: format!("seeded reward {i}"),
+                            staff_id: staff,
+                            rating_slip_id: None,
+                            key: format!("seed:{staff}:{i}"),
+                        },
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        written += n;
+        pb.set_position(written);
+    }
+    pb.finish_and_clear();
+    Ok((players, entries))
 }
 
 fn cli_ctx() -> OpCtx {
