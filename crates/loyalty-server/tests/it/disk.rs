@@ -54,7 +54,9 @@ impl Drop for Tmpfs {
 
 fn mounted(size: &str) -> Option<Tmpfs> {
     if postgres_backend() {
-        // The embedded profile's disk; the PostgreSQL run has nothing to add.
+        // The embedded profile's disk: these run in the embedded pass of the
+        // suite; the PostgreSQL pass has no data directory to fill.
+        eprintln!("note: the disk tests check the embedded profile; not run against PostgreSQL");
         return None;
     }
     let m = Tmpfs::mount(size);
