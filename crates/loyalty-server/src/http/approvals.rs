@@ -99,7 +99,7 @@ struct RejectBody {
 
 /// The body of a decision: 200 `{approval, ledger_entry?}`; 409
 /// APPROVAL_NOT_PENDING with the approval when it was decided otherwise or
-/// lapsed.
+/// lapsed (its correlation id is set by the caller, from the operation).
 fn decision_body(d: &Decision, now: jiff::Timestamp) -> (StatusCode, Value) {
     match d {
         Decision::Made(a, entry) => (
@@ -120,7 +120,6 @@ fn decision_body(d: &Decision, now: jiff::Timestamp) -> (StatusCode, Value) {
             )
             .with_details(json!({"status": view(a, now)["status"]}))
             .body();
-            body["error"]["correlation_id"] = json!(crate::correlation::current());
             body["approval"] = view(a, now);
             (StatusCode::CONFLICT, body)
         }

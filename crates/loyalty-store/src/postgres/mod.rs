@@ -261,16 +261,6 @@ impl PgStore {
             *h = hook;
         }
     }
-
-    /// Numbers every committed event still waiting for its `seq` (blocking;
-    /// for tools reading the outbox of a quiescent installation). Returns
-    /// how many were numbered.
-    pub fn sequence_pending(&self) -> StoreResult<u64> {
-        let mut conn = self.take()?;
-        let n = sequencer::Sequencer::drain(&mut conn.client);
-        self.put_back(conn);
-        n
-    }
 }
 
 /// Runs `op` in a transaction; also says whether its commit wrote events.

@@ -141,12 +141,6 @@ impl Sequencer {
             tracing::warn!("events committed but not yet numbered; answering anyway");
         }
     }
-
-    /// One pass now, on the caller's connection (tools: before reading the
-    /// outbox of a quiescent installation).
-    pub(crate) fn drain(client: &mut Client) -> StoreResult<u64> {
-        pass(client)
-    }
 }
 
 impl Drop for Sequencer {

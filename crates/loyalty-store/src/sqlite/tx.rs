@@ -762,7 +762,7 @@ impl Tx for SqliteTx<'_> {
         player_id: Uuid,
         at: Timestamp,
     ) -> StoreResult<Option<BalancesAsOf>> {
-        let row = self.one(
+        self.one(
             "SELECT l.balance_after, l.lifetime_after, l.tier_after, l.created_at,
                     (SELECT COALESCE(SUM(e.escrow_change), 0) FROM ledger_entries e
                      INDEXED BY ledger_player
@@ -772,27 +772,15 @@ impl Tx for SqliteTx<'_> {
              ORDER BY l.seq DESC LIMIT 1",
             rusqlite::params![player_id.to_string(), us(at)],
             |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
+                Ok(BalancesAsOf {
+                    current_balance: r.get(0)?,
+                    lifetime_points: r.get(1)?,
+                    tier: tier(r.get(2)?)?,
+                    last_entry_at: ts(r.get(3)?)?,
+                    escrow_balance: r.get(4)?,
+                })
             },
-        )?;
-        row.map(|(balance, lifetime, t, created, escrow)| {
-            Ok(BalancesAsOf {
-                current_balance: balance,
-                lifetime_points: lifetime,
-                tier: Tier::parse(&t)
-                    .ok_or_else(|| StoreError::Internal(format!("bad stored tier {t}")))?,
-                last_entry_at: Timestamp::from_microsecond(created)
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
-                escrow_balance: escrow,
-            })
-        })
-        .transpose()
+        )
     }
 
     fn entry(&mut self, id: Uuid) -> StoreResult<Option<LedgerEntry>> {
