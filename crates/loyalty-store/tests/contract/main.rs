@@ -17,6 +17,7 @@ mod support;
 mod approvals;
 mod atomicity;
 mod corrections;
+mod event_payloads;
 mod ledger;
 mod pagination;
 mod postgres_only;
@@ -223,6 +224,9 @@ macro_rules! contract_suite {
                 expiry_refunds_each_due_hold_once_and_wins_or_loses_cleanly,
                 concurrent_holds_never_overdraw_and_lose_nothing,
                 verify_reports_each_broken_wallet_invariant,
+            ],
+            event_payloads: [
+                every_event_keeps_its_documented_payload_byte_for_byte,
             ],
             pagination: [
                 entry_pages_walk_newest_first_without_gaps_or_duplicates,
