@@ -9,12 +9,16 @@
 //! * [`tier`] — tiers, their thresholds and multipliers, and tier progress.
 //! * [`model`] — the nouns shared by the store and the server: roles,
 //!   permissions, slip states, transaction types, bounded input newtypes.
+//! * [`events`] — the domain events, one typed variant and payload struct
+//!   per type, written to the outbox and matched by the subscribers.
 #![warn(missing_docs)]
 
+pub mod events;
 pub mod model;
 pub mod policy;
 pub mod tier;
 
+pub use events::{Event, EventType};
 pub use model::*;
 pub use policy::{
     Accrual, AccrualInput, Bonus, GameSettings, PolicyError, accrual, compute_points,

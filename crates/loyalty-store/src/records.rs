@@ -316,6 +316,30 @@ pub struct NewEvent {
     pub payload: serde_json::Value,
 }
 
+impl NewEvent {
+    /// The outbox row of a domain event: its type, source, version and
+    /// payload, with the envelope's identity.
+    pub fn of(
+        event: &loyalty_core::Event,
+        event_id: Uuid,
+        occurred_at: Timestamp,
+        correlation_id: String,
+        idempotency_key: Option<String>,
+    ) -> NewEvent {
+        let ty = event.event_type();
+        NewEvent {
+            event_id,
+            event_type: ty.as_str(),
+            version: event.version(),
+            occurred_at,
+            correlation_id,
+            idempotency_key,
+            source: ty.source(),
+            payload: event.payload(),
+        }
+    }
+}
+
 /// An event as stored, with its global sequence number.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRecord {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
 use jiff::SignedDuration;
-use loyalty_core::Tier;
+use loyalty_core::events::{Event, EventType, ManualRewardAlert};
 use loyalty_store::{Account, Alert, EventRecord, FeedItem, NewEvent, Tx};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -36,17 +36,23 @@ pub const FEED_NOTIFICATIONS: &str = "notifications";
 /// LEDGER_ENTRY_CREATED says, and slip pauses and bet changes are floor
 /// detail; leaving them out keeps the feed readable and halves its writes.
 pub const ACTIVITY_TYPES: &[&str] = &[
-    "PLAYER_CREATED",
-    "RATING_SLIP_OPENED",
-    "RATING_SLIP_COMPLETED",
-    "LOYALTY_ACCRUAL_FAILED",
-    "LEDGER_ENTRY_CREATED",
-    "TIER_CHANGED",
-    "ESCROW_HELD",
-    "ESCROW_SETTLED",
-    "ESCROW_PARTIAL_SETTLED",
-    "ESCROW_REFUNDED",
-    "ESCROW_EXPIRED",
+    EventType::PlayerCreated.as_str(),
+    EventType::RatingSlipOpened.as_str(),
+    EventType::RatingSlipCompleted.as_str(),
+    EventType::LoyaltyAccrualFailed.as_str(),
+    EventType::LedgerEntryCreated.as_str(),
+    EventType::TierChanged.as_str(),
+    EventType::EscrowHeld.as_str(),
+    EventType::EscrowSettled.as_str(),
+    EventType::EscrowPartialSettled.as_str(),
+    EventType::EscrowRefunded.as_str(),
+    EventType::EscrowExpired.as_str(),
+];
+const BALANCE_TYPES: &[&str] = &[EventType::BalanceUpdated.as_str()];
+const TIER_TYPES: &[&str] = &[EventType::TierChanged.as_str()];
+const REWARD_TYPES: &[&str] = &[
+    EventType::PointsUpdateRequested.as_str(),
+    EventType::ApprovalRequested.as_str(),
 ];
 
 /// More manual rewards than this by one staff member in the window raise an alert.
@@ -62,20 +68,20 @@ pub fn shipped(state: &AppState) -> Vec<Subscription> {
     if let Some(cache) = &state.events.balance_cache {
         subs.push(Subscription {
             name: BALANCE_CACHE,
-            event_types: Some(&["BALANCE_UPDATED"]),
+            event_types: Some(BALANCE_TYPES),
             priority: 0,
             handler: Handler::Local(cache.clone()),
         });
     }
     subs.push(Subscription {
         name: TIER_NOTIFICATIONS,
-        event_types: Some(&["TIER_CHANGED"]),
+        event_types: Some(TIER_TYPES),
         priority: 10,
         handler: Handler::Durable(Arc::new(TierNotifications)),
     });
     subs.push(Subscription {
         name: MANUAL_REWARD_ALERTS,
-        event_types: Some(&["POINTS_UPDATE_REQUESTED", "APPROVAL_REQUESTED"]),
+        event_types: Some(REWARD_TYPES),
         priority: 20,
         handler: Handler::Durable(Arc::new(ManualRewardAlerts)),
     });
@@ -88,18 +94,14 @@ pub fn shipped(state: &AppState) -> Vec<Subscription> {
     subs
 }
 
-fn uuid_at(payload: &Value, field: &str) -> Option<Uuid> {
-    payload
-        .get(field)?
-        .as_str()
-        .and_then(|s| Uuid::parse_str(s).ok())
+/// The stored event as its typed variant; an event that does not parse is
+/// a failed delivery (retried, then dead-lettered), never a guess.
+fn typed(ev: &EventRecord) -> Result<Event, String> {
+    Event::from_stored(&ev.event_type, ev.version, &ev.payload).map_err(|e| e.to_string())
 }
 
-fn i64_at(payload: &Value, field: &str) -> Result<i64, String> {
-    payload
-        .get(field)
-        .and_then(Value::as_i64)
-        .ok_or_else(|| format!("payload has no integer {field}"))
+fn unexpected(ev: &EventRecord) -> String {
+    format!("unexpected event type {}", ev.event_type)
 }
 
 // ---------------------------------------------------------------- balance cache
@@ -186,21 +188,17 @@ impl BalanceCache {
     }
 
     fn snapshot_of(event: &EventRecord) -> Result<Snapshot, String> {
-        let p = &event.payload;
-        let player_id = uuid_at(p, "player_id").ok_or("payload has no player_id")?;
-        let tier = p
-            .get("tier")
-            .and_then(Value::as_str)
-            .and_then(Tier::parse)
-            .ok_or("payload has no tier")?;
+        let Event::BalanceUpdated(b) = typed(event)? else {
+            return Err(unexpected(event));
+        };
         Ok(Snapshot {
             seq: event.seq,
             account: Account {
-                player_id,
-                current_balance: i64_at(p, "current_balance")?,
-                escrow_balance: i64_at(p, "escrow_balance")?,
-                lifetime_points: i64_at(p, "lifetime_points")?,
-                tier,
+                player_id: b.player_id,
+                current_balance: b.current_balance,
+                escrow_balance: b.escrow_balance,
+                lifetime_points: b.lifetime_points,
+                tier: b.tier,
                 entry_count: 0,
                 updated_at: event.occurred_at,
             },
@@ -235,19 +233,19 @@ impl DurableHandler for TierNotifications {
         ev: &EventRecord,
         _ctx: &HandleCtx,
     ) -> Result<Vec<Deferred>, String> {
-        let p = &ev.payload;
-        let player_id = uuid_at(p, "player_id").ok_or("payload has no player_id")?;
-        let before = p.get("tier_before").and_then(Value::as_str).unwrap_or("");
-        let after = p.get("tier_after").and_then(Value::as_str).unwrap_or("");
+        let Event::TierChanged(t) = typed(ev)? else {
+            return Err(unexpected(ev));
+        };
+        let (before, after) = (t.tier_before.as_str(), t.tier_after.as_str());
         let data = json!({
-            "kind": "TIER_CHANGED",
+            "kind": EventType::TierChanged.as_str(),
             "message": format!("Tier changed from {before} to {after}"),
             "tier_before": before,
             "tier_after": after,
-            "lifetime_points": p.get("lifetime_points"),
-            "ledger_entry_id": p.get("ledger_entry_id"),
+            "lifetime_points": t.lifetime_points,
+            "ledger_entry_id": t.ledger_entry_id,
         });
-        feed_item(tx, FEED_NOTIFICATIONS, player_id, ev, data)?;
+        feed_item(tx, FEED_NOTIFICATIONS, t.player_id, ev, data)?;
         Ok(Vec::new())
     }
 }
@@ -277,29 +275,35 @@ struct ActivityFeed;
 
 /// One line a player can read about an event of their activity feed.
 pub fn summary(ev: &EventRecord) -> String {
-    let p = &ev.payload;
-    let n = |f: &str| p.get(f).and_then(Value::as_i64).unwrap_or(0);
-    let s = |f: &str| p.get(f).and_then(Value::as_str).unwrap_or("").to_string();
-    match ev.event_type.as_str() {
-        "PLAYER_CREATED" => "Joined the loyalty program".into(),
-        "RATING_SLIP_OPENED" => format!("Sat down to play (average bet {})", s("average_bet")),
-        "RATING_SLIP_COMPLETED" => format!("Finished a session of {} s", n("seconds_played")),
-        "LEDGER_ENTRY_CREATED" => format!(
+    match typed(ev) {
+        Ok(Event::PlayerCreated(_)) => "Joined the loyalty program".into(),
+        Ok(Event::RatingSlipOpened(o)) => {
+            format!("Sat down to play (average bet {})", o.average_bet)
+        }
+        Ok(Event::RatingSlipCompleted(c)) => {
+            format!("Finished a session of {} s", c.seconds_played)
+        }
+        Ok(Event::LedgerEntryCreated(e)) => format!(
             "{} {:+} points (balance {})",
-            s("transaction_type"),
-            n("points_change"),
-            n("balance_after")
+            e.transaction_type.as_str(),
+            e.points_change,
+            e.balance_after
         ),
-        "TIER_CHANGED" => format!("Tier {} → {}", s("tier_before"), s("tier_after")),
-        "ESCROW_HELD" => format!("{} points held for a redemption", n("amount")),
-        "ESCROW_SETTLED" | "ESCROW_PARTIAL_SETTLED" => format!(
+        Ok(Event::TierChanged(t)) => format!(
+            "Tier {} → {}",
+            t.tier_before.as_str(),
+            t.tier_after.as_str()
+        ),
+        Ok(Event::EscrowHeld(h)) => format!("{} points held for a redemption", h.escrow.amount),
+        Ok(Event::EscrowSettled(s) | Event::EscrowPartialSettled(s)) => format!(
             "{} points redeemed ({} still held)",
-            n("captured"),
-            n("held_amount")
+            s.captured, s.escrow.held_amount
         ),
-        "ESCROW_REFUNDED" => format!("{} held points returned", n("refunded")),
-        "ESCROW_EXPIRED" => format!("{} held points returned (hold expired)", n("refunded")),
-        other => other.replace('_', " ").to_lowercase(),
+        Ok(Event::EscrowRefunded(r)) => format!("{} held points returned", r.refunded),
+        Ok(Event::EscrowExpired(r)) => {
+            format!("{} held points returned (hold expired)", r.refunded)
+        }
+        _ => ev.event_type.replace('_', " ").to_lowercase(),
     }
 }
 
@@ -310,7 +314,7 @@ impl DurableHandler for ActivityFeed {
         ev: &EventRecord,
         _ctx: &HandleCtx,
     ) -> Result<Vec<Deferred>, String> {
-        let Some(player_id) = uuid_at(&ev.payload, "player_id") else {
+        let Some(player_id) = typed(ev)?.player_id() else {
             return Ok(Vec::new());
         };
         // A key only: the item is shown from the event in the outbox.
@@ -331,16 +335,20 @@ impl DurableHandler for ManualRewardAlerts {
         ev: &EventRecord,
         ctx: &HandleCtx,
     ) -> Result<Vec<Deferred>, String> {
-        let p = &ev.payload;
-        let Some(staff_id) = uuid_at(p, "staff_id") else {
+        // Under dual control a request counts when it is made
+        // (APPROVAL_REQUESTED), not again when its entry is written
+        // (POINTS_UPDATE_REQUESTED with `approved_by`).
+        let (staff_id, entry_id, approval_id) = match typed(ev)? {
+            Event::PointsUpdateRequested(r) if r.approved_by.is_none() => {
+                (r.staff_id, Some(r.ledger_entry_id), None)
+            }
+            Event::PointsUpdateRequested(_) => return Ok(Vec::new()),
+            Event::ApprovalRequested(a) => (Some(a.staff_id), None, Some(a.approval_id)),
+            _ => return Err(unexpected(ev)),
+        };
+        let Some(staff_id) = staff_id else {
             return Ok(Vec::new());
         };
-        // Under dual control a request counts when it is made
-        // (APPROVAL_REQUESTED), not again when its entry is written.
-        if p.get("approved_by").is_some_and(|v| !v.is_null()) {
-            return Ok(Vec::new());
-        }
-        let entry_id = uuid_at(p, "ledger_entry_id");
         let err = |e: loyalty_store::StoreError| e.to_string();
         let up_to_seq = match entry_id {
             Some(id) => {
@@ -385,29 +393,24 @@ impl DurableHandler for ManualRewardAlerts {
         if !tx.insert_alert(&alert).map_err(err)? {
             return Ok(Vec::new());
         }
-        let mut payload = json!({
-            "alert_id": alert.id,
-            "staff_id": staff_id,
-            "count": count,
-            "window_seconds": ALERT_WINDOW_SECONDS,
-            "window_start": window_start,
-            "threshold": ALERT_REWARDS_MAX,
-            "trigger_event_id": ev.event_id,
-            "ledger_entry_id": entry_id,
+        let event = Event::ManualRewardAlert(ManualRewardAlert {
+            alert_id: alert.id,
+            staff_id,
+            count,
+            window_seconds: ALERT_WINDOW_SECONDS,
+            window_start,
+            threshold: ALERT_REWARDS_MAX,
+            trigger_event_id: ev.event_id,
+            ledger_entry_id: entry_id,
+            approval_id,
         });
-        if let Some(a) = p.get("approval_id") {
-            payload["approval_id"] = a.clone();
-        }
-        tx.append_event(NewEvent {
-            event_id: alert.event_id,
-            event_type: "MANUAL_REWARD_ALERT",
-            version: 1,
-            occurred_at: at,
-            correlation_id: ev.correlation_id.clone(),
-            idempotency_key: None,
-            source: "alerts",
-            payload,
-        })
+        tx.append_event(NewEvent::of(
+            &event,
+            alert.event_id,
+            at,
+            ev.correlation_id.clone(),
+            None,
+        ))
         .map_err(err)?;
         let log: Deferred = Box::new(move || log_alert(&alert));
         Ok(vec![log])

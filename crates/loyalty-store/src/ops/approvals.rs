@@ -5,7 +5,7 @@
 //! requester withdraws it, or it lapses after [`APPROVAL_TTL_HOURS`].
 
 use jiff::SignedDuration;
-use serde_json::json;
+use loyalty_core::events::{self as ev, Event};
 use uuid::Uuid;
 
 use super::{ManualReward, OpCtx, OpError, manual_reward_by};
@@ -31,11 +31,16 @@ pub mod status {
 fn decided(tx: &mut dyn Tx, ctx: &OpCtx, a: &Approval) -> Result<(), OpError> {
     ctx.emit(
         tx,
-        "APPROVAL_DECIDED",
-        "approvals",
-        json!({"approval_id": a.id, "status": a.status, "player_id": a.player_id,
-               "points": a.points, "requested_by": a.requested_by, "decided_by": a.decided_by,
-               "decision_reason": a.decision_reason, "ledger_entry_id": a.ledger_entry_id}),
+        Event::ApprovalDecided(ev::ApprovalDecided {
+            approval_id: a.id,
+            status: a.status.clone(),
+            player_id: a.player_id,
+            points: a.points,
+            requested_by: a.requested_by,
+            decided_by: a.decided_by,
+            decision_reason: a.decision_reason.clone(),
+            ledger_entry_id: a.ledger_entry_id,
+        }),
     )
 }
 
@@ -81,12 +86,15 @@ pub fn request(
     tx.insert_approval(&approval)?;
     ctx.emit(
         tx,
-        "APPROVAL_REQUESTED",
-        "approvals",
-        json!({"approval_id": approval.id, "player_id": approval.player_id,
-               "points": approval.points, "reason": approval.reason,
-               "staff_id": approval.requested_by, "rating_slip_id": approval.rating_slip_id,
-               "expires_at": approval.expires_at}),
+        Event::ApprovalRequested(ev::ApprovalRequested {
+            approval_id: approval.id,
+            player_id: approval.player_id,
+            points: approval.points,
+            reason: approval.reason.clone(),
+            staff_id: approval.requested_by,
+            rating_slip_id: approval.rating_slip_id,
+            expires_at: approval.expires_at,
+        }),
     )?;
     Ok((approval, false))
 }

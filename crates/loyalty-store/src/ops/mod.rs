@@ -14,13 +14,13 @@ pub mod wallet;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
+use loyalty_core::events::{self as ev, Event, EventType};
 use loyalty_core::{
     AccrualInput, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TierTable, TransactionType,
     compute_points,
 };
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::records::*;
@@ -126,23 +126,15 @@ pub struct OpCtx {
 }
 
 impl OpCtx {
-    fn emit(
-        &self,
-        tx: &mut dyn Tx,
-        event_type: &'static str,
-        source: &'static str,
-        payload: serde_json::Value,
-    ) -> Result<(), OpError> {
-        Ok(tx.append_event(NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type,
-            version: 1,
-            occurred_at: self.now,
-            correlation_id: self.correlation_id.clone(),
-            idempotency_key: self.idempotency_key.clone(),
-            source,
-            payload,
-        })?)
+    /// Appends `event` to the outbox in this transaction.
+    fn emit(&self, tx: &mut dyn Tx, event: impl Into<Event>) -> Result<(), OpError> {
+        Ok(tx.append_event(NewEvent::of(
+            &event.into(),
+            Uuid::now_v7(),
+            self.now,
+            self.correlation_id.clone(),
+            self.idempotency_key.clone(),
+        ))?)
     }
 }
 
@@ -162,14 +154,13 @@ pub struct EntrySpec {
     pub player_id: Uuid,
     /// Kind.
     pub transaction_type: TransactionType,
-    /// Business event, e.g. `RATING_SLIP_COMPLETED`.
-    pub event_type: &'static str,
+    /// Business event, e.g. `RATING_SLIP_COMPLETED`; its source is the
+    /// entry's subsystem.
+    pub event_type: EventType,
     /// Signed change of the available balance.
     pub points_change: i64,
     /// Why.
     pub reason: Option<String>,
-    /// Subsystem.
-    pub source: &'static str,
     /// Staff member responsible.
     pub staff_id: Option<Uuid>,
     /// Rating slip concerned.
@@ -277,10 +268,10 @@ fn apply_entry_to(
         id: Uuid::now_v7(),
         player_id: spec.player_id,
         transaction_type: spec.transaction_type,
-        event_type: spec.event_type.to_string(),
+        event_type: spec.event_type.as_str().to_string(),
         points_change: spec.points_change,
         reason: spec.reason,
-        source: spec.source.to_string(),
+        source: spec.event_type.source().to_string(),
         staff_id: spec.staff_id,
         rating_slip_id: spec.rating_slip_id,
         idempotency_key: spec.idempotency_key,
@@ -305,45 +296,39 @@ fn apply_entry_to(
 
     ctx.emit(
         tx,
-        "LEDGER_ENTRY_CREATED",
-        "ledger",
-        json!({
-            "ledger_entry_id": entry.id,
-            "player_id": entry.player_id,
-            "transaction_type": entry.transaction_type,
-            "points_change": entry.points_change,
-            "balance_before": entry.balance_before,
-            "balance_after": entry.balance_after,
-            "staff_id": entry.staff_id,
-            "rating_slip_id": entry.rating_slip_id,
-            "escrow_id": entry.escrow_id,
+        Event::LedgerEntryCreated(ev::LedgerEntryCreated {
+            ledger_entry_id: entry.id,
+            player_id: entry.player_id,
+            transaction_type: entry.transaction_type,
+            points_change: entry.points_change,
+            balance_before: entry.balance_before,
+            balance_after: entry.balance_after,
+            staff_id: entry.staff_id,
+            rating_slip_id: entry.rating_slip_id,
+            escrow_id: entry.escrow_id,
         }),
     )?;
     ctx.emit(
         tx,
-        "BALANCE_UPDATED",
-        "ledger",
-        json!({
-            "player_id": account.player_id,
-            "ledger_entry_id": entry.id,
-            "current_balance": account.current_balance,
-            "escrow_balance": account.escrow_balance,
-            "lifetime_points": account.lifetime_points,
-            "balance_before": before.current_balance,
-            "tier": account.tier,
+        Event::BalanceUpdated(ev::BalanceUpdated {
+            player_id: account.player_id,
+            ledger_entry_id: entry.id,
+            current_balance: account.current_balance,
+            escrow_balance: account.escrow_balance,
+            lifetime_points: account.lifetime_points,
+            balance_before: before.current_balance,
+            tier: account.tier,
         }),
     )?;
     if account.tier != before.tier {
         ctx.emit(
             tx,
-            "TIER_CHANGED",
-            "ledger",
-            json!({
-                "player_id": account.player_id,
-                "ledger_entry_id": entry.id,
-                "tier_before": before.tier,
-                "tier_after": account.tier,
-                "lifetime_points": account.lifetime_points,
+            Event::TierChanged(ev::TierChanged {
+                player_id: account.player_id,
+                ledger_entry_id: entry.id,
+                tier_before: before.tier,
+                tier_after: account.tier,
+                lifetime_points: account.lifetime_points,
             }),
         )?;
     }
@@ -371,9 +356,11 @@ pub fn create_staff(
     tx.insert_token(token_hash, TokenSubject::Staff(staff.id), ctx.now)?;
     ctx.emit(
         tx,
-        "STAFF_CREATED",
-        "staff",
-        json!({"staff_id": staff.id, "role": staff.role, "created_by": ctx.staff_id}),
+        Event::StaffCreated(ev::StaffCreated {
+            staff_id: staff.id,
+            role: staff.role,
+            created_by: ctx.staff_id,
+        }),
     )?;
     Ok(staff)
 }
@@ -407,9 +394,10 @@ pub fn create_player(
     })?;
     ctx.emit(
         tx,
-        "PLAYER_CREATED",
-        "players",
-        json!({"player_id": player.id, "card_number": player.card_number}),
+        Event::PlayerCreated(ev::PlayerCreated {
+            player_id: player.id,
+            card_number: player.card_number.clone(),
+        }),
     )?;
     Ok(player)
 }
@@ -424,10 +412,12 @@ pub fn disable_staff(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<Staff, Op
         let revoked = tx.revoke_subject_tokens(TokenSubject::Staff(id), ctx.now)?;
         ctx.emit(
             tx,
-            "STAFF_DISABLED",
-            "staff",
-            json!({"staff_id": id, "role": before.role, "disabled_by": ctx.staff_id,
-                   "tokens_revoked": revoked}),
+            Event::StaffDisabled(ev::StaffDisabled {
+                staff_id: id,
+                role: before.role,
+                disabled_by: ctx.staff_id,
+                tokens_revoked: revoked,
+            }),
         )?;
     }
     tx.staff(id)?
@@ -440,9 +430,11 @@ pub fn revoke_player_tokens(tx: &mut dyn Tx, ctx: &OpCtx, player_id: Uuid) -> Re
     let revoked = tx.revoke_subject_tokens(TokenSubject::Player(player_id), ctx.now)?;
     ctx.emit(
         tx,
-        "PLAYER_TOKENS_REVOKED",
-        "players",
-        json!({"player_id": player_id, "revoked_by": ctx.staff_id, "tokens_revoked": revoked}),
+        Event::PlayerTokensRevoked(ev::PlayerTokensRevoked {
+            player_id,
+            revoked_by: ctx.staff_id,
+            tokens_revoked: revoked,
+        }),
     )?;
     Ok(revoked)
 }
@@ -457,15 +449,16 @@ pub fn revoke_token(
 ) -> Result<bool, OpError> {
     let revoked = tx.revoke_token(token_hash, ctx.now)?;
     if revoked {
-        let (kind, id) = match subject {
-            TokenSubject::Staff(id) => ("staff", id),
-            TokenSubject::Player(id) => ("player", id),
+        let (subject, subject_id) = match subject {
+            TokenSubject::Staff(id) => (ev::TokenHolder::Staff, id),
+            TokenSubject::Player(id) => (ev::TokenHolder::Player, id),
         };
         ctx.emit(
             tx,
-            "TOKEN_REVOKED",
-            "auth",
-            json!({"subject": kind, "subject_id": id}),
+            Event::TokenRevoked(ev::TokenRevoked {
+                subject,
+                subject_id,
+            }),
         )?;
     }
     Ok(revoked)
@@ -482,9 +475,10 @@ pub fn create_player_token(
     tx.insert_token(token_hash, TokenSubject::Player(player_id), ctx.now)?;
     ctx.emit(
         tx,
-        "PLAYER_TOKEN_ISSUED",
-        "players",
-        json!({"player_id": player_id, "issued_by": ctx.staff_id}),
+        Event::PlayerTokenIssued(ev::PlayerTokenIssued {
+            player_id,
+            issued_by: ctx.staff_id,
+        }),
     )?;
     Ok(())
 }
@@ -508,9 +502,10 @@ pub fn create_table(
     tx.insert_table(&table)?;
     ctx.emit(
         tx,
-        "TABLE_CREATED",
-        "tables",
-        json!({"table_id": table.id, "settings": table.settings}),
+        Event::TableCreated(ev::TableChanged {
+            table_id: table.id,
+            settings: table.settings.clone(),
+        }),
     )?;
     Ok(table)
 }
@@ -529,9 +524,10 @@ pub fn patch_table(
     tx.update_table(&table)?;
     ctx.emit(
         tx,
-        "TABLE_UPDATED",
-        "tables",
-        json!({"table_id": table.id, "settings": table.settings}),
+        Event::TableUpdated(ev::TableChanged {
+            table_id: table.id,
+            settings: table.settings.clone(),
+        }),
     )?;
     Ok(table)
 }
@@ -596,10 +592,14 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
     tx.insert_slip(&slip)?;
     ctx.emit(
         tx,
-        "RATING_SLIP_OPENED",
-        "rating_slip",
-        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "table_id": slip.table_id,
-               "average_bet": slip.average_bet, "started_at": slip.started_at, "staff_id": ctx.staff_id}),
+        Event::RatingSlipOpened(ev::RatingSlipOpened {
+            rating_slip_id: slip.id,
+            player_id: slip.player_id,
+            table_id: slip.table_id,
+            average_bet: slip.average_bet,
+            started_at: slip.started_at,
+            staff_id: ctx.staff_id,
+        }),
     )?;
     Ok(slip)
 }
@@ -612,21 +612,16 @@ fn open_or_paused(tx: &mut dyn Tx, id: Uuid) -> Result<RatingSlip, OpError> {
     Ok(slip)
 }
 
-fn slip_event(
-    tx: &mut dyn Tx,
-    ctx: &OpCtx,
-    event_type: &'static str,
-    slip: &RatingSlip,
-) -> Result<(), OpError> {
-    ctx.emit(
-        tx,
-        event_type,
-        "rating_slip",
-        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "status": slip.status,
-               "average_bet": slip.average_bet, "accumulated_seconds": slip.played_us_at(ctx.now) / 1_000_000,
-               "staff_id": ctx.staff_id}),
-    )?;
-    Ok(())
+/// The payload of a slip's UPDATED, PAUSED or RESUMED event.
+fn slip_changed(ctx: &OpCtx, slip: &RatingSlip) -> ev::RatingSlipChanged {
+    ev::RatingSlipChanged {
+        rating_slip_id: slip.id,
+        player_id: slip.player_id,
+        status: slip.status,
+        average_bet: slip.average_bet,
+        accumulated_seconds: slip.played_us_at(ctx.now) / 1_000_000,
+        staff_id: ctx.staff_id,
+    }
 }
 
 /// Changes the average bet of a slip that is not closed.
@@ -640,7 +635,7 @@ pub fn set_average_bet(
     slip.average_bet = average_bet;
     slip.updated_at = ctx.now;
     tx.update_slip(&slip)?;
-    slip_event(tx, ctx, "RATING_SLIP_UPDATED", &slip)?;
+    ctx.emit(tx, Event::RatingSlipUpdated(slip_changed(ctx, &slip)))?;
     Ok(slip)
 }
 
@@ -658,7 +653,7 @@ pub fn pause_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<RatingSlip, 
     slip.status = SlipStatus::Paused;
     slip.updated_at = ctx.now;
     tx.update_slip(&slip)?;
-    slip_event(tx, ctx, "RATING_SLIP_PAUSED", &slip)?;
+    ctx.emit(tx, Event::RatingSlipPaused(slip_changed(ctx, &slip)))?;
     Ok(slip)
 }
 
@@ -672,7 +667,7 @@ pub fn resume_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<RatingSlip,
     slip.status = SlipStatus::Open;
     slip.updated_at = ctx.now;
     tx.update_slip(&slip)?;
-    slip_event(tx, ctx, "RATING_SLIP_RESUMED", &slip)?;
+    ctx.emit(tx, Event::RatingSlipResumed(slip_changed(ctx, &slip)))?;
     Ok(slip)
 }
 
@@ -798,11 +793,15 @@ pub fn complete_slip(
     // outcome (accrued or pending).
     ctx.emit(
         tx,
-        "RATING_SLIP_COMPLETED",
-        "rating_slip",
-        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "table_id": slip.table_id,
-               "average_bet": slip.average_bet, "seconds_played": slip.accumulated_us / 1_000_000,
-               "ended_at": ended, "staff_id": ctx.staff_id}),
+        Event::RatingSlipCompleted(ev::RatingSlipCompleted {
+            rating_slip_id: slip.id,
+            player_id: slip.player_id,
+            table_id: slip.table_id,
+            average_bet: slip.average_bet,
+            seconds_played: slip.accumulated_us / 1_000_000,
+            ended_at: ended,
+            staff_id: ctx.staff_id,
+        }),
     )?;
     accrue_guarded(tx, ctx, slip)
 }
@@ -902,11 +901,14 @@ fn accrue_guarded(
             tx.update_slip(&slip)?;
             ctx.emit(
                 tx,
-                "LOYALTY_ACCRUAL_FAILED",
-                "rating_slip",
-                json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "error": error,
-                       "attempts": slip.accrual_attempts, "recovery_needed": true,
-                       "next_retry_at": slip.next_retry_at}),
+                Event::LoyaltyAccrualFailed(ev::LoyaltyAccrualFailed {
+                    rating_slip_id: slip.id,
+                    player_id: slip.player_id,
+                    error: error.clone(),
+                    attempts: slip.accrual_attempts,
+                    recovery_needed: true,
+                    next_retry_at: slip.next_retry_at,
+                }),
             )?;
             Ok(Completion::Pending { slip, error })
         }
@@ -940,10 +942,9 @@ fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerE
         EntrySpec {
             player_id: slip.player_id,
             transaction_type: TransactionType::Gameplay,
-            event_type: "RATING_SLIP_COMPLETED",
+            event_type: EventType::RatingSlipCompleted,
             points_change: points,
             reason: None,
-            source: "rating_slip",
             staff_id: ctx.staff_id,
             rating_slip_id: Some(slip.id),
             idempotency_key: Some(gameplay_key(slip.id)),
@@ -1023,7 +1024,7 @@ fn reverse_accrual(
     slip: &RatingSlip,
     current: &LedgerEntry,
     reason: &str,
-    event_type: &'static str,
+    event_type: EventType,
 ) -> Result<LedgerEntry, OpError> {
     apply_entry(
         tx,
@@ -1034,7 +1035,6 @@ fn reverse_accrual(
             event_type,
             points_change: -current.points_change,
             reason: Some(reason.to_string()),
-            source: "rating_slip",
             staff_id: ctx.staff_id,
             rating_slip_id: Some(slip.id),
             idempotency_key: Some(reversal_key(slip.id, slip.corrections.len() + 1)),
@@ -1120,7 +1120,7 @@ pub fn void_slip(
             &slip,
             &current,
             &change.reason,
-            "RATING_SLIP_VOIDED",
+            EventType::RatingSlipVoided,
         )?),
         None => None,
     };
@@ -1141,11 +1141,14 @@ pub fn void_slip(
     tx.update_slip(&slip)?;
     ctx.emit(
         tx,
-        "RATING_SLIP_VOIDED",
-        "rating_slip",
-        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "reason": change.reason,
-               "points_reversed": reversal.as_ref().map(|e| -e.points_change).unwrap_or(0),
-               "reversal_entry_id": reversal.as_ref().map(|e| e.id), "staff_id": ctx.staff_id}),
+        Event::RatingSlipVoided(ev::RatingSlipVoided {
+            rating_slip_id: slip.id,
+            player_id: slip.player_id,
+            reason: change.reason.clone(),
+            points_reversed: reversal.as_ref().map(|e| -e.points_change).unwrap_or(0),
+            reversal_entry_id: reversal.as_ref().map(|e| e.id),
+            staff_id: ctx.staff_id,
+        }),
     )?;
     Ok(SlipCorrected {
         slip,
@@ -1245,7 +1248,7 @@ pub fn correct_slip(
         &slip,
         &current,
         &change.reason,
-        "RATING_SLIP_CORRECTED",
+        EventType::RatingSlipCorrected,
     )?;
     let accrual = apply_entry(
         tx,
@@ -1253,10 +1256,9 @@ pub fn correct_slip(
         EntrySpec {
             player_id: slip.player_id,
             transaction_type: TransactionType::Gameplay,
-            event_type: "RATING_SLIP_CORRECTED",
+            event_type: EventType::RatingSlipCorrected,
             points_change: points,
             reason: Some(change.reason.clone()),
-            source: "rating_slip",
             staff_id: ctx.staff_id,
             rating_slip_id: Some(slip.id),
             idempotency_key: Some(correction_key(slip.id, slip.corrections.len() + 1)),
@@ -1284,13 +1286,19 @@ pub fn correct_slip(
     tx.update_slip(&slip)?;
     ctx.emit(
         tx,
-        "RATING_SLIP_CORRECTED",
-        "rating_slip",
-        json!({"rating_slip_id": slip.id, "player_id": slip.player_id, "reason": change.reason,
-               "average_bet": slip.average_bet, "started_at": slip.started_at,
-               "ended_at": slip.ended_at, "points_reversed": -reversal.points_change,
-               "points_accrued": accrual.points_change, "reversal_entry_id": reversal.id,
-               "ledger_entry_id": accrual.id, "staff_id": ctx.staff_id}),
+        Event::RatingSlipCorrected(ev::RatingSlipCorrected {
+            rating_slip_id: slip.id,
+            player_id: slip.player_id,
+            reason: change.reason.clone(),
+            average_bet: slip.average_bet,
+            started_at: slip.started_at,
+            ended_at: slip.ended_at,
+            points_reversed: -reversal.points_change,
+            points_accrued: accrual.points_change,
+            reversal_entry_id: reversal.id,
+            ledger_entry_id: accrual.id,
+            staff_id: ctx.staff_id,
+        }),
     )?;
     Ok(SlipCorrected {
         slip,
@@ -1379,10 +1387,9 @@ pub(crate) fn manual_reward_by(
         EntrySpec {
             player_id: input.player_id,
             transaction_type,
-            event_type: "POINTS_UPDATE_REQUESTED",
+            event_type: EventType::PointsUpdateRequested,
             points_change: input.points,
             reason: Some(input.reason),
-            source: "manual_reward",
             staff_id: Some(input.staff_id),
             rating_slip_id: input.rating_slip_id,
             idempotency_key: Some(input.key),
@@ -1391,13 +1398,18 @@ pub(crate) fn manual_reward_by(
             approved_by,
         },
     )?;
-    let mut payload = json!({"player_id": entry.player_id, "staff_id": entry.staff_id,
-        "points": entry.points_change, "reason": entry.reason, "ledger_entry_id": entry.id,
-        "rating_slip_id": entry.rating_slip_id});
-    if let Some(by) = entry.approved_by {
-        payload["approved_by"] = json!(by);
-    }
-    ctx.emit(tx, "POINTS_UPDATE_REQUESTED", "manual_reward", payload)?;
+    ctx.emit(
+        tx,
+        Event::PointsUpdateRequested(ev::PointsUpdateRequested {
+            player_id: entry.player_id,
+            staff_id: entry.staff_id,
+            points: entry.points_change,
+            reason: entry.reason.clone(),
+            ledger_entry_id: entry.id,
+            rating_slip_id: entry.rating_slip_id,
+            approved_by: entry.approved_by,
+        }),
+    )?;
     Ok((entry, false))
 }
 

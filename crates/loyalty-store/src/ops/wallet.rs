@@ -21,17 +21,14 @@
 //! so no step can be written twice, whatever a client retries.
 
 use jiff::{SignedDuration, Timestamp};
+use loyalty_core::events::{self as ev, Event, EventType};
 use loyalty_core::limits::{ESCROW_AMOUNT_MAX, ESCROW_EXPIRY_DAYS_MAX};
 use loyalty_core::{EscrowStatus, TransactionType};
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{EntrySpec, OpCtx, OpError, apply_entry_to, points_in_range, validation};
 use crate::records::*;
 use crate::{Cell, StoreError, Tx};
-
-/// Source of the wallet's ledger entries and events.
-pub const SOURCE: &str = "wallet";
 
 /// Input of [`hold`], its text already checked at the edge.
 #[derive(Debug, Clone)]
@@ -82,9 +79,11 @@ pub fn create_merchant(tx: &mut dyn Tx, ctx: &OpCtx, name: String) -> Result<Mer
         .ok_or_else(|| StoreError::Internal("merchant vanished after insert".into()))?;
     ctx.emit(
         tx,
-        "MERCHANT_CREATED",
-        SOURCE,
-        json!({"merchant_id": merchant.id, "name": merchant.name, "created_by": ctx.staff_id}),
+        Event::MerchantCreated(ev::MerchantCreated {
+            merchant_id: merchant.id,
+            name: merchant.name.clone(),
+            created_by: ctx.staff_id,
+        }),
     )?;
     Ok(merchant)
 }
@@ -145,7 +144,7 @@ pub fn hold(tx: &mut dyn Tx, ctx: &OpCtx, input: Hold) -> Result<Escrow, OpError
         step(
             &escrow,
             TransactionType::EscrowHold,
-            "ESCROW_HELD",
+            EventType::EscrowHeld,
             -escrow.amount,
             escrow.amount,
             format!("escrow:{}:hold", escrow.id),
@@ -153,7 +152,13 @@ pub fn hold(tx: &mut dyn Tx, ctx: &OpCtx, input: Hold) -> Result<Escrow, OpError
             ctx,
         ),
     )?;
-    emit(tx, ctx, "ESCROW_HELD", &escrow, &entry, json!({}))?;
+    let escrow_state = state(tx, ctx, &escrow, &entry)?;
+    ctx.emit(
+        tx,
+        Event::EscrowHeld(ev::EscrowHeld {
+            escrow: escrow_state,
+        }),
+    )?;
     Ok(escrow)
 }
 
@@ -182,7 +187,7 @@ pub fn settle(tx: &mut dyn Tx, ctx: &OpCtx, input: Capture) -> Result<Escrow, Op
         step(
             &escrow,
             TransactionType::EscrowSettle,
-            "ESCROW_SETTLED",
+            EventType::EscrowSettled,
             0,
             -amount,
             format!("escrow:{}:capture:{}", escrow.id, escrow.version),
@@ -199,25 +204,27 @@ pub fn settle(tx: &mut dyn Tx, ctx: &OpCtx, input: Capture) -> Result<Escrow, Op
     escrow.settled_amount += amount;
     let rest = escrow.held_amount();
     let mut last = capture.clone();
-    let event = if rest == 0 {
+    let partial = rest > 0 && input.final_capture;
+    if rest == 0 {
         escrow.status = EscrowStatus::Settled;
-        "ESCROW_SETTLED"
-    } else if input.final_capture {
-        last = refund_rest(tx, ctx, &mut escrow, "ESCROW_PARTIAL_SETTLED", None)?;
+    } else if partial {
+        last = refund_rest(tx, ctx, &mut escrow, EventType::EscrowPartialSettled, None)?;
         escrow.status = EscrowStatus::PartiallySettled;
-        "ESCROW_PARTIAL_SETTLED"
-    } else {
-        "ESCROW_SETTLED"
-    };
+    }
     bump(tx, ctx, &mut escrow)?;
-    emit(
+    let settled = ev::EscrowSettled {
+        escrow: state(tx, ctx, &escrow, &last)?,
+        captured: amount,
+        capture_entry_id: capture.id,
+        merchant_earnings: merchant.earnings,
+    };
+    ctx.emit(
         tx,
-        ctx,
-        event,
-        &escrow,
-        &last,
-        json!({"captured": amount, "capture_entry_id": capture.id,
-               "merchant_earnings": merchant.earnings}),
+        if partial {
+            Event::EscrowPartialSettled(settled)
+        } else {
+            Event::EscrowSettled(settled)
+        },
     )?;
     Ok(escrow)
 }
@@ -231,16 +238,16 @@ pub fn refund(
 ) -> Result<Escrow, OpError> {
     let mut escrow = held_escrow(tx, ctx, escrow_id, expected_version)?;
     let refunded = escrow.held_amount();
-    let entry = refund_rest(tx, ctx, &mut escrow, "ESCROW_REFUNDED", None)?;
+    let entry = refund_rest(tx, ctx, &mut escrow, EventType::EscrowRefunded, None)?;
     escrow.status = EscrowStatus::Refunded;
     bump(tx, ctx, &mut escrow)?;
-    emit(
+    let escrow_state = state(tx, ctx, &escrow, &entry)?;
+    ctx.emit(
         tx,
-        ctx,
-        "ESCROW_REFUNDED",
-        &escrow,
-        &entry,
-        json!({"refunded": refunded}),
+        Event::EscrowRefunded(ev::EscrowRefunded {
+            escrow: escrow_state,
+            refunded,
+        }),
     )?;
     Ok(escrow)
 }
@@ -261,16 +268,16 @@ pub fn expire(tx: &mut dyn Tx, ctx: &OpCtx, escrow_id: Uuid) -> Result<Option<Es
         escrow.expires_at.map(|t| t.to_string()).unwrap_or_default(),
         escrow.reason
     );
-    let entry = refund_rest(tx, ctx, &mut escrow, "ESCROW_EXPIRED", Some(reason))?;
+    let entry = refund_rest(tx, ctx, &mut escrow, EventType::EscrowExpired, Some(reason))?;
     escrow.status = EscrowStatus::Expired;
     bump(tx, ctx, &mut escrow)?;
-    emit(
+    let escrow_state = state(tx, ctx, &escrow, &entry)?;
+    ctx.emit(
         tx,
-        ctx,
-        "ESCROW_EXPIRED",
-        &escrow,
-        &entry,
-        json!({"refunded": refunded}),
+        Event::EscrowExpired(ev::EscrowRefunded {
+            escrow: escrow_state,
+            refunded,
+        }),
     )?;
     Ok(Some(escrow))
 }
@@ -308,7 +315,7 @@ fn refund_rest(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
     escrow: &mut Escrow,
-    event_type: &'static str,
+    event_type: EventType,
     reason: Option<String>,
 ) -> Result<LedgerEntry, OpError> {
     let rest = escrow.held_amount();
@@ -339,7 +346,7 @@ fn refund_rest(
 fn step(
     escrow: &Escrow,
     transaction_type: TransactionType,
-    event_type: &'static str,
+    event_type: EventType,
     points_change: i64,
     escrow_change: i64,
     key: String,
@@ -352,7 +359,6 @@ fn step(
         event_type,
         points_change,
         reason: Some(reason),
-        source: SOURCE,
         staff_id: ctx.staff_id,
         rating_slip_id: None,
         idempotency_key: Some(key),
@@ -369,40 +375,34 @@ fn bump(tx: &mut dyn Tx, ctx: &OpCtx, escrow: &mut Escrow) -> Result<(), OpError
     Ok(())
 }
 
-/// The wallet event of a step: the escrow's ids and amounts, and the
-/// player's balances after it.
-fn emit(
+/// The escrow fields of a step's wallet event: the escrow's ids and
+/// amounts, and the player's balances after it.
+fn state(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    event_type: &'static str,
     escrow: &Escrow,
     entry: &LedgerEntry,
-    extra: serde_json::Value,
-) -> Result<(), OpError> {
+) -> Result<ev::EscrowState, OpError> {
     let account = tx
         .account(escrow.player_id)?
         .ok_or_else(|| StoreError::Internal("escrow of a player without an account".into()))?;
-    let mut payload = json!({
-        "escrow_id": escrow.id,
-        "player_id": escrow.player_id,
-        "merchant_id": escrow.merchant_id,
-        "status": escrow.status,
-        "amount": escrow.amount,
-        "settled_amount": escrow.settled_amount,
-        "refunded_amount": escrow.refunded_amount,
-        "held_amount": escrow.held_amount(),
-        "current_balance": account.current_balance,
-        "escrow_balance": account.escrow_balance,
-        "ledger_entry_id": entry.id,
-        "reference": escrow.reference,
-        "expires_at": escrow.expires_at,
-        "staff_id": ctx.staff_id,
-        "version": escrow.version,
-    });
-    if let (Some(p), Some(x)) = (payload.as_object_mut(), extra.as_object()) {
-        p.extend(x.clone());
-    }
-    ctx.emit(tx, event_type, SOURCE, payload)
+    Ok(ev::EscrowState {
+        escrow_id: escrow.id,
+        player_id: escrow.player_id,
+        merchant_id: escrow.merchant_id,
+        status: escrow.status,
+        amount: escrow.amount,
+        settled_amount: escrow.settled_amount,
+        refunded_amount: escrow.refunded_amount,
+        held_amount: escrow.held_amount(),
+        current_balance: account.current_balance,
+        escrow_balance: account.escrow_balance,
+        ledger_entry_id: entry.id,
+        reference: escrow.reference.clone(),
+        expires_at: escrow.expires_at,
+        staff_id: ctx.staff_id,
+        version: escrow.version,
+    })
 }
 
 // ---------------------------------------------------------------- verify

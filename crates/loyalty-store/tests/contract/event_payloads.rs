@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use loyalty_core::Role;
+use loyalty_core::events::Event;
 use loyalty_store::ops::wallet::{self, Capture, Hold};
 use loyalty_store::ops::{self, OpenSlip, SlipChange, approvals};
 use loyalty_store::{EventRecord, Store, TokenSubject};
@@ -311,7 +312,17 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     barrier(&store).await;
     let events = look(&store, |tx| tx.events(0, 1_000, None)).await;
 
-    /*TYPED*/
+    // Each stored event reads back as its typed variant, which writes the
+    // very same type, source, version and payload.
+    for e in &events {
+        let typed = Event::from_stored(&e.event_type, e.version, &e.payload)
+            .unwrap_or_else(|err| panic!("event {} does not parse: {err}", e.seq));
+        assert_eq!(typed.event_type().as_str(), e.event_type);
+        assert_eq!(typed.event_type().source(), e.source);
+        assert_eq!(typed.version(), e.version);
+        assert_eq!(typed.payload(), e.payload, "{}", e.event_type);
+    }
+
     let got = lines(&events);
     let path = fixture_path();
     if std::env::var("LOYALTY_BLESS").is_ok_and(|v| v == "1") {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use loyalty_core::{GameSettings, TierTable, TransactionType};
+use loyalty_core::{EventType, GameSettings, TierTable, TransactionType};
 use loyalty_store::ops::{self, EntrySpec, ManualReward, OpCtx, OpError};
 use loyalty_store::{
     Account, EntryQuery, EventRecord, GameTable, LedgerEntry, Player, Store, StoreResult, Tx,
@@ -213,10 +213,9 @@ pub fn spec(player_id: Uuid, transaction_type: TransactionType, points_change: i
     EntrySpec {
         player_id,
         transaction_type,
-        event_type: "CONTRACT_TEST",
+        event_type: EventType::PointsUpdateRequested,
         points_change,
         reason: None,
-        source: "contract_test",
         staff_id: None,
         rating_slip_id: None,
         idempotency_key: None,
