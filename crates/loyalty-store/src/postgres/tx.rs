@@ -1373,9 +1373,9 @@ impl Tx for PgTx<'_> {
             "SELECT a.player_id, a.current_balance, a.escrow_balance, a.lifetime_points, a.tier,
                     a.entry_count, a.updated_at,
                     e.id, e.transaction_type, e.points_change, e.balance_before, e.balance_after,
-                    e.lifetime_after
-             FROM loyalty_accounts a LEFT JOIN ledger_entries e ON e.player_id = a.player_id
-             ORDER BY a.player_id, e.seq"
+                    e.lifetime_after, e.player_id
+             FROM loyalty_accounts a FULL JOIN ledger_entries e ON e.player_id = a.player_id
+             ORDER BY COALESCE(a.player_id, e.player_id), e.seq"
                 .to_string();
         let st = self.stmt(&sql)?;
         let params: [&(dyn ToSql + Sync); 0] = [];
@@ -1387,19 +1387,22 @@ impl Tx for PgTx<'_> {
         let mut checker = crate::ops::verify::Checker::new(drift);
         let mut current: Option<Uuid> = None;
         while let Some(r) = rows.next().map_err(|e| map_err(&e))? {
-            let account = account_row(&r, 0)?;
-            if current != Some(account.player_id) {
-                if current.is_some() {
-                    checker.end();
+            let has_account = r.get::<_, Option<Uuid>>(0).is_some();
+            if has_account {
+                let account = account_row(&r, 0)?;
+                if current != Some(account.player_id) {
+                    if current.is_some() {
+                        checker.end();
+                    }
+                    current = Some(account.player_id);
+                    checker.begin(&account);
                 }
-                current = Some(account.player_id);
-                checker.begin(&account);
             }
             let entry_id: Option<Uuid> = r.get(7);
             if let Some(entry_id) = entry_id {
                 let tt: String = r.get(8);
-                checker.entry(&crate::ops::verify::EntryFacts {
-                    player_id: account.player_id,
+                let facts = crate::ops::verify::EntryFacts {
+                    player_id: r.get(13),
                     entry_id,
                     transaction_type: TransactionType::parse(&tt)
                         .ok_or_else(|| conv(format!("transaction type {tt}")))?,
@@ -1407,7 +1410,12 @@ impl Tx for PgTx<'_> {
                     balance_before: r.get(10),
                     balance_after: r.get(11),
                     lifetime_after: r.get(12),
-                });
+                };
+                if has_account {
+                    checker.entry(&facts);
+                } else {
+                    checker.orphan(&facts);
+                }
             }
         }
         if current.is_some() {

@@ -230,3 +230,22 @@ pub async fn apply(store: &Store, c: &OpCtx, spec: EntrySpec) -> Result<LedgerEn
     let c = c.clone();
     op(store, move |tx| ops::apply_entry(tx, &c, spec)).await
 }
+
+/// Runs raw SQL against the store's database, behind its back: only for
+/// tests that corrupt data on purpose to prove verification finds it.
+pub async fn raw_sql(store: &Store, sql: &str) {
+    let sql = sql.to_string();
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || match &store {
+        Store::Sqlite(s) => {
+            let conn = rusqlite::Connection::open(s.path()).expect("open the database file");
+            conn.execute_batch(&sql).expect("raw sql");
+        }
+        Store::Postgres(p) => {
+            let mut client = p.raw_client().expect("connect");
+            client.batch_execute(&sql).expect("raw sql");
+        }
+    })
+    .await
+    .expect("raw sql task");
+}

@@ -146,3 +146,38 @@ pub async fn verify_reports_corrupted_lifetime_points_and_entry_count(store: Sto
         ]
     );
 }
+
+/// A ledger entry whose account row is gone is drift on every backend: the
+/// points it moved are in no balance (this is the check the two backends
+/// once disagreed on).
+pub async fn verify_reports_entries_whose_account_is_missing(store: Store) {
+    let ids = populate(&store).await;
+    let victim = ids[1];
+    let entries: Vec<(Uuid, i64)> = ledger(&store, victim)
+        .await
+        .into_iter()
+        .map(|e| (e.id, e.points_change))
+        .collect();
+    assert!(!entries.is_empty());
+    raw_sql(
+        &store,
+        &format!("DELETE FROM loyalty_accounts WHERE player_id = '{victim}'"),
+    )
+    .await;
+
+    let (checked, drift, total) = verify(&store).await;
+    assert_eq!(checked, ids.len() as u64 - 1, "the other accounts");
+    let mut orphans: Vec<(Uuid, i64)> = drift
+        .iter()
+        .filter(|d| d.check == "entry_without_account")
+        .map(|d| {
+            assert_eq!(d.player_id, victim, "{d:?}");
+            (d.entry_id.expect("names the entry"), d.actual)
+        })
+        .collect();
+    orphans.sort();
+    let mut want = entries.clone();
+    want.sort();
+    assert_eq!(orphans, want, "every entry of the missing account, once");
+    assert_eq!(total, drift.len() as u64);
+}
