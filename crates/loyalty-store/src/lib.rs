@@ -21,6 +21,7 @@ pub mod dispatch;
 pub mod ops;
 pub mod postgres;
 pub mod records;
+mod rows;
 pub mod sqlite;
 pub mod transfer;
 

@@ -346,7 +346,7 @@ fn backfill_chains(t: &mut postgres::Transaction<'_>) -> StoreResult<()> {
     let mut n = 0u64;
     let select = format!(
         "SELECT {} FROM ledger_entries WHERE seq > $1 ORDER BY seq LIMIT 10000",
-        tx::ENTRY_COLS_V7
+        crate::rows::ENTRY_COLS_V7
     );
     loop {
         let rows = t.query(select.as_str(), &[&after]).map_err(map_err)?;
@@ -354,7 +354,7 @@ fn backfill_chains(t: &mut postgres::Transaction<'_>) -> StoreResult<()> {
             break;
         }
         for r in rows {
-            let mut e = tx::entry_row(&r)?;
+            let mut e = crate::rows::entry(&r)?;
             e.prev_hash = heads
                 .get(&e.player_id)
                 .cloned()

@@ -1,21 +1,17 @@
 //! `Tx` over one PostgreSQL connection. The only PostgreSQL SQL besides the
 //! migrations.
 
-use std::str::FromStr;
-
 use jiff::Timestamp;
-use loyalty_core::{
-    EscrowStatus, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType,
-};
+use loyalty_core::{EscrowStatus, SlipStatus, Tier, TransactionType};
 use postgres::Row;
 use postgres::error::SqlState;
-use postgres::types::ToSql;
-use rust_decimal::Decimal;
+use postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use super::PgConn;
 use crate::dispatch::*;
 use crate::records::*;
+use crate::rows::{self, RowRead, *};
 use crate::{Cell, StoreError, StoreResult, Tx};
 
 /// A transaction on one pooled connection.
@@ -146,239 +142,48 @@ fn ts(v: i64) -> StoreResult<Timestamp> {
     Timestamp::from_microsecond(v).map_err(|e| conv(e.to_string()))
 }
 
-fn ts_opt(v: Option<i64>) -> StoreResult<Option<Timestamp>> {
-    v.map(ts).transpose()
-}
-
-fn dec(v: &str) -> StoreResult<Decimal> {
-    Decimal::from_str(v).map_err(|e| conv(e.to_string()))
-}
-
 fn tier(v: &str) -> StoreResult<Tier> {
     Tier::parse(v).ok_or_else(|| conv(format!("unknown tier {v}")))
 }
 
-fn u32_of(v: i64) -> StoreResult<u32> {
-    u32::try_from(v).map_err(|_| conv(format!("{v} out of range")))
-}
+impl RowRead for Row {
+    fn int(&self, i: usize) -> StoreResult<i64> {
+        let got = match *self.columns()[i].type_() {
+            Type::INT2 => self.try_get::<_, i16>(i).map(i64::from),
+            Type::INT4 => self.try_get::<_, i32>(i).map(i64::from),
+            _ => self.try_get::<_, i64>(i),
+        };
+        got.map_err(|e| map_err(&e))
+    }
 
-fn staff_row(r: &Row) -> StoreResult<Staff> {
-    let role: String = r.get(2);
-    Ok(Staff {
-        id: r.get(0),
-        name: r.get(1),
-        role: Role::parse(&role).ok_or_else(|| conv(format!("unknown role {role}")))?,
-        created_at: ts(r.get(3))?,
-        disabled_at: ts_opt(r.get(4))?,
-    })
-}
+    fn int_opt(&self, i: usize) -> StoreResult<Option<i64>> {
+        let got = match *self.columns()[i].type_() {
+            Type::INT2 => self.try_get::<_, Option<i16>>(i).map(|v| v.map(i64::from)),
+            Type::INT4 => self.try_get::<_, Option<i32>>(i).map(|v| v.map(i64::from)),
+            _ => self.try_get::<_, Option<i64>>(i),
+        };
+        got.map_err(|e| map_err(&e))
+    }
 
-const MERCHANT_COLS: &str = "seq, id, name, earnings, created_at, updated_at";
+    fn text(&self, i: usize) -> StoreResult<String> {
+        self.try_get(i).map_err(|e| map_err(&e))
+    }
 
-fn merchant_row(r: &Row) -> StoreResult<Merchant> {
-    Ok(Merchant {
-        seq: r.get(0),
-        id: r.get(1),
-        name: r.get(2),
-        earnings: r.get(3),
-        created_at: ts(r.get(4))?,
-        updated_at: ts(r.get(5))?,
-    })
-}
+    fn text_opt(&self, i: usize) -> StoreResult<Option<String>> {
+        self.try_get(i).map_err(|e| map_err(&e))
+    }
 
-const ESCROW_COLS: &str = "seq, id, player_id, merchant_id, amount, settled_amount, \
-     refunded_amount, status, reason, reference, expires_at, created_by, created_at, \
-     updated_at, version";
+    fn id_opt(&self, i: usize) -> StoreResult<Option<Uuid>> {
+        self.try_get(i).map_err(|e| map_err(&e))
+    }
 
-fn escrow_row(r: &Row) -> StoreResult<Escrow> {
-    let status: String = r.get(7);
-    Ok(Escrow {
-        seq: r.get(0),
-        id: r.get(1),
-        player_id: r.get(2),
-        merchant_id: r.get(3),
-        amount: r.get(4),
-        settled_amount: r.get(5),
-        refunded_amount: r.get(6),
-        status: EscrowStatus::parse(&status)
-            .ok_or_else(|| conv(format!("unknown escrow status {status}")))?,
-        reason: r.get(8),
-        reference: r.get(9),
-        expires_at: ts_opt(r.get(10))?,
-        created_by: r.get(11),
-        created_at: ts(r.get(12))?,
-        updated_at: ts(r.get(13))?,
-        version: r.get(14),
-    })
-}
+    fn json(&self, i: usize) -> StoreResult<serde_json::Value> {
+        self.try_get(i).map_err(|e| map_err(&e))
+    }
 
-fn player_row(r: &Row) -> StoreResult<Player> {
-    Ok(Player {
-        id: r.get(0),
-        display_name: r.get(1),
-        card_number: r.get(2),
-        status: r.get(3),
-        created_at: ts(r.get(4))?,
-    })
-}
-
-const ACCOUNT_COLS: &str =
-    "player_id, current_balance, escrow_balance, lifetime_points, tier, entry_count, updated_at";
-
-fn account_row(r: &Row, at: usize) -> StoreResult<Account> {
-    Ok(Account {
-        player_id: r.get(at),
-        current_balance: r.get(at + 1),
-        escrow_balance: r.get(at + 2),
-        lifetime_points: r.get(at + 3),
-        tier: tier(r.get(at + 4))?,
-        entry_count: r.get(at + 5),
-        updated_at: ts(r.get(at + 6))?,
-    })
-}
-
-const TABLE_COLS: &str = "id, name, game_type, house_edge, average_rounds_per_hour, \
-     points_conversion_rate, point_multiplier, seats_available, created_at, updated_at";
-
-fn table_row(r: &Row) -> StoreResult<GameTable> {
-    Ok(GameTable {
-        id: r.get(0),
-        name: r.get(1),
-        game_type: r.get(2),
-        settings: GameSettings {
-            house_edge: dec(r.get(3))?,
-            average_rounds_per_hour: u32_of(r.get(4))?,
-            points_conversion_rate: dec(r.get(5))?,
-            point_multiplier: dec(r.get(6))?,
-            seats_available: u32_of(r.get(7))?,
-        },
-        created_at: ts(r.get(8))?,
-        updated_at: ts(r.get(9))?,
-    })
-}
-
-const SLIP_COLS: &str = "id, player_id, table_id, seat_number, status, average_bet, started_at, \
-     ended_at, accumulated_us, segment_started_at, game_settings, loyalty_status, \
-     ledger_entry_id, accrual_attempts, next_retry_at, opened_by, closed_correlation_id, \
-     created_at, updated_at, corrections";
-
-fn corrections_json(s: &RatingSlip) -> StoreResult<String> {
-    serde_json::to_string(&s.corrections).map_err(|e| StoreError::Internal(e.to_string()))
-}
-
-fn slip_row(r: &Row) -> StoreResult<RatingSlip> {
-    let status: String = r.get(4);
-    let settings: String = r.get(10);
-    let loyalty: String = r.get(11);
-    Ok(RatingSlip {
-        id: r.get(0),
-        player_id: r.get(1),
-        table_id: r.get(2),
-        seat_number: r.get::<_, Option<i64>>(3).map(u32_of).transpose()?,
-        status: SlipStatus::parse(&status).ok_or_else(|| conv(format!("slip status {status}")))?,
-        average_bet: dec(r.get(5))?,
-        started_at: ts(r.get(6))?,
-        ended_at: ts_opt(r.get(7))?,
-        accumulated_us: r.get(8),
-        segment_started_at: ts_opt(r.get(9))?,
-        game_settings: serde_json::from_str(&settings).map_err(|e| conv(e.to_string()))?,
-        loyalty_status: LoyaltyStatus::parse(&loyalty)
-            .ok_or_else(|| conv(format!("loyalty status {loyalty}")))?,
-        ledger_entry_id: r.get(12),
-        accrual_attempts: r.get(13),
-        next_retry_at: ts_opt(r.get(14))?,
-        opened_by: r.get(15),
-        closed_correlation_id: r.get(16),
-        created_at: ts(r.get(17))?,
-        updated_at: ts(r.get(18))?,
-        corrections: serde_json::from_str(r.get(19)).map_err(|e| conv(e.to_string()))?,
-    })
-}
-
-const APPROVAL_INSERT_COLS: &str = "id, status, player_id, points, reason, rating_slip_id, \
-     reward_key, requested_by, requested_at, expires_at, decided_by, decided_at, \
-     decision_reason, ledger_entry_id, correlation_id";
-
-const APPROVAL_COLS: &str = "seq, id, status, player_id, points, reason, rating_slip_id, \
-     reward_key, requested_by, requested_at, expires_at, decided_by, decided_at, \
-     decision_reason, ledger_entry_id, correlation_id";
-
-fn approval_row(r: &Row) -> StoreResult<Approval> {
-    Ok(Approval {
-        seq: r.get(0),
-        id: r.get(1),
-        status: r.get(2),
-        player_id: r.get(3),
-        points: r.get(4),
-        reason: r.get(5),
-        rating_slip_id: r.get(6),
-        reward_key: r.get(7),
-        requested_by: r.get(8),
-        requested_at: ts(r.get(9))?,
-        expires_at: ts(r.get(10))?,
-        decided_by: r.get(11),
-        decided_at: ts_opt(r.get(12))?,
-        decision_reason: r.get(13),
-        ledger_entry_id: r.get(14),
-        correlation_id: r.get(15),
-    })
-}
-
-pub(crate) const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
-     reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, balance_after, \
-     tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at, prev_hash, hash, \
-     escrow_change, approved_by";
-
-/// [`ENTRY_COLS`] as they were before schema 10 (for the schema-7 chain
-/// backfill, which runs before `escrow_change` exists; read back as 0).
-pub(crate) const ENTRY_COLS_V7: &str = "seq, id, player_id, transaction_type, event_type, \
-     points_change, reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, \
-     balance_after, tier_before, tier_after, lifetime_after, escrow_id, correlation_id, \
-     created_at, prev_hash, hash";
-
-pub(crate) fn entry_row(r: &Row) -> StoreResult<LedgerEntry> {
-    let tt: String = r.get(3);
-    Ok(LedgerEntry {
-        seq: r.get(0),
-        id: r.get(1),
-        player_id: r.get(2),
-        transaction_type: TransactionType::parse(&tt)
-            .ok_or_else(|| conv(format!("transaction type {tt}")))?,
-        event_type: r.get(4),
-        points_change: r.get(5),
-        reason: r.get(6),
-        source: r.get(7),
-        staff_id: r.get(8),
-        rating_slip_id: r.get(9),
-        idempotency_key: r.get(10),
-        balance_before: r.get(11),
-        balance_after: r.get(12),
-        tier_before: tier(r.get(13))?,
-        tier_after: tier(r.get(14))?,
-        lifetime_after: r.get(15),
-        escrow_id: r.get(16),
-        correlation_id: r.get(17),
-        created_at: ts(r.get(18))?,
-        prev_hash: r.get::<_, Option<String>>(19).unwrap_or_default(),
-        hash: r.get::<_, Option<String>>(20).unwrap_or_default(),
-        escrow_change: if r.len() > 21 { r.get(21) } else { 0 },
-        approved_by: if r.len() > 22 { r.get(22) } else { None },
-    })
-}
-
-fn event_row(r: &Row) -> StoreResult<EventRecord> {
-    let version: i32 = r.get(3);
-    Ok(EventRecord {
-        seq: r.get(0),
-        event_id: r.get(1),
-        event_type: r.get(2),
-        version: u32::try_from(version).map_err(|_| conv("event version"))?,
-        occurred_at: ts(r.get(4))?,
-        correlation_id: r.get(5),
-        idempotency_key: r.get(6),
-        source: r.get(7),
-        payload: r.get(8),
-    })
+    fn width(&self) -> usize {
+        self.len()
+    }
 }
 
 impl PgTx<'_> {
@@ -432,47 +237,6 @@ impl PgTx<'_> {
     }
 }
 
-const DEAD_LETTER_COLS: &str = "id, subscriber, event_seq, event_id, event_type, error, attempts, \
-     status, created_at, updated_at";
-
-fn dead_letter_row(r: &Row) -> StoreResult<DeadLetter> {
-    let attempts: i32 = r.get(6);
-    Ok(DeadLetter {
-        id: r.get(0),
-        subscriber: r.get(1),
-        event_seq: r.get(2),
-        event_id: r.get(3),
-        event_type: r.get(4),
-        error: r.get(5),
-        attempts: u32::try_from(attempts).map_err(|_| conv("attempts"))?,
-        status: r.get(7),
-        created_at: ts(r.get(8))?,
-        updated_at: ts(r.get(9))?,
-    })
-}
-
-const ALERT_COLS: &str = "id, kind, staff_id, count, window_seconds, window_start, occurred_at, \
-     trigger_event_id, event_id, correlation_id, created_at";
-
-fn alert_row(r: &Row) -> StoreResult<(i64, Alert)> {
-    Ok((
-        r.get(0),
-        Alert {
-            id: r.get(1),
-            kind: r.get(2),
-            staff_id: r.get(3),
-            count: r.get(4),
-            window_seconds: r.get(5),
-            window_start: ts(r.get(6))?,
-            occurred_at: ts(r.get(7))?,
-            trigger_event_id: r.get(8),
-            event_id: r.get(9),
-            correlation_id: r.get(10),
-            created_at: ts(r.get(11))?,
-        },
-    ))
-}
-
 /// The database's clock in microseconds, in SQL.
 const DB_NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
@@ -490,7 +254,7 @@ impl Tx for PgTx<'_> {
             "SELECT id, name, role, created_at, disabled_at FROM staff WHERE id = $1",
             &[&id],
         )?
-        .map(|r| staff_row(&r))
+        .map(|r| rows::staff(&r))
         .transpose()
     }
 
@@ -585,7 +349,7 @@ impl Tx for PgTx<'_> {
             "SELECT id, display_name, card_number, status, created_at FROM players WHERE id = $1",
             &[&id],
         )?
-        .map(|r| player_row(&r))
+        .map(|r| rows::player(&r))
         .transpose()
     }
 
@@ -613,7 +377,7 @@ impl Tx for PgTx<'_> {
             self.lock_suffix()
         );
         self.opt(&sql, &[&player_id])?
-            .map(|r| account_row(&r, 0))
+            .map(|r| rows::account(&r, 0))
             .transpose()
     }
 
@@ -661,12 +425,12 @@ impl Tx for PgTx<'_> {
             "SELECT {TABLE_COLS} FROM game_tables WHERE id = $1{}",
             self.lock_suffix()
         );
-        self.opt(&sql, &[&id])?.map(|r| table_row(&r)).transpose()
+        self.opt(&sql, &[&id])?.map(|r| rows::table(&r)).transpose()
     }
 
     fn table_unlocked(&mut self, id: Uuid) -> StoreResult<Option<GameTable>> {
         let sql = format!("SELECT {TABLE_COLS} FROM game_tables WHERE id = $1");
-        self.opt(&sql, &[&id])?.map(|r| table_row(&r)).transpose()
+        self.opt(&sql, &[&id])?.map(|r| rows::table(&r)).transpose()
     }
 
     fn update_table(&mut self, t: &GameTable) -> StoreResult<()> {
@@ -729,7 +493,7 @@ impl Tx for PgTx<'_> {
             "SELECT {SLIP_COLS} FROM rating_slips WHERE id = $1{}",
             self.lock_suffix()
         );
-        self.opt(&sql, &[&id])?.map(|r| slip_row(&r)).transpose()
+        self.opt(&sql, &[&id])?.map(|r| rows::slip(&r)).transpose()
     }
 
     fn update_slip(&mut self, s: &RatingSlip) -> StoreResult<()> {
@@ -882,7 +646,7 @@ impl Tx for PgTx<'_> {
             &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE id = $1"),
             &[&id],
         )?
-        .map(|r| entry_row(&r))
+        .map(|r| rows::entry(&r))
         .transpose()
     }
 
@@ -892,7 +656,7 @@ impl Tx for PgTx<'_> {
             &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE idempotency_key = $1"),
             &[&key],
         )?
-        .map(|r| entry_row(&r))
+        .map(|r| rows::entry(&r))
         .transpose()
     }
 
@@ -934,7 +698,7 @@ impl Tx for PgTx<'_> {
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", params.len()));
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| b.as_ref()).collect();
         let rows = self.query(&sql, &refs)?;
-        rows.iter().map(entry_row).collect()
+        rows.iter().map(|r| rows::entry(r)).collect()
     }
 
     fn append_event(&mut self, e: NewEvent) -> StoreResult<()> {
@@ -956,7 +720,7 @@ impl Tx for PgTx<'_> {
              ORDER BY seq LIMIT $3",
             &[&after_seq, &event_type, &i64::from(limit)],
         )?;
-        rows.iter().map(event_row).collect()
+        rows.iter().map(|r| rows::event(r)).collect()
     }
 
     fn idempotency_record(
@@ -1066,7 +830,7 @@ impl Tx for PgTx<'_> {
             self.lock_suffix()
         );
         self.opt(&sql, &[&id])?
-            .map(|r| merchant_row(&r))
+            .map(|r| rows::merchant(&r))
             .transpose()
     }
 
@@ -1085,7 +849,7 @@ impl Tx for PgTx<'_> {
         );
         self.query(&sql, &[&before_seq, &i64::from(limit)])?
             .iter()
-            .map(merchant_row)
+            .map(|r| rows::merchant(r))
             .collect()
     }
 
@@ -1128,7 +892,9 @@ impl Tx for PgTx<'_> {
             "SELECT {ESCROW_COLS} FROM escrows WHERE id = $1{}",
             self.lock_suffix()
         );
-        self.opt(&sql, &[&id])?.map(|r| escrow_row(&r)).transpose()
+        self.opt(&sql, &[&id])?
+            .map(|r| rows::escrow(&r))
+            .transpose()
     }
 
     fn update_escrow(&mut self, e: &Escrow) -> StoreResult<()> {
@@ -1166,7 +932,7 @@ impl Tx for PgTx<'_> {
             ],
         )?
         .iter()
-        .map(escrow_row)
+        .map(|r| rows::escrow(r))
         .collect()
     }
 
@@ -1239,7 +1005,7 @@ impl Tx for PgTx<'_> {
                 )?
             }
         };
-        rows.iter().map(player_row).collect()
+        rows.iter().map(|r| rows::player(r)).collect()
     }
 
     fn tables(&mut self, before_id: Option<Uuid>, limit: u32) -> StoreResult<Vec<GameTable>> {
@@ -1251,7 +1017,7 @@ impl Tx for PgTx<'_> {
             &[&before_id, &i64::from(limit)],
         )?
         .iter()
-        .map(table_row)
+        .map(|r| rows::table(r))
         .collect()
     }
 
@@ -1274,7 +1040,7 @@ impl Tx for PgTx<'_> {
             ],
         )?
         .iter()
-        .map(slip_row)
+        .map(|r| rows::slip(r))
         .collect()
     }
 
@@ -1336,7 +1102,7 @@ impl Tx for PgTx<'_> {
                 &i64::from(limit),
             ],
         )?;
-        rows.iter().map(entry_row).collect()
+        rows.iter().map(|r| rows::entry(r)).collect()
     }
 
     fn db_clock(&mut self) -> StoreResult<Option<crate::DbClock>> {
@@ -1389,7 +1155,7 @@ impl Tx for PgTx<'_> {
         while let Some(r) = rows.next().map_err(|e| map_err(&e))? {
             let has_account = r.get::<_, Option<Uuid>>(0).is_some();
             if has_account {
-                let account = account_row(&r, 0)?;
+                let account = rows::account(&r, 0)?;
                 if current != Some(account.player_id) {
                     if current.is_some() {
                         checker.end();
@@ -1487,7 +1253,7 @@ impl Tx for PgTx<'_> {
             ),
             &[&q.after_id, &q.subscriber, &q.status, &i64::from(q.limit)],
         )?;
-        rows.iter().map(dead_letter_row).collect()
+        rows.iter().map(|r| rows::dead_letter(r)).collect()
     }
 
     fn dead_letter(&mut self, id: i64) -> StoreResult<Option<DeadLetter>> {
@@ -1495,7 +1261,7 @@ impl Tx for PgTx<'_> {
             &format!("SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = $1"),
             &[&id],
         )?
-        .map(|r| dead_letter_row(&r))
+        .map(|r| rows::dead_letter(&r))
         .transpose()
     }
 
@@ -1620,7 +1386,7 @@ impl Tx for PgTx<'_> {
                 &i64::from(limit),
             ],
         )?;
-        rows.iter().map(event_row).collect()
+        rows.iter().map(|r| rows::event(r)).collect()
     }
 
     fn count_manual_rewards(
@@ -1690,7 +1456,7 @@ impl Tx for PgTx<'_> {
             self.lock_suffix()
         );
         self.opt(&sql, &[&id])?
-            .map(|r| approval_row(&r))
+            .map(|r| rows::approval(&r))
             .transpose()
     }
 
@@ -1699,7 +1465,7 @@ impl Tx for PgTx<'_> {
             &format!("SELECT {APPROVAL_COLS} FROM approvals WHERE reward_key = $1"),
             &[&key],
         )?
-        .map(|r| approval_row(&r))
+        .map(|r| rows::approval(&r))
         .transpose()
     }
 
@@ -1740,7 +1506,7 @@ impl Tx for PgTx<'_> {
             ),
             &[&status, &us(now), &before_seq, &i64::from(limit)],
         )?;
-        rows.iter().map(approval_row).collect()
+        rows.iter().map(|r| rows::approval(r)).collect()
     }
 
     fn insert_alert(&mut self, a: &Alert) -> StoreResult<bool> {
@@ -1775,7 +1541,7 @@ impl Tx for PgTx<'_> {
             ),
             &[&kind, &staff_id],
         )?
-        .map(|r| alert_row(&r).map(|(_, a)| a))
+        .map(|r| rows::alert(&r).map(|(_, a)| a))
         .transpose()
     }
 
@@ -1786,6 +1552,6 @@ impl Tx for PgTx<'_> {
             ),
             &[&before_seq.unwrap_or(i64::MAX), &i64::from(limit)],
         )?;
-        rows.iter().map(alert_row).collect()
+        rows.iter().map(|r| rows::alert(r)).collect()
     }
 }

@@ -546,10 +546,10 @@ fn backfill_chains(t: &rusqlite::Transaction<'_>) -> StoreResult<()> {
             let mut st = t
                 .prepare(&format!(
                     "SELECT {} FROM ledger_entries WHERE seq > ?1 ORDER BY seq LIMIT 10000",
-                    tx::ENTRY_COLS_V7
+                    crate::rows::ENTRY_COLS_V7
                 ))
                 .map_err(tx::map_err)?;
-            st.query_map([after], tx::entry_row)
+            st.query_map([after], tx::sq(crate::rows::entry))
                 .map_err(tx::map_err)?
                 .collect::<Result<_, _>>()
                 .map_err(tx::map_err)?

@@ -1,18 +1,14 @@
 //! `Tx` over one SQLite connection. The only place with SQLite SQL besides
 //! the migrations.
 
-use std::str::FromStr;
-
 use jiff::Timestamp;
-use loyalty_core::{
-    EscrowStatus, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType,
-};
+use loyalty_core::{EscrowStatus, SlipStatus, Tier, TransactionType};
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::dispatch::*;
 use crate::records::*;
+use crate::rows::{self, RowRead, *};
 use crate::{Cell, StoreError, StoreResult, Tx};
 
 /// A transaction (or read snapshot) on one connection.
@@ -43,6 +39,13 @@ impl<'c> SqliteTx<'c> {
 
 pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
+    if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = e {
+        // A shared row mapper's error (see [`sq`]) or a bad stored value.
+        return match inner.downcast::<StoreError>() {
+            Ok(store) => *store,
+            Err(other) => rows::bad_value(other.to_string()),
+        };
+    }
     if let rusqlite::Error::SqliteFailure(f, msg) = &e {
         let msg = msg.clone().unwrap_or_else(|| f.to_string());
         return match f.code {
@@ -67,10 +70,6 @@ fn ts(v: i64) -> rusqlite::Result<Timestamp> {
     Timestamp::from_microsecond(v).map_err(|e| conv_err(e.to_string()))
 }
 
-fn ts_opt(v: Option<i64>) -> rusqlite::Result<Option<Timestamp>> {
-    v.map(ts).transpose()
-}
-
 fn conv_err(msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
@@ -83,282 +82,57 @@ fn uuid(v: String) -> rusqlite::Result<Uuid> {
     Uuid::parse_str(&v).map_err(|e| conv_err(e.to_string()))
 }
 
-fn uuid_opt(v: Option<String>) -> rusqlite::Result<Option<Uuid>> {
-    v.map(uuid).transpose()
-}
-
-fn dec(v: String) -> rusqlite::Result<Decimal> {
-    Decimal::from_str(&v).map_err(|e| conv_err(e.to_string()))
-}
-
 fn tier(v: String) -> rusqlite::Result<Tier> {
     Tier::parse(&v).ok_or_else(|| conv_err(format!("unknown tier {v}")))
 }
 
-fn staff_row(r: &Row<'_>) -> rusqlite::Result<Staff> {
-    let role: String = r.get(2)?;
-    Ok(Staff {
-        id: uuid(r.get(0)?)?,
-        name: r.get(1)?,
-        role: Role::parse(&role).ok_or_else(|| conv_err(format!("unknown role {role}")))?,
-        created_at: ts(r.get(3)?)?,
-        disabled_at: ts_opt(r.get(4)?)?,
-    })
+impl RowRead for Row<'_> {
+    fn int(&self, i: usize) -> StoreResult<i64> {
+        self.get(i).map_err(map_err)
+    }
+
+    fn int_opt(&self, i: usize) -> StoreResult<Option<i64>> {
+        self.get(i).map_err(map_err)
+    }
+
+    fn text(&self, i: usize) -> StoreResult<String> {
+        self.get(i).map_err(map_err)
+    }
+
+    fn text_opt(&self, i: usize) -> StoreResult<Option<String>> {
+        self.get(i).map_err(map_err)
+    }
+
+    fn id_opt(&self, i: usize) -> StoreResult<Option<Uuid>> {
+        self.get::<_, Option<String>>(i)
+            .map_err(map_err)?
+            .map(|v| Uuid::parse_str(&v).map_err(|e| rows::bad_value(format!("{v}: {e}"))))
+            .transpose()
+    }
+
+    fn json(&self, i: usize) -> StoreResult<serde_json::Value> {
+        serde_json::from_str(&self.text(i)?).map_err(|e| rows::bad_value(e.to_string()))
+    }
+
+    fn width(&self) -> usize {
+        self.as_ref().column_count()
+    }
 }
 
-const MERCHANT_COLS: &str = "seq, id, name, earnings, created_at, updated_at";
-
-fn merchant_row(r: &Row<'_>) -> rusqlite::Result<Merchant> {
-    Ok(Merchant {
-        seq: r.get(0)?,
-        id: uuid(r.get(1)?)?,
-        name: r.get(2)?,
-        earnings: r.get(3)?,
-        created_at: ts(r.get(4)?)?,
-        updated_at: ts(r.get(5)?)?,
-    })
+/// A shared row mapper as rusqlite's row callback (its error rides in a
+/// conversion failure and comes out of [`map_err`] unchanged).
+pub(crate) fn sq<T>(
+    f: fn(&dyn RowRead) -> StoreResult<T>,
+) -> impl Fn(&Row<'_>) -> rusqlite::Result<T> {
+    move |r| {
+        f(r).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, Box::new(e))
+        })
+    }
 }
 
-const ESCROW_COLS: &str = "seq, id, player_id, merchant_id, amount, settled_amount, \
-     refunded_amount, status, reason, reference, expires_at, created_by, created_at, \
-     updated_at, version";
-
-fn escrow_row(r: &Row<'_>) -> rusqlite::Result<Escrow> {
-    let status: String = r.get(7)?;
-    Ok(Escrow {
-        seq: r.get(0)?,
-        id: uuid(r.get(1)?)?,
-        player_id: uuid(r.get(2)?)?,
-        merchant_id: uuid(r.get(3)?)?,
-        amount: r.get(4)?,
-        settled_amount: r.get(5)?,
-        refunded_amount: r.get(6)?,
-        status: EscrowStatus::parse(&status)
-            .ok_or_else(|| conv_err(format!("unknown escrow status {status}")))?,
-        reason: r.get(8)?,
-        reference: r.get(9)?,
-        expires_at: ts_opt(r.get(10)?)?,
-        created_by: uuid_opt(r.get(11)?)?,
-        created_at: ts(r.get(12)?)?,
-        updated_at: ts(r.get(13)?)?,
-        version: r.get(14)?,
-    })
-}
-
-fn player_row(r: &Row<'_>) -> rusqlite::Result<Player> {
-    Ok(Player {
-        id: uuid(r.get(0)?)?,
-        display_name: r.get(1)?,
-        card_number: r.get(2)?,
-        status: r.get(3)?,
-        created_at: ts(r.get(4)?)?,
-    })
-}
-
-fn account_row(r: &Row<'_>) -> rusqlite::Result<Account> {
-    Ok(Account {
-        player_id: uuid(r.get(0)?)?,
-        current_balance: r.get(1)?,
-        escrow_balance: r.get(2)?,
-        lifetime_points: r.get(3)?,
-        tier: tier(r.get(4)?)?,
-        entry_count: r.get(5)?,
-        updated_at: ts(r.get(6)?)?,
-    })
-}
-
-const TABLE_COLS: &str = "id, name, game_type, house_edge, average_rounds_per_hour, \
-     points_conversion_rate, point_multiplier, seats_available, created_at, updated_at";
-
-fn table_row(r: &Row<'_>) -> rusqlite::Result<GameTable> {
-    Ok(GameTable {
-        id: uuid(r.get(0)?)?,
-        name: r.get(1)?,
-        game_type: r.get(2)?,
-        settings: GameSettings {
-            house_edge: dec(r.get(3)?)?,
-            average_rounds_per_hour: r.get(4)?,
-            points_conversion_rate: dec(r.get(5)?)?,
-            point_multiplier: dec(r.get(6)?)?,
-            seats_available: r.get(7)?,
-        },
-        created_at: ts(r.get(8)?)?,
-        updated_at: ts(r.get(9)?)?,
-    })
-}
-
-const SLIP_COLS: &str = "id, player_id, table_id, seat_number, status, average_bet, started_at, \
-     ended_at, accumulated_us, segment_started_at, game_settings, loyalty_status, \
-     ledger_entry_id, accrual_attempts, next_retry_at, opened_by, closed_correlation_id, \
-     created_at, updated_at, corrections";
-
-fn corrections_json(s: &RatingSlip) -> StoreResult<String> {
-    serde_json::to_string(&s.corrections).map_err(|e| StoreError::Internal(e.to_string()))
-}
-
-fn slip_row(r: &Row<'_>) -> rusqlite::Result<RatingSlip> {
-    let status: String = r.get(4)?;
-    let settings: String = r.get(10)?;
-    let loyalty: String = r.get(11)?;
-    Ok(RatingSlip {
-        id: uuid(r.get(0)?)?,
-        player_id: uuid(r.get(1)?)?,
-        table_id: uuid(r.get(2)?)?,
-        seat_number: r.get(3)?,
-        status: SlipStatus::parse(&status)
-            .ok_or_else(|| conv_err(format!("unknown slip status {status}")))?,
-        average_bet: dec(r.get(5)?)?,
-        started_at: ts(r.get(6)?)?,
-        ended_at: ts_opt(r.get(7)?)?,
-        accumulated_us: r.get(8)?,
-        segment_started_at: ts_opt(r.get(9)?)?,
-        game_settings: serde_json::from_str(&settings).map_err(|e| conv_err(e.to_string()))?,
-        loyalty_status: LoyaltyStatus::parse(&loyalty)
-            .ok_or_else(|| conv_err(format!("unknown loyalty status {loyalty}")))?,
-        ledger_entry_id: uuid_opt(r.get(12)?)?,
-        accrual_attempts: r.get(13)?,
-        next_retry_at: ts_opt(r.get(14)?)?,
-        opened_by: uuid_opt(r.get(15)?)?,
-        closed_correlation_id: r.get(16)?,
-        created_at: ts(r.get(17)?)?,
-        updated_at: ts(r.get(18)?)?,
-        corrections: serde_json::from_str(&r.get::<_, String>(19)?)
-            .map_err(|e| conv_err(e.to_string()))?,
-    })
-}
-
-const APPROVAL_INSERT_COLS: &str = "id, status, player_id, points, reason, rating_slip_id, \
-     reward_key, requested_by, requested_at, expires_at, decided_by, decided_at, \
-     decision_reason, ledger_entry_id, correlation_id";
-
-const APPROVAL_COLS: &str = "seq, id, status, player_id, points, reason, rating_slip_id, \
-     reward_key, requested_by, requested_at, expires_at, decided_by, decided_at, \
-     decision_reason, ledger_entry_id, correlation_id";
-
-fn approval_row(r: &Row<'_>) -> rusqlite::Result<Approval> {
-    Ok(Approval {
-        seq: r.get(0)?,
-        id: uuid(r.get(1)?)?,
-        status: r.get(2)?,
-        player_id: uuid(r.get(3)?)?,
-        points: r.get(4)?,
-        reason: r.get(5)?,
-        rating_slip_id: uuid_opt(r.get(6)?)?,
-        reward_key: r.get(7)?,
-        requested_by: uuid(r.get(8)?)?,
-        requested_at: ts(r.get(9)?)?,
-        expires_at: ts(r.get(10)?)?,
-        decided_by: uuid_opt(r.get(11)?)?,
-        decided_at: ts_opt(r.get(12)?)?,
-        decision_reason: r.get(13)?,
-        ledger_entry_id: uuid_opt(r.get(14)?)?,
-        correlation_id: r.get(15)?,
-    })
-}
-
-pub(crate) const ENTRY_COLS: &str = "seq, id, player_id, transaction_type, event_type, points_change, \
-     reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, balance_after, \
-     tier_before, tier_after, lifetime_after, escrow_id, correlation_id, created_at, prev_hash, hash, \
-     escrow_change, approved_by";
-
-/// [`ENTRY_COLS`] as they were before schema 10 (for the schema-7 chain
-/// backfill, which runs before `escrow_change` exists; read back as 0).
-pub(crate) const ENTRY_COLS_V7: &str = "seq, id, player_id, transaction_type, event_type, \
-     points_change, reason, source, staff_id, rating_slip_id, idempotency_key, balance_before, \
-     balance_after, tier_before, tier_after, lifetime_after, escrow_id, correlation_id, \
-     created_at, prev_hash, hash";
-
-pub(crate) fn entry_row(r: &Row<'_>) -> rusqlite::Result<LedgerEntry> {
-    let tt: String = r.get(3)?;
-    Ok(LedgerEntry {
-        seq: r.get(0)?,
-        id: uuid(r.get(1)?)?,
-        player_id: uuid(r.get(2)?)?,
-        transaction_type: TransactionType::parse(&tt)
-            .ok_or_else(|| conv_err(format!("unknown transaction type {tt}")))?,
-        event_type: r.get(4)?,
-        points_change: r.get(5)?,
-        reason: r.get(6)?,
-        source: r.get(7)?,
-        staff_id: uuid_opt(r.get(8)?)?,
-        rating_slip_id: uuid_opt(r.get(9)?)?,
-        idempotency_key: r.get(10)?,
-        balance_before: r.get(11)?,
-        balance_after: r.get(12)?,
-        tier_before: tier(r.get(13)?)?,
-        tier_after: tier(r.get(14)?)?,
-        lifetime_after: r.get(15)?,
-        escrow_id: uuid_opt(r.get(16)?)?,
-        correlation_id: r.get(17)?,
-        created_at: ts(r.get(18)?)?,
-        prev_hash: r.get::<_, Option<String>>(19)?.unwrap_or_default(),
-        hash: r.get::<_, Option<String>>(20)?.unwrap_or_default(),
-        escrow_change: if r.as_ref().column_count() > 21 {
-            r.get(21)?
-        } else {
-            0
-        },
-        approved_by: if r.as_ref().column_count() > 22 {
-            uuid_opt(r.get(22)?)?
-        } else {
-            None
-        },
-    })
-}
-
-fn event_row(r: &Row<'_>) -> rusqlite::Result<EventRecord> {
-    let payload: String = r.get(8)?;
-    Ok(EventRecord {
-        seq: r.get(0)?,
-        event_id: uuid(r.get(1)?)?,
-        event_type: r.get(2)?,
-        version: r.get(3)?,
-        occurred_at: ts(r.get(4)?)?,
-        correlation_id: r.get(5)?,
-        idempotency_key: r.get(6)?,
-        source: r.get(7)?,
-        payload: serde_json::from_str(&payload).map_err(|e| conv_err(e.to_string()))?,
-    })
-}
-
-const DEAD_LETTER_COLS: &str = "id, subscriber, event_seq, event_id, event_type, error, attempts, \
-     status, created_at, updated_at";
-
-fn dead_letter_row(r: &Row<'_>) -> rusqlite::Result<DeadLetter> {
-    Ok(DeadLetter {
-        id: r.get(0)?,
-        subscriber: r.get(1)?,
-        event_seq: r.get(2)?,
-        event_id: uuid(r.get(3)?)?,
-        event_type: r.get(4)?,
-        error: r.get(5)?,
-        attempts: r.get(6)?,
-        status: r.get(7)?,
-        created_at: ts(r.get(8)?)?,
-        updated_at: ts(r.get(9)?)?,
-    })
-}
-
-const ALERT_COLS: &str = "id, kind, staff_id, count, window_seconds, window_start, occurred_at, \
-     trigger_event_id, event_id, correlation_id, created_at";
-
-fn alert_row(r: &Row<'_>) -> rusqlite::Result<(i64, Alert)> {
-    Ok((
-        r.get(0)?,
-        Alert {
-            id: uuid(r.get(1)?)?,
-            kind: r.get(2)?,
-            staff_id: uuid(r.get(3)?)?,
-            count: r.get(4)?,
-            window_seconds: r.get(5)?,
-            window_start: ts(r.get(6)?)?,
-            occurred_at: ts(r.get(7)?)?,
-            trigger_event_id: uuid(r.get(8)?)?,
-            event_id: uuid(r.get(9)?)?,
-            correlation_id: r.get(10)?,
-            created_at: ts(r.get(11)?)?,
-        },
-    ))
+fn account_row(r: &dyn RowRead) -> StoreResult<Account> {
+    rows::account(r, 0)
 }
 
 impl SqliteTx<'_> {
@@ -400,7 +174,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             "SELECT id, name, role, created_at, disabled_at FROM staff WHERE id = ?1",
             [id.to_string()],
-            staff_row,
+            sq(rows::staff),
         )
     }
 
@@ -497,7 +271,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             "SELECT id, display_name, card_number, status, created_at FROM players WHERE id = ?1",
             [id.to_string()],
-            player_row,
+            sq(rows::player),
         )
     }
 
@@ -525,7 +299,7 @@ impl Tx for SqliteTx<'_> {
                     entry_count, updated_at
              FROM loyalty_accounts WHERE player_id = ?1",
             [player_id.to_string()],
-            account_row,
+            sq(account_row),
         )
     }
 
@@ -572,7 +346,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {TABLE_COLS} FROM game_tables WHERE id = ?1"),
             [id.to_string()],
-            table_row,
+            sq(rows::table),
         )
     }
 
@@ -635,7 +409,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {SLIP_COLS} FROM rating_slips WHERE id = ?1"),
             [id.to_string()],
-            slip_row,
+            sq(rows::slip),
         )
     }
 
@@ -787,7 +561,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE id = ?1"),
             [id.to_string()],
-            entry_row,
+            sq(rows::entry),
         )
     }
 
@@ -795,7 +569,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {ENTRY_COLS} FROM ledger_entries WHERE idempotency_key = ?1"),
             [key],
-            entry_row,
+            sq(rows::entry),
         )
     }
 
@@ -837,7 +611,7 @@ impl Tx for SqliteTx<'_> {
                     q.before_seq,
                     q.limit
                 ],
-                entry_row,
+                sq(rows::entry),
             )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
@@ -892,7 +666,7 @@ impl Tx for SqliteTx<'_> {
                      FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )
                 .and_then(|mut st| {
-                    st.query_map(params![after_seq, limit], event_row)?
+                    st.query_map(params![after_seq, limit], sq(rows::event))?
                         .collect::<Result<Vec<_>, _>>()
                 }),
             Some(t) => self
@@ -903,7 +677,7 @@ impl Tx for SqliteTx<'_> {
                      FROM outbox WHERE event_type = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
                 )
                 .and_then(|mut st| {
-                    st.query_map(params![after_seq, limit, t], event_row)?
+                    st.query_map(params![after_seq, limit, t], sq(rows::event))?
                         .collect::<Result<Vec<_>, _>>()
                 }),
         };
@@ -1000,7 +774,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {MERCHANT_COLS} FROM merchants WHERE id = ?1"),
             [id.to_string()],
-            merchant_row,
+            sq(rows::merchant),
         )
     }
 
@@ -1021,7 +795,7 @@ impl Tx for SqliteTx<'_> {
             ))
             .map_err(map_err)?;
         let rows = st
-            .query_map(params![before_seq, limit], merchant_row)
+            .query_map(params![before_seq, limit], sq(rows::merchant))
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
@@ -1057,7 +831,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {ESCROW_COLS} FROM escrows WHERE id = ?1"),
             [id.to_string()],
-            escrow_row,
+            sq(rows::escrow),
         )
     }
 
@@ -1102,7 +876,7 @@ impl Tx for SqliteTx<'_> {
                     q.before_seq,
                     q.limit
                 ],
-                escrow_row,
+                sq(rows::escrow),
             )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
@@ -1167,7 +941,7 @@ impl Tx for SqliteTx<'_> {
                 ))
                 .map_err(map_err)?;
             let rows = st
-                .query_map(params![before, limit], player_row)
+                .query_map(params![before, limit], sq(rows::player))
                 .map_err(map_err)?;
             return rows.collect::<Result<Vec<_>, _>>().map_err(map_err);
         };
@@ -1192,7 +966,7 @@ impl Tx for SqliteTx<'_> {
         );
         let mut st = self.conn.prepare_cached(&sql).map_err(map_err)?;
         let rows = st
-            .query_map(params![q, upper, pattern, before, limit], player_row)
+            .query_map(params![q, upper, pattern, before, limit], sq(rows::player))
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
@@ -1206,7 +980,10 @@ impl Tx for SqliteTx<'_> {
             ))
             .map_err(map_err)?;
         let rows = st
-            .query_map(params![before_id.map(|u| u.to_string()), limit], table_row)
+            .query_map(
+                params![before_id.map(|u| u.to_string()), limit],
+                sq(rows::table),
+            )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
@@ -1241,7 +1018,7 @@ impl Tx for SqliteTx<'_> {
                     q.before_id.map(|u| u.to_string()),
                     q.limit
                 ],
-                slip_row,
+                sq(rows::slip),
             )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
@@ -1306,7 +1083,7 @@ impl Tx for SqliteTx<'_> {
         let rows = st
             .query_map(
                 params![after_seq, up_to_seq, from.map(us), to.map(us), limit],
-                entry_row,
+                sq(rows::entry),
             )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
@@ -1343,7 +1120,7 @@ impl Tx for SqliteTx<'_> {
         let mut checker = crate::ops::verify::Checker::new(drift);
         let mut pending: Option<crate::ops::verify::EntryFacts> = None;
         while let Some(row) = acc_rows.next().map_err(map_err)? {
-            let account = account_row(row).map_err(map_err)?;
+            let account = account_row(row)?;
             let pid = account.player_id;
             checker.begin(&account);
             loop {
@@ -1433,7 +1210,7 @@ impl Tx for SqliteTx<'_> {
         let rows = st
             .query_map(
                 params![q.after_id, q.subscriber, q.status, q.limit],
-                dead_letter_row,
+                sq(rows::dead_letter),
             )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
@@ -1443,7 +1220,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {DEAD_LETTER_COLS} FROM dead_letters WHERE id = ?1"),
             params![id],
-            dead_letter_row,
+            sq(rows::dead_letter),
         )
     }
 
@@ -1575,7 +1352,7 @@ impl Tx for SqliteTx<'_> {
         let rows = st
             .query_map(
                 params![player_id.to_string(), before_seq.unwrap_or(i64::MAX), limit],
-                event_row,
+                sq(rows::event),
             )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
@@ -1646,7 +1423,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {APPROVAL_COLS} FROM approvals WHERE id = ?1"),
             [id.to_string()],
-            approval_row,
+            sq(rows::approval),
         )
     }
 
@@ -1654,7 +1431,7 @@ impl Tx for SqliteTx<'_> {
         self.one(
             &format!("SELECT {APPROVAL_COLS} FROM approvals WHERE reward_key = ?1"),
             [key],
-            approval_row,
+            sq(rows::approval),
         )
     }
 
@@ -1698,7 +1475,7 @@ impl Tx for SqliteTx<'_> {
         let rows = st
             .query_map(
                 params![status, us(now), before_seq, i64::from(limit)],
-                approval_row,
+                sq(rows::approval),
             )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
@@ -1734,7 +1511,7 @@ impl Tx for SqliteTx<'_> {
                  ORDER BY occurred_at DESC, seq DESC LIMIT 1"
             ),
             params![kind, staff_id.to_string()],
-            |r| alert_row(r).map(|(_, a)| a),
+            |r| sq(rows::alert)(r).map(|(_, a)| a),
         )
     }
 
@@ -1746,7 +1523,10 @@ impl Tx for SqliteTx<'_> {
             ))
             .map_err(map_err)?;
         let rows = st
-            .query_map(params![before_seq.unwrap_or(i64::MAX), limit], alert_row)
+            .query_map(
+                params![before_seq.unwrap_or(i64::MAX), limit],
+                sq(rows::alert),
+            )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
