@@ -7,14 +7,17 @@
 //! * [`policy`] — the points-from-play formula (DESIGN §3.1) in exact decimal
 //!   arithmetic, with half-away-from-zero rounding.
 //! * [`tier`] — tiers, their thresholds and multipliers, and tier progress.
+//! * [`backoff`] — capped exponential backoff, the one retry-delay formula.
 //! * [`model`] — the nouns shared by the store and the server: roles,
 //!   permissions, slip states, transaction types, bounded input newtypes.
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod model;
 pub mod policy;
 pub mod tier;
 
+pub use backoff::Backoff;
 pub use model::*;
 pub use policy::{
     Accrual, AccrualInput, Bonus, GameSettings, PolicyError, accrual, compute_points,
