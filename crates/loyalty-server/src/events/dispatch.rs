@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use jiff::Timestamp;
+use loyalty_core::Backoff;
 use loyalty_store::{DeadLetterQuery, EventRecord, NewDeadLetter, StoreError, Tx, dispatch as dl};
 use serde::Serialize;
 use uuid::Uuid;
@@ -402,12 +403,9 @@ impl Runner {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let c = &self.state.events.config;
-        let shift = attempt.saturating_sub(1).min(20);
-        Duration::from_millis(
-            c.retry_base_ms
-                .saturating_mul(1 << shift)
-                .min(c.retry_max_ms),
-        )
+        // The dispatcher stops doubling after 20 doublings (attempt 21), even
+        // when `retry_max_ms` is larger still.
+        Backoff::new(c.retry_base_ms, c.retry_max_ms).delay(attempt.min(21))
     }
 
     fn injected_fault(&self) -> Option<String> {
