@@ -8,9 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use loyalty_store::{EventRecord, NewDeadLetter, StoreError, Tx};
+use loyalty_store::{EventRecord, StoreError, Tx};
 use uuid::Uuid;
 
+use super::dead_letters::AfterFailure;
 use super::lease::Lease;
 use super::runner::Runner;
 use super::subscription::wants;
@@ -61,27 +62,18 @@ fn durable_tx(
             out.last = Some(ev.seq);
             continue;
         }
-        if let Some(e) = &fault {
-            out.failure = Some((ev, e.clone()));
-            break;
-        }
-        if !per_event {
-            let d = h.handle(tx, &ev, ctx).map_err(|_| BatchError::Handler)?;
-            out.deferred.extend(d);
-            out.delivered.push((ev.event_id, ev.occurred_at));
-            out.last = Some(ev.seq);
-            continue;
-        }
-        tx.savepoint()?;
-        match h.handle(tx, &ev, ctx) {
+        let r = match &fault {
+            Some(e) => Err(e.clone()),
+            None if per_event => handle_in_savepoint(tx, h, &ev, ctx)?,
+            None => Ok(h.handle(tx, &ev, ctx).map_err(|_| BatchError::Handler)?),
+        };
+        match r {
             Ok(d) => {
-                tx.release_savepoint()?;
                 out.deferred.extend(d);
                 out.delivered.push((ev.event_id, ev.occurred_at));
                 out.last = Some(ev.seq);
             }
             Err(e) => {
-                tx.rollback_savepoint()?;
                 out.failure = Some((ev, e));
                 break;
             }
@@ -91,6 +83,24 @@ fn durable_tx(
         tx.set_checkpoint(name, last, ctx.now)?;
     }
     Ok(out)
+}
+
+/// One event through the handler in a savepoint: kept if it succeeds, rolled
+/// back if it fails (the transaction goes on either way).
+pub(super) fn handle_in_savepoint(
+    tx: &mut dyn Tx,
+    h: &dyn DurableHandler,
+    ev: &EventRecord,
+    ctx: &HandleCtx,
+) -> Result<Result<Vec<Deferred>, String>, StoreError> {
+    tx.savepoint()?;
+    let r = h.handle(tx, ev, ctx);
+    if r.is_ok() {
+        tx.release_savepoint()?;
+    } else {
+        tx.rollback_savepoint()?;
+    }
+    Ok(r)
 }
 
 impl Runner {
@@ -259,18 +269,9 @@ impl Runner {
             self.set_healthy(true);
             return;
         };
-        self.failed();
-        let attempts_max = self.state.events.config.attempts_max.max(1);
-        if attempt >= attempts_max {
-            self.durable_dead_letter(ev, error, attempt).await;
-            self.set_healthy(true);
-            return;
+        if self.after_failure(&ev, attempt, &error).await == AfterFailure::Retry {
+            Box::pin(self.durable_batch(handler, vec![ev], attempt + 1)).await;
         }
-        tracing::warn!(subscriber = name, seq = ev.seq, attempt, error = %error,
-            "event delivery failed; retrying");
-        self.set_healthy(false);
-        tokio::time::sleep(self.backoff(attempt)).await;
-        Box::pin(self.durable_batch(handler, vec![ev], attempt + 1)).await;
     }
 
     /// Stores a checkpoint that only skipped events moved; false (after a
@@ -291,45 +292,6 @@ impl Runner {
                 tracing::warn!(subscriber = name, error = %e, "storing the checkpoint failed");
                 tokio::time::sleep(self.state.events.poll_interval()).await;
                 false
-            }
-        }
-    }
-
-    /// The dead letter and the checkpoint past it, in one transaction.
-    async fn durable_dead_letter(&mut self, ev: Arc<EventRecord>, error: String, attempts: u32) {
-        let name = self.name();
-        let mut n = 0;
-        loop {
-            let dead = NewDeadLetter {
-                subscriber: name.to_string(),
-                event_seq: ev.seq,
-                event_id: ev.event_id,
-                event_type: ev.event_type.clone(),
-                error: error.clone(),
-                attempts,
-                at: self.state.clock.now(),
-            };
-            let result = self
-                .state
-                .store
-                .write(move |tx| -> Result<i64, StoreError> {
-                    let id = tx.upsert_dead_letter(&dead)?;
-                    tx.set_checkpoint(name, dead.event_seq, dead.at)?;
-                    Ok(id)
-                })
-                .await;
-            match result {
-                Ok(id) => {
-                    self.log_dead_letter(&ev, &error, attempts, id);
-                    self.stored = Some((ev.seq, Instant::now()));
-                    self.advance(ev.seq);
-                    return;
-                }
-                Err(e) => {
-                    n += 1;
-                    tracing::warn!(subscriber = name, error = %e, "cannot store a dead letter; retrying");
-                    tokio::time::sleep(self.backoff(n)).await;
-                }
             }
         }
     }

@@ -47,7 +47,8 @@
 //! * `local` — the delivery loop of local subscribers.
 //! * `durable` — the delivery loop of durable subscribers: a batch per
 //!   transaction, with the per-event savepoint fallback.
-//! * `dead_letters` — replaying dead letters on request.
+//! * `dead_letters` — what follows a failed delivery, for both loops:
+//!   retry with backoff, then the dead letter; and replay on request.
 //! * `lease` — leases on cluster-wide tasks.
 
 mod dead_letters;
