@@ -7,17 +7,20 @@
 //! * [`policy`] — the points-from-play formula (DESIGN §3.1) in exact decimal
 //!   arithmetic, with half-away-from-zero rounding.
 //! * [`tier`] — tiers, their thresholds and multipliers, and tier progress.
+//! * [`backoff`] — capped exponential backoff, the one retry-delay formula.
 //! * [`model`] — the nouns shared by the store and the server: roles,
 //!   permissions, slip states, transaction types, bounded input newtypes.
 //! * [`events`] — the domain events, one typed variant and payload struct
 //!   per type, written to the outbox and matched by the subscribers.
 #![warn(missing_docs)]
 
+pub mod backoff;
 pub mod events;
 pub mod model;
 pub mod policy;
 pub mod tier;
 
+pub use backoff::Backoff;
 pub use events::{Event, EventType};
 pub use model::*;
 pub use policy::{

@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
+use loyalty_core::Backoff;
 use loyalty_store::EventRecord;
 
 use super::BATCH_EVENTS_MAX;
@@ -32,17 +33,15 @@ pub const LEASE: &str = "relay:nats";
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 /// Longest wait for one publish acknowledgement.
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
+/// Retry delay: 100 ms doubling up to 5 s. (It used to stop doubling after
+/// ten doublings too, but the 5 s cap is reached after six.)
+const RETRY: Backoff = Backoff::new(100, 5_000);
 /// Longest retry delay.
-pub const RETRY_MAX: Duration = Duration::from_secs(5);
+pub const RETRY_MAX: Duration = Duration::from_millis(RETRY.max_ms);
 
 /// The subject of an event type.
 pub fn subject(prefix: &str, event_type: &str) -> String {
     format!("{prefix}.{event_type}")
-}
-
-fn backoff(failures: u32) -> Duration {
-    let shift = failures.saturating_sub(1).min(10);
-    Duration::from_millis(100u64 << shift).min(RETRY_MAX)
 }
 
 /// Runs the relay forever.
@@ -81,7 +80,7 @@ pub async fn relay(state: AppState, url: String) {
             Err(e) => {
                 failures += 1;
                 tracing::warn!(error = %e, "nats: cannot create the stream; retrying");
-                tokio::time::sleep(backoff(failures)).await;
+                tokio::time::sleep(RETRY.delay(failures)).await;
             }
         }
     }
@@ -110,7 +109,7 @@ pub async fn relay(state: AppState, url: String) {
                 tracing::warn!(error = %e, failures, "nats: publish not acknowledged; retrying");
                 metrics::counter!("loyalty_subscriber_failed_total", "subscriber" => RELAY)
                     .increment(1);
-                tokio::time::sleep(backoff(failures)).await;
+                tokio::time::sleep(RETRY.delay(failures)).await;
             }
         }
     }

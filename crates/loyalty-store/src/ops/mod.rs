@@ -894,8 +894,12 @@ fn accrue_guarded(
             let error = e.to_string();
             slip.loyalty_status = LoyaltyStatus::Pending;
             slip.accrual_attempts += 1;
-            let shift = u32::try_from(slip.accrual_attempts.clamp(1, 20) - 1).unwrap_or(0);
-            let delay_ms = (ACCRUAL_RETRY_BASE_MS << shift).min(ACCRUAL_RETRY_MAX_MS);
+            let retry = loyalty_core::Backoff::new(
+                ACCRUAL_RETRY_BASE_MS.unsigned_abs(),
+                ACCRUAL_RETRY_MAX_MS.unsigned_abs(),
+            );
+            let attempt = u32::try_from(slip.accrual_attempts.clamp(1, 20)).unwrap_or(1);
+            let delay_ms = i64::try_from(retry.delay_ms(attempt)).unwrap_or(ACCRUAL_RETRY_MAX_MS);
             slip.next_retry_at = Some(ctx.now + SignedDuration::from_millis(delay_ms));
             slip.updated_at = ctx.now;
             tx.update_slip(&slip)?;
