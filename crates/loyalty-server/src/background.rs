@@ -45,10 +45,10 @@ pub async fn retry_pass(state: &AppState) -> Result<usize, ApiError> {
                 .await;
             match result {
                 Ok(c @ Completion::Accrued { .. }) => {
-                    crate::http::log_completion(&c, "background_retry", None, started)
+                    crate::logs::log_completion(&c, "background_retry", None, started)
                 }
                 Ok(c @ Completion::Pending { .. }) => {
-                    crate::http::log_completion(&c, "background_retry", None, started)
+                    crate::logs::log_completion(&c, "background_retry", None, started)
                 }
                 Err(e) => {
                     tracing::warn!(rating_slip_id = %slip_id, error = %e, "accrual retry failed")

@@ -3,19 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
+mod commands;
 mod config_file;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use loyalty_core::Role;
-use loyalty_server::app::Settings;
-use loyalty_server::auth::{hash_token, new_token};
-use loyalty_server::ratelimit::Limit;
-use loyalty_server::serve::{ServeConfig, StorageConfig, open_store, serve};
-use loyalty_store::ops::{self, OpCtx};
+use loyalty_server::serve::StorageConfig;
 
 /// `loyalty --version`: the release and the schema version it migrates to.
 fn version_text() -> &'static str {
@@ -400,59 +394,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(a) => {
-            init_logs(&a.log, true);
-            let tz = jiff::tz::TimeZone::get(&a.gaming_day_tz)
-                .with_context(|| format!("unknown time zone {:?}", a.gaming_day_tz))?;
-            let settings = Settings {
-                test_mode: a.test_mode,
-                gaming_day_tz: tz,
-                gaming_day_start_hour: a.gaming_day_start_hour,
-                gaming_day_start_minute: a.gaming_day_start_minute,
-                accrual_retry_interval_ms: a.accrual_retry_interval_ms,
-                idempotency_retention_hours: a.idempotency_retention_hours,
-                body_timeout: Duration::from_millis(a.body_timeout_ms),
-                escrow_sweep_interval_ms: a.escrow_sweep_interval_ms,
-                streams_per_token: usize::try_from(a.streams_per_token).unwrap_or(1),
-                dual_control_threshold: a.dual_control_threshold,
-                ..Settings::default()
-            };
-            let cfg = ServeConfig {
-                listen: a.listen,
-                storage: a.storage.config(),
-                settings,
-                reward_limit: Limit {
-                    max: a.reward_rate_limit.max(1),
-                    ..Limit::default()
-                },
-                redis_url: a.redis_url,
-                events: loyalty_server::events::EventsConfig {
-                    enabled: !a.no_dispatcher,
-                    retry_base_ms: a.dispatch_retry_base_ms,
-                    attempts_max: a.dispatch_attempts_max,
-                    lease_ttl_ms: a.lease_ttl_ms,
-                    balance_cache_entries: usize::try_from(a.balance_cache_entries)
-                        .unwrap_or(100_000),
-                    stream_buffer_events: usize::try_from(a.stream_buffer_events).unwrap_or(1024),
-                    nats_url: a.nats_url,
-                    ..loyalty_server::events::EventsConfig::default()
-                },
-                conn_limits: loyalty_server::listen::ConnLimits {
-                    header_timeout: Duration::from_millis(a.header_timeout_ms),
-                    idle_timeout: Duration::from_millis(a.idle_timeout_ms),
-                    max_connections: usize::try_from(a.max_connections).unwrap_or(usize::MAX),
-                    shutdown_grace: Duration::from_millis(a.shutdown_grace_ms),
-                },
-                metrics_listen: a.metrics_listen,
-                sqlite: loyalty_store::sqlite::SqliteOptions {
-                    wal_max_bytes: a.sqlite_wal_max_mb << 20,
-                },
-            };
-            // Run the server as a task so every part of it is polled by the
-            // worker threads, not by the thread blocked in `block_on`.
-            runtime()?.block_on(async { tokio::spawn(serve(cfg)).await })??;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve(a) => commands::serve_command(a),
         Command::Staff {
             command:
                 StaffCommand::Create {
@@ -460,330 +402,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     role,
                     storage,
                 },
-        } => {
-            init_logs("warn", false);
-            let role = Role::parse(&role).with_context(|| {
-                format!("unknown role {role:?}: expected admin, supervisor, pit_boss, cashier or auditor")
-            })?;
-            let name = name.trim().to_string();
-            if !loyalty_core::chars_within(&name, 1, loyalty_core::limits::NAME_CHARS_MAX) {
-                anyhow::bail!("--name must be 1-200 characters");
-            }
-            let store = open_store(&storage.config())?;
-            let token = new_token().map_err(|e| anyhow::anyhow!(e.message))?;
-            let hash = hash_token(&token);
-            let ctx = cli_ctx();
-            runtime()?
-                .block_on(store.write(move |tx| ops::create_staff(tx, &ctx, name, role, &hash)))
-                .context("cannot create the staff member")?;
-            println!("{token}");
-            Ok(ExitCode::SUCCESS)
-        }
+        } => commands::staff_create(name, role, storage),
         Command::Verify {
             storage,
             checkpoint,
-        } => {
-            init_logs("warn", false);
-            let recorded = checkpoint
-                .map(|path| -> anyhow::Result<serde_json::Value> {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("{} is not a checkpoint", path.display()))
-                })
-                .transpose()?;
-            let store = open_store(&storage.config())?;
-            let rt = runtime()?;
-            let entries = rt
-                .block_on(store.read(|tx| tx.last_entry_seq()))
-                .context("verification failed to run")?;
-            let pb = loyalty_server::progress::bar(
-                u64::try_from(entries).unwrap_or(0),
-                "verifying",
-                "entries",
-            );
-            let bar = pb.clone();
-            let (checked, drift, total) = rt
-                .block_on(store.read(move |tx| {
-                    ops::verify_with_progress(tx, 1000, &mut |n| bar.set_position(n))
-                }))
-                .context("verification failed to run")?;
-            pb.finish_and_clear();
-            let mut report = serde_json::json!({"accounts_checked": checked, "drift": drift, "drift_count": total});
-            let mut changed = Vec::new();
-            if let Some(cp) = &recorded {
-                let seq = cp["seq"].as_i64().context("the checkpoint has no seq")?;
-                let root = cp["root"]
-                    .as_str()
-                    .context("the checkpoint has no root")?
-                    .to_string();
-                let mut then: std::collections::HashMap<String, String> = cp["heads"]
-                    .as_array()
-                    .map(|heads| {
-                        heads
-                            .iter()
-                            .filter_map(|h| {
-                                Some((
-                                    h["player_id"].as_str()?.to_string(),
-                                    h["head"].as_str()?.to_string(),
-                                ))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let named = !then.is_empty();
-                let (now, now_changed) = rt
-                    .block_on(
-                        store.read(move |tx| -> Result<_, loyalty_store::StoreError> {
-                            let mut changed = Vec::new();
-                            let now =
-                                loyalty_store::chain::checkpoint(tx, seq, &mut |player, head| {
-                                    let key = player.to_string();
-                                    match then.remove(&key) {
-                                        Some(h) if h == head => {}
-                                        _ if named => changed.push(key),
-                                        _ => {}
-                                    }
-                                })?;
-                            // Players recorded then but gone now.
-                            changed.extend(then.into_keys());
-                            Ok((now, changed))
-                        }),
-                    )
-                    .context("the checkpoint check failed to run")?;
-                changed = now_changed;
-                changed.sort();
-                let ok = now.root == root;
-                report["checkpoint"] = serde_json::json!({"seq": seq, "root": root, "root_now": now.root,
-                    "extends": ok, "changed_players": changed});
-                if !ok && changed.is_empty() {
-                    changed.push("(unnamed: the checkpoint has no heads)".into());
-                }
-                if ok {
-                    changed.clear();
-                }
-            }
-            println!("{report}");
-            drop(rt);
-            std::thread::spawn(move || drop(store)).join().ok();
-            if !changed.is_empty() {
-                eprintln!(
-                    "error: the ledger no longer extends the checkpoint: history changed for {}",
-                    changed.join(", ")
-                );
-                return Ok(ExitCode::from(1));
-            }
-            if total == 0 {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("error: {total} drift finding(s) in {checked} accounts");
-                Ok(ExitCode::from(1))
-            }
-        }
-        Command::Migrate(storage) => {
-            init_logs("info", false);
-            let store = open_store(&storage.config())?;
-            eprintln!("migrated {}", store.describe());
-            Ok(ExitCode::SUCCESS)
-        }
+        } => commands::verify(storage, checkpoint),
+        Command::Migrate(storage) => commands::migrate(storage),
         Command::Export {
             storage,
             from,
             to,
             format,
-        } => {
-            use futures_util::StreamExt;
-            use std::io::Write;
-            init_logs("warn", false);
-            let format = loyalty_server::http::export::parse_format(Some(&format))
-                .map_err(|e| anyhow::anyhow!(e.message))?;
-            let store = open_store(&storage.config())?;
-            let rt = runtime()?;
-            let result = rt.block_on(async {
-                let up_to = store.read(|tx| tx.last_entry_seq()).await?;
-                let pb = loyalty_server::progress::bar(
-                    u64::try_from(up_to).unwrap_or(0),
-                    "exporting",
-                    "entries",
-                );
-                let chunks =
-                    loyalty_server::http::export::stream(store.clone(), format, up_to, from, to);
-                let mut chunks = Box::pin(chunks);
-                let mut out = std::io::stdout().lock();
-                while let Some(chunk) = chunks.next().await {
-                    let chunk = chunk?;
-                    pb.inc(chunk.iter().filter(|b| **b == b'\n').count() as u64);
-                    out.write_all(&chunk)?;
-                }
-                out.flush()?;
-                pb.finish_and_clear();
-                anyhow::Ok(())
-            });
-            drop(rt);
-            std::thread::spawn(move || drop(store)).join().ok();
-            result?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::MigrateTo { data_dir, to } => {
-            init_logs("warn", false);
-            if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
-                anyhow::bail!("--to must be a postgres:// URL");
-            }
-            let pb = loyalty_server::progress::bar(0, "copying", "rows");
-            let report = loyalty_store::transfer::sqlite_to_postgres_with_progress(
-                &data_dir,
-                &to,
-                &mut |total, done| match total {
-                    Some(t) => pb.set_length(t),
-                    None => pb.set_position(done),
-                },
-            )
-            .with_context(|| {
-                format!(
-                    "cannot copy {} into {}",
-                    data_dir.display(),
-                    loyalty_store::postgres::redact(&to)
-                )
-            })?;
-            pb.finish_and_clear();
-            let store = open_store(&StorageConfig::Url(to.clone(), 2))?;
-            let (checked, _, drift) = runtime()?
-                .block_on(store.read(|tx| ops::verify(tx, 10)))
-                .context("verification of the copy failed to run")?;
-            let tables: serde_json::Map<String, serde_json::Value> = report
-                .tables
-                .iter()
-                .map(|(t, n)| (t.clone(), serde_json::json!(n)))
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({"rows_copied": tables, "accounts_checked": checked, "drift_count": drift})
-            );
-            // Close the blocking client off the runtime.
-            std::thread::spawn(move || drop(store)).join().ok();
-            if drift == 0 {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("error: the copy has {drift} drift finding(s)");
-                Ok(ExitCode::from(1))
-            }
-        }
+        } => commands::export(storage, from, to, format),
+        Command::MigrateTo { data_dir, to } => commands::migrate_to(data_dir, to),
         // Answered in `main`, before the command line becomes a `Cli`.
         Command::Config { .. } => Ok(ExitCode::SUCCESS),
         Command::Seed {
             storage,
             players,
             entries,
-        } => {
-            init_logs("warn", false);
-            let store = open_store(&storage.config())?;
-            let rt = runtime()?;
-            let started = std::time::Instant::now();
-            let report = rt.block_on(seed(&store, players, entries));
-            drop(rt);
-            std::thread::spawn(move || drop(store)).join().ok();
-            let (players, entries) = report.context("seeding failed")?;
-            let seconds = started.elapsed().as_secs_f64();
-            println!(
-                "{}",
-                serde_json::json!({"players": players, "entries": entries,
-                    "seconds": (seconds * 1000.0).round() / 1000.0,
-                    "entries_per_second": (entries as f64 / seconds).round()})
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(a) => {
-            let cfg = loyalty_server::bench::BenchConfig {
-                url: a.url.trim_end_matches('/').to_string(),
-                token: a.token,
-                clients: a.clients,
-                duration: Duration::from_secs(a.seconds),
-                workload: a.workload,
-                players: a.players,
-            };
-            runtime()?.block_on(loyalty_server::bench::run(cfg))?;
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// Rows written per transaction by `loyalty seed`.
-const SEED_BATCH: u64 = 5_000;
-
-/// `loyalty seed`: players, then manual rewards spread over them, each
-/// through `ops` (balances, tiers, hash chain, events), thousands per
-/// transaction. Returns what was written.
-async fn seed(
-    store: &loyalty_store::Store,
-    players: u64,
-    entries: u64,
-) -> anyhow::Result<(u64, u64)> {
-    let staff = uuid::Uuid::now_v7();
-    let pb = loyalty_server::progress::bar(players, "players", "players");
-    let mut ids: Vec<uuid::Uuid> = Vec::with_capacity(usize::try_from(players).unwrap_or(0));
-    let mut made = 0u64;
-    while made < players {
-        let n = SEED_BATCH.min(players - made);
-        let ctx = cli_ctx();
-        let batch = store
-            .write(move |tx| -> Result<Vec<uuid::Uuid>, ops::OpError> {
-                (made..made + n)
-                    .map(|i| {
-                        ops::create_player(tx, &ctx, format!("Seeded player {i}"), None)
-                            .map(|p| p.id)
-                    })
-                    .collect()
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        ids.extend(batch);
-        made += n;
-        pb.set_position(made);
-    }
-    pb.finish_and_clear();
-    let ids = Arc::new(ids);
-    let pb = loyalty_server::progress::bar(entries, "entries", "entries");
-    let mut written = 0u64;
-    while written < entries {
-        let n = SEED_BATCH.min(entries - written);
-        let (ctx, ids) = (cli_ctx(), ids.clone());
-        store
-            .write(move |tx| -> Result<(), ops::OpError> {
-                let mut ctx = ctx;
-                ctx.staff_id = Some(staff);
-                for i in written..written + n {
-                    let player_id = ids[(i % ids.len() as u64) as usize];
-                    ops::manual_reward(
-                        tx,
-                        &ctx,
-                        ops::ManualReward {
-                            player_id,
-                            points: 1 + (i % 97) as i64,
-                            reason: format!("seeded reward {i}"),
-                            staff_id: staff,
-                            rating_slip_id: None,
-                            key: format!("seed:{staff}:{i}"),
-                        },
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        written += n;
-        pb.set_position(written);
-    }
-    pb.finish_and_clear();
-    Ok((players, entries))
-}
-
-fn cli_ctx() -> OpCtx {
-    OpCtx {
-        now: loyalty_server::clock::Clock::default().now(),
-        correlation_id: format!("cli-{}", uuid::Uuid::new_v4().simple()),
-        idempotency_key: None,
-        staff_id: None,
-        tiers: Arc::new(loyalty_core::TierTable::default()),
-        fail_accrual: false,
+        } => commands::seed_command(storage, players, entries),
+        Command::Bench(a) => commands::bench(a),
     }
 }

@@ -1,4 +1,4 @@
-//! Events replay, verification and the test-mode controls.
+//! Verification and the test-mode controls (clock and faults).
 
 use std::sync::atomic::Ordering;
 
@@ -13,54 +13,10 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::ApiJson;
 
-/// Largest events page.
-pub const EVENTS_PAGE_MAX: u32 = 1000;
 /// Most drift rows returned by one verification (the count is exact).
 pub const DRIFT_REPORT_MAX: usize = 1000;
-
-#[derive(Deserialize)]
-pub(super) struct EventParams {
-    after: Option<i64>,
-    limit: Option<u32>,
-    event_type: Option<String>,
-}
-
-pub(super) async fn events(
-    State(st): State<AppState>,
-    caller: Caller,
-    ApiQuery(p): ApiQuery<EventParams>,
-) -> ApiResult<Response> {
-    caller.require(Permission::AuditRead)?;
-    let after = p.after.unwrap_or(0);
-    if after < 0 {
-        return Err(ApiError::validation(
-            "after",
-            "must be a sequence number >= 0",
-        ));
-    }
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=EVENTS_PAGE_MAX).contains(&limit) {
-        return Err(ApiError::validation(
-            "limit",
-            format!("must be 1-{EVENTS_PAGE_MAX}"),
-        ));
-    }
-    if let Some(t) = &p.event_type
-        && (t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
-    {
-        return Err(ApiError::validation(
-            "event_type",
-            "must be an event type like LEDGER_ENTRY_CREATED",
-        ));
-    }
-    let events = st
-        .store
-        .read(move |tx| tx.events(after, limit, p.event_type.as_deref()))
-        .await?;
-    Ok(axum::Json(json!({"events": events})).into_response())
-}
 
 pub(super) async fn verify(State(st): State<AppState>, caller: Caller) -> ApiResult<Response> {
     caller.require(Permission::AuditRead)?;

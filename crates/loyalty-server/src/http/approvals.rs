@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::ledger::{decode_cursor, encode_cursor};
 use super::paging::page_limit;
-use super::text;
+use super::validate::text;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Code};

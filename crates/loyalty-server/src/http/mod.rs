@@ -5,9 +5,12 @@
 
 mod admin;
 mod approvals;
-mod events;
-pub mod export;
+mod dead_letters;
+mod export;
+mod feeds;
+mod health;
 mod ledger;
+mod outbox;
 mod paging;
 mod players;
 mod reads;
@@ -16,22 +19,19 @@ mod rewards;
 mod slips;
 mod staff;
 mod tables;
+mod validate;
 mod wallet;
 
-pub use slips::log_completion;
-
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
-use loyalty_core::chars_within;
 use loyalty_core::limits::BODY_BYTES_MAX;
-use rust_decimal::Decimal;
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::error::{ApiError, ApiResult, Code};
+use crate::error::{ApiError, Code};
 
 /// Every route the server exposes, as (method, path template). `router()`
 /// registers routes only through [`Routes::add`], which refuses a route
@@ -173,22 +173,22 @@ pub fn router(state: AppState) -> Router {
     .add("POST", "/v1/loyalty/manual-rewards", rewards::manual_reward)
     .add("GET", "/v1/ledger", ledger::audit_search)
     .add("GET", "/v1/ledger/checkpoint", ledger::checkpoint)
-    .add("GET", "/v1/events", admin::events)
+    .add("GET", "/v1/events", outbox::page)
     .add("GET", "/v1/events/stream", crate::events::stream::stream)
-    .add("GET", "/v1/dead-letters", events::dead_letters)
+    .add("GET", "/v1/dead-letters", dead_letters::dead_letters)
     .add(
         "POST",
         "/v1/dead-letters/{id}/replay",
-        events::replay_dead_letter,
+        dead_letters::replay_dead_letter,
     )
-    .add("GET", "/v1/alerts", events::alerts)
-    .add("GET", "/v1/subscribers", events::subscribers)
+    .add("GET", "/v1/alerts", feeds::alerts)
+    .add("GET", "/v1/subscribers", dead_letters::subscribers)
     .add(
         "GET",
         "/v1/players/{id}/notifications",
-        events::notifications,
+        feeds::notifications,
     )
-    .add("GET", "/v1/players/{id}/activity", events::activity)
+    .add("GET", "/v1/players/{id}/activity", feeds::activity)
     .add("GET", "/v1/players", reads::players)
     .add("GET", "/v1/tables", reads::tables)
     .add("GET", "/v1/rating-slips", reads::slips)
@@ -224,11 +224,11 @@ pub fn router(state: AppState) -> Router {
     .add("GET", "/", crate::console::root)
     .add("GET", "/console/", crate::console::index)
     .add("GET", "/console/{file}", crate::console::file)
-    .add("GET", "/healthz", healthz)
-    .add("GET", "/readyz", readyz);
+    .add("GET", "/healthz", health::healthz)
+    .add("GET", "/readyz", health::readyz);
     let metrics_on_main = state.settings.metrics_on_main;
     if metrics_on_main {
-        v1 = v1.add("GET", "/metrics", events::metrics);
+        v1 = v1.add("GET", "/metrics", health::metrics);
     }
     if test_mode {
         v1 = v1.add("PUT", "/v1/test/clock", admin::set_clock).add(
@@ -284,7 +284,7 @@ async fn header_limit(req: axum::extract::Request, next: axum::middleware::Next)
 /// The router of `--metrics-listen`: `/metrics` alone.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", axum::routing::get(events::metrics))
+        .route("/metrics", axum::routing::get(health::metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(crate::correlation::layer))
         .layer(axum::middleware::from_fn(security_headers))
@@ -316,102 +316,6 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(Code::MethodNotAllowed, "method not allowed on this route")
-}
-
-async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
-}
-
-async fn readyz(State(st): State<AppState>) -> Response {
-    if let Err(e) = st.store.ping().await {
-        tracing::warn!(error = %e, "not ready: storage");
-        return ApiError::new(Code::Unavailable, "storage is unreachable").into_response();
-    }
-    if let Err(e) = st.limiter.ping().await {
-        tracing::warn!(error = %e, "not ready: rate limiter");
-        return ApiError::new(Code::Unavailable, "the rate limiter is unreachable").into_response();
-    }
-    axum::Json(json!({"status": "ready", "storage": "ok", "rate_limiter": "ok"})).into_response()
-}
-
-/// Checks a required name-like text field.
-pub(crate) fn text(field: &str, value: &str, min: usize, max: usize) -> ApiResult<String> {
-    let v = value.trim();
-    if !chars_within(v, min.max(1), max) {
-        return Err(ApiError::validation(
-            field,
-            format!("must be {}-{max} characters", min.max(1)),
-        ));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    if let Some(c) = v.chars().find(|c| FORBIDDEN_FORMAT_CHARS.contains(c)) {
-        return Err(ApiError::validation(
-            field,
-            format!(
-                "must not contain bidirectional controls or zero-width spaces (U+{:04X})",
-                u32::from(c)
-            ),
-        ));
-    }
-    if !v.chars().any(is_visible) {
-        return Err(ApiError::validation(
-            field,
-            "must contain at least one visible character",
-        ));
-    }
-    Ok(v.to_string())
-}
-
-/// Characters no text field may contain: the bidirectional embeddings,
-/// overrides and isolates (which make a name display as another), zero-width
-/// spaces and word joiners. The zero-width joiner and non-joiner (U+200D,
-/// U+200C) stay allowed: Persian and Indic names and emoji need them.
-const FORBIDDEN_FORMAT_CHARS: &[char] = &[
-    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
-    '\u{2069}', '\u{200B}', '\u{2060}', '\u{FEFF}', '\u{200E}', '\u{200F}',
-];
-
-/// Whether `c` shows something: not white space and not one of the
-/// characters that render as nothing (joiners, fillers, variation selectors).
-fn is_visible(c: char) -> bool {
-    !c.is_whitespace()
-        && !matches!(c,
-            '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-            | '\u{180E}' | '\u{200C}' | '\u{200D}' | '\u{2061}'..='\u{2064}' | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0F}' | '\u{FFA0}' | '\u{E0100}'..='\u{E01EF}')
-}
-
-/// Checks an exact decimal is within `[min, max]` with few decimal places.
-pub(crate) fn decimal_in(
-    field: &str,
-    v: Decimal,
-    min: Decimal,
-    max: Decimal,
-    min_exclusive: bool,
-) -> ApiResult<Decimal> {
-    let low_ok = if min_exclusive { v > min } else { v >= min };
-    if !low_ok || v > max {
-        let low = if min_exclusive { "above" } else { "at least" };
-        return Err(ApiError::validation(
-            field,
-            format!("must be {low} {min} and at most {max}"),
-        ));
-    }
-    if v.scale() > loyalty_core::limits::DECIMAL_PLACES_MAX {
-        return Err(ApiError::validation(
-            field,
-            format!(
-                "must have at most {} decimal places",
-                loyalty_core::limits::DECIMAL_PLACES_MAX
-            ),
-        ));
-    }
-    Ok(v.normalize())
 }
 
 #[cfg(test)]

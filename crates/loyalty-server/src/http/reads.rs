@@ -49,7 +49,7 @@ pub(super) async fn players(
     caller.require(Permission::PlayersRead)?;
     let q = match p.q.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(q) => Some(super::text("q", q, 1, NAME_CHARS_MAX)?),
+        Some(q) => Some(super::validate::text("q", q, 1, NAME_CHARS_MAX)?),
     };
     let limit = page_limit(p.limit)?;
     let before = p

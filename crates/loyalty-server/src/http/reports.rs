@@ -14,10 +14,10 @@ use loyalty_store::{Store, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::export::csv_text;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::export::csv_text;
 use crate::extract::ApiQuery;
 
 /// The longest period a report covers.

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::text;
+use super::validate::text;
 use crate::app::AppState;
 use crate::auth::{Caller, hex};
 use crate::error::{ApiError, ApiResult, Code};

@@ -10,7 +10,7 @@ use loyalty_store::ops;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::text;
+use super::validate::text;
 use crate::app::AppState;
 use crate::auth::{Caller, hash_token, new_token};
 use crate::error::{ApiError, ApiResult, Code};

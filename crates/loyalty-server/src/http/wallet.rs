@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::ledger::{decode_cursor, encode_cursor};
 use super::paging::{page, page_limit};
-use super::text;
+use super::validate::text;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
