@@ -9,8 +9,9 @@
 //! use [`TestApp::send`], [`TestApp::send_raw`], [`TestApp::get`] and
 //! friends instead.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -27,6 +28,23 @@ pub struct Call<'a> {
     path: String,
     body: Option<Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// The request in flight, once first polled.
+    sending: Option<Pin<Box<dyn Future<Output = Resp> + Send + 'a>>>,
+}
+
+impl Clone for Call<'_> {
+    /// The same request, not yet sent.
+    fn clone(&self) -> Self {
+        Call {
+            app: self.app,
+            method: self.method.clone(),
+            token: self.token.clone(),
+            path: self.path.clone(),
+            body: self.body.clone(),
+            headers: self.headers.clone(),
+            sending: None,
+        }
+    }
 }
 
 impl<'a> Call<'a> {
@@ -38,10 +56,12 @@ impl<'a> Call<'a> {
             path,
             body: None,
             headers: Vec::new(),
+            sending: None,
         }
     }
 
-    fn json(mut self, body: Value) -> Self {
+    /// Sends `body` as JSON (in place of the endpoint's usual body).
+    pub fn body(mut self, body: Value) -> Self {
         self.body = Some(body);
         self
     }
@@ -68,11 +88,22 @@ impl<'a> Call<'a> {
         self
     }
 
-    /// Adds several headers.
-    pub fn headers(self, headers: &[(&str, &str)]) -> Self {
+    /// Adds several headers whose values may be any bytes.
+    pub fn header_values(self, headers: &[(&str, HeaderValue)]) -> Self {
         headers
             .iter()
-            .fold(self, |call, (k, v)| call.header(k, v))
+            .fold(self, |call, (k, v)| call.header_value(k, v.clone()))
+    }
+
+    /// Adds several headers.
+    pub fn headers(self, headers: &[(&str, &str)]) -> Self {
+        headers.iter().fold(self, |call, (k, v)| call.header(k, v))
+    }
+
+    /// Sends no body at all.
+    pub fn no_body(mut self) -> Self {
+        self.body = None;
+        self
     }
 
     /// Sends no `Authorization` header.
@@ -87,27 +118,42 @@ impl<'a> Call<'a> {
     }
 }
 
-impl<'a> IntoFuture for Call<'a> {
-    type Output = Resp;
-    type IntoFuture = Pin<Box<dyn Future<Output = Resp> + Send + 'a>>;
+/// `METHOD /path?query`, for assertion messages.
+impl std::fmt::Display for Call<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
 
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let app = self.app;
-            let mut rb = app
-                .client
-                .request(self.method, format!("{}{}", app.base, self.path));
-            if let Some(t) = &self.token {
-                rb = rb.bearer_auth(t);
-            }
-            for (k, v) in self.headers {
-                rb = rb.header(k, v);
-            }
-            if let Some(b) = &self.body {
-                rb = rb.json(b);
-            }
-            TestApp::resp(rb.send().await.expect("request")).await
-        })
+impl<'a> Call<'a> {
+    fn start(&self) -> Pin<Box<dyn Future<Output = Resp> + Send + 'a>> {
+        let app = self.app;
+        let mut rb = app
+            .client
+            .request(self.method.clone(), format!("{}{}", app.base, self.path));
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in &self.headers {
+            rb = rb.header(k.clone(), v.clone());
+        }
+        if let Some(b) = &self.body {
+            rb = rb.json(b);
+        }
+        Box::pin(async move { TestApp::resp(rb.send().await.expect("request")).await })
+    }
+}
+
+/// A call is a future: awaiting it (or joining several) sends it.
+impl Future for Call<'_> {
+    type Output = Resp;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resp> {
+        if self.sending.is_none() {
+            let fut = self.start();
+            self.sending = Some(fut);
+        }
+        self.sending.as_mut().unwrap().as_mut().poll(cx)
     }
 }
 
@@ -120,13 +166,13 @@ impl TestApp {
     /// `POST /v1/staff`.
     pub fn create_staff(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::POST, token, "/v1/staff".into())
-            .json(body)
+            .body(body)
     }
 
     /// `POST /v1/players`.
     pub fn create_player(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::POST, token, "/v1/players".into())
-            .json(body)
+            .body(body)
     }
 
     /// `GET /v1/players/{id}`.
@@ -137,7 +183,7 @@ impl TestApp {
     /// `POST /v1/players/{id}/tokens`.
     pub fn create_player_token(&self, token: &str, player: &str) -> Call<'_> {
         self.call(Method::POST, token, format!("/v1/players/{player}/tokens"))
-            .json(json!({}))
+            .body(json!({}))
     }
 
     /// `GET /v1/players/{id}/loyalty`.
@@ -153,7 +199,7 @@ impl TestApp {
     /// `POST /v1/tables`.
     pub fn create_table(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::POST, token, "/v1/tables".into())
-            .json(body)
+            .body(body)
     }
 
     /// `GET /v1/tables/{id}`.
@@ -164,13 +210,13 @@ impl TestApp {
     /// `PATCH /v1/tables/{id}`.
     pub fn patch_table(&self, token: &str, table: &str, body: Value) -> Call<'_> {
         self.call(Method::PATCH, token, format!("/v1/tables/{table}"))
-            .json(body)
+            .body(body)
     }
 
     /// `POST /v1/rating-slips`.
     pub fn create_slip(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::POST, token, "/v1/rating-slips".into())
-            .json(body)
+            .body(body)
     }
 
     /// `GET /v1/rating-slips/{id}`.
@@ -181,7 +227,7 @@ impl TestApp {
     /// `PATCH /v1/rating-slips/{id}`.
     pub fn patch_slip(&self, token: &str, slip: &str, body: Value) -> Call<'_> {
         self.call(Method::PATCH, token, format!("/v1/rating-slips/{slip}"))
-            .json(body)
+            .body(body)
     }
 
     /// `POST /v1/rating-slips/{id}/{action}` for `pause`, `resume`,
@@ -248,7 +294,7 @@ impl TestApp {
     /// `POST /v1/loyalty/manual-rewards`.
     pub fn manual_reward(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::POST, token, "/v1/loyalty/manual-rewards".into())
-            .json(body)
+            .body(body)
     }
 
     /// `GET /v1/ledger` (the audit search).
@@ -284,9 +330,10 @@ impl TestApp {
         self.call(Method::GET, token, "/v1/dead-letters".into())
     }
 
-    /// `POST /v1/dead-letters/{id}/replay`.
+    /// `POST /v1/dead-letters/{id}/replay` with `{}`.
     pub fn replay_dead_letter(&self, token: &str, id: impl std::fmt::Display) -> Call<'_> {
         self.call(Method::POST, token, format!("/v1/dead-letters/{id}/replay"))
+            .body(json!({}))
     }
 
     /// `GET /v1/alerts`.
@@ -326,7 +373,7 @@ impl TestApp {
     /// `POST /v1/admin/verify` with `{}`.
     pub fn verify(&self, token: &str) -> Call<'_> {
         self.call(Method::POST, token, "/v1/admin/verify".into())
-            .json(json!({}))
+            .body(json!({}))
     }
 
     /// `GET /v1/exports/ledger`.
@@ -361,7 +408,11 @@ impl TestApp {
 
     /// `GET /v1/rating-slips/{id}/preview`.
     pub fn slip_preview(&self, token: &str, slip: &str) -> Call<'_> {
-        self.call(Method::GET, token, format!("/v1/rating-slips/{slip}/preview"))
+        self.call(
+            Method::GET,
+            token,
+            format!("/v1/rating-slips/{slip}/preview"),
+        )
     }
 
     /// `GET /v1/reports/manual-rewards`.
@@ -401,7 +452,7 @@ impl TestApp {
             token,
             format!("/v1/approvals/{approval}/{decision}"),
         )
-        .json(body)
+        .body(body)
     }
 
     /// `POST /v1/approvals/{id}/approve`.
@@ -417,7 +468,7 @@ impl TestApp {
     /// `POST /v1/merchants`.
     pub fn create_merchant(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::POST, token, "/v1/merchants".into())
-            .json(body)
+            .body(body)
     }
 
     /// `GET /v1/merchants`.
@@ -433,7 +484,7 @@ impl TestApp {
     /// `POST /v1/escrows` (a wallet hold).
     pub fn hold(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::POST, token, "/v1/escrows".into())
-            .json(body)
+            .body(body)
     }
 
     /// `GET /v1/escrows/{id}`.
@@ -452,8 +503,12 @@ impl TestApp {
             ["settle", "refund"].contains(&action),
             "no escrow action {action}"
         );
-        self.call(Method::POST, token, format!("/v1/escrows/{escrow}/{action}"))
-            .json(body)
+        self.call(
+            Method::POST,
+            token,
+            format!("/v1/escrows/{escrow}/{action}"),
+        )
+        .body(body)
     }
 
     /// `POST /v1/escrows/{id}/settle` (a capture, whole or partial).
@@ -479,24 +534,28 @@ impl TestApp {
     /// `POST /v1/staff/{id}/disable`.
     pub fn disable_staff(&self, token: &str, staff: &str) -> Call<'_> {
         self.call(Method::POST, token, format!("/v1/staff/{staff}/disable"))
-            .json(json!({}))
+            .body(json!({}))
     }
 
     /// `DELETE /v1/players/{id}/tokens`.
     pub fn revoke_player_tokens(&self, token: &str, player: &str) -> Call<'_> {
-        self.call(Method::DELETE, token, format!("/v1/players/{player}/tokens"))
+        self.call(
+            Method::DELETE,
+            token,
+            format!("/v1/players/{player}/tokens"),
+        )
     }
 
     /// `PUT /v1/test/clock`.
     pub fn put_clock(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::PUT, token, "/v1/test/clock".into())
-            .json(body)
+            .body(body)
     }
 
     /// `PUT /v1/test/faults`.
     pub fn put_faults(&self, token: &str, body: Value) -> Call<'_> {
         self.call(Method::PUT, token, "/v1/test/faults".into())
-            .json(body)
+            .body(body)
     }
 }
 

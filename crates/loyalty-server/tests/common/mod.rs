@@ -355,6 +355,32 @@ impl TestApp {
         Self::resp(rb.send().await.expect("request")).await
     }
 
+    /// Sends `method path` with an optional raw JSON body and headers of any
+    /// bytes: the escape hatch for requests malformed on purpose.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, reqwest::header::HeaderValue)],
+    ) -> Resp {
+        let mut rb = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            rb = rb.header(name, v.clone());
+        }
+        if let Some(b) = body {
+            rb = rb
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        Self::resp(rb.send().await.expect("request")).await
+    }
+
     /// Reads a response into a [`Resp`].
     pub async fn resp(r: reqwest::Response) -> Resp {
         let status = r.status();
