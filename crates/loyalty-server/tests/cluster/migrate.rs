@@ -9,16 +9,16 @@ use crate::servers::{pg_url, require};
 async fn snapshot(app: &TestApp, players: &[String], slips: &[String]) -> Value {
     let mut out = Vec::new();
     for p in players {
-        let loyalty = app.player_loyalty(&app.admin_token, &p).await;
+        let loyalty = app.player_loyalty(&app.admin_token, p).await;
         let ledger = app
-            .player_ledger(&app.admin_token, &p)
+            .player_ledger(&app.admin_token, p)
             .query("limit=1000")
             .await;
         assert_eq!(loyalty.status, 200, "{}", loyalty.text);
         out.push(json!({"loyalty": loyalty.body, "ledger": ledger.body["entries"]}));
     }
     for s in slips {
-        let slip = app.get_slip(&app.admin_token, &s).await;
+        let slip = app.get_slip(&app.admin_token, s).await;
         let mut body = slip.body;
         // Time played of an open slip grows with the clock; compare the rest.
         body.as_object_mut().unwrap().remove("accumulated_seconds");
@@ -29,7 +29,7 @@ async fn snapshot(app: &TestApp, players: &[String], slips: &[String]) -> Value 
     for p in players {
         for feed in ["activity", "notifications"] {
             let r = app
-                .player_feed(&app.admin_token, &p, &feed)
+                .player_feed(&app.admin_token, p, feed)
                 .query("limit=1000")
                 .await;
             assert_eq!(r.status, 200, "{}", r.text);
@@ -141,7 +141,7 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     let wallet_before: Vec<Value> = {
         let mut v = Vec::new();
         for id in &escrows {
-            v.push(app.escrow(&app.admin_token, &id).await.body);
+            v.push(app.escrow(&app.admin_token, id).await.body);
         }
         v
     };
@@ -192,7 +192,7 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     let after = snapshot(&moved, &players, &slips).await;
     assert_eq!(before, after);
     for (id, was) in escrows.iter().zip(&wallet_before) {
-        let now = moved.escrow(&moved.admin_token, &id).await;
+        let now = moved.escrow(&moved.admin_token, id).await;
         assert_eq!(&now.body, was, "escrow {id} moved unchanged");
     }
     // The held one is captured on the new backend; the merchant earns on.

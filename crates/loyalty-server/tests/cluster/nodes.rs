@@ -50,7 +50,7 @@ async fn assert_player_consistent(app: &TestApp, player: &str) -> Vec<Value> {
             lifetime += p;
         }
     }
-    let summary = app.player_loyalty(&app.admin_token, &player).await;
+    let summary = app.player_loyalty(&app.admin_token, player).await;
     assert_eq!(summary.body["current_balance"].as_i64().unwrap(), balance);
     assert_eq!(summary.body["lifetime_points"].as_i64().unwrap(), lifetime);
     list
@@ -244,7 +244,7 @@ async fn background_retries_on_two_nodes_accrue_each_pending_slip_once() {
     loop {
         let mut pending = 0;
         for id in &slips {
-            let r = a.get_slip(&a.admin_token, &id).await;
+            let r = a.get_slip(&a.admin_token, id).await;
             if r.body["loyalty_status"] != "ACCRUED" {
                 pending += 1;
             }

@@ -94,7 +94,7 @@ async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
     loop {
         let mut held = 0;
         for (_, id) in &escrows {
-            let r = b.escrow(&b.admin_token, &id).await;
+            let r = b.escrow(&b.admin_token, id).await;
             if r.body["status"] == "HELD" {
                 held += 1;
             }
@@ -106,10 +106,7 @@ async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for p in &players {
-        let l = a
-            .player_ledger(&a.admin_token, &p)
-            .query("limit=1000")
-            .await;
+        let l = a.player_ledger(&a.admin_token, p).query("limit=1000").await;
         let entries = l.body["entries"].as_array().unwrap().clone();
         for (owner, id) in &escrows {
             if owner == p {
@@ -120,7 +117,7 @@ async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
                 );
             }
         }
-        let lo = a.player_loyalty(&a.admin_token, &p).await;
+        let lo = a.player_loyalty(&a.admin_token, p).await;
         assert_eq!(
             (
                 lo.body["current_balance"].as_i64(),
@@ -180,7 +177,7 @@ async fn captures_and_refunds_from_two_nodes_end_each_escrow_once() {
     }
     let mut earned = 0;
     for id in &ids {
-        let e = b.escrow(&b.admin_token, &id).await.body;
+        let e = b.escrow(&b.admin_token, id).await.body;
         assert_ne!(e["status"], "HELD", "{e}");
         assert_eq!(e["held_amount"], 0);
         earned += e["settled_amount"].as_i64().unwrap();

@@ -358,7 +358,7 @@ async fn slip_for(app: &TestApp, fx: &Fixture, action: &str) -> String {
     };
     if let Some(p) = prior {
         let r = app
-            .slip_action(&app.admin_token, &id, &p, Some(json!({})))
+            .slip_action(&app.admin_token, &id, p, Some(json!({})))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
@@ -586,7 +586,7 @@ async fn new_approval(app: &TestApp, fx: &Fixture, n: usize) -> String {
 
 /// A new token for `player`, issued by the admin.
 async fn mint_player_token(app: &TestApp, player: &str) -> String {
-    let r = app.create_player_token(&app.admin_token, &player).await;
+    let r = app.create_player_token(&app.admin_token, player).await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.body["token"].as_str().unwrap().to_string()
 }

@@ -200,7 +200,7 @@ async fn a_reward_may_name_an_open_paused_or_closed_slip_of_that_player_but_not_
     let gameplay = app.balance(&player).await;
 
     for (slip, status) in [(&open, "OPEN"), (&paused, "PAUSED"), (&closed, "CLOSED")] {
-        let r = app.get_slip(&app.admin_token, &slip).await;
+        let r = app.get_slip(&app.admin_token, slip).await;
         assert_eq!(r.body["status"], status, "{}", r.text);
         let mut body = reward_body(
             &player,

@@ -34,7 +34,7 @@ async fn get_from(app: &TestApp, client: &reqwest::Client, token: Option<&str>) 
 }
 
 async fn player_token(app: &TestApp, token: &str, player: &str) -> Resp {
-    app.create_player_token(token, &player).await
+    app.create_player_token(token, player).await
 }
 
 // ------------------------------------------------------------ 1. escalation
@@ -830,7 +830,7 @@ async fn no_balance_leaves_the_range_json_clients_read_exactly() {
         .open_slip(&player, &table, "1000000", Some(&day_ago))
         .await;
     let first = app
-        .complete_slip(&app.admin_token, &s1["id"].as_str().unwrap(), json!({}))
+        .complete_slip(&app.admin_token, s1["id"].as_str().unwrap(), json!({}))
         .await;
     assert_eq!(first.status, 200, "{}", first.text);
     let balance = first.body["loyalty"]["balance_after"].as_i64().unwrap();
@@ -838,10 +838,10 @@ async fn no_balance_leaves_the_range_json_clients_read_exactly() {
 
     let slip2 = s2["id"].as_str().unwrap();
     let events_before = app.all_events().await.len();
-    let second = app.complete_slip(&app.admin_token, &slip2, json!({})).await;
+    let second = app.complete_slip(&app.admin_token, slip2, json!({})).await;
     assert_error(&second, 422, "POINTS_OUT_OF_RANGE", None);
     // Nothing written: the slip is still open, the balance unchanged.
-    let slip = app.get_slip(&app.admin_token, &slip2).await;
+    let slip = app.get_slip(&app.admin_token, slip2).await;
     assert_eq!(slip.body["status"], "OPEN", "{}", slip.text);
     let loyalty = app.player_loyalty(&app.admin_token, &player).await;
     assert_eq!(loyalty.body["current_balance"].as_i64(), Some(balance));

@@ -159,10 +159,10 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     // Only an admin replays; once healed, the replay delivers it once.
     let id = dead["id"].as_i64().unwrap();
     let (_, auditor) = app.staff("auditor").await;
-    let r = app.replay_dead_letter(&auditor, &id).await;
+    let r = app.replay_dead_letter(&auditor, id).await;
     assert_eq!(r.status, 403, "{}", r.text);
     app.set_faults(json!({"failing_subscribers": []})).await;
-    let r = app.replay_dead_letter(&app.admin_token, &id).await;
+    let r = app.replay_dead_letter(&app.admin_token, id).await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["status"], "REPLAY_REQUESTED");
     eventually(
@@ -181,17 +181,17 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["event_id"], tier_event["event_id"]);
     // Replaying again changes nothing.
-    let r = app.replay_dead_letter(&app.admin_token, &id).await;
+    let r = app.replay_dead_letter(&app.admin_token, id).await;
     assert_eq!(r.body["status"], "REPLAYED", "{}", r.text);
     assert_eq!(app.feed(&player, "notifications").await.len(), 1);
     // With an Idempotency-Key the stored response is replayed as it was.
     let key = [("idempotency-key", "replay-dead-letter-once")];
     let first = app
-        .replay_dead_letter(&app.admin_token, &id)
+        .replay_dead_letter(&app.admin_token, id)
         .headers(&key)
         .await;
     let again = app
-        .replay_dead_letter(&app.admin_token, &id)
+        .replay_dead_letter(&app.admin_token, id)
         .headers(&key)
         .await;
     assert_eq!(first.status, 202, "{}", first.text);

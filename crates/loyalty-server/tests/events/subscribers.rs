@@ -75,10 +75,10 @@ async fn the_balance_cache_never_serves_a_balance_older_than_an_acknowledged_wri
     caught_up(&app, 60).await;
     // Now every read is served by the cache and equals the database.
     for p in &players {
-        let r = app.player_loyalty(&app.admin_token, &p).await;
+        let r = app.player_loyalty(&app.admin_token, p).await;
         assert!(cache_hit(&r), "not served from the cache: {:?}", r.headers);
         let ledger = app
-            .player_ledger(&app.admin_token, &p)
+            .player_ledger(&app.admin_token, p)
             .query("limit=1000")
             .await;
         let entries = ledger.body["entries"].as_array().unwrap();

@@ -19,7 +19,7 @@ async fn ask(app: &TestApp, token: &str, b: Value) -> Resp {
 }
 
 async fn decide(app: &TestApp, token: &str, id: &str, action: &str, b: Value) -> Resp {
-    app.decide_approval(token, &id, &action, b).await
+    app.decide_approval(token, id, action, b).await
 }
 
 #[tokio::test]

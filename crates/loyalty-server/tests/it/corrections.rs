@@ -8,7 +8,7 @@ use crate::common::{Resp, TestApp};
 use crate::support::{T0, assert_error, at, min, play, s};
 
 async fn post(app: &TestApp, token: &str, slip: &str, action: &str, body: Value) -> Resp {
-    app.slip_action(token, &slip, &action, Some(body)).await
+    app.slip_action(token, slip, action, Some(body)).await
 }
 
 /// A player with one slip of an hour at 100 (1,620 points, SILVER).

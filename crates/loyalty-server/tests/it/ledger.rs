@@ -385,7 +385,7 @@ async fn the_loyalty_summary_as_of_an_instant_comes_from_the_entries() {
     let settle = app
         .settle(
             &app.admin_token,
-            &e.body["id"].as_str().unwrap(),
+            e.body["id"].as_str().unwrap(),
             json!({"amount": 120, "final": false}),
         )
         .await;

@@ -57,10 +57,7 @@ async fn players_are_found_by_card_prefix_or_name_and_paged() {
         v.into_iter().cloned().collect::<Vec<_>>()
     };
     let app = &app;
-    let get = |q: &str| {
-        let call = app.list_players(&app.admin_token).query(format!("q={q}"));
-        async move { call.await }
-    };
+    let get = |q: &str| app.list_players(&app.admin_token).query(format!("q={q}"));
     assert_eq!(found(&get("C-100").await), sorted(vec![&ann, &anna]));
     assert_eq!(found(&get("D-2").await), vec![bob.clone()]);
     // Case-insensitive name substring, short and long.
@@ -143,7 +140,7 @@ async fn tables_and_slips_list_newest_first_with_filters() {
         vec![slips[3].clone()]
     );
     for q in ["status=DONE", "table_id=12", "player_id=x"] {
-        let r = app.list_slips(&app.admin_token).query(&q).await;
+        let r = app.list_slips(&app.admin_token).query(q).await;
         assert_error(&r, 400, "VALIDATION_ERROR");
     }
 }

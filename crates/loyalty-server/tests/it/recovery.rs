@@ -205,7 +205,7 @@ async fn a_pending_slip_is_recovered_by_the_background_retry_without_anyone_aski
     assert_eq!(line["points"], 1620);
 
     // A manual recovery afterwards only replays.
-    let replay = app.recover_loyalty(&app.admin_token, &id).await;
+    let replay = app.recover_loyalty(&app.admin_token, id).await;
     assert_eq!(replay.status, 200, "{}", replay.text);
     assert_eq!(replay.body["loyalty"]["idempotent_replay"], true);
     assert_eq!(app.ledger(&player).await.len(), 1);

@@ -236,7 +236,7 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
         ("from=2026-03-01&to=2026-03-02&format=xml", "format"),
         ("from=2026-01-01&to=2027-06-01", "to"),
     ] {
-        let r = app.comps_report(&auditor).query(&q).await;
+        let r = app.comps_report(&auditor).query(q).await;
         assert_error(&r, 400, "VALIDATION_ERROR");
         assert_eq!(
             r.body["error"]["details"]["field"], field,

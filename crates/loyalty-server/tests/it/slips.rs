@@ -116,7 +116,7 @@ async fn the_final_average_bet_decides_the_points() {
 
     for bet in ["50", "250"] {
         let r = app
-            .patch_slip(&app.admin_token, &id, json!({"average_bet": bet}))
+            .patch_slip(&app.admin_token, id, json!({"average_bet": bet}))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.body["average_bet"], bet);
@@ -149,7 +149,7 @@ async fn the_bet_may_change_while_paused() {
     );
 
     let r = app
-        .patch_slip(&app.admin_token, &id, json!({"average_bet": "20"}))
+        .patch_slip(&app.admin_token, id, json!({"average_bet": "20"}))
         .await;
 
     assert_eq!(r.status, 200, "{}", r.text);
@@ -325,7 +325,7 @@ async fn a_closed_slip_cannot_be_paused_resumed_or_changed() {
         );
     }
     let r = app
-        .patch_slip(&app.admin_token, &id, json!({"average_bet": "99"}))
+        .patch_slip(&app.admin_token, id, json!({"average_bet": "99"}))
         .await;
     assert_error(&r, 409, "SLIP_NOT_OPEN");
 
@@ -489,7 +489,7 @@ async fn unknown_slips_answer_not_found() {
     let app = TestApp::spawn().await;
     let id = "0196a4d8-0000-7000-8000-000000000000";
 
-    let r = app.get_slip(&app.admin_token, &id).await;
+    let r = app.get_slip(&app.admin_token, id).await;
     assert_error(&r, 404, "NOT_FOUND");
     for action in ["pause", "resume", "complete", "recover-loyalty"] {
         assert_error(

@@ -194,7 +194,7 @@ async fn loyalty_seed_fills_a_database_that_verifies() {
     let mut sum = 0;
     for p in &players {
         let r = app
-            .player_loyalty(&app.admin_token, &p["id"].as_str().unwrap())
+            .player_loyalty(&app.admin_token, p["id"].as_str().unwrap())
             .await;
         sum += r.body["current_balance"].as_i64().unwrap();
     }

@@ -56,11 +56,11 @@ async fn hold(app: &TestApp, c: &Cage, amount: i64, extra: Value) -> Resp {
 }
 
 async fn settle(app: &TestApp, c: &Cage, id: &str, body: Value) -> Resp {
-    app.settle(&c.cashier, &id, body).await
+    app.settle(&c.cashier, id, body).await
 }
 
 async fn escrow(app: &TestApp, id: &str) -> Value {
-    let r = app.escrow(&app.admin_token, &id).await;
+    let r = app.escrow(&app.admin_token, id).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body
 }
@@ -225,7 +225,7 @@ async fn who_may_hold_settle_and_read_escrows() {
     assert_eq!(own.body["escrows"].as_array().unwrap().len(), 1);
     let other = cage(&app, 500).await;
     let theirs = hold(&app, &other, 50, json!({})).await;
-    let r = app.escrow(&token, &s(&theirs.body, "id")).await;
+    let r = app.escrow(&token, s(&theirs.body, "id")).await;
     assert_error(&r, 403, "FORBIDDEN");
     let r = app.player_escrows(&token, &other.player).await;
     assert_error(&r, 403, "FORBIDDEN");
