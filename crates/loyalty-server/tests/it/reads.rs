@@ -107,9 +107,7 @@ async fn tables_and_slips_list_newest_first_with_filters() {
         .complete_slip(&app.admin_token, &slips[0], json!({}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = app
-        .slip_action(&app.admin_token, &slips[3], "pause", None)
-        .await;
+    let r = app.pause_slip(&app.admin_token, &slips[3]).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let app = &app;
     let list = |q: String| async move {

@@ -65,12 +65,8 @@ async fn a_failed_accrual_closes_the_slip_and_recovery_earns_it_exactly_once() {
     assert_eq!(event["correlation_id"], cid);
 
     app.set_accrual_fault("ok").await;
-    let first = app
-        .slip_action(&app.admin_token, id, "recover-loyalty", None)
-        .await;
-    let second = app
-        .slip_action(&app.admin_token, id, "recover-loyalty", None)
-        .await;
+    let first = app.recover_loyalty(&app.admin_token, id).await;
+    let second = app.recover_loyalty(&app.admin_token, id).await;
 
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(second.status, 200, "{}", second.text);
@@ -113,9 +109,7 @@ async fn recovery_while_accrual_still_fails_stays_pending_and_writes_nothing() {
     assert_eq!(r.status, 202, "{}", r.text);
     hold_background_retry(&app, 1).await;
 
-    let again = app
-        .slip_action(&app.admin_token, id, "recover-loyalty", None)
-        .await;
+    let again = app.recover_loyalty(&app.admin_token, id).await;
     hold_background_retry(&app, 2).await;
 
     assert_eq!(again.status, 202, "{}", again.text);
@@ -142,20 +136,13 @@ async fn recovering_an_open_slip_is_refused() {
     let id = s(&slip, "id");
 
     assert_error(
-        &app.slip_action(&app.admin_token, id, "recover-loyalty", None)
-            .await,
+        &app.recover_loyalty(&app.admin_token, id).await,
         409,
         "SLIP_NOT_CLOSED",
     );
-    assert_eq!(
-        app.slip_action(&app.admin_token, id, "pause", None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.pause_slip(&app.admin_token, id).await.status, 200);
     assert_error(
-        &app.slip_action(&app.admin_token, id, "recover-loyalty", None)
-            .await,
+        &app.recover_loyalty(&app.admin_token, id).await,
         409,
         "SLIP_NOT_CLOSED",
     );

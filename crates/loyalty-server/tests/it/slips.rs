@@ -70,7 +70,7 @@ async fn paused_time_is_not_counted() {
 
     // Play 20 minutes, pause.
     app.set_clock(&at(T0, min(20))).await;
-    let paused = app.slip_action(&app.admin_token, id, "pause", None).await;
+    let paused = app.pause_slip(&app.admin_token, id).await;
     assert_eq!(paused.status, 200, "{}", paused.text);
     assert_eq!(paused.body["status"], "PAUSED");
     assert_eq!(paused.body["accumulated_seconds"], 1200);
@@ -80,7 +80,7 @@ async fn paused_time_is_not_counted() {
     app.set_clock(&at(T0, min(29))).await;
     assert_eq!(app.slip(id).await["accumulated_seconds"], 1200);
     app.set_clock(&at(T0, min(30) - 500)).await;
-    let resumed = app.slip_action(&app.admin_token, id, "resume", None).await;
+    let resumed = app.resume_slip(&app.admin_token, id).await;
     assert_eq!(resumed.status, 200, "{}", resumed.text);
     assert_eq!(resumed.body["status"], "OPEN");
 
@@ -141,12 +141,7 @@ async fn the_bet_may_change_while_paused() {
         .open_slip(&player, &table, "100", Some(&at(T0, -min(60))))
         .await;
     let id = s(&slip, "id");
-    assert_eq!(
-        app.slip_action(&app.admin_token, id, "pause", None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.pause_slip(&app.admin_token, id).await.status, 200);
 
     let r = app
         .patch_slip(&app.admin_token, id, json!({"average_bet": "20"}))
@@ -344,21 +339,12 @@ async fn pausing_a_paused_slip_or_resuming_an_open_one_is_a_conflict() {
     let id = s(&slip, "id");
 
     assert_error(
-        &app.slip_action(&app.admin_token, id, "resume", None).await,
+        &app.resume_slip(&app.admin_token, id).await,
         409,
         "CONFLICT",
     );
-    assert_eq!(
-        app.slip_action(&app.admin_token, id, "pause", None)
-            .await
-            .status,
-        200
-    );
-    assert_error(
-        &app.slip_action(&app.admin_token, id, "pause", None).await,
-        409,
-        "CONFLICT",
-    );
+    assert_eq!(app.pause_slip(&app.admin_token, id).await.status, 200);
+    assert_error(&app.pause_slip(&app.admin_token, id).await, 409, "CONFLICT");
     assert_eq!(app.slip(id).await["status"], "PAUSED");
 }
 
@@ -372,7 +358,7 @@ async fn a_paused_slip_can_be_completed() {
         .open_slip(&player, &table, "100", Some(&at(T0, -min(30))))
         .await;
     let id = s(&slip, "id");
-    let paused = app.slip_action(&app.admin_token, id, "pause", None).await;
+    let paused = app.pause_slip(&app.admin_token, id).await;
     assert_eq!(paused.status, 200, "{}", paused.text);
     app.set_clock(&at(T0, min(60))).await;
 
@@ -395,12 +381,7 @@ async fn a_paused_slip_cannot_end_before_it_was_paused() {
         .open_slip(&player, &table, "100", Some(&at(T0, -min(60))))
         .await;
     let id = s(&slip, "id");
-    assert_eq!(
-        app.slip_action(&app.admin_token, id, "pause", None)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.pause_slip(&app.admin_token, id).await.status, 200);
 
     // Ending half an hour in would credit the hour banked by the pause.
     let r = app
