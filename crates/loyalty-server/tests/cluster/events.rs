@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::common::{SseReader, TestApp};
+use crate::common::TestApp;
 use crate::nodes::entries;
 use crate::servers::two_nodes;
 
@@ -21,10 +21,8 @@ async fn poll_until(app: Arc<TestApp>, mut after: i64, target: Arc<AtomicI64>) -
     let mut seen = Vec::new();
     while after < target.load(Ordering::SeqCst) {
         let r = app
-            .get(
-                &app.admin_token,
-                &format!("/v1/events?limit=500&after={after}"),
-            )
+            .events(&app.admin_token)
+            .query(format!("limit=500&after={after}"))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
         let page = r.body["events"].as_array().unwrap().clone();
@@ -45,13 +43,9 @@ async fn poll_until(app: Arc<TestApp>, mut after: i64, target: Arc<AtomicI64>) -
 
 /// Streams `/v1/events/stream` from `after` until `target` is reached.
 async fn stream_until(app: Arc<TestApp>, after: i64, target: Arc<AtomicI64>) -> Vec<Value> {
-    let mut s = SseReader::open(
-        &app,
-        &app.admin_token,
-        "/v1/events/stream",
-        Some(after).filter(|a| *a > 0),
-    )
-    .await;
+    let mut s = app
+        .open_stream(&app.admin_token, "", Some(after).filter(|a| *a > 0))
+        .await;
     let mut seen: Vec<Value> = Vec::new();
     let mut last = after;
     while last < target.load(Ordering::SeqCst) {
@@ -71,21 +65,10 @@ async fn stream_until(app: Arc<TestApp>, after: i64, target: Arc<AtomicI64>) -> 
 
 /// The newest seq this node serves.
 async fn head(app: &TestApp) -> i64 {
-    let mut after = 0;
-    loop {
-        let r = app
-            .get(
-                &app.admin_token,
-                &format!("/v1/events?limit=1000&after={after}"),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let page = r.body["events"].as_array().unwrap().clone();
-        match page.last() {
-            Some(l) => after = l["seq"].as_i64().unwrap(),
-            None => return after,
-        }
-    }
+    app.all_events()
+        .await
+        .last()
+        .map_or(0, |e| e["seq"].as_i64().unwrap())
 }
 
 fn reward(player: &str, staff: &str, k: usize) -> Value {
@@ -138,11 +121,7 @@ async fn every_reader_on_either_node_sees_every_event_once_in_one_order() {
                 let k = w * 100 + i;
                 let node = if (w + i) % 2 == 0 { &a } else { &b };
                 let r = node
-                    .post(
-                        &token,
-                        "/v1/loyalty/manual-rewards",
-                        reward(&players[k % players.len()], &staff, k),
-                    )
+                    .manual_reward(&token, reward(&players[k % players.len()], &staff, k))
                     .await;
                 assert_eq!(r.status, 201, "{}", r.text);
             }
@@ -226,17 +205,11 @@ async fn a_stream_resumes_across_a_node_restart_without_gap_or_repeat() {
     let player = a.player().await;
     let (staff, token) = a.staff("supervisor").await;
     for k in 0..20 {
-        let r = b
-            .post(
-                &token,
-                "/v1/loyalty/manual-rewards",
-                reward(&player, &staff, k),
-            )
-            .await;
+        let r = b.manual_reward(&token, reward(&player, &staff, k)).await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
     let mid = head(&b).await;
-    let mut s = SseReader::open(&b, &b.admin_token, "/v1/events/stream", None).await;
+    let mut s = b.open_stream(&b.admin_token, "", None).await;
     let mut seen = Vec::new();
     while seen.last() != Some(&mid) {
         seen.push(s.next().await.expect("backlog").0);
@@ -246,18 +219,12 @@ async fn a_stream_resumes_across_a_node_restart_without_gap_or_repeat() {
     // Node b goes away; writes continue on a; b comes back.
     b.kill();
     for k in 20..40 {
-        let r = a
-            .post(
-                &token,
-                "/v1/loyalty/manual-rewards",
-                reward(&player, &staff, k),
-            )
-            .await;
+        let r = a.manual_reward(&token, reward(&player, &staff, k)).await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
     b.restart(&["--reward-rate-limit", "100000"]);
     let end = head(&a).await;
-    let mut s = SseReader::open(&b, &b.admin_token, "/v1/events/stream", Some(mid)).await;
+    let mut s = b.open_stream(&b.admin_token, "", Some(mid)).await;
     while seen.last() != Some(&end) {
         seen.push(s.next().await.expect("resumed").0);
     }

@@ -9,36 +9,28 @@ use crate::servers::{pg_url, require};
 async fn snapshot(app: &TestApp, players: &[String], slips: &[String]) -> Value {
     let mut out = Vec::new();
     for p in players {
-        let loyalty = app
-            .get(&app.admin_token, &format!("/v1/players/{p}/loyalty"))
-            .await;
+        let loyalty = app.player_loyalty(&app.admin_token, p).await;
         let ledger = app
-            .get(
-                &app.admin_token,
-                &format!("/v1/players/{p}/ledger?limit=1000"),
-            )
+            .player_ledger(&app.admin_token, p)
+            .query("limit=1000")
             .await;
         assert_eq!(loyalty.status, 200, "{}", loyalty.text);
         out.push(json!({"loyalty": loyalty.body, "ledger": ledger.body["entries"]}));
     }
     for s in slips {
-        let slip = app
-            .get(&app.admin_token, &format!("/v1/rating-slips/{s}"))
-            .await;
+        let slip = app.get_slip(&app.admin_token, s).await;
         let mut body = slip.body;
         // Time played of an open slip grows with the clock; compare the rest.
         body.as_object_mut().unwrap().remove("accumulated_seconds");
         out.push(body);
     }
-    let events = app.get(&app.admin_token, "/v1/events?limit=1000").await;
+    let events = app.events(&app.admin_token).query("limit=1000").await;
     out.push(events.body["events"].clone());
     for p in players {
         for feed in ["activity", "notifications"] {
             let r = app
-                .get(
-                    &app.admin_token,
-                    &format!("/v1/players/{p}/{feed}?limit=1000"),
-                )
+                .player_feed(&app.admin_token, p, feed)
+                .query("limit=1000")
                 .await;
             assert_eq!(r.status, 200, "{}", r.text);
             out.push(r.body[feed].clone());
@@ -50,7 +42,7 @@ async fn snapshot(app: &TestApp, players: &[String], slips: &[String]) -> Value 
 /// Waits until every subscriber has handled the whole outbox.
 async fn caught_up(app: &TestApp) {
     for _ in 0..300 {
-        let s = app.get(&app.admin_token, "/v1/subscribers").await;
+        let s = app.subscribers(&app.admin_token).await;
         let head = s.body["outbox_head"].as_i64();
         if s.body["subscribers"]
             .as_array()
@@ -66,9 +58,8 @@ async fn caught_up(app: &TestApp) {
 /// A reward that lifts `player` to a higher tier.
 async fn tier_change(app: &TestApp, token: &str, staff: &str, player: &str) {
     let r = app
-        .post(
+        .manual_reward(
             token,
-            "/v1/loyalty/manual-rewards",
             json!({"player_id": player, "points": 10_000, "staff_id": staff,
                      "reason": "tier match from another casino"}),
         )
@@ -99,19 +90,12 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         for bet in ["25", "100"] {
             let slip = app.open_slip(&p, &table, bet, Some(&started)).await;
             let id = slip["id"].as_str().unwrap().to_string();
-            let r = app
-                .post(
-                    &app.admin_token,
-                    &format!("/v1/rating-slips/{id}/complete"),
-                    json!({}),
-                )
-                .await;
+            let r = app.complete_slip(&app.admin_token, &id, json!({})).await;
             assert_eq!(r.status, 200, "{}", r.text);
             slips.push(id);
         }
         let r = app
-            .post(&token, "/v1/loyalty/manual-rewards",
-                  json!({"player_id": p, "points": 100 + i, "staff_id": staff, "reason": "welcome back bonus"}))
+            .manual_reward(&token, json!({"player_id": p, "points": 100 + i, "staff_id": staff, "reason": "welcome back bonus"}))
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         players.push(p);
@@ -127,11 +111,7 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         .await;
     let pending_id = pending["id"].as_str().unwrap().to_string();
     let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{pending_id}/complete"),
-            json!({}),
-        )
+        .complete_slip(&app.admin_token, &pending_id, json!({}))
         .await;
     assert_eq!(r.status, 202);
     slips.push(pending_id.clone());
@@ -140,11 +120,7 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     tier_change(&app, &token, &staff, &players[3]).await;
     // The wallet moves: a merchant, a hold still held, one partly captured.
     let merchant = app
-        .post(
-            &app.admin_token,
-            "/v1/merchants",
-            json!({"name": "Moving bistro"}),
-        )
+        .create_merchant(&app.admin_token, json!({"name": "Moving bistro"}))
         .await
         .body["id"]
         .as_str()
@@ -153,28 +129,19 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     let mut escrows = Vec::new();
     for (p, amount) in [(&players[0], 50), (&players[1], 60)] {
         let r = app
-            .post(&app.admin_token, "/v1/escrows",
-                  json!({"player_id": p, "merchant_id": merchant, "amount": amount, "reason": "dinner before the move"}))
+            .hold(&app.admin_token, json!({"player_id": p, "merchant_id": merchant, "amount": amount, "reason": "dinner before the move"}))
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         escrows.push(r.body["id"].as_str().unwrap().to_string());
     }
     let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/escrows/{}/settle", escrows[1]),
-            json!({"amount": 20}),
-        )
+        .settle(&app.admin_token, &escrows[1], json!({"amount": 20}))
         .await;
     assert_eq!(r.body["status"], "PARTIALLY_SETTLED", "{}", r.text);
     let wallet_before: Vec<Value> = {
         let mut v = Vec::new();
         for id in &escrows {
-            v.push(
-                app.get(&app.admin_token, &format!("/v1/escrows/{id}"))
-                    .await
-                    .body,
-            );
+            v.push(app.escrow(&app.admin_token, id).await.body);
         }
         v
     };
@@ -225,27 +192,20 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     let after = snapshot(&moved, &players, &slips).await;
     assert_eq!(before, after);
     for (id, was) in escrows.iter().zip(&wallet_before) {
-        let now = moved
-            .get(&moved.admin_token, &format!("/v1/escrows/{id}"))
-            .await;
+        let now = moved.escrow(&moved.admin_token, id).await;
         assert_eq!(&now.body, was, "escrow {id} moved unchanged");
     }
     // The held one is captured on the new backend; the merchant earns on.
     let r = moved
-        .post(
-            &moved.admin_token,
-            &format!("/v1/escrows/{}/settle", escrows[0]),
-            json!({}),
-        )
+        .settle(&moved.admin_token, &escrows[0], json!({}))
         .await;
     assert_eq!(r.body["status"], "SETTLED", "{}", r.text);
-    let m = moved
-        .get(&moved.admin_token, &format!("/v1/merchants/{merchant}"))
-        .await;
+    let m = moved.merchant(&moved.admin_token, &merchant).await;
     assert_eq!(m.body["earnings"], 70, "{}", m.text);
     // Players are found by name on the new backend (its own trigram index).
     let found = moved
-        .get(&moved.admin_token, "/v1/players?q=test+play")
+        .list_players(&moved.admin_token)
+        .query("q=test+play")
         .await;
     assert_eq!(
         found.body["players"].as_array().map(Vec::len),
@@ -254,17 +214,13 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         found.text
     );
     let r = moved
-        .post(&token, "/v1/loyalty/manual-rewards",
-              json!({"player_id": players[2], "points": 1, "staff_id": staff, "reason": "first reward after the move"}))
+        .manual_reward(&token, json!({"player_id": players[2], "points": 1, "staff_id": staff, "reason": "first reward after the move"}))
         .await;
     assert_eq!(r.status, 201, "the moved staff token works: {}", r.text);
     // The pending slip is recovered on the new backend, exactly once.
     let r = moved
-        .post(
-            &moved.admin_token,
-            &format!("/v1/rating-slips/{pending_id}/recover-loyalty"),
-            json!({}),
-        )
+        .recover_loyalty(&moved.admin_token, &pending_id)
+        .body(json!({}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["loyalty"]["idempotent_replay"], false, "{}", r.text);
@@ -274,10 +230,7 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
     tier_change(&moved, &token, &staff, &players[4]).await;
     caught_up(&moved).await;
     let n = moved
-        .get(
-            &moved.admin_token,
-            &format!("/v1/players/{}/notifications", players[4]),
-        )
+        .player_notifications(&moved.admin_token, &players[4])
         .await;
     let notes = n.body["notifications"]
         .as_array()
@@ -288,14 +241,12 @@ async fn migrate_to_postgres_keeps_every_balance_entry_event_and_token() {
         "{}",
         n.text
     );
-    let dead = moved.get(&moved.admin_token, "/v1/dead-letters").await;
+    let dead = moved.dead_letters(&moved.admin_token).await;
     assert_eq!(dead.body["dead_letters"], json!([]), "{}", dead.text);
-    let verify = moved
-        .post(&moved.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let verify = moved.verify(&moved.admin_token).await;
     assert_eq!(verify.body["drift"], json!([]), "{}", verify.text);
     // New events continue the sequence without a gap.
-    let events = moved.get(&moved.admin_token, "/v1/events?limit=1000").await;
+    let events = moved.events(&moved.admin_token).query("limit=1000").await;
     let seqs: Vec<i64> = events.body["events"]
         .as_array()
         .unwrap()

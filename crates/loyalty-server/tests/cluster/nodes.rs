@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
@@ -16,11 +15,11 @@ pub(crate) async fn entries(app: &TestApp, player: &str) -> Vec<Value> {
     let mut all = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut path = format!("/v1/players/{player}/ledger?limit=1000");
+        let mut q = "limit=1000".to_string();
         if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
+            q.push_str(&format!("&cursor={c}"));
         }
-        let r = app.get(&app.admin_token, &path).await;
+        let r = app.player_ledger(&app.admin_token, player).query(q).await;
         assert_eq!(r.status, 200, "{}", r.text);
         all.extend(r.body["entries"].as_array().unwrap().iter().cloned());
         match r.body["next_cursor"].as_str() {
@@ -51,9 +50,7 @@ async fn assert_player_consistent(app: &TestApp, player: &str) -> Vec<Value> {
             lifetime += p;
         }
     }
-    let summary = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-        .await;
+    let summary = app.player_loyalty(&app.admin_token, player).await;
     assert_eq!(summary.body["current_balance"].as_i64().unwrap(), balance);
     assert_eq!(summary.body["lifetime_points"].as_i64().unwrap(), lifetime);
     list
@@ -111,11 +108,7 @@ async fn two_nodes_on_one_database_lose_no_update_and_count_nothing_twice() {
                 let _p = limit.acquire().await.unwrap();
                 let node = &nodes[(i + n) % 2];
                 let r = node
-                    .post(
-                        &node.admin_token,
-                        &format!("/v1/rating-slips/{slip}/complete"),
-                        json!({}),
-                    )
+                    .complete_slip(&node.admin_token, &slip, json!({}))
                     .await;
                 assert_eq!(r.status, 200, "{}", r.text);
                 ("complete", r.body)
@@ -135,7 +128,7 @@ async fn two_nodes_on_one_database_lose_no_update_and_count_nothing_twice() {
             let node = &nodes[i % 2];
             let body = json!({"player_id": player, "points": 10 + (i % 7) as i64, "staff_id": staff,
                               "reason": format!("service recovery number {i}")});
-            let r = node.post(&token, "/v1/loyalty/manual-rewards", body).await;
+            let r = node.manual_reward(&token, body).await;
             assert_eq!(r.status, 201, "{}", r.text);
             ("reward", r.body)
         }));
@@ -187,20 +180,12 @@ async fn two_nodes_on_one_database_lose_no_update_and_count_nothing_twice() {
     let key = [("idempotency-key", "cluster-key-1")];
     let body = json!({"display_name": "Twice Sent", "card_number": "CL-1"});
     let (r1, r2) = tokio::join!(
-        nodes[0].send(
-            Method::POST,
-            Some(&nodes[0].admin_token),
-            "/v1/players",
-            Some(body.clone()),
-            &key
-        ),
-        nodes[1].send(
-            Method::POST,
-            Some(&nodes[1].admin_token),
-            "/v1/players",
-            Some(body.clone()),
-            &key
-        ),
+        nodes[0]
+            .create_player(&nodes[0].admin_token, body.clone())
+            .headers(&key),
+        nodes[1]
+            .create_player(&nodes[1].admin_token, body.clone())
+            .headers(&key),
     );
     let ok: Vec<_> = [&r1, &r2].into_iter().filter(|r| r.status == 201).collect();
     assert!(!ok.is_empty(), "{} / {}", r1.text, r2.text);
@@ -215,10 +200,8 @@ async fn two_nodes_on_one_database_lose_no_update_and_count_nothing_twice() {
         assert_eq!(r1.text, r2.text, "the replay is the stored response");
     }
     let created = nodes[0]
-        .get(
-            &nodes[0].admin_token,
-            "/v1/events?event_type=PLAYER_CREATED&limit=1000",
-        )
+        .events(&nodes[0].admin_token)
+        .query("event_type=PLAYER_CREATED&limit=1000")
         .await;
     let cl1 = created.body["events"]
         .as_array()
@@ -228,9 +211,7 @@ async fn two_nodes_on_one_database_lose_no_update_and_count_nothing_twice() {
         .count();
     assert_eq!(cl1, 1, "one player created for one key");
 
-    let verify = nodes[0]
-        .post(&nodes[0].admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let verify = nodes[0].verify(&nodes[0].admin_token).await;
     assert_eq!(verify.body["drift"], json!([]), "{}", verify.text);
     cli_verify_ok(&nodes[0].storage);
 }
@@ -250,13 +231,7 @@ async fn background_retries_on_two_nodes_accrue_each_pending_slip_once() {
         let node = if i % 2 == 0 { &a } else { &b };
         let slip = node.open_slip(&player, &table, "25", Some(&started)).await;
         let id = slip["id"].as_str().unwrap().to_string();
-        let r = node
-            .post(
-                &node.admin_token,
-                &format!("/v1/rating-slips/{id}/complete"),
-                json!({}),
-            )
-            .await;
+        let r = node.complete_slip(&node.admin_token, &id, json!({})).await;
         assert_eq!(r.status, 202, "{}", r.text);
         assert_eq!(r.code(), "PARTIAL_COMPLETION");
         slips.push(id);
@@ -269,9 +244,7 @@ async fn background_retries_on_two_nodes_accrue_each_pending_slip_once() {
     loop {
         let mut pending = 0;
         for id in &slips {
-            let r = a
-                .get(&a.admin_token, &format!("/v1/rating-slips/{id}"))
-                .await;
+            let r = a.get_slip(&a.admin_token, id).await;
             if r.body["loyalty_status"] != "ACCRUED" {
                 pending += 1;
             }
@@ -323,7 +296,7 @@ async fn the_reward_limit_holds_across_two_nodes_with_redis() {
             let node = &nodes[i % 2];
             let body = json!({"player_id": player, "points": 5, "staff_id": staff_id,
                               "reason": format!("birthday gift number {i}")});
-            let r = node.post(&token, "/v1/loyalty/manual-rewards", body).await;
+            let r = node.manual_reward(&token, body).await;
             (
                 r.status.as_u16(),
                 r.code().to_string(),
@@ -342,10 +315,7 @@ async fn the_reward_limit_holds_across_two_nodes_with_redis() {
     assert_eq!(limited.len(), 10, "{results:?}");
     assert!(limited.iter().all(|r| r.1 == "RATE_LIMIT_EXCEEDED" && r.2));
     let summary = nodes[0]
-        .get(
-            &nodes[0].admin_token,
-            &format!("/v1/players/{player}/loyalty"),
-        )
+        .player_loyalty(&nodes[0].admin_token, &player)
         .await;
     assert_eq!(summary.body["current_balance"], 50);
     drop(redis);
@@ -411,10 +381,8 @@ async fn skewed_node_clocks_agree_on_the_gaming_day() {
     let player = a.player().await;
     let body = json!({"player_id": player, "points": 250, "staff_id": staff_id,
                       "reason": "comp for a long wait at the cage"});
-    let r1 = a
-        .post(&token, "/v1/loyalty/manual-rewards", body.clone())
-        .await;
-    let r2 = b.post(&token, "/v1/loyalty/manual-rewards", body).await;
+    let r1 = a.manual_reward(&token, body.clone()).await;
+    let r2 = b.manual_reward(&token, body).await;
     assert_eq!(r1.status, 201, "{}", r1.text);
     assert_eq!(
         r2.status, 200,

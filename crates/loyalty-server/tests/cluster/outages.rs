@@ -23,24 +23,12 @@ async fn redis_down_refuses_rewards_with_503_and_writes_nothing_then_recovers() 
     let app = TestApp::spawn_with(&["--redis-url", &url]).await;
     let (staff, token) = app.staff("pit_boss").await;
     let player = app.player().await;
-    let r = app
-        .post(
-            &token,
-            "/v1/loyalty/manual-rewards",
-            reward(&player, &staff, 0),
-        )
-        .await;
+    let r = app.manual_reward(&token, reward(&player, &staff, 0)).await;
     assert_eq!(r.status, 201, "{}", r.text);
 
     redis.down();
     for i in 1..4 {
-        let r = app
-            .post(
-                &token,
-                "/v1/loyalty/manual-rewards",
-                reward(&player, &staff, i),
-            )
-            .await;
+        let r = app.manual_reward(&token, reward(&player, &staff, i)).await;
         assert_eq!(r.status, 503, "{}", r.text);
         assert_eq!(r.code(), "RATE_LIMIT_UNAVAILABLE");
     }
@@ -52,9 +40,7 @@ async fn redis_down_refuses_rewards_with_503_and_writes_nothing_then_recovers() 
         "readiness reflects Redis: {}",
         ready.text
     );
-    let summary = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-        .await;
+    let summary = app.player_loyalty(&app.admin_token, &player).await;
     assert_eq!(
         summary.body["current_balance"], 7,
         "nothing written while Redis was down"
@@ -63,13 +49,7 @@ async fn redis_down_refuses_rewards_with_503_and_writes_nothing_then_recovers() 
     redis.up();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = app
-            .post(
-                &token,
-                "/v1/loyalty/manual-rewards",
-                reward(&player, &staff, 9),
-            )
-            .await;
+        let r = app.manual_reward(&token, reward(&player, &staff, 9)).await;
         if r.status == 201 {
             break;
         }
@@ -84,9 +64,7 @@ async fn redis_down_refuses_rewards_with_503_and_writes_nothing_then_recovers() 
         .send(reqwest::Method::GET, None, "/readyz", None, &[])
         .await;
     assert_eq!(ready.status, 200, "{}", ready.text);
-    let summary = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-        .await;
+    let summary = app.player_loyalty(&app.admin_token, &player).await;
     assert_eq!(summary.body["current_balance"], 14);
 }
 
@@ -111,28 +89,14 @@ async fn a_postgres_restart_gives_503_not_500_and_the_node_recovers_by_itself() 
     .await;
     let (staff, token) = app.staff("supervisor").await;
     let player = app.player().await;
-    let r = app
-        .post(
-            &token,
-            "/v1/loyalty/manual-rewards",
-            reward(&player, &staff, 0),
-        )
-        .await;
+    let r = app.manual_reward(&token, reward(&player, &staff, 0)).await;
     assert_eq!(r.status, 201, "{}", r.text);
 
     pg.down();
     let mut refused = 0;
     for i in 1..6 {
-        let w = app
-            .post(
-                &token,
-                "/v1/loyalty/manual-rewards",
-                reward(&player, &staff, i),
-            )
-            .await;
-        let g = app
-            .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-            .await;
+        let w = app.manual_reward(&token, reward(&player, &staff, i)).await;
+        let g = app.player_loyalty(&app.admin_token, &player).await;
         for r in [&w, &g] {
             assert_eq!(r.status, 503, "during the outage: {}", r.text);
             assert_eq!(r.code(), "UNAVAILABLE", "{}", r.text);
@@ -148,9 +112,7 @@ async fn a_postgres_restart_gives_503_not_500_and_the_node_recovers_by_itself() 
     pg.up();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let g = app
-            .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-            .await;
+        let g = app.player_loyalty(&app.admin_token, &player).await;
         if g.status == 200 {
             // Only the reward acknowledged before the outage exists.
             assert_eq!(g.body["current_balance"], 7, "{}", g.text);
@@ -163,17 +125,9 @@ async fn a_postgres_restart_gives_503_not_500_and_the_node_recovers_by_itself() 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let r = app
-        .post(
-            &token,
-            "/v1/loyalty/manual-rewards",
-            reward(&player, &staff, 99),
-        )
-        .await;
+    let r = app.manual_reward(&token, reward(&player, &staff, 99)).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let verify = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let verify = app.verify(&app.admin_token).await;
     assert_eq!(verify.body["drift"], json!([]), "{}", verify.text);
     assert_eq!(verify.body["accounts_checked"], 1);
 }
@@ -190,23 +144,11 @@ async fn the_test_clock_drives_the_redis_window() {
     let player = app.player().await;
     app.set_clock("2030-01-01T10:00:00Z").await;
     for i in 0..10 {
-        let r = app
-            .post(
-                &token,
-                "/v1/loyalty/manual-rewards",
-                reward(&player, &staff, i),
-            )
-            .await;
+        let r = app.manual_reward(&token, reward(&player, &staff, i)).await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
     app.set_clock("2030-01-01T10:00:30.5Z").await;
-    let r = app
-        .post(
-            &token,
-            "/v1/loyalty/manual-rewards",
-            reward(&player, &staff, 10),
-        )
-        .await;
+    let r = app.manual_reward(&token, reward(&player, &staff, 10)).await;
     assert_eq!(r.status, 429, "{}", r.text);
     assert_eq!(
         r.headers.get("retry-after").unwrap(),
@@ -216,12 +158,6 @@ async fn the_test_clock_drives_the_redis_window() {
     // A minute later by the test clock (not by the wall clock) the window
     // has slid past all ten.
     app.set_clock("2030-01-01T10:01:00.5Z").await;
-    let r = app
-        .post(
-            &token,
-            "/v1/loyalty/manual-rewards",
-            reward(&player, &staff, 11),
-        )
-        .await;
+    let r = app.manual_reward(&token, reward(&player, &staff, 11)).await;
     assert_eq!(r.status, 201, "{}", r.text);
 }

@@ -4,17 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use serde_json::json;
 
-use crate::common::TestApp;
+use crate::common::Call;
 use crate::servers::two_nodes;
 
 /// How long after `since` node `app` first refuses `token` (polling every
 /// 20 ms, for at most 5 s).
-async fn refused_after(app: &TestApp, token: &str, path: &str, since: Instant) -> Duration {
+async fn refused_after<'a>(request: impl Fn() -> Call<'a>, since: Instant) -> Duration {
     loop {
-        let r = app.get(token, path).await;
+        let r = request().await;
         if r.status == 401 {
             assert_eq!(r.code(), "UNAUTHORIZED");
             return since.elapsed();
@@ -38,13 +37,11 @@ async fn a_token_revoked_on_one_node_is_refused_on_the_other_within_a_second() {
     // A staff token, warm in node B's cache, revoked on node A.
     let (_, staff) = a.staff("supervisor").await;
     for _ in 0..5 {
-        assert_eq!(b.get(&staff, "/v1/me").await.status, 200);
+        assert_eq!(b.me(&staff).await.status, 200);
     }
-    let r = a
-        .send(Method::DELETE, Some(&staff), "/v1/me/token", None, &[])
-        .await;
+    let r = a.revoke_own_token(&staff).await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let took = refused_after(&b, &staff, "/v1/me", Instant::now()).await;
+    let took = refused_after(|| b.me(&staff), Instant::now()).await;
     assert!(
         took < Duration::from_secs(1),
         "own revocation took {took:?} on the other node"
@@ -52,46 +49,24 @@ async fn a_token_revoked_on_one_node_is_refused_on_the_other_within_a_second() {
 
     // A disabled staff member, warm on B.
     let (pit_id, pit) = a.staff("pit_boss").await;
-    assert_eq!(b.get(&pit, "/v1/me").await.status, 200);
-    let r = a
-        .post(
-            &a.admin_token,
-            &format!("/v1/staff/{pit_id}/disable"),
-            json!({}),
-        )
-        .await;
+    assert_eq!(b.me(&pit).await.status, 200);
+    let r = a.disable_staff(&a.admin_token, &pit_id).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let took = refused_after(&b, &pit, "/v1/me", Instant::now()).await;
+    let took = refused_after(|| b.me(&pit), Instant::now()).await;
     assert!(
         took < Duration::from_secs(1),
         "disabling took {took:?} on the other node"
     );
 
     // A player's tokens, revoked on B, warm on A.
-    let token = a
-        .post(
-            &a.admin_token,
-            &format!("/v1/players/{player}/tokens"),
-            json!({}),
-        )
-        .await
-        .body["token"]
+    let token = a.create_player_token(&a.admin_token, &player).await.body["token"]
         .as_str()
         .unwrap()
         .to_string();
-    let path = format!("/v1/players/{player}/loyalty");
-    assert_eq!(a.get(&token, &path).await.status, 200);
-    let r = b
-        .send(
-            Method::DELETE,
-            Some(&b.admin_token),
-            &format!("/v1/players/{player}/tokens"),
-            None,
-            &[],
-        )
-        .await;
+    assert_eq!(a.player_loyalty(&token, &player).await.status, 200);
+    let r = b.revoke_player_tokens(&b.admin_token, &player).await;
     assert_eq!(r.status, 204, "{}", r.text);
-    let took = refused_after(&a, &token, &path, Instant::now()).await;
+    let took = refused_after(|| a.player_loyalty(&token, &player), Instant::now()).await;
     assert!(
         took < Duration::from_secs(1),
         "player revocation took {took:?} on the other node"
@@ -107,28 +82,34 @@ async fn every_node_accepts_the_cursors_of_the_others() {
     let (sup_id, sup) = a.staff("supervisor").await;
     for i in 0..3 {
         let r = a
-            .post(
+            .manual_reward(
                 &sup,
-                "/v1/loyalty/manual-rewards",
                 json!({"player_id": player, "staff_id": sup_id, "points": 10 + i,
                        "reason": format!("cursor test reward {i}")}),
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
     }
-    let path = format!("/v1/players/{player}/ledger?limit=1");
-    let first = a.get(&a.admin_token, &path).await;
+    let first = a
+        .player_ledger(&a.admin_token, &player)
+        .query("limit=1")
+        .await;
     let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
     let on_b = b
-        .get(&b.admin_token, &format!("{path}&cursor={cursor}"))
+        .player_ledger(&b.admin_token, &player)
+        .query(format!("limit=1&cursor={cursor}"))
         .await;
     assert_eq!(on_b.status, 200, "{}", on_b.text);
     let on_a = a
-        .get(&a.admin_token, &format!("{path}&cursor={cursor}"))
+        .player_ledger(&a.admin_token, &player)
+        .query(format!("limit=1&cursor={cursor}"))
         .await;
     assert_eq!(on_a.body, on_b.body);
     let last = if cursor.ends_with('0') { '1' } else { '0' };
     let bad = format!("{}{last}", &cursor[..cursor.len() - 1]);
-    let r = b.get(&b.admin_token, &format!("{path}&cursor={bad}")).await;
+    let r = b
+        .player_ledger(&b.admin_token, &player)
+        .query(format!("limit=1&cursor={bad}"))
+        .await;
     assert_eq!(r.status, 400, "{}", r.text);
 }

@@ -25,23 +25,18 @@ const FLAGS: [&str; 5] = [
 /// Players with 1,000 points each and a merchant.
 async fn setup(app: &TestApp, players: usize) -> (Vec<String>, String) {
     app.set_clock(T0).await;
-    let me = app.get(&app.admin_token, "/v1/me").await.body["id"].clone();
+    let me = app.me(&app.admin_token).await.body["id"].clone();
     let mut ids = Vec::new();
     for _ in 0..players {
         let p = app.player().await;
         let r = app
-            .post(&app.admin_token, "/v1/loyalty/manual-rewards",
-                  json!({"player_id": p, "staff_id": me, "points": 1_000, "reason": "wallet cluster funding"}))
+            .manual_reward(&app.admin_token, json!({"player_id": p, "staff_id": me, "points": 1_000, "reason": "wallet cluster funding"}))
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         ids.push(p);
     }
     let m = app
-        .post(
-            &app.admin_token,
-            "/v1/merchants",
-            json!({"name": "Pool bar"}),
-        )
+        .create_merchant(&app.admin_token, json!({"name": "Pool bar"}))
         .await;
     (ids, m.body["id"].as_str().unwrap().to_string())
 }
@@ -57,15 +52,13 @@ async fn hold(
     if let Some(e) = expires {
         body["expires_at"] = json!(e);
     }
-    let r = app.post(&app.admin_token, "/v1/escrows", body).await;
+    let r = app.hold(&app.admin_token, body).await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.body["id"].as_str().unwrap().to_string()
 }
 
 async fn verify_clean(app: &TestApp) {
-    let v = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let v = app.verify(&app.admin_token).await;
     assert_eq!(v.body["drift_count"], 0, "{}", v.text);
 }
 
@@ -101,7 +94,7 @@ async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
     loop {
         let mut held = 0;
         for (_, id) in &escrows {
-            let r = b.get(&b.admin_token, &format!("/v1/escrows/{id}")).await;
+            let r = b.escrow(&b.admin_token, id).await;
             if r.body["status"] == "HELD" {
                 held += 1;
             }
@@ -113,12 +106,7 @@ async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for p in &players {
-        let l = a
-            .get(
-                &a.admin_token,
-                &format!("/v1/players/{p}/ledger?limit=1000"),
-            )
-            .await;
+        let l = a.player_ledger(&a.admin_token, p).query("limit=1000").await;
         let entries = l.body["entries"].as_array().unwrap().clone();
         for (owner, id) in &escrows {
             if owner == p {
@@ -129,9 +117,7 @@ async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
                 );
             }
         }
-        let lo = a
-            .get(&a.admin_token, &format!("/v1/players/{p}/loyalty"))
-            .await;
+        let lo = a.player_loyalty(&a.admin_token, p).await;
         assert_eq!(
             (
                 lo.body["current_balance"].as_i64(),
@@ -141,10 +127,8 @@ async fn two_nodes_sweeping_at_once_refund_each_expired_hold_once() {
         );
     }
     let expired = a
-        .get(
-            &a.admin_token,
-            "/v1/events?event_type=ESCROW_EXPIRED&limit=1000",
-        )
+        .events(&a.admin_token)
+        .query("event_type=ESCROW_EXPIRED&limit=1000")
         .await;
     assert_eq!(
         expired.body["events"].as_array().unwrap().len(),
@@ -171,16 +155,13 @@ async fn captures_and_refunds_from_two_nodes_end_each_escrow_once() {
     for (i, id) in ids.iter().enumerate() {
         for k in 0..4 {
             let node = nodes[(i + k) % 2];
-            let (path, body) = match k {
-                0 => (
-                    format!("/v1/escrows/{id}/settle"),
-                    json!({"amount": 30, "final": false}),
-                ),
-                1 => (format!("/v1/escrows/{id}/settle"), json!({"amount": 50})),
-                2 => (format!("/v1/escrows/{id}/refund"), json!({})),
-                _ => (format!("/v1/escrows/{id}/settle"), json!({})),
-            };
-            work.push(async move { node.post(&node.admin_token, &path, body).await });
+            let token = &node.admin_token;
+            work.push(match k {
+                0 => node.settle(token, id, json!({"amount": 30, "final": false})),
+                1 => node.settle(token, id, json!({"amount": 50})),
+                2 => node.refund(token, id, json!({})),
+                _ => node.settle(token, id, json!({})),
+            });
         }
     }
     let results = join_all(work).await;
@@ -196,17 +177,12 @@ async fn captures_and_refunds_from_two_nodes_end_each_escrow_once() {
     }
     let mut earned = 0;
     for id in &ids {
-        let e = b
-            .get(&b.admin_token, &format!("/v1/escrows/{id}"))
-            .await
-            .body;
+        let e = b.escrow(&b.admin_token, id).await.body;
         assert_ne!(e["status"], "HELD", "{e}");
         assert_eq!(e["held_amount"], 0);
         earned += e["settled_amount"].as_i64().unwrap();
     }
-    let m = a
-        .get(&a.admin_token, &format!("/v1/merchants/{merchant}"))
-        .await;
+    let m = a.merchant(&a.admin_token, &merchant).await;
     assert_eq!(m.body["earnings"].as_i64(), Some(earned));
     verify_clean(&b).await;
 }

@@ -2,6 +2,11 @@
 //! data directory and drives it over HTTP (zero2prod's `spawn_app`).
 #![allow(dead_code)]
 
+mod client;
+
+#[allow(unused_imports)]
+pub use client::Call;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -350,6 +355,32 @@ impl TestApp {
         Self::resp(rb.send().await.expect("request")).await
     }
 
+    /// Sends `method path` with an optional raw JSON body and headers of any
+    /// bytes: the escape hatch for requests malformed on purpose.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        token: Option<&str>,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, reqwest::header::HeaderValue)],
+    ) -> Resp {
+        let mut rb = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            rb = rb.header(name, v.clone());
+        }
+        if let Some(b) = body {
+            rb = rb
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        Self::resp(rb.send().await.expect("request")).await
+    }
+
     /// Reads a response into a [`Resp`].
     pub async fn resp(r: reqwest::Response) -> Resp {
         let status = r.status();
@@ -382,9 +413,8 @@ impl TestApp {
     /// Creates a staff member with `role` through the API; returns (id, token).
     pub async fn staff(&self, role: &str) -> (String, String) {
         let r = self
-            .post(
+            .create_staff(
                 &self.admin_token,
-                "/v1/staff",
                 json!({"name": format!("{role} user"), "role": role}),
             )
             .await;
@@ -398,11 +428,7 @@ impl TestApp {
     /// Creates a player; returns its id.
     pub async fn player(&self) -> String {
         let r = self
-            .post(
-                &self.admin_token,
-                "/v1/players",
-                json!({"display_name": "Test Player"}),
-            )
+            .create_player(&self.admin_token, json!({"display_name": "Test Player"}))
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body["id"].as_str().unwrap().to_string()
@@ -416,12 +442,13 @@ impl TestApp {
 
     /// Creates a table from a body; returns its id.
     pub async fn table_with(&self, body: Value) -> String {
-        let r = self.post(&self.admin_token, "/v1/tables", body).await;
+        let r = self.create_table(&self.admin_token, body).await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body["id"].as_str().unwrap().to_string()
     }
 
-    /// Opens a slip with `started_at` = now(server clock) - `seconds_ago`.
+    /// Opens a slip as the admin, which must succeed; returns the slip.
+    /// `started_at` None lets the server use its clock.
     pub async fn open_slip(
         &self,
         player: &str,
@@ -433,7 +460,7 @@ impl TestApp {
         if let Some(s) = started_at {
             body["started_at"] = json!(s);
         }
-        let r = self.post(&self.admin_token, "/v1/rating-slips", body).await;
+        let r = self.create_slip(&self.admin_token, body).await;
         assert_eq!(r.status, 201, "{}", r.text);
         r.body
     }
@@ -441,28 +468,19 @@ impl TestApp {
     /// Sets the test clock.
     pub async fn set_clock(&self, rfc3339: &str) {
         let r = self
-            .send(
-                reqwest::Method::PUT,
-                Some(&self.admin_token),
-                "/v1/test/clock",
-                Some(json!({"now": rfc3339})),
-                &[],
-            )
+            .put_clock(&self.admin_token, json!({"now": rfc3339}))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
 
     /// Sets the accrual fault: "fail" or "ok".
     pub async fn set_accrual_fault(&self, v: &str) {
-        let r = self
-            .send(
-                reqwest::Method::PUT,
-                Some(&self.admin_token),
-                "/v1/test/faults",
-                Some(json!({"loyalty_accrual": v})),
-                &[],
-            )
-            .await;
+        self.set_faults(json!({"loyalty_accrual": v})).await;
+    }
+
+    /// Sets test-mode faults from a body.
+    pub async fn set_faults(&self, body: Value) {
+        let r = self.put_faults(&self.admin_token, body).await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
 
@@ -641,5 +659,22 @@ impl SseReader {
                 None => return None,
             }
         }
+    }
+}
+
+/// Polls `check` until it yields a value, or panics naming `what` once
+/// `within` has passed.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

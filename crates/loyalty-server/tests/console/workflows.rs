@@ -12,9 +12,8 @@ const T0: &str = "2026-03-07T20:00:00Z";
 
 async fn player(app: &TestApp, name: &str, card: &str) -> String {
     let r = app
-        .post(
+        .create_player(
             &app.admin_token,
-            "/v1/players",
             json!({"display_name": name, "card_number": card}),
         )
         .await;
@@ -22,21 +21,10 @@ async fn player(app: &TestApp, name: &str, card: &str) -> String {
     r.body["id"].as_str().unwrap().to_string()
 }
 
-async fn ledger(app: &TestApp, player: &str) -> Vec<Value> {
-    let r = app
-        .get(
-            &app.admin_token,
-            &format!("/v1/players/{player}/ledger?limit=1000"),
-        )
-        .await;
-    r.body["entries"].as_array().unwrap().clone()
-}
-
 async fn reward(app: &TestApp, token: &str, staff: &str, player: &str, points: i64, reason: &str) {
     let r = app
-        .post(
+        .manual_reward(
             token,
-            "/v1/loyalty/manual-rewards",
             json!({"player_id": player, "staff_id": staff, "points": points, "reason": reason}),
         )
         .await;
@@ -121,7 +109,7 @@ async fn sign_in_find_a_player_see_live_updates_and_sign_out() {
     // Signing out revokes the token.
     b.click("#signout").await;
     b.el("#token").await;
-    let me = app.get(&sup, "/v1/me").await;
+    let me = app.me(&sup).await;
     assert_eq!(me.status, 401, "the signed-out token still works");
 }
 
@@ -175,18 +163,14 @@ async fn a_slip_is_opened_previewed_and_completed_and_a_failed_award_is_retried_
     b.type_into(".slip-bet", "75").await;
     b.click(".slip-bet-save").await;
     let open_slips = app
-        .get(
-            &app.admin_token,
-            &format!("/v1/rating-slips?player_id={ann}&status=OPEN"),
-        )
+        .list_slips(&app.admin_token)
+        .query(format!("player_id={ann}&status=OPEN"))
         .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = app
-            .get(
-                &app.admin_token,
-                &format!("/v1/rating-slips?player_id={ann}&status=OPEN"),
-            )
+            .list_slips(&app.admin_token)
+            .query(format!("player_id={ann}&status=OPEN"))
             .await;
         if r.body["rating_slips"][0]["average_bet"] == "75" {
             break;
@@ -213,7 +197,7 @@ async fn a_slip_is_opened_previewed_and_completed_and_a_failed_award_is_retried_
     let done = b
         .text_until(".slip-result", "the points", |t| t.contains("points"))
         .await;
-    let entries = ledger(&app, &ann).await;
+    let entries = app.ledger(&ann).await;
     assert_eq!(entries.len(), 1);
     let earned = entries[0]["points_change"].as_i64().unwrap();
     assert!(
@@ -245,7 +229,8 @@ async fn a_slip_is_opened_previewed_and_completed_and_a_failed_award_is_retried_
     b.text_until(".slip-result", "the award", |t| t.contains("points"))
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let gameplay: Vec<Value> = ledger(&app, &ann)
+    let gameplay: Vec<Value> = app
+        .ledger(&ann)
         .await
         .into_iter()
         .filter(|e| e["rating_slip_id"] == slip_id.as_str())
@@ -290,7 +275,7 @@ async fn the_reward_dialog_never_rewards_twice_and_explains_the_limit() {
     b.text_until("#reward-ok", "the award", |t| t.contains("Awarded 300"))
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let entries = ledger(&app, &ann).await;
+    let entries = app.ledger(&ann).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["points_change"], 300);
     b.click("#reward-close").await;
@@ -309,7 +294,7 @@ async fn the_reward_dialog_never_rewards_twice_and_explains_the_limit() {
         t.contains("already given") || t.contains("Awarded 40")
     })
     .await;
-    let entries = ledger(&app, &ann).await;
+    let entries = app.ledger(&ann).await;
     assert_eq!(entries.len(), 2, "a resend rewarded twice: {entries:?}");
     b.click("#reward-close").await;
     b.js("location.reload(); return true").await;
@@ -325,7 +310,7 @@ async fn the_reward_dialog_never_rewards_twice_and_explains_the_limit() {
         .text_until("#reward-error", "the limit", |t| t.contains("seconds"))
         .await;
     assert!(msg.contains("Wait"), "{msg}");
-    assert_eq!(ledger(&app, &ann).await.len(), 2);
+    assert_eq!(app.ledger(&ann).await.len(), 2);
     // Every error code the API has reads as a sentence, not as a code.
     let sentences = b
         .js("return ['RATE_LIMIT_EXCEEDED','RATE_LIMIT_UNAVAILABLE','REWARD_EXCEEDS_LIMIT','INSUFFICIENT_BALANCE','FORBIDDEN','INVALID_STAFF_ID','UNAUTHORIZED','VALIDATION_ERROR','NOT_FOUND','SLIP_NOT_OPEN','SLIP_NOT_CLOSED','IDEMPOTENCY_KEY_IN_USE','IDEMPOTENCY_KEY_REUSED','CONFLICT','ESCROW_NOT_HELD','ESCROW_AMOUNT_EXCEEDED','POINTS_OUT_OF_RANGE','UNAVAILABLE'].map(c => explain({code: c, message: 'must be 10-500 characters', details: {retry_after_seconds: 42, limit: 10000, available: 5, requested: 50, field: 'reason', held_amount: 3, status: 'SETTLED'}}, 400))")
@@ -369,7 +354,7 @@ async fn a_cashier_holds_points_and_settles_them_in_parts() {
     let app = TestApp::spawn().await;
     set_clock(&app, T0).await;
     let ann = player(&app, "Ann Lee", "C-1001").await;
-    let admin = app.get(&app.admin_token, "/v1/me").await.body["id"]
+    let admin = app.me(&app.admin_token).await.body["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -383,11 +368,7 @@ async fn a_cashier_holds_points_and_settles_them_in_parts() {
     )
     .await;
     let m = app
-        .post(
-            &app.admin_token,
-            "/v1/merchants",
-            json!({"name": "Prime Steakhouse"}),
-        )
+        .create_merchant(&app.admin_token, json!({"name": "Prime Steakhouse"}))
         .await;
     let merchant = m.body["id"].as_str().unwrap().to_string();
     let (_, cashier) = app.staff("cashier").await;
@@ -428,13 +409,9 @@ async fn a_cashier_holds_points_and_settles_them_in_parts() {
     b.click(".escrow-settle").await;
     b.text_until(".escrow-status", "SETTLED", |t| t == "SETTLED")
         .await;
-    let m = app
-        .get(&app.admin_token, &format!("/v1/merchants/{merchant}"))
-        .await;
+    let m = app.merchant(&app.admin_token, &merchant).await;
     assert_eq!(m.body["earnings"], 500);
-    let l = app
-        .get(&app.admin_token, &format!("/v1/players/{ann}/loyalty"))
-        .await;
+    let l = app.player_loyalty(&app.admin_token, &ann).await;
     assert_eq!(
         (
             l.body["current_balance"].as_i64(),

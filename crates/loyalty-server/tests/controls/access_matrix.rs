@@ -358,11 +358,7 @@ async fn slip_for(app: &TestApp, fx: &Fixture, action: &str) -> String {
     };
     if let Some(p) = prior {
         let r = app
-            .post(
-                &app.admin_token,
-                &format!("/v1/rating-slips/{id}/{p}"),
-                json!({}),
-            )
+            .slip_action(&app.admin_token, &id, p, Some(json!({})))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
@@ -537,26 +533,17 @@ async fn dead_letter_id(app: &TestApp) -> String {
             .as_i64()
             .map(|id| id.to_string())
     };
-    if let Some(id) = first(&app.get(&app.admin_token, "/v1/dead-letters?limit=1").await) {
+    if let Some(id) = first(&app.dead_letters(&app.admin_token).query("limit=1").await) {
         return id;
     }
     let faults = |names: Value| async move {
-        let r = send(
-            app,
-            Method::PUT,
-            Some(&app.admin_token),
-            "/v1/test/faults",
-            Some(&json!({"failing_subscribers": names}).to_string()),
-            &[],
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text);
+        app.set_faults(json!({"failing_subscribers": names})).await;
     };
     faults(json!(["activity_feed"])).await;
     app.player().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let id = loop {
-        if let Some(id) = first(&app.get(&app.admin_token, "/v1/dead-letters?limit=1").await) {
+        if let Some(id) = first(&app.dead_letters(&app.admin_token).query("limit=1").await) {
             break id;
         }
         assert!(
@@ -572,9 +559,8 @@ async fn dead_letter_id(app: &TestApp) -> String {
 /// A new hold of 1 point on the fixture player, placed by the admin.
 async fn new_hold(app: &TestApp, fx: &Fixture, n: usize) -> String {
     let r = app
-        .post(
+        .hold(
             &app.admin_token,
-            "/v1/escrows",
             json!({"player_id": fx.player, "merchant_id": fx.merchant, "amount": 1,
                    "reason": format!("matrix fixture hold {n}")}),
         )
@@ -587,9 +573,8 @@ async fn new_hold(app: &TestApp, fx: &Fixture, n: usize) -> String {
 /// caller may decide it).
 async fn new_approval(app: &TestApp, fx: &Fixture, n: usize) -> String {
     let r = app
-        .post(
+        .manual_reward(
             &fx.requester.1,
-            "/v1/loyalty/manual-rewards",
             json!({"player_id": fx.player, "staff_id": fx.requester.0,
                    "points": DUAL_CONTROL_THRESHOLD + 100,
                    "reason": format!("matrix approval request {n}")}),
@@ -601,13 +586,7 @@ async fn new_approval(app: &TestApp, fx: &Fixture, n: usize) -> String {
 
 /// A new token for `player`, issued by the admin.
 async fn mint_player_token(app: &TestApp, player: &str) -> String {
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/players/{player}/tokens"),
-            json!({}),
-        )
-        .await;
+    let r = app.create_player_token(&app.admin_token, player).await;
     assert_eq!(r.status, 201, "{}", r.text);
     r.body["token"].as_str().unwrap().to_string()
 }
@@ -649,38 +628,29 @@ async fn every_route_answers_every_caller_as_design_section_3_7_says() {
     let table = app.table().await;
     let slip = id_of(&app.open_slip(&player, &table, "25", None).await);
     let player_token = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/players/{player}/tokens"),
-            json!({}),
-        )
+        .create_player_token(&app.admin_token, &player)
         .await
         .body["token"]
         .as_str()
         .unwrap()
         .to_string();
     // Points to hold, a merchant and a hold for the wallet's rows.
-    let admin_id = app.get(&app.admin_token, "/v1/me").await.body["id"]
+    let admin_id = app.me(&app.admin_token).await.body["id"]
         .as_str()
         .unwrap()
         .to_string();
     let funded = app
-        .post(
+        .manual_reward(
             &app.admin_token,
-            "/v1/loyalty/manual-rewards",
             json!({"player_id": player, "staff_id": admin_id, "points": 9_000,
                    "reason": "wallet rows of the access matrix"}),
         )
         .await;
     assert_eq!(funded.status, 201, "{}", funded.text);
     let merchant = id_of(
-        &app.post(
-            &app.admin_token,
-            "/v1/merchants",
-            json!({"name": "Matrix steakhouse"}),
-        )
-        .await
-        .body,
+        &app.create_merchant(&app.admin_token, json!({"name": "Matrix steakhouse"}))
+            .await
+            .body,
     );
     let mut fx = Fixture {
         requester: app.staff("supervisor").await,
@@ -722,7 +692,7 @@ async fn every_route_answers_every_caller_as_design_section_3_7_says() {
             let (path, body) = request(&app, &fx, r, staff_id, n).await;
             let method = Method::from_bytes(r.method.as_bytes()).unwrap();
             let body = body.map(|b| b.to_string());
-            let resp = send(&app, method, token, &path, body.as_deref(), &[]).await;
+            let resp = app.raw(method, token, &path, body.as_deref(), &[]).await;
             let got = resp.status.as_u16();
             let want = expected(r, who);
             let code_ok = match got {

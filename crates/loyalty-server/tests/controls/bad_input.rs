@@ -473,7 +473,7 @@ async fn malformed_reward_requests_are_4xx_with_a_code_and_write_nothing() {
         },
     ];
 
-    let events_before = event_count(&app).await;
+    let events_before = app.all_events().await.len();
     for c in &cases {
         let token = match c.by {
             By::PitBoss => &pit.1,
@@ -485,15 +485,9 @@ async fn malformed_reward_requests_are_4xx_with_a_code_and_write_nothing() {
         } else {
             Some(token.as_str())
         };
-        let r = send(
-            &app,
-            Method::POST,
-            token,
-            REWARDS,
-            Some(&c.body),
-            &c.headers,
-        )
-        .await;
+        let r = app
+            .raw(Method::POST, token, REWARDS, Some(&c.body), &c.headers)
+            .await;
         assert_eq!(r.status, c.status, "{}: {}", c.what, r.text);
         assert_eq!(r.code(), c.code, "{}: {}", c.what, r.text);
         assert_error(&r, c.status, c.code, c.field);
@@ -505,12 +499,12 @@ async fn malformed_reward_requests_are_4xx_with_a_code_and_write_nothing() {
     }
 
     assert_eq!(
-        event_count(&app).await,
+        app.all_events().await.len(),
         events_before,
         "a refused request wrote something"
     );
-    assert!(ledger(&app, &player).await.is_empty());
-    assert!(ledger(&app, &other).await.is_empty());
+    assert!(app.ledger_oldest_first(&player).await.is_empty());
+    assert!(app.ledger_oldest_first(&other).await.is_empty());
     // And none of them used quota: both can still issue ten rewards each.
     for (id, token) in [&pit, &sup] {
         for i in 0..10 {
@@ -522,7 +516,7 @@ async fn malformed_reward_requests_are_4xx_with_a_code_and_write_nothing() {
             .await;
         }
         assert_eq!(
-            reward(&app, token, &reward_body(&player, id, 1, "one too many"))
+            app.manual_reward(token, reward_body(&player, id, 1, "one too many"))
                 .await
                 .status,
             429
@@ -535,16 +529,13 @@ async fn a_malformed_correlation_id_is_refused_with_a_generated_one_in_the_envel
     let app = TestApp::spawn().await;
     let (id, token) = app.staff("pit_boss").await;
     let player = app.player().await;
-    let r = reward_with(
-        &app,
-        &token,
-        &reward_body(&player, &id, 10, REASON),
-        &[("x-correlation-id", hv(b"bad id!"))],
-    )
-    .await;
+    let r = app
+        .manual_reward(&token, reward_body(&player, &id, 10, REASON))
+        .header_values(&[("x-correlation-id", hv(b"bad id!"))])
+        .await;
     assert_error(&r, 400, "VALIDATION_ERROR", Some("X-Correlation-Id"));
     let cid = r.body["error"]["correlation_id"].as_str().unwrap();
     assert_ne!(cid, "bad id!");
     assert_eq!(r.headers["x-correlation-id"], cid);
-    assert_eq!(balance(&app, &player).await, 0);
+    assert_eq!(app.balance(&player).await, 0);
 }

@@ -30,18 +30,18 @@ async fn ten_staff_rewarding_100_to_one_player_at_once_leave_1000_in_a_chained_l
         staff
             .iter()
             .zip(&bodies)
-            .map(|((_, token), body)| reward(&app, token, body)),
+            .map(|((_, token), body)| app.manual_reward(token, body.clone())),
     )
     .await;
     for r in &responses {
         assert_eq!(r.status, 201, "{}", r.text);
     }
 
-    let l = loyalty(&app, &player).await;
+    let l = app.loyalty(&player).await;
     assert_eq!(l["current_balance"], 1000);
     assert_eq!(l["lifetime_points"], 1000);
     assert_eq!(l["tier"], "SILVER");
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger_oldest_first(&player).await;
     assert_eq!(entries.len(), 10);
     assert_eq!(assert_chained(&entries), 1000);
     let who: BTreeSet<&str> = entries
@@ -79,10 +79,9 @@ async fn a_reward_and_a_slip_completion_for_the_same_player_at_once_are_both_app
     let work = pairs.iter().map(|(player, slip)| {
         let (app, id, token) = (&app, &id, &token);
         async move {
-            let path = format!("/v1/rating-slips/{slip}/complete");
-            let complete = app.post(&app.admin_token, &path, json!({}));
+            let complete = app.complete_slip(&app.admin_token, slip, json!({}));
             let body = reward_body(player, id, 250, REASON);
-            let bonus = reward(app, token, &body);
+            let bonus = app.manual_reward(token, body.clone());
             let (c, b) = tokio::join!(complete, bonus);
             assert_eq!(c.status, 200, "{}", c.text);
             assert_eq!(b.status, 201, "{}", b.text);
@@ -93,14 +92,14 @@ async fn a_reward_and_a_slip_completion_for_the_same_player_at_once_are_both_app
 
     for ((player, _), points) in pairs.iter().zip(earned) {
         assert!(points > 0);
-        let entries = ledger(&app, player).await;
+        let entries = app.ledger_oldest_first(player).await;
         let types: BTreeSet<&str> = entries
             .iter()
             .map(|e| e["transaction_type"].as_str().unwrap())
             .collect();
         assert_eq!(types, BTreeSet::from(["GAMEPLAY", "MANUAL_BONUS"]));
         assert_eq!(assert_chained(&entries), points + 250);
-        let l = loyalty(&app, player).await;
+        let l = app.loyalty(player).await;
         assert_eq!(l["current_balance"], points + 250);
         assert_eq!(l["lifetime_points"], points + 250);
     }
@@ -125,7 +124,7 @@ async fn racing_adjustments_never_take_a_balance_below_zero() {
     let responses = join_all(
         sups.iter()
             .zip(&bodies)
-            .map(|((_, token), body)| reward(&app, token, body)),
+            .map(|((_, token), body)| app.manual_reward(token, body.clone())),
     )
     .await;
     let applied = responses.iter().filter(|r| r.status == 201).count();
@@ -133,7 +132,7 @@ async fn racing_adjustments_never_take_a_balance_below_zero() {
         assert_error(r, 422, "INSUFFICIENT_BALANCE", None);
     }
     assert_eq!(applied, 3, "100 covers exactly three adjustments of 30");
-    assert_eq!(balance(&app, &player).await, 10);
-    assert_eq!(assert_chained(&ledger(&app, &player).await), 10);
+    assert_eq!(app.balance(&player).await, 10);
+    assert_eq!(assert_chained(&app.ledger_oldest_first(&player).await), 10);
     assert_no_drift(&app).await;
 }

@@ -11,7 +11,7 @@ use crate::support::*;
 /// Sets the clock to `when` and sends `body` as `staff`.
 async fn reward_on(app: &TestApp, when: &str, staff: &(String, String), body: &Value) -> Resp {
     app.set_clock(when).await;
-    reward(app, &staff.1, body).await
+    app.manual_reward(&staff.1, body.clone()).await
 }
 
 #[track_caller]
@@ -42,21 +42,15 @@ async fn the_same_reward_id_twice_credits_once_and_answers_200_with_the_original
     let mut body = reward_body(&player, &id, 500, REASON);
     body["reward_id"] = json!("floor-7-2026-03-02-001");
 
-    let first = reward_with(
-        &app,
-        &token,
-        &body,
-        &[("x-correlation-id", hv(b"first-try"))],
-    )
-    .await;
+    let first = app
+        .manual_reward(&token, body.clone())
+        .header_values(&[("x-correlation-id", hv(b"first-try"))])
+        .await;
     assert_eq!(first.status, 201, "{}", first.text);
-    let second = reward_with(
-        &app,
-        &token,
-        &body,
-        &[("x-correlation-id", hv(b"second-try"))],
-    )
-    .await;
+    let second = app
+        .manual_reward(&token, body.clone())
+        .header_values(&[("x-correlation-id", hv(b"second-try"))])
+        .await;
     assert_replay_of(&second, &first.body);
     assert_eq!(
         second.body["correlation_id"], "first-try",
@@ -69,14 +63,14 @@ async fn the_same_reward_id_twice_credits_once_and_answers_200_with_the_original
     let mut changed = body.clone();
     changed["points"] = json!(900);
     changed["reason"] = json!("a second attempt, more points");
-    let reused = reward(&app, &token, &changed).await;
+    let reused = app.manual_reward(&token, changed.clone()).await;
     assert_error(&reused, 422, "IDEMPOTENCY_KEY_REUSED", None);
     assert!(!reused.text.contains(REASON), "{}", reused.text);
 
-    let l = loyalty(&app, &player).await;
+    let l = app.loyalty(&player).await;
     assert_eq!(l["current_balance"], 500);
     assert_eq!(l["lifetime_points"], 500);
-    assert_eq!(ledger(&app, &player).await.len(), 1);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 1);
 }
 
 #[tokio::test]
@@ -89,8 +83,8 @@ async fn the_same_body_without_reward_id_twice_in_one_gaming_day_is_one_entry() 
     assert_eq!(first.status, 201, "{}", first.text);
     let again = reward_on(&app, "2026-03-02T23:59:00Z", &staff, &body).await;
     assert_replay_of(&again, &first.body);
-    assert_eq!(balance(&app, &player).await, 300);
-    assert_eq!(ledger(&app, &player).await.len(), 1);
+    assert_eq!(app.balance(&player).await, 300);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 1);
 }
 
 #[tokio::test]
@@ -112,8 +106,8 @@ async fn crossing_midnight_utc_starts_a_new_gaming_day_and_the_same_body_writes_
         &reward_on(&app, "2026-03-03T00:10:00Z", &staff, &body).await,
         &after.body,
     );
-    assert_eq!(balance(&app, &player).await, 600);
-    assert_eq!(ledger(&app, &player).await.len(), 2);
+    assert_eq!(app.balance(&player).await, 600);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 2);
 }
 
 #[tokio::test]
@@ -126,7 +120,7 @@ async fn with_the_gaming_day_starting_at_06_00_05_59_and_06_01_are_different_day
     assert_eq!(late.status, 201, "{}", late.text);
     let early = reward_on(&app, "2026-03-02T06:01:00Z", &staff, &body).await;
     assert_new_entry(&early, &late.body);
-    assert_eq!(balance(&app, &player).await, 600);
+    assert_eq!(app.balance(&player).await, 600);
 }
 
 #[tokio::test]
@@ -148,8 +142,8 @@ async fn with_the_gaming_day_starting_at_06_00_the_night_before_00_30_and_05_30_
     );
     let morning = reward_on(&app, "2026-03-03T06:30:00Z", &staff, &body).await;
     assert_new_entry(&morning, &evening.body);
-    assert_eq!(balance(&app, &player).await, 600);
-    assert_eq!(ledger(&app, &player).await.len(), 2);
+    assert_eq!(app.balance(&player).await, 600);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 2);
 }
 
 #[tokio::test]
@@ -167,7 +161,7 @@ async fn the_gaming_day_follows_the_configured_time_zone() {
     );
     let next_day = reward_on(&app, "2026-01-15T08:01:00Z", &staff, &body).await;
     assert_new_entry(&next_day, &first.body);
-    assert_eq!(balance(&app, &player).await, 600);
+    assert_eq!(app.balance(&player).await, 600);
 }
 
 #[tokio::test]
@@ -193,7 +187,7 @@ async fn a_different_reason_points_player_or_staff_member_is_a_different_key() {
     ];
     let mut keys = vec![first["idempotency_key"].clone()];
     for (what, staff, body) in variants {
-        let r = reward(&app, &staff.1, &body).await;
+        let r = app.manual_reward(&staff.1, body.clone()).await;
         assert_eq!(
             r.status, 201,
             "a different {what} must be a new reward: {}",
@@ -206,9 +200,9 @@ async fn a_different_reason_points_player_or_staff_member_is_a_different_key() {
         keys.push(r.body["idempotency_key"].clone());
     }
     // The original body is still a replay.
-    assert_replay_of(&reward(&app, &a.1, &base).await, &first);
-    assert_eq!(balance(&app, &player).await, 100 + 100 + 101 + 100);
-    assert_eq!(balance(&app, &other).await, 100);
+    assert_replay_of(&app.manual_reward(&a.1, base.clone()).await, &first);
+    assert_eq!(app.balance(&player).await, 100 + 100 + 101 + 100);
+    assert_eq!(app.balance(&other).await, 100);
 }
 
 #[tokio::test]
@@ -219,12 +213,18 @@ async fn a_replay_by_the_deterministic_key_is_not_confused_with_an_idempotency_k
     let player = app.player().await;
     let body = reward_body(&player, &id, 100, REASON);
     let key = [("idempotency-key", HeaderValue::from_static("click-1"))];
-    let first = reward_with(&app, &token, &body, &key).await;
+    let first = app
+        .manual_reward(&token, body.clone())
+        .header_values(&key)
+        .await;
     assert_eq!(first.status, 201, "{}", first.text);
     // A retry with a fresh header key is a deterministic-key replay: 200.
     let other_key = [("idempotency-key", HeaderValue::from_static("click-2"))];
-    let r = reward_with(&app, &token, &body, &other_key).await;
+    let r = app
+        .manual_reward(&token, body.clone())
+        .header_values(&other_key)
+        .await;
     assert_replay_of(&r, &first.body);
     assert!(!replayed(&r), "not a stored Idempotency-Key response");
-    assert_eq!(balance(&app, &player).await, 100);
+    assert_eq!(app.balance(&player).await, 100);
 }

@@ -217,13 +217,7 @@ impl Op {
                 let t = app.table().await;
                 let id = slip(app.open_slip(&p, &t, "25", Some(&at(T0, -secs(600)))).await);
                 if self == Op::Resume {
-                    let r = app
-                        .post(
-                            &app.admin_token,
-                            &format!("/v1/rating-slips/{id}/pause"),
-                            json!({}),
-                        )
-                        .await;
+                    let r = app.pause_slip(&app.admin_token, &id).body(json!({})).await;
                     assert_eq!(r.status, 200, "{}", r.text);
                 }
                 let action = self.template().rsplit('/').next().unwrap();
@@ -240,13 +234,7 @@ impl Op {
                 let t = app.table().await;
                 let id = slip(app.open_slip(&p, &t, "25", Some(&at(T0, -secs(600)))).await);
                 app.set_accrual_fault("fail").await;
-                let r = app
-                    .post(
-                        &app.admin_token,
-                        &format!("/v1/rating-slips/{id}/complete"),
-                        json!({}),
-                    )
-                    .await;
+                let r = app.complete_slip(&app.admin_token, &id, json!({})).await;
                 app.set_clock(&at(T0, -secs(3600))).await;
                 app.set_accrual_fault("ok").await;
                 assert_eq!(r.status, 202, "{}", r.text);
@@ -261,13 +249,7 @@ impl Op {
                 let p = app.player().await;
                 let t = app.table().await;
                 let id = slip(app.open_slip(&p, &t, "25", Some(&at(T0, -secs(600)))).await);
-                let r = app
-                    .post(
-                        &app.admin_token,
-                        &format!("/v1/rating-slips/{id}/complete"),
-                        json!({}),
-                    )
-                    .await;
+                let r = app.complete_slip(&app.admin_token, &id, json!({})).await;
                 assert_eq!(r.status, 200, "{}", r.text);
                 let action = self.template().rsplit('/').next().unwrap();
                 let (b, o) = if self == Op::Void {
@@ -292,9 +274,8 @@ impl Op {
                 let p = app.player().await;
                 let (maker, token) = app.staff("supervisor").await;
                 let r = app
-                    .post(
+                    .manual_reward(
                         &token,
-                        "/v1/loyalty/manual-rewards",
                         reward_body(&p, &maker, DUAL_CONTROL_THRESHOLD + 100, REASON),
                     )
                     .await;
@@ -335,15 +316,8 @@ async fn post(
 ) -> Resp {
     let headers: Vec<(&str, HeaderValue)> =
         key.into_iter().map(|k| ("idempotency-key", k)).collect();
-    send(
-        app,
-        Method::POST,
-        Some(&caller.1),
-        path,
-        Some(body),
-        &headers,
-    )
-    .await
+    app.raw(Method::POST, Some(&caller.1), path, Some(body), &headers)
+        .await
 }
 
 /// What a replay answers for a first response `text`: the same bytes, except
@@ -423,14 +397,14 @@ async fn the_same_key_and_body_replays_the_stored_response_byte_for_byte_without
     for op in OPS {
         let req = op.prepare(&app, &a).await;
         let k = format!("replay-{op:?}");
-        let before = event_count(&app).await;
+        let before = app.all_events().await.len();
         let first = post(&app, &a, &req.path, &req.body, key(&k)).await;
         assert_eq!(first.status, op.success(), "{op:?}: {}", first.text);
         assert!(
             !replayed(&first),
             "{op:?}: a first response is not a replay"
         );
-        let after_first = event_count(&app).await;
+        let after_first = app.all_events().await.len();
         assert!(after_first > before, "{op:?} changed nothing");
 
         for attempt in 0..2 {
@@ -456,7 +430,7 @@ async fn the_same_key_and_body_replays_the_stored_response_byte_for_byte_without
             );
         }
         assert_eq!(
-            event_count(&app).await,
+            app.all_events().await.len(),
             after_first,
             "{op:?}: a replay had an effect"
         );
@@ -471,13 +445,13 @@ async fn the_same_key_with_another_body_is_422_idempotency_key_reused_and_change
         let k = format!("reused-{op:?}");
         let first = post(&app, &a, &req.path, &req.body, key(&k)).await;
         assert_eq!(first.status, op.success(), "{op:?}: {}", first.text);
-        let after_first = event_count(&app).await;
+        let after_first = app.all_events().await.len();
 
         let r = post(&app, &a, &req.path, &req.other_body, key(&k)).await;
         assert_eq!(r.code(), "IDEMPOTENCY_KEY_REUSED", "{op:?}: {}", r.text);
         assert_error(&r, 422, "IDEMPOTENCY_KEY_REUSED", None);
         assert_eq!(
-            event_count(&app).await,
+            app.all_events().await.len(),
             after_first,
             "{op:?}: a refused request had an effect"
         );
@@ -501,7 +475,7 @@ async fn the_same_key_from_another_caller_is_a_separate_request() {
         assert_eq!(first.status, op.success(), "{op:?}: {}", first.text);
 
         let req_b = op.prepare(&app, &b).await;
-        let before = event_count(&app).await;
+        let before = app.all_events().await.len();
         let r = post(&app, &b, &req_b.path, &req_b.body, key(&k)).await;
         assert_eq!(r.status, op.success(), "{op:?}: {}", r.text);
         assert!(
@@ -509,7 +483,7 @@ async fn the_same_key_from_another_caller_is_a_separate_request() {
             "{op:?}: another caller got the first caller's stored response"
         );
         assert!(
-            event_count(&app).await > before,
+            app.all_events().await.len() > before,
             "{op:?}: the second caller's request had no effect"
         );
         if req_a.body == req_b.body && req_a.path == req_b.path {
@@ -526,7 +500,7 @@ async fn the_same_key_for_another_operation_of_the_same_caller_is_a_separate_req
     let (app, a, _) = setup().await;
     for op in OPS {
         let req = op.prepare(&app, &a).await;
-        let before = event_count(&app).await;
+        let before = app.all_events().await.len();
         let r = post(
             &app,
             &a,
@@ -540,7 +514,10 @@ async fn the_same_key_for_another_operation_of_the_same_caller_is_a_separate_req
             !replayed(&r),
             "{op:?}: answered with another operation's response"
         );
-        assert!(event_count(&app).await > before, "{op:?} had no effect");
+        assert!(
+            app.all_events().await.len() > before,
+            "{op:?} had no effect"
+        );
     }
 }
 
@@ -556,14 +533,14 @@ async fn an_over_long_or_non_visible_key_is_400_and_writes_nothing() {
     ];
     for op in OPS {
         let req = op.prepare(&app, &a).await;
-        let before = event_count(&app).await;
+        let before = app.all_events().await.len();
         for (what, k) in &bad {
             let r = post(&app, &a, &req.path, &req.body, Some(k.clone())).await;
             assert_eq!(r.status, 400, "{op:?} with {what}: {}", r.text);
             assert_error(&r, 400, "VALIDATION_ERROR", Some("Idempotency-Key"));
         }
         assert_eq!(
-            event_count(&app).await,
+            app.all_events().await.len(),
             before,
             "{op:?}: a refused key had an effect"
         );
@@ -579,7 +556,7 @@ async fn eight_concurrent_requests_with_one_key_have_exactly_one_effect() {
     for op in OPS {
         // What one request does, measured on a twin fixture.
         let twin = op.prepare(&app, &a).await;
-        let before = event_count(&app).await;
+        let before = app.all_events().await.len();
         let r = post(
             &app,
             &a,
@@ -589,15 +566,15 @@ async fn eight_concurrent_requests_with_one_key_have_exactly_one_effect() {
         )
         .await;
         assert_eq!(r.status, op.success(), "{op:?}: {}", r.text);
-        let one_effect = event_count(&app).await - before;
+        let one_effect = app.all_events().await.len() - before;
 
         let req = op.prepare(&app, &a).await;
         let k = format!("burst-{op:?}");
-        let before = event_count(&app).await;
+        let before = app.all_events().await.len();
         let responses =
             join_all((0..8).map(|_| post(&app, &a, &req.path, &req.body, key(&k)))).await;
         assert_eq!(
-            event_count(&app).await - before,
+            app.all_events().await.len() - before,
             one_effect,
             "{op:?}: not exactly one effect"
         );
@@ -648,9 +625,9 @@ async fn eight_concurrent_rewards_with_one_key_write_exactly_one_ledger_entry() 
             .count(),
         1
     );
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger_oldest_first(&player).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(balance(&app, &player).await, 250);
+    assert_eq!(app.balance(&player).await, 250);
     for r in responses.iter().filter(|r| r.status != 409) {
         assert_eq!(r.body["id"], entries[0]["id"], "{}", r.text);
     }

@@ -22,10 +22,9 @@ async fn reward_at(
     n: usize,
 ) -> Resp {
     app.set_clock(&at(T0, offset_ms)).await;
-    reward(
-        app,
+    app.manual_reward(
         &staff.1,
-        &reward_body(player, &staff.0, 1, &format!("{REASON} number {n}")),
+        reward_body(player, &staff.0, 1, &format!("{REASON} number {n}")),
     )
     .await
 }
@@ -56,8 +55,8 @@ async fn ten_rewards_in_a_minute_pass_and_the_eleventh_is_429_with_retry_after_u
         "{}",
         r.text
     );
-    assert_eq!(ledger(&app, &player).await.len(), 10);
-    assert_eq!(balance(&app, &player).await, 10);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 10);
+    assert_eq!(app.balance(&player).await, 10);
 }
 
 #[tokio::test]
@@ -77,7 +76,7 @@ async fn one_staff_member_at_the_limit_does_not_limit_another() {
     // At T+1.25 a's oldest slot (T) frees in 58.75 s, b's (T+0.5) in 59.25 s.
     assert_limited(&reward_at(&app, 1250, &a, &player, 11).await, 59);
     assert_limited(&reward_at(&app, 1250, &b, &player, 10).await, 60);
-    assert_eq!(balance(&app, &player).await, 20);
+    assert_eq!(app.balance(&player).await, 20);
 }
 
 #[tokio::test]
@@ -97,7 +96,7 @@ async fn sixty_seconds_after_the_oldest_reward_its_slot_is_free_again() {
         assert_eq!(r.status, 201, "reward {n}: {}", r.text);
     }
     assert_limited(&reward_at(&app, secs(61), &staff, &player, 21).await, 60);
-    assert_eq!(balance(&app, &player).await, 20);
+    assert_eq!(app.balance(&player).await, 20);
 }
 
 #[tokio::test]
@@ -135,7 +134,7 @@ async fn with_ten_rewards_spread_over_the_window_only_the_slots_that_left_it_are
         &reward_at(&app, secs(78) + 500, &staff, &player, 16).await,
         6,
     );
-    assert_eq!(balance(&app, &player).await, 14);
+    assert_eq!(app.balance(&player).await, 14);
 }
 
 #[tokio::test]
@@ -182,7 +181,7 @@ async fn the_window_slides_instead_of_resetting_at_calendar_minutes() {
             .status,
         429
     );
-    assert_eq!(balance(&app, &player).await, 20);
+    assert_eq!(app.balance(&player).await, 20);
 }
 
 #[tokio::test]
@@ -201,30 +200,42 @@ async fn replays_do_not_count_against_the_limit_and_are_answered_even_at_the_lim
     }
     let plain = reward_body(&player, &id, 1, "a reward without a reward id");
     let key = [("idempotency-key", HeaderValue::from_static("k-9"))];
-    assert_eq!(reward_with(&app, &token, &plain, &key).await.status, 201);
+    assert_eq!(
+        app.manual_reward(&token, plain.clone())
+            .header_values(&key)
+            .await
+            .status,
+        201
+    );
 
     // Replays by reward_id, by the deterministic key and by Idempotency-Key.
     for n in 0..8 {
-        let r = reward(&app, &token, &with_id(n)).await;
+        let r = app.manual_reward(&token, with_id(n)).await;
         assert_eq!(r.status, 200, "replay {n}: {}", r.text);
     }
-    assert_eq!(reward(&app, &token, &plain).await.status, 200);
-    let r = reward_with(&app, &token, &plain, &key).await;
+    assert_eq!(app.manual_reward(&token, plain.clone()).await.status, 200);
+    let r = app
+        .manual_reward(&token, plain.clone())
+        .header_values(&key)
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert!(replayed(&r));
 
     // Ten were written, so exactly one more fits.
     reward_ok(&app, &token, &with_id(9)).await;
-    let r = reward(&app, &token, &with_id(10)).await;
+    let r = app.manual_reward(&token, with_id(10)).await;
     assert_error(&r, 429, "RATE_LIMIT_EXCEEDED", None);
 
     // At the limit, replays are still answered.
-    let r = reward(&app, &token, &with_id(0)).await;
+    let r = app.manual_reward(&token, with_id(0)).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["idempotent_replay"], true);
-    assert_eq!(reward(&app, &token, &plain).await.status, 200);
-    let r = reward_with(&app, &token, &plain, &key).await;
+    assert_eq!(app.manual_reward(&token, plain.clone()).await.status, 200);
+    let r = app
+        .manual_reward(&token, plain.clone())
+        .header_values(&key)
+        .await;
     assert!(r.status == 201 && replayed(&r), "{}", r.text);
-    assert_eq!(balance(&app, &player).await, 10);
-    assert_eq!(ledger(&app, &player).await.len(), 10);
+    assert_eq!(app.balance(&player).await, 10);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 10);
 }

@@ -2,7 +2,6 @@
 //! shows it, moves balance, lifetime points and tier with it, and logs it.
 
 use jiff::Timestamp;
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::TestApp;
@@ -16,13 +15,10 @@ async fn a_reward_answers_201_with_a_manual_bonus_entry_carrying_every_design_fi
     let player = app.player().await;
 
     let body = reward_body(&player, &staff_id, 500, REASON);
-    let r = reward_with(
-        &app,
-        &token,
-        &body,
-        &[("x-correlation-id", hv(b"reward-test.1_a"))],
-    )
-    .await;
+    let r = app
+        .manual_reward(&token, body.clone())
+        .header_values(&[("x-correlation-id", hv(b"reward-test.1_a"))])
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let e = &r.body;
     for field in ENTRY_FIELDS {
@@ -58,7 +54,7 @@ async fn a_reward_answers_201_with_a_manual_bonus_entry_carrying_every_design_fi
     assert_eq!(r.headers["x-correlation-id"], "reward-test.1_a");
 
     // The ledger holds exactly this entry, field for field.
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger_oldest_first(&player).await;
     assert_eq!(entries.len(), 1);
     for field in ENTRY_FIELDS {
         assert_eq!(
@@ -66,13 +62,14 @@ async fn a_reward_answers_201_with_a_manual_bonus_entry_carrying_every_design_fi
             "ledger and response disagree on {field}"
         );
     }
-    let l = loyalty(&app, &player).await;
+    let l = app.loyalty(&player).await;
     assert_eq!(l["current_balance"], 500);
     assert_eq!(l["lifetime_points"], 500);
     assert_eq!(l["tier"], "BRONZE");
 
     // Every event of the request carries its correlation id.
-    let evs: Vec<Value> = events(&app)
+    let evs: Vec<Value> = app
+        .all_events()
         .await
         .into_iter()
         .filter(|ev| ev["correlation_id"] == "reward-test.1_a")
@@ -124,13 +121,13 @@ async fn negative_points_by_a_supervisor_write_an_adjustment_that_leaves_lifetim
     assert_eq!(e["reason"], "correcting a double entry");
     assert_eq!(e["idempotent_replay"], false);
 
-    let l = loyalty(&app, &player).await;
+    let l = app.loyalty(&player).await;
     assert_eq!(l["current_balance"], 500);
     assert_eq!(
         l["lifetime_points"], 800,
         "an adjustment must not lower lifetime points"
     );
-    assert_chained(&ledger(&app, &player).await);
+    assert_chained(&app.ledger_oldest_first(&player).await);
 }
 
 #[tokio::test]
@@ -140,20 +137,20 @@ async fn an_adjustment_below_zero_is_422_insufficient_balance_and_writes_nothing
     let (staff_id, token) = app.staff("supervisor").await;
     let player = app.player().await;
     reward_ok(&app, &token, &reward_body(&player, &staff_id, 100, REASON)).await;
-    let events_before = event_count(&app).await;
+    let events_before = app.all_events().await.len();
 
-    let r = reward(
-        &app,
-        &token,
-        &reward_body(&player, &staff_id, -101, "taking back too much"),
-    )
-    .await;
+    let r = app
+        .manual_reward(
+            &token,
+            reward_body(&player, &staff_id, -101, "taking back too much"),
+        )
+        .await;
     assert_error(&r, 422, "INSUFFICIENT_BALANCE", None);
     assert_eq!(r.body["error"]["details"]["available"], 100, "{}", r.text);
     assert_eq!(r.body["error"]["details"]["requested"], 101, "{}", r.text);
-    assert_eq!(ledger(&app, &player).await.len(), 1);
-    assert_eq!(balance(&app, &player).await, 100);
-    assert_eq!(event_count(&app).await, events_before);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 1);
+    assert_eq!(app.balance(&player).await, 100);
+    assert_eq!(app.all_events().await.len(), events_before);
 
     // Down to exactly zero is allowed.
     let e = reward_ok(
@@ -163,7 +160,7 @@ async fn an_adjustment_below_zero_is_422_insufficient_balance_and_writes_nothing
     )
     .await;
     assert_eq!(e["balance_after"], 0);
-    assert_eq!(balance(&app, &player).await, 0);
+    assert_eq!(app.balance(&player).await, 0);
 }
 
 #[tokio::test]
@@ -192,27 +189,18 @@ async fn a_reward_may_name_an_open_paused_or_closed_slip_of_that_player_but_not_
         .unwrap()
         .to_string();
     let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{paused}/pause"),
-            json!({}),
-        )
+        .pause_slip(&app.admin_token, &paused)
+        .body(json!({}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{closed}/complete"),
-            json!({}),
-        )
+        .complete_slip(&app.admin_token, &closed, json!({}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let gameplay = balance(&app, &player).await;
+    let gameplay = app.balance(&player).await;
 
     for (slip, status) in [(&open, "OPEN"), (&paused, "PAUSED"), (&closed, "CLOSED")] {
-        let r = app
-            .get(&app.admin_token, &format!("/v1/rating-slips/{slip}"))
-            .await;
+        let r = app.get_slip(&app.admin_token, slip).await;
         assert_eq!(r.body["status"], status, "{}", r.text);
         let mut body = reward_body(
             &player,
@@ -224,16 +212,16 @@ async fn a_reward_may_name_an_open_paused_or_closed_slip_of_that_player_but_not_
         let e = reward_ok(&app, &token, &body).await;
         assert_eq!(e["rating_slip_id"], json!(slip), "{e}");
     }
-    assert_eq!(balance(&app, &player).await, gameplay + 30);
+    assert_eq!(app.balance(&player).await, gameplay + 30);
 
-    let events_before = event_count(&app).await;
+    let events_before = app.all_events().await.len();
     let mut body = reward_body(&player, &staff_id, 10, "bonus on someone else's slip");
     body["rating_slip_id"] = json!(theirs);
-    let r = reward(&app, &token, &body).await;
+    let r = app.manual_reward(&token, body.clone()).await;
     assert_error(&r, 400, "VALIDATION_ERROR", Some("rating_slip_id"));
-    assert_eq!(balance(&app, &player).await, gameplay + 30);
-    assert_eq!(balance(&app, &other).await, 0);
-    assert_eq!(event_count(&app).await, events_before);
+    assert_eq!(app.balance(&player).await, gameplay + 30);
+    assert_eq!(app.balance(&other).await, 0);
+    assert_eq!(app.all_events().await.len(), events_before);
 }
 
 #[tokio::test]
@@ -244,17 +232,17 @@ async fn a_reward_crossing_1000_lifetime_points_moves_the_tier_to_silver_and_log
     let player = app.player().await;
     reward_ok(&app, &token, &reward_body(&player, &staff_id, 900, REASON)).await;
 
-    let r = reward_with(
-        &app,
-        &token,
-        &reward_body(&player, &staff_id, 100, "welcome to silver tier"),
-        &[("x-correlation-id", hv(b"tier-up-1"))],
-    )
-    .await;
+    let r = app
+        .manual_reward(
+            &token,
+            reward_body(&player, &staff_id, 100, "welcome to silver tier"),
+        )
+        .header_values(&[("x-correlation-id", hv(b"tier-up-1"))])
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["tier_before"], "BRONZE");
     assert_eq!(r.body["tier_after"], "SILVER");
-    let l = loyalty(&app, &player).await;
+    let l = app.loyalty(&player).await;
     assert_eq!(l["tier"], "SILVER");
     assert_eq!(l["lifetime_points"], 1000);
 
@@ -280,15 +268,10 @@ async fn a_reward_writes_the_canonical_manual_reward_issued_log_line() {
     app.set_clock(T0).await;
     let (staff_id, token) = app.staff("pit_boss").await;
     let player = app.player().await;
-    let r = send(
-        &app,
-        Method::POST,
-        Some(&token),
-        REWARDS,
-        Some(&reward_body(&player, &staff_id, 250, REASON).to_string()),
-        &[("x-correlation-id", hv(b"log-check-1"))],
-    )
-    .await;
+    let r = app
+        .manual_reward(&token, reward_body(&player, &staff_id, 250, REASON))
+        .header_value("x-correlation-id", hv(b"log-check-1"))
+        .await;
     assert_eq!(r.status, 201, "{}", r.text);
 
     let line = app

@@ -55,19 +55,14 @@ async fn without_a_valid_token_every_reward_is_401_whatever_else_is_wrong() {
     let f = floor().await;
     let worst =
         json!({"player_id": f.player, "staff_id": f.sup.0, "points": -20000, "reason": "short"});
-    let r = send(
-        &f.app,
-        Method::POST,
-        None,
-        REWARDS,
-        Some(&worst.to_string()),
-        &[],
-    )
-    .await;
+    let r = f
+        .app
+        .raw(Method::POST, None, REWARDS, Some(&worst.to_string()), &[])
+        .await;
     assert_error(&r, 401, "UNAUTHORIZED", None);
-    let r = reward(&f.app, "ll_not_a_token", &worst).await;
+    let r = f.app.manual_reward("ll_not_a_token", worst.clone()).await;
     assert_error(&r, 401, "UNAUTHORIZED", None);
-    assert_eq!(balance(&f.app, &f.player).await, 50);
+    assert_eq!(f.app.balance(&f.player).await, 50);
 }
 
 #[tokio::test]
@@ -75,11 +70,7 @@ async fn cashiers_auditors_and_players_lack_loyalty_award_and_get_403_forbidden_
     let f = floor().await;
     let player_token = f
         .app
-        .post(
-            &f.app.admin_token,
-            &format!("/v1/players/{}/tokens", f.player),
-            json!({}),
-        )
+        .create_player_token(&f.app.admin_token, &f.player)
         .await
         .body["token"]
         .as_str()
@@ -91,7 +82,10 @@ async fn cashiers_auditors_and_players_lack_loyalty_award_and_get_403_forbidden_
         ("player", &f.pit.0, &player_token),
     ] {
         // A valid request of their own…
-        let r = reward(&f.app, token, &reward_body(&f.player, id, 10, REASON)).await;
+        let r = f
+            .app
+            .manual_reward(token, reward_body(&f.player, id, 10, REASON))
+            .await;
         assert_error(&r, 403, "FORBIDDEN", None);
         assert_eq!(
             r.body["error"]["details"]["permission"], "loyalty:award",
@@ -99,26 +93,22 @@ async fn cashiers_auditors_and_players_lack_loyalty_award_and_get_403_forbidden_
             r.text
         );
         // …and one that also names someone else and has bad input.
-        let r = reward(
-            &f.app,
-            token,
-            &reward_body(&f.player, &f.sup.0, 20000, "short"),
-        )
-        .await;
+        let r = f
+            .app
+            .manual_reward(token, reward_body(&f.player, &f.sup.0, 20000, "short"))
+            .await;
         assert_error(&r, 403, "FORBIDDEN", None);
     }
-    assert_eq!(balance(&f.app, &f.player).await, 50);
+    assert_eq!(f.app.balance(&f.player).await, 50);
 }
 
 #[tokio::test]
 async fn negative_points_from_a_pit_boss_are_403_forbidden_for_lack_of_loyalty_adjust() {
     let f = floor().await;
-    let r = reward(
-        &f.app,
-        &f.pit.1,
-        &reward_body(&f.player, &f.pit.0, -10, REASON),
-    )
-    .await;
+    let r = f
+        .app
+        .manual_reward(&f.pit.1, reward_body(&f.player, &f.pit.0, -10, REASON))
+        .await;
     assert_error(&r, 403, "FORBIDDEN", None);
     assert_eq!(
         r.body["error"]["details"]["permission"], "loyalty:adjust",
@@ -126,12 +116,10 @@ async fn negative_points_from_a_pit_boss_are_403_forbidden_for_lack_of_loyalty_a
         r.text
     );
     // Before INVALID_STAFF_ID and before input checks.
-    let r = reward(
-        &f.app,
-        &f.pit.1,
-        &reward_body(&f.player, &f.sup.0, -20000, "short"),
-    )
-    .await;
+    let r = f
+        .app
+        .manual_reward(&f.pit.1, reward_body(&f.player, &f.sup.0, -20000, "short"))
+        .await;
     assert_error(&r, 403, "FORBIDDEN", None);
     assert_eq!(
         r.body["error"]["details"]["permission"], "loyalty:adjust",
@@ -145,7 +133,7 @@ async fn negative_points_from_a_pit_boss_are_403_forbidden_for_lack_of_loyalty_a
         &reward_body(&f.player, &f.sup.0, -10, REASON),
     )
     .await;
-    assert_eq!(balance(&f.app, &f.player).await, 40);
+    assert_eq!(f.app.balance(&f.player).await, 40);
 }
 
 #[tokio::test]
@@ -183,11 +171,11 @@ async fn a_staff_id_other_than_the_caller_is_403_invalid_staff_id_before_input_c
         ),
     ];
     for (what, body) in cases {
-        let r = reward(&f.app, &f.pit.1, &body).await;
+        let r = f.app.manual_reward(&f.pit.1, body.clone()).await;
         assert_eq!(r.code(), "INVALID_STAFF_ID", "{what}: {}", r.text);
         assert_error(&r, 403, "INVALID_STAFF_ID", None);
     }
-    assert_eq!(balance(&f.app, &f.player).await, 50);
+    assert_eq!(f.app.balance(&f.player).await, 50);
 }
 
 #[tokio::test]
@@ -233,38 +221,34 @@ async fn bad_input_is_400_validation_error_naming_the_field_before_the_points_li
         ),
     ];
     for (what, body, field) in cases {
-        let r = reward(&f.app, token, &body).await;
+        let r = f.app.manual_reward(token, body.clone()).await;
         assert_eq!(r.status, 400, "{what}: {}", r.text);
         assert_error(&r, 400, "VALIDATION_ERROR", Some(field));
     }
-    assert_eq!(balance(&f.app, &f.player).await, 50);
+    assert_eq!(f.app.balance(&f.player).await, 50);
 
     // The bounds themselves are fine.
     reward_ok(&f.app, token, &reward_body(p, id, 10, &long(10))).await;
     reward_ok(&f.app, token, &reward_body(p, id, 10, &long(500))).await;
-    assert_eq!(balance(&f.app, &f.player).await, 70);
+    assert_eq!(f.app.balance(&f.player).await, 70);
 }
 
 #[tokio::test]
 async fn more_than_10000_points_either_way_is_422_reward_exceeds_limit_before_the_balance_check() {
     let f = floor().await;
-    let r = reward(
-        &f.app,
-        &f.pit.1,
-        &reward_body(&f.player, &f.pit.0, 10_001, REASON),
-    )
-    .await;
+    let r = f
+        .app
+        .manual_reward(&f.pit.1, reward_body(&f.player, &f.pit.0, 10_001, REASON))
+        .await;
     assert_error(&r, 422, "REWARD_EXCEEDS_LIMIT", None);
     assert_eq!(r.body["error"]["details"]["limit"], 10_000, "{}", r.text);
     // The balance (50) could not cover it either; the limit is checked first.
-    let r = reward(
-        &f.app,
-        &f.sup.1,
-        &reward_body(&f.player, &f.sup.0, -10_001, REASON),
-    )
-    .await;
+    let r = f
+        .app
+        .manual_reward(&f.sup.1, reward_body(&f.player, &f.sup.0, -10_001, REASON))
+        .await;
     assert_error(&r, 422, "REWARD_EXCEEDS_LIMIT", None);
-    assert_eq!(balance(&f.app, &f.player).await, 50);
+    assert_eq!(f.app.balance(&f.player).await, 50);
 
     // Exactly 10000 either way is allowed.
     reward_ok(
@@ -279,7 +263,7 @@ async fn more_than_10000_points_either_way_is_422_reward_exceeds_limit_before_th
         &reward_body(&f.player, &f.sup.0, -10_000, REASON),
     )
     .await;
-    assert_eq!(balance(&f.app, &f.player).await, 50);
+    assert_eq!(f.app.balance(&f.player).await, 50);
 }
 
 #[tokio::test]
@@ -294,43 +278,58 @@ async fn when_rate_limited_every_other_rule_still_answers_first_and_429_comes_la
         )
         .await;
     }
-    let r = reward(
-        &f.app,
-        token,
-        &reward_body(&f.player, id, 1, "one reward too many"),
-    )
-    .await;
+    let r = f
+        .app
+        .manual_reward(token, reward_body(&f.player, id, 1, "one reward too many"))
+        .await;
     assert_error(&r, 429, "RATE_LIMIT_EXCEEDED", None);
 
-    let r = send(
-        &f.app,
-        Method::POST,
-        None,
-        REWARDS,
-        Some(&reward_body(&f.player, id, 1, REASON).to_string()),
-        &[],
-    )
-    .await;
+    let r = f
+        .app
+        .raw(
+            Method::POST,
+            None,
+            REWARDS,
+            Some(&reward_body(&f.player, id, 1, REASON).to_string()),
+            &[],
+        )
+        .await;
     assert_error(&r, 401, "UNAUTHORIZED", None);
-    let r = reward(&f.app, token, &reward_body(&f.player, &f.pit.0, 1, REASON)).await;
+    let r = f
+        .app
+        .manual_reward(token, reward_body(&f.player, &f.pit.0, 1, REASON))
+        .await;
     assert_error(&r, 403, "INVALID_STAFF_ID", None);
-    let r = reward(&f.app, token, &reward_body(&f.player, id, 1, "short")).await;
+    let r = f
+        .app
+        .manual_reward(token, reward_body(&f.player, id, 1, "short"))
+        .await;
     assert_error(&r, 400, "VALIDATION_ERROR", Some("reason"));
-    let r = reward(&f.app, token, &reward_body(&f.player, id, 10_001, REASON)).await;
+    let r = f
+        .app
+        .manual_reward(token, reward_body(&f.player, id, 10_001, REASON))
+        .await;
     assert_error(&r, 422, "REWARD_EXCEEDS_LIMIT", None);
-    let r = reward(&f.app, token, &reward_body(&f.player, id, -61, REASON)).await;
+    let r = f
+        .app
+        .manual_reward(token, reward_body(&f.player, id, -61, REASON))
+        .await;
     assert_error(&r, 422, "INSUFFICIENT_BALANCE", None);
-    let r = reward(
-        &f.app,
-        token,
-        &reward_body("0190f000-0000-7000-8000-000000000002", id, 1, REASON),
-    )
-    .await;
+    let r = f
+        .app
+        .manual_reward(
+            token,
+            reward_body("0190f000-0000-7000-8000-000000000002", id, 1, REASON),
+        )
+        .await;
     assert_error(&r, 404, "NOT_FOUND", None);
     // An adjustment the balance covers is subject to the limit like any reward.
-    let r = reward(&f.app, token, &reward_body(&f.player, id, -60, REASON)).await;
+    let r = f
+        .app
+        .manual_reward(token, reward_body(&f.player, id, -60, REASON))
+        .await;
     assert_error(&r, 429, "RATE_LIMIT_EXCEEDED", None);
-    assert_eq!(balance(&f.app, &f.player).await, 60);
+    assert_eq!(f.app.balance(&f.player).await, 60);
 }
 
 #[tokio::test]
@@ -397,7 +396,7 @@ async fn refused_requests_use_no_quota_so_ten_rewards_still_pass_after_ten_refus
         (on_their_slip, 400, "VALIDATION_ERROR"),
     ];
     for (body, status, code) in refusals {
-        let r = reward(&f.app, token, &body).await;
+        let r = f.app.manual_reward(token, body.clone()).await;
         assert_error(&r, status, code, None);
     }
     for i in 0..10 {
@@ -408,15 +407,13 @@ async fn refused_requests_use_no_quota_so_ten_rewards_still_pass_after_ten_refus
         )
         .await;
     }
-    let r = reward(
-        &f.app,
-        token,
-        &reward_body(&f.player, id, 1, "one reward too many"),
-    )
-    .await;
+    let r = f
+        .app
+        .manual_reward(token, reward_body(&f.player, id, 1, "one reward too many"))
+        .await;
     assert_error(&r, 429, "RATE_LIMIT_EXCEEDED", None);
-    assert_eq!(balance(&f.app, &f.player).await, 60);
-    assert_eq!(balance(&f.app, &other).await, 0);
+    assert_eq!(f.app.balance(&f.player).await, 60);
+    assert_eq!(f.app.balance(&other).await, 0);
 }
 
 #[tokio::test]
@@ -437,10 +434,10 @@ async fn a_slip_of_another_player_is_a_400_before_the_balance_check_and_the_rate
     // The player is looked up first: an unknown one is 404 whatever the slip.
     let mut nobody = on_their_slip(5);
     nobody["player_id"] = json!("0190f000-0000-7000-8000-000000000005");
-    let r = reward(&f.app, token, &nobody).await;
+    let r = f.app.manual_reward(token, nobody.clone()).await;
     assert_error(&r, 404, "NOT_FOUND", None);
     // An overdraft naming another player's slip: the slip is bad input.
-    let r = reward(&f.app, token, &on_their_slip(-51)).await;
+    let r = f.app.manual_reward(token, on_their_slip(-51)).await;
     assert_error(&r, 400, "VALIDATION_ERROR", Some("rating_slip_id"));
 
     for i in 0..10 {
@@ -452,11 +449,11 @@ async fn a_slip_of_another_player_is_a_400_before_the_balance_check_and_the_rate
         .await;
     }
     // At the limit, the same bad input is still a 400, not a 429.
-    let r = reward(&f.app, token, &on_their_slip(5)).await;
+    let r = f.app.manual_reward(token, on_their_slip(5)).await;
     assert_error(&r, 400, "VALIDATION_ERROR", Some("rating_slip_id"));
     let mut unknown = reward_body(&f.player, id, 5, REASON);
     unknown["rating_slip_id"] = json!("0190f000-0000-7000-8000-000000000004");
-    let r = reward(&f.app, token, &unknown).await;
+    let r = f.app.manual_reward(token, unknown.clone()).await;
     assert_error(&r, 400, "VALIDATION_ERROR", Some("rating_slip_id"));
-    assert_eq!(balance(&f.app, &f.player).await, 60);
+    assert_eq!(f.app.balance(&f.player).await, 60);
 }

@@ -34,8 +34,7 @@ async fn get_from(app: &TestApp, client: &reqwest::Client, token: Option<&str>) 
 }
 
 async fn player_token(app: &TestApp, token: &str, player: &str) -> Resp {
-    app.post(token, &format!("/v1/players/{player}/tokens"), json!({}))
-        .await
+    app.create_player_token(token, player).await
 }
 
 // ------------------------------------------------------------ 1. escalation
@@ -48,7 +47,7 @@ async fn only_staff_who_may_read_the_ledger_may_issue_a_player_token() {
     let player = app.player().await;
 
     // The pit boss may not read the ledger, so may not mint a token that can.
-    let ledger = app.get(&pit, &format!("/v1/players/{player}/ledger")).await;
+    let ledger = app.player_ledger(&pit, &player).await;
     assert_error(&ledger, 403, "FORBIDDEN", None);
     let minted = player_token(&app, &pit, &player).await;
     assert_error(&minted, 403, "FORBIDDEN", None);
@@ -60,9 +59,7 @@ async fn only_staff_who_may_read_the_ledger_may_issue_a_player_token() {
     let ok = player_token(&app, &sup, &player).await;
     assert_eq!(ok.status, 201, "{}", ok.text);
     let token = ok.body["token"].as_str().unwrap();
-    let own = app
-        .get(token, &format!("/v1/players/{player}/ledger"))
-        .await;
+    let own = app.player_ledger(token, &player).await;
     assert_eq!(own.status, 200, "{}", own.text);
 }
 
@@ -74,27 +71,27 @@ async fn an_idempotent_replay_never_shows_a_token_and_no_table_holds_one() {
     let player = app.player().await;
     let key = [("idempotency-key", hv(b"issue-token-1"))];
     let body = r#"{"name":"Cage cashier","role":"cashier"}"#;
-    let first = send(
-        &app,
-        Method::POST,
-        Some(&app.admin_token),
-        "/v1/staff",
-        Some(body),
-        &key,
-    )
-    .await;
+    let first = app
+        .raw(
+            Method::POST,
+            Some(&app.admin_token),
+            "/v1/staff",
+            Some(body),
+            &key,
+        )
+        .await;
     assert_eq!(first.status, 201, "{}", first.text);
     let staff_token = first.body["token"].as_str().unwrap().to_string();
     assert!(staff_token.starts_with("ll_"));
-    let again = send(
-        &app,
-        Method::POST,
-        Some(&app.admin_token),
-        "/v1/staff",
-        Some(body),
-        &key,
-    )
-    .await;
+    let again = app
+        .raw(
+            Method::POST,
+            Some(&app.admin_token),
+            "/v1/staff",
+            Some(body),
+            &key,
+        )
+        .await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert_eq!(again.body["token"], Value::Null, "{}", again.text);
     assert_eq!(again.body["token_redacted"], true, "{}", again.text);
@@ -103,34 +100,34 @@ async fn an_idempotent_replay_never_shows_a_token_and_no_table_holds_one() {
 
     let path = format!("/v1/players/{player}/tokens");
     let key = [("idempotency-key", hv(b"issue-token-2"))];
-    let first = send(
-        &app,
-        Method::POST,
-        Some(&app.admin_token),
-        &path,
-        Some("{}"),
-        &key,
-    )
-    .await;
+    let first = app
+        .raw(
+            Method::POST,
+            Some(&app.admin_token),
+            &path,
+            Some("{}"),
+            &key,
+        )
+        .await;
     assert_eq!(first.status, 201, "{}", first.text);
     let token = first.body["token"].as_str().unwrap().to_string();
-    let again = send(
-        &app,
-        Method::POST,
-        Some(&app.admin_token),
-        &path,
-        Some("{}"),
-        &key,
-    )
-    .await;
+    let again = app
+        .raw(
+            Method::POST,
+            Some(&app.admin_token),
+            &path,
+            Some("{}"),
+            &key,
+        )
+        .await;
     assert_eq!(again.status, 201, "{}", again.text);
     assert_eq!(again.body["token"], Value::Null);
     assert_eq!(again.body["token_redacted"], true);
     assert_eq!(again.body["player_id"], first.body["player_id"]);
 
     // Both tokens work, and neither is anywhere in storage.
-    assert_eq!(app.get(&staff_token, "/v1/me").await.status, 200);
-    assert_eq!(app.get(&token, "/v1/me").await.status, 200);
+    assert_eq!(app.me(&staff_token).await.status, 200);
+    assert_eq!(app.me(&token).await.status, 200);
     let dump = app.storage.dump();
     assert!(
         dump.contains("issue-token-1"),
@@ -176,7 +173,7 @@ async fn the_data_directory_and_database_files_are_private() {
 async fn me_says_who_the_token_belongs_to() {
     let app = TestApp::spawn().await;
     let (pit_id, pit) = app.staff("pit_boss").await;
-    let me = app.get(&pit, "/v1/me").await;
+    let me = app.me(&pit).await;
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.body["kind"], "staff");
     assert_eq!(me.body["id"], pit_id.as_str());
@@ -203,7 +200,7 @@ async fn me_says_who_the_token_belongs_to() {
         .as_str()
         .unwrap()
         .to_string();
-    let me = app.get(&token, "/v1/me").await;
+    let me = app.me(&token).await;
     assert_eq!(me.status, 200, "{}", me.text);
     assert_eq!(me.body["kind"], "player");
     assert_eq!(me.body["id"], player.as_str());
@@ -220,65 +217,43 @@ async fn revoked_tokens_and_disabled_staff_get_401_and_keep_their_history() {
     // Revoking one's own token stops that token only.
     let (_, sup) = app.staff("supervisor").await;
     let second = app.staff("supervisor").await.1;
-    let r = app
-        .send(Method::DELETE, Some(&sup), "/v1/me/token", None, &[])
-        .await;
+    let r = app.revoke_own_token(&sup).await;
     assert_eq!(r.status, 204, "{}", r.text);
-    assert_error(&app.get(&sup, "/v1/me").await, 401, "UNAUTHORIZED", None);
-    assert_eq!(app.get(&second, "/v1/me").await.status, 200);
+    assert_error(&app.me(&sup).await, 401, "UNAUTHORIZED", None);
+    assert_eq!(app.me(&second).await.status, 200);
 
     // Disabling a pit boss stops every token of theirs; their rewards keep
     // naming them.
     let (pit_id, pit) = app.staff("pit_boss").await;
     let granted = reward_ok(&app, &pit, &reward_body(&player, &pit_id, 25, REASON)).await;
     let entry_id = granted["id"].as_str().unwrap().to_string();
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/staff/{pit_id}/disable"),
-            json!({}),
-        )
-        .await;
+    let r = app.disable_staff(&app.admin_token, &pit_id).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["disabled"], true);
     assert_eq!(r.body["id"], pit_id.as_str());
-    assert_error(&app.get(&pit, "/v1/me").await, 401, "UNAUTHORIZED", None);
-    let again = reward(&app, &pit, &reward_body(&player, &pit_id, 5, REASON)).await;
+    assert_error(&app.me(&pit).await, 401, "UNAUTHORIZED", None);
+    let again = app
+        .manual_reward(&pit, reward_body(&player, &pit_id, 5, REASON))
+        .await;
     assert_error(&again, 401, "UNAUTHORIZED", None);
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger_oldest_first(&player).await;
     let kept = entries
         .iter()
         .find(|e| e["id"] == entry_id.as_str())
         .unwrap();
     assert_eq!(kept["staff_id"], pit_id.as_str());
     // Disabling twice is harmless; an unknown id is 404; oneself is refused.
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/staff/{pit_id}/disable"),
-            json!({}),
-        )
-        .await;
+    let r = app.disable_staff(&app.admin_token, &pit_id).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/staff/{}/disable", uuid::Uuid::now_v7()),
-            json!({}),
-        )
+        .disable_staff(&app.admin_token, &uuid::Uuid::now_v7().to_string())
         .await;
     assert_error(&r, 404, "NOT_FOUND", None);
-    let admin_id = app.get(&app.admin_token, "/v1/me").await.body["id"]
+    let admin_id = app.me(&app.admin_token).await.body["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/staff/{admin_id}/disable"),
-            json!({}),
-        )
-        .await;
+    let r = app.disable_staff(&app.admin_token, &admin_id).await;
     assert_error(&r, 409, "CONFLICT", None);
 
     // Revoking a player's tokens stops all of them.
@@ -290,26 +265,18 @@ async fn revoked_tokens_and_disabled_staff_get_401_and_keep_their_history() {
         .as_str()
         .unwrap()
         .to_string();
-    let loyalty = format!("/v1/players/{player}/loyalty");
-    assert_eq!(app.get(&t1, &loyalty).await.status, 200);
-    let r = app
-        .send(
-            Method::DELETE,
-            Some(&second),
-            &format!("/v1/players/{player}/tokens"),
-            None,
-            &[],
-        )
-        .await;
+    let loyalty = |token: &str| app.player_loyalty(token, &player);
+    assert_eq!(loyalty(&t1).await.status, 200);
+    let r = app.revoke_player_tokens(&second, &player).await;
     assert_eq!(r.status, 204, "{}", r.text);
-    assert_error(&app.get(&t1, &loyalty).await, 401, "UNAUTHORIZED", None);
-    assert_error(&app.get(&t2, &loyalty).await, 401, "UNAUTHORIZED", None);
+    assert_error(&loyalty(&t1).await, 401, "UNAUTHORIZED", None);
+    assert_error(&loyalty(&t2).await, 401, "UNAUTHORIZED", None);
     // A new token works again.
     let t3 = player_token(&app, &app.admin_token, &player).await.body["token"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(app.get(&t3, &loyalty).await.status, 200);
+    assert_eq!(loyalty(&t3).await.status, 200);
 }
 
 // ------------------------------------------------------------ 5. reward_id
@@ -326,13 +293,13 @@ async fn a_reward_id_replays_only_the_identical_request() {
 
     let mut body = reward_body(&p1, &a_id, 40, secret_reason);
     body["reward_id"] = json!("rw-2026-001");
-    let first = reward(&app, &a, &body).await;
+    let first = app.manual_reward(&a, body.clone()).await;
     assert_eq!(first.status, 201, "{}", first.text);
 
     // B reuses A's reward_id for another player and amount.
     let mut stolen = reward_body(&p2, &b_id, 500, REASON);
     stolen["reward_id"] = json!("rw-2026-001");
-    let r = reward(&app, &b, &stolen).await;
+    let r = app.manual_reward(&b, stolen.clone()).await;
     assert_error(&r, 422, "IDEMPOTENCY_KEY_REUSED", None);
     assert!(
         !r.text.contains(secret_reason),
@@ -344,7 +311,7 @@ async fn a_reward_id_replays_only_the_identical_request() {
         "the original entry leaked: {}",
         r.text
     );
-    assert!(ledger(&app, &p2).await.is_empty());
+    assert!(app.ledger_oldest_first(&p2).await.is_empty());
 
     // Any single difference is a reuse too.
     for (field, value) in [
@@ -354,16 +321,16 @@ async fn a_reward_id_replays_only_the_identical_request() {
     ] {
         let mut other = body.clone();
         other[field] = value;
-        let r = reward(&app, &a, &other).await;
+        let r = app.manual_reward(&a, other.clone()).await;
         assert_error(&r, 422, "IDEMPOTENCY_KEY_REUSED", None);
     }
 
     // The identical request replays.
-    let again = reward(&app, &a, &body).await;
+    let again = app.manual_reward(&a, body.clone()).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.body["idempotent_replay"], true);
     assert_eq!(again.body["id"], first.body["id"]);
-    assert_eq!(ledger(&app, &p1).await.len(), 1);
+    assert_eq!(app.ledger_oldest_first(&p1).await.len(), 1);
 }
 
 #[tokio::test]
@@ -378,17 +345,17 @@ async fn the_same_reward_for_two_slips_on_one_gaming_day_is_two_rewards() {
         let slip = app.open_slip(&player, &table, "25", None).await;
         let mut body = reward_body(&player, &pit_id, 30, REASON);
         body["rating_slip_id"] = slip["id"].clone();
-        let r = reward(&app, &pit, &body).await;
+        let r = app.manual_reward(&pit, body.clone()).await;
         assert_eq!(r.status, 201, "{}", r.text);
         assert_eq!(r.body["idempotent_replay"], false);
         // The same slip again is a replay.
-        let r2 = reward(&app, &pit, &body).await;
+        let r2 = app.manual_reward(&pit, body.clone()).await;
         assert_eq!(r2.status, 200, "{}", r2.text);
         assert_eq!(r2.body["id"], r.body["id"]);
         rewards.push(r.body["id"].clone());
     }
     assert_ne!(rewards[0], rewards[1]);
-    assert_eq!(ledger(&app, &player).await.len(), 2);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 2);
 }
 
 // ------------------------------------------------------------ 6. slow clients
@@ -458,7 +425,7 @@ async fn slow_and_silent_connections_are_closed_by_their_timeouts() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(closed, "an idle kept-alive connection stayed open");
     // Nothing was written by the cut-off request.
-    let r = app.get(&app.admin_token, "/v1/events?limit=1000").await;
+    let r = app.events(&app.admin_token).query("limit=1000").await;
     assert!(
         !r.text.contains("PLAYER_CREATED"),
         "the cut-off request wrote something: {}",
@@ -633,7 +600,8 @@ async fn csv_exports_neutralise_formulas_and_are_attachments() {
     reward_ok(&app, &sup, &reward_body(&player, &sup_id, 5, plus)).await;
 
     let csv = app
-        .get(&app.admin_token, "/v1/exports/ledger?format=csv")
+        .export_ledger(&app.admin_token)
+        .query("format=csv")
         .await;
     assert_eq!(csv.status, 200);
     let disposition = csv.headers["content-disposition"].to_str().unwrap();
@@ -658,7 +626,8 @@ async fn csv_exports_neutralise_formulas_and_are_attachments() {
     assert!(!csv.text.contains("'-20"), "{}", csv.text);
 
     let jsonl = app
-        .get(&app.admin_token, "/v1/exports/ledger?format=jsonl")
+        .export_ledger(&app.admin_token)
+        .query("format=jsonl")
         .await;
     assert!(jsonl.headers.get("content-disposition").is_none());
     let reasons: Vec<String> = jsonl
@@ -679,7 +648,7 @@ async fn csv_exports_neutralise_formulas_and_are_attachments() {
 #[tokio::test]
 async fn bodies_are_one_json_value_sent_as_json() {
     let app = TestApp::spawn().await;
-    let events_before = event_count(&app).await;
+    let events_before = app.all_events().await.len();
     let post = |body: &'static str, content_type: Option<&'static str>| {
         let mut rb = app
             .client
@@ -739,22 +708,22 @@ async fn bodies_are_one_json_value_sent_as_json() {
     .await;
     assert_eq!(got, 201);
     assert_eq!(
-        event_count(&app).await,
+        app.all_events().await.len(),
         events_before + 1,
         "a refused body wrote something"
     );
 
     // A body over the limit: 413 with the envelope.
     let big = format!(r#"{{"display_name":"{}"}}"#, "x".repeat(70 * 1024));
-    let r = send(
-        &app,
-        Method::POST,
-        Some(&app.admin_token),
-        "/v1/players",
-        Some(&big),
-        &[],
-    )
-    .await;
+    let r = app
+        .raw(
+            Method::POST,
+            Some(&app.admin_token),
+            "/v1/players",
+            Some(&big),
+            &[],
+        )
+        .await;
     assert_error(&r, 413, "PAYLOAD_TOO_LARGE", None);
 }
 
@@ -765,7 +734,7 @@ async fn every_response_carries_the_security_headers() {
     let app = TestApp::spawn().await;
     let cases = [
         app.send(Method::GET, None, "/healthz", None, &[]).await,
-        app.get(&app.admin_token, "/v1/me").await,
+        app.me(&app.admin_token).await,
         app.send(Method::GET, None, "/v1/me", None, &[]).await,
         app.get(&app.admin_token, "/v1/no-such-route").await,
         app.send(Method::GET, None, "/metrics", None, &[]).await,
@@ -803,12 +772,8 @@ async fn names_refuse_invisible_and_direction_changing_characters() {
     let app = TestApp::spawn().await;
     let app = &app;
     let create = |name: String| async move {
-        app.post(
-            &app.admin_token,
-            "/v1/players",
-            json!({"display_name": name}),
-        )
-        .await
+        app.create_player(&app.admin_token, json!({"display_name": name}))
+            .await
     };
     for bad in [
         "Ann\u{202E}eeL",
@@ -835,9 +800,8 @@ async fn names_refuse_invisible_and_direction_changing_characters() {
         assert_eq!(r.body["display_name"], good);
     }
     let r = app
-        .post(
+        .create_staff(
             &app.admin_token,
-            "/v1/staff",
             json!({"name": "Eve\u{202E}", "role": "cashier"}),
         )
         .await;
@@ -866,37 +830,23 @@ async fn no_balance_leaves_the_range_json_clients_read_exactly() {
         .open_slip(&player, &table, "1000000", Some(&day_ago))
         .await;
     let first = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{}/complete", s1["id"].as_str().unwrap()),
-            json!({}),
-        )
+        .complete_slip(&app.admin_token, s1["id"].as_str().unwrap(), json!({}))
         .await;
     assert_eq!(first.status, 200, "{}", first.text);
     let balance = first.body["loyalty"]["balance_after"].as_i64().unwrap();
     assert!(balance < (1i64 << 53), "{balance}");
 
     let slip2 = s2["id"].as_str().unwrap();
-    let events_before = event_count(&app).await;
-    let second = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{slip2}/complete"),
-            json!({}),
-        )
-        .await;
+    let events_before = app.all_events().await.len();
+    let second = app.complete_slip(&app.admin_token, slip2, json!({})).await;
     assert_error(&second, 422, "POINTS_OUT_OF_RANGE", None);
     // Nothing written: the slip is still open, the balance unchanged.
-    let slip = app
-        .get(&app.admin_token, &format!("/v1/rating-slips/{slip2}"))
-        .await;
+    let slip = app.get_slip(&app.admin_token, slip2).await;
     assert_eq!(slip.body["status"], "OPEN", "{}", slip.text);
-    let loyalty = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-        .await;
+    let loyalty = app.player_loyalty(&app.admin_token, &player).await;
     assert_eq!(loyalty.body["current_balance"].as_i64(), Some(balance));
-    assert_eq!(event_count(&app).await, events_before);
-    assert_eq!(ledger(&app, &player).await.len(), 1);
+    assert_eq!(app.all_events().await.len(), events_before);
+    assert_eq!(app.ledger_oldest_first(&player).await.len(), 1);
 }
 
 // ------------------------------------------------------------ 13. echo
@@ -909,13 +859,13 @@ async fn errors_echo_at_most_a_short_piece_of_the_input() {
     let huge = "A".repeat(60 * 1000);
     let mut body = reward_body(&player, &pit_id, 10, REASON);
     body["points"] = json!(huge);
-    let r = reward(&app, &pit, &body).await;
+    let r = app.manual_reward(&pit, body.clone()).await;
     assert_error(&r, 400, "VALIDATION_ERROR", Some("points"));
     assert!(r.text.len() < 1000, "{} bytes echoed", r.text.len());
     let mut body = json!({"display_name": "x"});
     body[&huge[..5000]] = json!(1);
     body["card_number"] = json!([huge]);
-    let r = app.post(&app.admin_token, "/v1/players", body).await;
+    let r = app.create_player(&app.admin_token, body).await;
     assert_eq!(r.status, 400, "{}", &r.text[..r.text.len().min(300)]);
     assert!(r.text.len() < 1000, "{} bytes echoed", r.text.len());
 }
@@ -937,13 +887,14 @@ async fn ledger_cursors_are_signed_by_the_server() {
         )
         .await;
     }
-    let path = format!("/v1/players/{player}/ledger?limit=1");
-    let page = app.get(&app.admin_token, &path).await;
+    let page_of_one = || {
+        app.player_ledger(&app.admin_token, &player)
+            .query("limit=1")
+    };
+    let page = page_of_one().await;
     let cursor = page.body["next_cursor"].as_str().unwrap().to_string();
     assert_eq!(
-        app.get(&app.admin_token, &format!("{path}&cursor={cursor}"))
-            .await
-            .status,
+        page_of_one().query(format!("cursor={cursor}")).await.status,
         200
     );
 
@@ -968,15 +919,14 @@ async fn ledger_cursors_are_signed_by_the_server() {
         if cursor.ends_with('0') { '1' } else { '0' }
     );
     for bad in [forged_old, altered, flipped, "0".repeat(cursor.len())] {
-        let r = app
-            .get(&app.admin_token, &format!("{path}&cursor={bad}"))
-            .await;
+        let r = page_of_one().query(format!("cursor={bad}")).await;
         assert_error(&r, 400, "VALIDATION_ERROR", Some("cursor"));
     }
     // The key is kept with the data: a restarted server honours the cursor.
     app.restart(&["--test-mode"]);
     let r = app
-        .get(&app.admin_token, &format!("{path}&cursor={cursor}"))
+        .player_ledger(&app.admin_token, &player)
+        .query(format!("limit=1&cursor={cursor}"))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["entries"].as_array().unwrap().len(), 1);

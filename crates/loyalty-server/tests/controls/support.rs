@@ -1,9 +1,8 @@
-//! Helpers shared by the controls modules: raw requests with arbitrary
-//! headers, manual rewards, instants relative to a fixed test time, event and
-//! ledger counts.
+//! Helpers shared by the controls modules: manual rewards, instants relative
+//! to a fixed test time, ledger chains. Requests go through the typed client
+//! of `tests/common` (raw ones through `TestApp::raw`).
 
-use reqwest::Method;
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
 pub use crate::common::{ENTRY_FIELDS, at};
@@ -28,122 +27,16 @@ pub fn hv(bytes: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(bytes).expect("a header value reqwest can send")
 }
 
-/// Sends `method path` with an optional raw JSON body and any headers.
-pub async fn send(
-    app: &TestApp,
-    method: Method,
-    token: Option<&str>,
-    path: &str,
-    body: Option<&str>,
-    headers: &[(&str, HeaderValue)],
-) -> Resp {
-    let mut rb = app.client.request(method, format!("{}{path}", app.base));
-    if let Some(t) = token {
-        rb = rb.bearer_auth(t);
-    }
-    for (k, v) in headers {
-        rb = rb.header(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.clone());
-    }
-    if let Some(b) = body {
-        rb = rb
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    TestApp::resp(rb.send().await.expect("request")).await
-}
-
 /// A manual-reward body.
 pub fn reward_body(player: &str, staff_id: &str, points: i64, reason: &str) -> Value {
     json!({"player_id": player, "staff_id": staff_id, "points": points, "reason": reason})
 }
 
-/// POSTs a manual reward with `body` and extra headers.
-pub async fn reward_with(
-    app: &TestApp,
-    token: &str,
-    body: &Value,
-    headers: &[(&str, HeaderValue)],
-) -> Resp {
-    send(
-        app,
-        Method::POST,
-        Some(token),
-        REWARDS,
-        Some(&body.to_string()),
-        headers,
-    )
-    .await
-}
-
-/// POSTs a manual reward.
-pub async fn reward(app: &TestApp, token: &str, body: &Value) -> Resp {
-    reward_with(app, token, body, &[]).await
-}
-
 /// POSTs a manual reward that must succeed with 201; returns the entry.
 pub async fn reward_ok(app: &TestApp, token: &str, body: &Value) -> Value {
-    let r = reward(app, token, body).await;
+    let r = app.manual_reward(token, body.clone()).await;
     assert_eq!(r.status, 201, "reward {body} was refused: {}", r.text);
     r.body
-}
-
-/// The player's loyalty summary, read as the admin.
-pub async fn loyalty(app: &TestApp, player: &str) -> Value {
-    let r = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
-}
-
-/// The player's current balance.
-pub async fn balance(app: &TestApp, player: &str) -> i64 {
-    loyalty(app, player).await["current_balance"]
-        .as_i64()
-        .unwrap()
-}
-
-/// The player's whole ledger, oldest first.
-pub async fn ledger(app: &TestApp, player: &str) -> Vec<Value> {
-    let r = app
-        .get(
-            &app.admin_token,
-            &format!("/v1/players/{player}/ledger?limit=1000"),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert!(
-        r.body["next_cursor"].is_null(),
-        "ledger longer than one page"
-    );
-    let mut entries = r.body["entries"].as_array().unwrap().clone();
-    entries.reverse();
-    entries
-}
-
-/// Every event in the outbox, in sequence order.
-pub async fn events(app: &TestApp) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = app
-            .get(
-                &app.admin_token,
-                &format!("/v1/events?limit=1000&after={after}"),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let page = r.body["events"].as_array().unwrap().clone();
-        let Some(last) = page.last() else { break };
-        after = last["seq"].as_i64().unwrap();
-        all.extend(page);
-    }
-    all
-}
-
-/// How many events the outbox holds: every state change writes at least one.
-pub async fn event_count(app: &TestApp) -> usize {
-    events(app).await.len()
 }
 
 /// Asserts each entry's `balance_before` is the previous entry's
@@ -168,9 +61,7 @@ pub fn assert_chained(entries: &[Value]) -> i64 {
 
 /// POST /v1/admin/verify as the admin; asserts no drift.
 pub async fn assert_no_drift(app: &TestApp) {
-    let r = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let r = app.verify(&app.admin_token).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["drift"], json!([]), "drift found: {}", r.text);
     assert!(

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::common::TestApp;
 use crate::support::*;
+use std::time::Duration;
 
 /// seqs of the outbox events that concern `player` (payload.player_id).
 fn player_seqs(events: &[Value], player: &str) -> Vec<i64> {
@@ -34,9 +35,9 @@ fn feed_seqs(feed: &[Value]) -> Vec<i64> {
 /// Activity = every player event once, in order; notifications = every
 /// TIER_CHANGED once.
 pub async fn assert_feeds_match_outbox(app: &TestApp, players: &[String]) {
-    let events = all_events(app).await;
+    let events = app.all_events().await;
     for p in players {
-        let activity = feed(app, p, "activity").await;
+        let activity = app.feed(p, "activity").await;
         assert_eq!(
             feed_seqs(&activity),
             player_seqs(&events, p),
@@ -49,7 +50,7 @@ pub async fn assert_feeds_match_outbox(app: &TestApp, players: &[String]) {
             })
             .map(|e| e["seq"].as_i64().unwrap())
             .collect();
-        assert_eq!(feed_seqs(&feed(app, p, "notifications").await), tiers);
+        assert_eq!(feed_seqs(&app.feed(p, "notifications").await), tiers);
     }
 }
 
@@ -69,7 +70,7 @@ async fn every_player_event_reaches_the_activity_feed_once_and_in_order() {
     caught_up(&app, 60).await;
     assert_feeds_match_outbox(&app, &players).await;
     // 1,600 points cross SILVER: one notification each.
-    let n = feed(&app, &players[0], "notifications").await;
+    let n = app.feed(&players[0], "notifications").await;
     assert_eq!(n.len(), 1, "{n:?}");
     assert_eq!(n[0]["data"]["tier_after"], "SILVER");
     assert_eq!(n[0]["data"]["tier_before"], "BRONZE");
@@ -88,9 +89,10 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     let (staff, token) = app.staff("supervisor").await;
     let player = app.player().await;
     caught_up(&app, 30).await;
-    faults(&app, json!({"failing_subscribers": ["tier_notifications"]})).await;
+    app.set_faults(json!({"failing_subscribers": ["tier_notifications"]}))
+        .await;
     reward(&app, &token, &staff, &player, 1500, 1).await;
-    let events = all_events(&app).await;
+    let events = app.all_events().await;
     let tier_event = events
         .iter()
         .find(|e| e["event_type"] == "TIER_CHANGED")
@@ -98,15 +100,17 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
         .clone();
 
     // The failing subscriber parks the event after 3 attempts and moves on.
-    let dead = eventually(30, "a dead letter for tier_notifications", || async {
-        let r = app
-            .get(
-                &app.admin_token,
-                "/v1/dead-letters?subscriber=tier_notifications",
-            )
-            .await;
-        r.body["dead_letters"].as_array()?.first().cloned()
-    })
+    let dead = eventually(
+        Duration::from_secs(30),
+        "a dead letter for tier_notifications",
+        || async {
+            let r = app
+                .dead_letters(&app.admin_token)
+                .query("subscriber=tier_notifications")
+                .await;
+            r.body["dead_letters"].as_array()?.first().cloned()
+        },
+    )
     .await;
     assert_eq!(dead["event_seq"], tier_event["seq"]);
     assert_eq!(dead["event_id"], tier_event["event_id"]);
@@ -120,14 +124,14 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     // Everyone, the failing one included, reaches the head; the others
     // delivered the event.
     caught_up(&app, 30).await;
-    assert!(feed(&app, &player, "notifications").await.is_empty());
-    let activity = feed(&app, &player, "activity").await;
+    assert!(app.feed(&player, "notifications").await.is_empty());
+    let activity = app.feed(&player, "activity").await;
     assert!(
         activity
             .iter()
             .any(|i| i["event_id"] == tier_event["event_id"])
     );
-    let m = metrics_text(&app).await;
+    let m = app.metrics_text().await;
     assert_eq!(
         metric(
             &m,
@@ -155,75 +159,45 @@ async fn a_failing_subscriber_is_retried_then_dead_lettered_and_the_others_keep_
     // Only an admin replays; once healed, the replay delivers it once.
     let id = dead["id"].as_i64().unwrap();
     let (_, auditor) = app.staff("auditor").await;
-    let r = app
-        .post(
-            &auditor,
-            &format!("/v1/dead-letters/{id}/replay"),
-            json!({}),
-        )
-        .await;
+    let r = app.replay_dead_letter(&auditor, id).await;
     assert_eq!(r.status, 403, "{}", r.text);
-    faults(&app, json!({"failing_subscribers": []})).await;
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/dead-letters/{id}/replay"),
-            json!({}),
-        )
-        .await;
+    app.set_faults(json!({"failing_subscribers": []})).await;
+    let r = app.replay_dead_letter(&app.admin_token, id).await;
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["status"], "REPLAY_REQUESTED");
-    eventually(30, "the replay to deliver the notification", || async {
-        let r = app
-            .get(&app.admin_token, "/v1/dead-letters?status=REPLAYED")
-            .await;
-        (r.body["dead_letters"][0]["id"] == id).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the replay to deliver the notification",
+        || async {
+            let r = app
+                .dead_letters(&app.admin_token)
+                .query("status=REPLAYED")
+                .await;
+            (r.body["dead_letters"][0]["id"] == id).then_some(())
+        },
+    )
     .await;
-    let notes = feed(&app, &player, "notifications").await;
+    let notes = app.feed(&player, "notifications").await;
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["event_id"], tier_event["event_id"]);
     // Replaying again changes nothing.
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/dead-letters/{id}/replay"),
-            json!({}),
-        )
-        .await;
+    let r = app.replay_dead_letter(&app.admin_token, id).await;
     assert_eq!(r.body["status"], "REPLAYED", "{}", r.text);
-    assert_eq!(feed(&app, &player, "notifications").await.len(), 1);
+    assert_eq!(app.feed(&player, "notifications").await.len(), 1);
     // With an Idempotency-Key the stored response is replayed as it was.
-    let path = format!("/v1/dead-letters/{id}/replay");
     let key = [("idempotency-key", "replay-dead-letter-once")];
     let first = app
-        .send(
-            reqwest::Method::POST,
-            Some(&app.admin_token),
-            &path,
-            Some(json!({})),
-            &key,
-        )
+        .replay_dead_letter(&app.admin_token, id)
+        .headers(&key)
         .await;
     let again = app
-        .send(
-            reqwest::Method::POST,
-            Some(&app.admin_token),
-            &path,
-            Some(json!({})),
-            &key,
-        )
+        .replay_dead_letter(&app.admin_token, id)
+        .headers(&key)
         .await;
     assert_eq!(first.status, 202, "{}", first.text);
     assert_eq!(again.text, first.text);
     assert_eq!(again.headers["idempotent-replayed"], "true");
-    let r = app
-        .post(
-            &app.admin_token,
-            "/v1/dead-letters/999999/replay",
-            json!({}),
-        )
-        .await;
+    let r = app.replay_dead_letter(&app.admin_token, 999999).await;
     assert_eq!(r.status, 404, "{}", r.text);
 }
 
@@ -249,7 +223,8 @@ async fn after_kill_9_every_subscriber_resumes_from_its_checkpoint_and_skips_not
     caught_up(&app, 30).await;
     // The activity feed is stuck retrying while the writes go on, so it is
     // mid-stream when the process dies.
-    faults(&app, json!({"failing_subscribers": ["activity_feed"]})).await;
+    app.set_faults(json!({"failing_subscribers": ["activity_feed"]}))
+        .await;
     let mut writes = Vec::new();
     for (i, p) in players.iter().enumerate() {
         let (app_base, client, token, staff, p) = (
@@ -278,16 +253,20 @@ async fn after_kill_9_every_subscriber_resumes_from_its_checkpoint_and_skips_not
     }
     // Every other subscriber finishes first (the alert subscriber appends a
     // MANUAL_REWARD_ALERT of its own), so the head is final before the kill.
-    let before = eventually(30, "the other subscribers to reach the head", || async {
-        let s = subscribers(&app).await;
-        let head = s["outbox_head"].as_i64()?;
-        let others_done = s["subscribers"]
-            .as_array()?
-            .iter()
-            .filter(|v| v["name"] != "activity_feed")
-            .all(|v| v["checkpoint"].as_i64() == Some(head));
-        others_done.then_some(s)
-    })
+    let before = eventually(
+        Duration::from_secs(30),
+        "the other subscribers to reach the head",
+        || async {
+            let s = app.subscriber_status().await;
+            let head = s["outbox_head"].as_i64()?;
+            let others_done = s["subscribers"]
+                .as_array()?
+                .iter()
+                .filter(|v| v["name"] != "activity_feed")
+                .all(|v| v["checkpoint"].as_i64() == Some(head));
+            others_done.then_some(s)
+        },
+    )
     .await;
     let head = before["outbox_head"].as_i64().unwrap();
     let stuck = subscriber(&before, "activity_feed")["checkpoint"]
@@ -301,11 +280,11 @@ async fn after_kill_9_every_subscriber_resumes_from_its_checkpoint_and_skips_not
     assert_eq!(after, head, "no events were written after the restart");
     assert_feeds_match_outbox(&app, &players).await;
     // Nothing was parked: the retries outlived the process, not the attempts.
-    let r = app.get(&app.admin_token, "/v1/dead-letters").await;
+    let r = app.dead_letters(&app.admin_token).await;
     assert_eq!(r.body["dead_letters"], json!([]), "{}", r.text);
     // Each activity item is distinct (no event applied twice).
     for p in &players {
-        let items = feed(&app, p, "activity").await;
+        let items = app.feed(p, "activity").await;
         let ids: BTreeSet<_> = items.iter().map(|i| i["event_id"].to_string()).collect();
         assert_eq!(ids.len(), items.len());
     }

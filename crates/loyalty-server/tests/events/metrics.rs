@@ -10,13 +10,11 @@ use crate::support::*;
 async fn metrics_report_subscribers_lag_latency_and_http_by_route_template() {
     let app = TestApp::spawn().await;
     let player = app.player().await;
-    let r = app
-        .get(&app.admin_token, &format!("/v1/players/{player}"))
-        .await;
+    let r = app.get_player(&app.admin_token, &player).await;
     assert_eq!(r.status, 200);
-    let r = app.get(&app.admin_token, "/v1/players/not-an-id").await;
+    let r = app.get_player(&app.admin_token, "not-an-id").await;
     assert_eq!(r.status, 404);
-    let r = app.post(&app.admin_token, "/v1/players", json!({})).await;
+    let r = app.create_player(&app.admin_token, json!({})).await;
     assert_eq!(r.status, 400);
     let head = caught_up(&app, 30).await;
 

@@ -140,7 +140,7 @@ async fn stream_messages(url: &str) -> Vec<(u64, String, String, Value)> {
 /// Every outbox event is in the stream exactly once, on its type's subject,
 /// in seq order.
 async fn assert_stream_matches_outbox(app: &TestApp, nats: &Nats) {
-    let events = all_events(app).await;
+    let events = app.all_events().await;
     let msgs = stream_messages(&nats.url()).await;
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for (_, id, _, _) in &msgs {
@@ -160,7 +160,7 @@ async fn assert_stream_matches_outbox(app: &TestApp, nats: &Nats) {
 }
 
 async fn relay_lag(app: &TestApp) -> i64 {
-    subscribers(app).await["nats_relay"]["lag"]
+    app.subscriber_status().await["nats_relay"]["lag"]
         .as_i64()
         .unwrap()
 }
@@ -209,14 +209,14 @@ async fn every_event_reaches_jetstream_exactly_once_across_a_nats_restart() {
     }
     caught_up(&app, 120).await;
     assert_stream_matches_outbox(&app, &nats).await;
-    let m = metrics_text(&app).await;
+    let m = app.metrics_text().await;
     assert!(
         metric(
             &m,
             "loyalty_subscriber_published_total{subscriber=\"nats_relay\"}"
         )
         .unwrap_or(0.0)
-            >= all_events(&app).await.len() as f64
+            >= app.all_events().await.len() as f64
     );
     assert_eq!(metric(&m, "loyalty_nats_relay_leader"), Some(1.0));
 }
@@ -262,8 +262,8 @@ async fn two_nodes_relay_one_at_a_time_and_every_event_arrives_once() {
 
     // Exactly one node holds the relay lease.
     let leader = |m: String| metric(&m, "loyalty_nats_relay_leader").unwrap_or(0.0);
-    let la = leader(metrics_text(&a).await);
-    let lb = leader(metrics_text(b.as_ref().unwrap()).await);
+    let la = leader(a.metrics_text().await);
+    let lb = leader(b.as_ref().unwrap().metrics_text().await);
     assert_eq!(la + lb, 1.0, "leaders: a={la} b={lb}");
 
     // The leader dies; the other takes over after the lease expires. (The
@@ -288,5 +288,5 @@ async fn two_nodes_relay_one_at_a_time_and_every_event_arrives_once() {
         .into_iter()
         .map(|m| m.1)
         .collect();
-    assert_eq!(ids.len(), all_events(survivor).await.len());
+    assert_eq!(ids.len(), survivor.all_events().await.len());
 }

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{SseReader, TestApp};
+use crate::common::TestApp;
 use crate::support::*;
 
 #[tokio::test]
@@ -16,9 +15,9 @@ async fn the_stream_replays_follows_live_and_resumes_after_last_event_id_without
     for n in 0..5 {
         reward(&app, &token, &staff, &player, 10, n).await;
     }
-    let head = all_events(&app).await.len() as i64;
+    let head = app.all_events().await.len() as i64;
     let mut seen = Vec::new();
-    let mut s = SseReader::open(&app, &app.admin_token, "/v1/events/stream", None).await;
+    let mut s = app.open_stream(&app.admin_token, "", None).await;
     while seen.last() != Some(&head) {
         let (id, ev) = s.next().await.expect("backlog");
         assert_eq!(ev["seq"], id, "SSE id is the seq");
@@ -41,8 +40,8 @@ async fn the_stream_replays_follows_live_and_resumes_after_last_event_id_without
     for n in 0..5 {
         reward(&app, &token, &staff, &player, 10, 200 + n).await;
     }
-    let head = all_events(&app).await.len() as i64;
-    let mut s = SseReader::open(&app, &app.admin_token, "/v1/events/stream", Some(last)).await;
+    let head = app.all_events().await.len() as i64;
+    let mut s = app.open_stream(&app.admin_token, "", Some(last)).await;
     while seen.last() != Some(&head) {
         seen.push(s.next().await.expect("resumed").0);
     }
@@ -55,20 +54,14 @@ async fn a_player_token_streams_only_that_players_events_and_types_filter() {
     let app = TestApp::spawn().await;
     let mine = app.player().await;
     let other = app.player().await;
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/players/{mine}/tokens"),
-            json!({}),
-        )
-        .await;
+    let r = app.create_player_token(&app.admin_token, &mine).await;
     let player_token = r.body["token"].as_str().unwrap().to_string();
     let (staff, token) = app.staff("supervisor").await;
     reward(&app, &token, &staff, &mine, 1200, 1).await;
     reward(&app, &token, &staff, &other, 1200, 2).await;
-    let events = all_events(&app).await;
+    let events = app.all_events().await;
 
-    let mut s = SseReader::open(&app, &player_token, "/v1/events/stream?follow=false", None).await;
+    let mut s = app.open_stream(&player_token, "follow=false", None).await;
     let mut got = Vec::new();
     while let Some((id, ev)) = s.next().await {
         assert_eq!(ev["payload"]["player_id"], mine.as_str(), "{ev}");
@@ -82,13 +75,13 @@ async fn a_player_token_streams_only_that_players_events_and_types_filter() {
     assert_eq!(got, expected);
     assert!(!got.is_empty());
 
-    let mut s = SseReader::open(
-        &app,
-        &app.admin_token,
-        "/v1/events/stream?follow=false&event_type=TIER_CHANGED",
-        None,
-    )
-    .await;
+    let mut s = app
+        .open_stream(
+            &app.admin_token,
+            "follow=false&event_type=TIER_CHANGED",
+            None,
+        )
+        .await;
     let mut types = Vec::new();
     while let Some((_, ev)) = s.next().await {
         types.push(ev["event_type"].as_str().unwrap().to_string());
@@ -100,15 +93,10 @@ async fn a_player_token_streams_only_that_players_events_and_types_filter() {
         .await;
     assert_eq!(r.status, 401);
     let (_, pit_boss) = app.staff("pit_boss").await;
-    assert_eq!(app.get(&pit_boss, "/v1/events/stream").await.status, 403);
+    assert_eq!(app.events_stream(&pit_boss).await.status, 403);
     let r = app
-        .send(
-            reqwest::Method::GET,
-            Some(&app.admin_token),
-            "/v1/events/stream",
-            None,
-            &[("Last-Event-ID", "seven")],
-        )
+        .events_stream(&app.admin_token)
+        .headers(&[("Last-Event-ID", "seven")])
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.code(), "VALIDATION_ERROR");
@@ -137,18 +125,23 @@ async fn a_client_that_stops_reading_is_disconnected_instead_of_buffered() {
     );
     conn.write_all(req.as_bytes()).await.unwrap();
     let mut n = 0;
-    eventually(120, "the slow client to be disconnected", || {
-        let (app, token, staff, player) = (&app, &token, &staff, &player);
-        n += 20;
-        let from = n;
-        async move {
-            for i in from..from + 20 {
-                reward(app, token, staff, player, 1, i).await;
+    eventually(
+        Duration::from_secs(120),
+        "the slow client to be disconnected",
+        || {
+            let (app, token, staff, player) = (&app, &token, &staff, &player);
+            n += 20;
+            let from = n;
+            async move {
+                for i in from..from + 20 {
+                    reward(app, token, staff, player, 1, i).await;
+                }
+                let m = app.metrics_text().await;
+                (metric(&m, "loyalty_sse_disconnected_slow_total").unwrap_or(0.0) >= 1.0)
+                    .then_some(())
             }
-            let m = metrics_text(app).await;
-            (metric(&m, "loyalty_sse_disconnected_slow_total").unwrap_or(0.0) >= 1.0).then_some(())
-        }
-    })
+        },
+    )
     .await;
     // The server closed the connection: reading drains what was sent, then EOF.
     let mut buf = vec![0u8; 64 * 1024];
@@ -163,10 +156,7 @@ async fn a_client_that_stops_reading_is_disconnected_instead_of_buffered() {
     .await;
     assert!(closed.is_ok(), "the connection was not closed");
     // The server still serves others.
-    assert_eq!(
-        app.get(&app.admin_token, "/v1/subscribers").await.status,
-        200
-    );
+    assert_eq!(app.subscribers(&app.admin_token).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,8 +167,8 @@ async fn events_written_by_another_process_reach_the_stream_and_the_subscribers_
     let app = TestApp::spawn_with(&["--test-mode", "--reward-rate-limit", "1000"]).await;
     let (staff, token) = app.staff("supervisor").await;
     let player = app.player().await;
-    let start = all_events(&app).await.len() as i64;
-    let mut s = SseReader::open(&app, &app.admin_token, "/v1/events/stream", Some(start)).await;
+    let start = app.all_events().await.len() as i64;
+    let mut s = app.open_stream(&app.admin_token, "", Some(start)).await;
     // Each CLI write lands between two of the server's own, so the server's
     // next events are handed over right after an event it never saw.
     for n in 0..5 {
@@ -192,7 +182,7 @@ async fn events_written_by_another_process_reach_the_stream_and_the_subscribers_
             reward(&app, &token, &staff, &player, 5, n * 10 + k).await;
         }
     }
-    let head = all_events(&app).await.len() as i64;
+    let head = app.all_events().await.len() as i64;
     let mut seen = Vec::new();
     let mut staff_created = 0;
     while seen.last().is_none_or(|l| *l < head) {

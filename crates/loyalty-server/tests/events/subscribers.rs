@@ -75,15 +75,11 @@ async fn the_balance_cache_never_serves_a_balance_older_than_an_acknowledged_wri
     caught_up(&app, 60).await;
     // Now every read is served by the cache and equals the database.
     for p in &players {
-        let r = app
-            .get(&app.admin_token, &format!("/v1/players/{p}/loyalty"))
-            .await;
+        let r = app.player_loyalty(&app.admin_token, p).await;
         assert!(cache_hit(&r), "not served from the cache: {:?}", r.headers);
         let ledger = app
-            .get(
-                &app.admin_token,
-                &format!("/v1/players/{p}/ledger?limit=1000"),
-            )
+            .player_ledger(&app.admin_token, p)
+            .query("limit=1000")
             .await;
         let entries = ledger.body["entries"].as_array().unwrap();
         assert_eq!(entries.len(), 40);
@@ -102,11 +98,9 @@ async fn the_balance_cache_never_serves_a_balance_older_than_an_acknowledged_wri
         assert_eq!(r.body["tier"], entries[0]["tier_after"]);
         assert_eq!(r.body["updated_at"], entries[0]["created_at"]);
     }
-    let r = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let r = app.verify(&app.admin_token).await;
     assert_eq!(r.body["drift"], json!([]), "{}", r.text);
-    let m = metrics_text(&app).await;
+    let m = app.metrics_text().await;
     assert!(metric(&m, "loyalty_balance_cache_reads_total{result=\"hit\"}").unwrap_or(0.0) >= 8.0);
     println!("cache hits during the load: {hits_under_load} of 320 reads");
 }
@@ -119,7 +113,7 @@ fn at_minutes(m: i64) -> String {
 }
 
 async fn alerts(app: &TestApp) -> Vec<Value> {
-    let r = app.get(&app.admin_token, "/v1/alerts").await;
+    let r = app.alerts(&app.admin_token).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body["alerts"].as_array().unwrap().clone()
 }
@@ -161,7 +155,7 @@ async fn more_than_twenty_manual_rewards_in_a_sliding_hour_raise_one_alert() {
     assert_eq!(a["window_seconds"], 3600);
     assert_eq!(a["kind"], "MANUAL_REWARD_FREQUENCY");
 
-    let events = all_events(&app).await;
+    let events = app.all_events().await;
     let alert_events: Vec<&Value> = events
         .iter()
         .filter(|e| e["event_type"] == "MANUAL_REWARD_ALERT")
@@ -198,6 +192,6 @@ async fn more_than_twenty_manual_rewards_in_a_sliding_hour_raise_one_alert() {
     );
 
     // Alerts are for auditors, not floor staff.
-    let r = app.get(&token, "/v1/alerts").await;
+    let r = app.alerts(&token).await;
     assert_eq!(r.status, 403, "{}", r.text);
 }

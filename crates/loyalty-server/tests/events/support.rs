@@ -1,67 +1,24 @@
-//! Helpers of the events suite: polling with deadlines, the outbox, the
-//! subscribers' progress, rewards.
+//! Helpers of the events suite: the subscribers' progress, rewards, metric
+//! lines. Requests go through the typed client of `tests/common`.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use crate::common::TestApp;
+pub use crate::common::eventually;
 
 /// A reason long enough for a manual reward.
 pub const REASON: &str = "event suite reward";
-
-/// Polls `f` until it returns `Some`, or panics with `what` at the deadline.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Every event in the outbox, in sequence order.
-pub async fn all_events(app: &TestApp) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let r = app
-            .get(
-                &app.admin_token,
-                &format!("/v1/events?limit=1000&after={after}"),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let page = r.body["events"].as_array().unwrap().clone();
-        let Some(last) = page.last() else { break };
-        after = last["seq"].as_i64().unwrap();
-        all.extend(page);
-    }
-    all
-}
-
-/// `GET /v1/subscribers`.
-pub async fn subscribers(app: &TestApp) -> Value {
-    let r = app.get(&app.admin_token, "/v1/subscribers").await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body
-}
 
 /// Waits until every subscriber (and the relay, if any) has handled the
 /// whole outbox; returns the head.
 pub async fn caught_up(app: &TestApp, secs: u64) -> i64 {
     eventually(
-        secs,
+        Duration::from_secs(secs),
         "every subscriber to reach the outbox head",
         || async {
-            let s = subscribers(app).await;
+            let s = app.subscriber_status().await;
             let head = s["outbox_head"].as_i64()?;
             let subs_done = s["subscribers"]
                 .as_array()?
@@ -94,9 +51,8 @@ pub async fn reward(
     n: usize,
 ) -> Value {
     let r = app
-        .post(
+        .manual_reward(
             token,
-            "/v1/loyalty/manual-rewards",
             json!({"player_id": player, "staff_id": staff, "points": points,
                    "reason": format!("{REASON} number {n}")}),
         )
@@ -117,53 +73,10 @@ pub async fn reward(
     r.body
 }
 
-/// Sets test-mode faults.
-pub async fn faults(app: &TestApp, body: Value) {
-    let r = app
-        .send(
-            reqwest::Method::PUT,
-            Some(&app.admin_token),
-            "/v1/test/faults",
-            Some(body),
-            &[],
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-}
-
-/// A player's whole feed (`activity` or `notifications`), newest first.
-pub async fn feed(app: &TestApp, player: &str, feed: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/v1/players/{player}/{feed}?limit=1000");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let r = app.get(&app.admin_token, &path).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        all.extend(r.body[feed].as_array().unwrap().iter().cloned());
-        match r.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
-    all
-}
-
 /// The value of a metric line (`name{labels}`), if present.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-/// `GET /metrics` as text.
-pub async fn metrics_text(app: &TestApp) -> String {
-    let r = app
-        .send(reqwest::Method::GET, None, "/metrics", None, &[])
-        .await;
-    assert_eq!(r.status, 200);
-    r.text
 }

@@ -4,10 +4,10 @@
 use std::process::Command;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{TestApp, bin, cli_staff_create};
-use crate::support::{T0, assert_error, at, ledger, min, play, s};
+use crate::common::{Call, TestApp, bin, cli_staff_create};
+use crate::support::{T0, assert_error, at, min, play, s};
 
 #[tokio::test]
 async fn requests_without_a_valid_bearer_token_are_unauthorized() {
@@ -50,7 +50,8 @@ async fn requests_without_a_valid_bearer_token_are_unauthorized() {
         }
     }
     let events = app
-        .get(&app.admin_token, "/v1/events?event_type=PLAYER_CREATED")
+        .events(&app.admin_token)
+        .query("event_type=PLAYER_CREATED")
         .await;
     assert_eq!(
         events.body["events"].as_array().unwrap().len(),
@@ -59,8 +60,8 @@ async fn requests_without_a_valid_bearer_token_are_unauthorized() {
     );
 }
 
-/// (who, token, method, path, body, expected status)
-type Row<'a> = (&'a str, &'a str, Method, &'a str, Option<&'a Value>, u16);
+/// (who, request, expected status)
+type Row<'a> = (&'a str, Call<'a>, u16);
 
 #[tokio::test]
 async fn each_role_has_exactly_its_permissions() {
@@ -75,9 +76,6 @@ async fn each_role_has_exactly_its_permissions() {
     let new_table = json!({"name": "BJ 9", "game_type": "blackjack", "house_edge": "1.5", "average_rounds_per_hour": 70});
     let new_slip = json!({"player_id": player, "table_id": table, "average_bet": "25"});
     let new_staff = json!({"name": "Newcomer", "role": "cashier"});
-    let ledger_path = format!("/v1/players/{player}/ledger");
-    let loyalty_path = format!("/v1/players/{player}/loyalty");
-    let player_path = format!("/v1/players/{player}");
 
     let (cashier, auditor, pit_boss, supervisor, admin) = (
         cashier.as_str(),
@@ -89,37 +87,36 @@ async fn each_role_has_exactly_its_permissions() {
 
     #[rustfmt::skip]
     let rows: [Row; 24] = [
-        ("cashier", cashier, Method::POST, "/v1/players", Some(&new_player), 403),
-        ("cashier", cashier, Method::GET, &player_path, None, 200),
-        ("cashier", cashier, Method::GET, &loyalty_path, None, 200),
-        ("cashier", cashier, Method::GET, &ledger_path, None, 403),
-        ("cashier", cashier, Method::POST, "/v1/rating-slips", Some(&new_slip), 403),
-        ("cashier", cashier, Method::POST, "/v1/staff", Some(&new_staff), 403),
-        ("auditor", auditor, Method::GET, &ledger_path, None, 200),
-        ("auditor", auditor, Method::GET, "/v1/ledger", None, 200),
-        ("auditor", auditor, Method::GET, &loyalty_path, None, 200),
-        ("auditor", auditor, Method::POST, "/v1/admin/verify", None, 200),
-        ("auditor", auditor, Method::POST, "/v1/players", Some(&new_player), 403),
-        ("auditor", auditor, Method::POST, "/v1/rating-slips", Some(&new_slip), 403),
-        ("auditor", auditor, Method::POST, "/v1/staff", Some(&new_staff), 403),
-        ("pit_boss", pit_boss, Method::GET, &ledger_path, None, 403),
-        ("pit_boss", pit_boss, Method::GET, "/v1/ledger", None, 403),
-        ("pit_boss", pit_boss, Method::GET, &loyalty_path, None, 200),
-        ("pit_boss", pit_boss, Method::POST, "/v1/tables", Some(&new_table), 403),
-        ("pit_boss", pit_boss, Method::POST, "/v1/players", Some(&new_player), 201),
-        ("pit_boss", pit_boss, Method::POST, "/v1/rating-slips", Some(&new_slip), 201),
-        ("pit_boss", pit_boss, Method::POST, "/v1/staff", Some(&new_staff), 403),
-        ("supervisor", supervisor, Method::POST, "/v1/tables", Some(&new_table), 201),
-        ("supervisor", supervisor, Method::GET, &ledger_path, None, 200),
-        ("supervisor", supervisor, Method::POST, "/v1/staff", Some(&new_staff), 403),
-        ("admin", admin, Method::POST, "/v1/staff", Some(&new_staff), 201),
+        ("cashier", app.create_player(cashier, new_player.clone()), 403),
+        ("cashier", app.get_player(cashier, &player), 200),
+        ("cashier", app.player_loyalty(cashier, &player), 200),
+        ("cashier", app.player_ledger(cashier, &player), 403),
+        ("cashier", app.create_slip(cashier, new_slip.clone()), 403),
+        ("cashier", app.create_staff(cashier, new_staff.clone()), 403),
+        ("auditor", app.player_ledger(auditor, &player), 200),
+        ("auditor", app.audit_ledger(auditor), 200),
+        ("auditor", app.player_loyalty(auditor, &player), 200),
+        ("auditor", app.verify(auditor).no_body(), 200),
+        ("auditor", app.create_player(auditor, new_player.clone()), 403),
+        ("auditor", app.create_slip(auditor, new_slip.clone()), 403),
+        ("auditor", app.create_staff(auditor, new_staff.clone()), 403),
+        ("pit_boss", app.player_ledger(pit_boss, &player), 403),
+        ("pit_boss", app.audit_ledger(pit_boss), 403),
+        ("pit_boss", app.player_loyalty(pit_boss, &player), 200),
+        ("pit_boss", app.create_table(pit_boss, new_table.clone()), 403),
+        ("pit_boss", app.create_player(pit_boss, new_player.clone()), 201),
+        ("pit_boss", app.create_slip(pit_boss, new_slip.clone()), 201),
+        ("pit_boss", app.create_staff(pit_boss, new_staff.clone()), 403),
+        ("supervisor", app.create_table(supervisor, new_table.clone()), 201),
+        ("supervisor", app.player_ledger(supervisor, &player), 200),
+        ("supervisor", app.create_staff(supervisor, new_staff.clone()), 403),
+        ("admin", app.create_staff(admin, new_staff.clone()), 201),
     ];
 
-    for (who, token, method, path, body, status) in rows {
-        let r = app
-            .send(method.clone(), Some(token), path, body.cloned(), &[])
-            .await;
-        assert_eq!(r.status, status, "{who} {method} {path}: {}", r.text);
+    for (who, call, status) in rows {
+        let what = call.to_string();
+        let r = call.await;
+        assert_eq!(r.status, status, "{who} {what}: {}", r.text);
         if status == 403 {
             assert_error(&r, 403, "FORBIDDEN");
             assert!(
@@ -136,11 +133,7 @@ async fn staff_created_through_the_api_get_a_working_token_of_their_role() {
     let app = TestApp::spawn().await;
 
     let r = app
-        .post(
-            &app.admin_token,
-            "/v1/staff",
-            json!({"name": "Dana", "role": "auditor"}),
-        )
+        .create_staff(&app.admin_token, json!({"name": "Dana", "role": "auditor"}))
         .await;
 
     assert_eq!(r.status, 201, "{}", r.text);
@@ -148,9 +141,9 @@ async fn staff_created_through_the_api_get_a_working_token_of_their_role() {
     assert_eq!(r.body["role"], "auditor");
     assert!(r.body["id"].is_string());
     let token = s(&r.body, "token");
-    assert_eq!(app.get(token, "/v1/ledger").await.status, 200);
+    assert_eq!(app.audit_ledger(token).await.status, 200);
     assert_error(
-        &app.post(token, "/v1/players", json!({"display_name": "Nope"}))
+        &app.create_player(token, json!({"display_name": "Nope"}))
             .await,
         403,
         "FORBIDDEN",
@@ -165,71 +158,45 @@ async fn a_player_token_reads_only_that_players_own_balance_and_ledger() {
     app.set_clock(T0).await;
     play(&app, &me, &table, "10", &at(T0, -min(30)), T0).await;
     play(&app, &other, &table, "10", &at(T0, -min(30)), T0).await;
-    let issued = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/players/{me}/tokens"),
-            json!({}),
-        )
-        .await;
+    let issued = app.create_player_token(&app.admin_token, &me).await;
     assert_eq!(issued.status, 201, "{}", issued.text);
     let token = s(&issued.body, "token");
 
-    let own = app.get(token, &format!("/v1/players/{me}/loyalty")).await;
+    let own = app.player_loyalty(token, &me).await;
     assert_eq!(own.status, 200, "{}", own.text);
     assert_eq!(own.body["player_id"], me.as_str());
     assert_eq!(own.body["current_balance"], 81);
-    let own_ledger = app.get(token, &format!("/v1/players/{me}/ledger")).await;
+    let own_ledger = app.player_ledger(token, &me).await;
     assert_eq!(own_ledger.status, 200, "{}", own_ledger.text);
-    assert_eq!(own_ledger.body["entries"], json!(ledger(&app, &me).await));
+    assert_eq!(own_ledger.body["entries"], json!(app.ledger(&me).await));
 
     let slip = app.open_slip(&me, &table, "10", None).await;
+    let slip_id = s(&slip, "id");
     let forbidden = [
-        (Method::GET, format!("/v1/players/{other}/loyalty"), None),
-        (Method::GET, format!("/v1/players/{other}/ledger"), None),
-        (Method::GET, format!("/v1/players/{me}"), None),
-        (Method::GET, format!("/v1/players/{other}"), None),
-        (Method::GET, "/v1/ledger".to_string(), None),
-        (Method::GET, format!("/v1/ledger?player_id={me}"), None),
-        (
-            Method::GET,
-            format!("/v1/rating-slips/{}", s(&slip, "id")),
-            None,
+        app.player_loyalty(token, &other),
+        app.player_ledger(token, &other),
+        app.get_player(token, &me),
+        app.get_player(token, &other),
+        app.audit_ledger(token),
+        app.audit_ledger(token).query(format!("player_id={me}")),
+        app.get_slip(token, slip_id),
+        app.create_player(token, json!({"display_name": "Me Again"})),
+        app.create_player_token(token, &me),
+        app.create_slip(
+            token,
+            json!({"player_id": me, "table_id": table, "average_bet": "10"}),
         ),
-        (
-            Method::POST,
-            "/v1/players".to_string(),
-            Some(json!({"display_name": "Me Again"})),
+        app.complete_slip(token, slip_id, json!({})),
+        app.manual_reward(
+            token,
+            json!({"player_id": me, "points": 500, "reason": "I deserve more points"}),
         ),
-        (
-            Method::POST,
-            format!("/v1/players/{me}/tokens"),
-            Some(json!({})),
-        ),
-        (
-            Method::POST,
-            "/v1/rating-slips".to_string(),
-            Some(json!({"player_id": me, "table_id": table, "average_bet": "10"})),
-        ),
-        (
-            Method::POST,
-            format!("/v1/rating-slips/{}/complete", s(&slip, "id")),
-            Some(json!({})),
-        ),
-        (
-            Method::POST,
-            "/v1/loyalty/manual-rewards".to_string(),
-            Some(json!({"player_id": me, "points": 500, "reason": "I deserve more points"})),
-        ),
-        (Method::POST, "/v1/admin/verify".to_string(), None),
+        app.verify(token).no_body(),
     ];
-    for (method, path, body) in forbidden {
-        let r = app
-            .send(method.clone(), Some(token), &path, body, &[])
-            .await;
-        assert_error(&r, 403, "FORBIDDEN");
+    for call in forbidden {
+        assert_error(&call.await, 403, "FORBIDDEN");
     }
-    assert_eq!(ledger(&app, &me).await.len(), 1, "nothing was written");
+    assert_eq!(app.ledger(&me).await.len(), 1, "nothing was written");
 }
 
 #[tokio::test]
@@ -243,15 +210,11 @@ async fn staff_create_on_the_command_line_works_while_the_server_runs() {
         "token alone on stdout: {token:?}"
     );
     let r = app
-        .post(
-            &token,
-            "/v1/tables",
-            json!({"name": "Roulette 2", "game_type": "roulette", "house_edge": "5.26", "average_rounds_per_hour": 38}),
-        )
+        .create_table(&token, json!({"name": "Roulette 2", "game_type": "roulette", "house_edge": "5.26", "average_rounds_per_hour": 38}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_error(
-        &app.post(&token, "/v1/staff", json!({"name": "X", "role": "admin"}))
+        &app.create_staff(&token, json!({"name": "X", "role": "admin"}))
             .await,
         403,
         "FORBIDDEN",
@@ -280,13 +243,7 @@ async fn tokens_are_stored_only_as_hashes() {
     let mut app = TestApp::spawn().await;
     let (_, staff_token) = app.staff("cashier").await;
     let player = app.player().await;
-    let issued = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/players/{player}/tokens"),
-            json!({}),
-        )
-        .await;
+    let issued = app.create_player_token(&app.admin_token, &player).await;
     let player_token = s(&issued.body, "token").to_string();
     app.kill();
 

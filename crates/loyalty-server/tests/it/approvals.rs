@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use crate::common::{Resp, TestApp};
-use crate::support::{T0, assert_error, at, eventually, ledger, min};
+use crate::support::{T0, assert_error, at, eventually, min};
 
 fn body(player: &str, staff: &str, points: i64, n: u32) -> Value {
     json!({"player_id": player, "staff_id": staff, "points": points,
@@ -15,12 +15,11 @@ fn body(player: &str, staff: &str, points: i64, n: u32) -> Value {
 }
 
 async fn ask(app: &TestApp, token: &str, b: Value) -> Resp {
-    app.post(token, "/v1/loyalty/manual-rewards", b).await
+    app.manual_reward(token, b).await
 }
 
 async fn decide(app: &TestApp, token: &str, id: &str, action: &str, b: Value) -> Resp {
-    app.post(token, &format!("/v1/approvals/{id}/{action}"), b)
-        .await
+    app.decide_approval(token, id, action, b).await
 }
 
 #[tokio::test]
@@ -49,7 +48,7 @@ async fn large_rewards_wait_for_a_second_supervisor() {
     let id = approval["id"].as_str().unwrap().to_string();
     assert_eq!(approval["status"], "PENDING");
     assert_eq!(approval["requested_by"], maker.as_str());
-    assert_eq!(ledger(&app, &player).await.len(), 1, "nothing written yet");
+    assert_eq!(app.ledger(&player).await.len(), 1, "nothing written yet");
     let again = ask(&app, &maker_token, body(&player, &maker, 500, 2)).await;
     assert_eq!(again.status, 202);
     assert_eq!(again.body["approval"]["id"], id.as_str());
@@ -59,9 +58,7 @@ async fn large_rewards_wait_for_a_second_supervisor() {
     assert_error(&r, 403, "SELF_APPROVAL");
     let r = decide(&app, &cashier, &id, "approve", json!({})).await;
     assert_error(&r, 403, "FORBIDDEN");
-    let pending = app
-        .get(&checker_token, "/v1/approvals?status=PENDING")
-        .await;
+    let pending = app.approvals(&checker_token).query("status=PENDING").await;
     assert_eq!(pending.body["approvals"][0]["id"], id.as_str());
 
     let r = decide(&app, &checker_token, &id, "approve", json!({})).await;
@@ -71,7 +68,7 @@ async fn large_rewards_wait_for_a_second_supervisor() {
     assert_eq!(entry["staff_id"], maker.as_str());
     assert_eq!(entry["approved_by"], checker.as_str());
     assert_eq!(entry["points_change"], 500);
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["approved_by"], checker.as_str());
     assert!(
@@ -81,7 +78,7 @@ async fn large_rewards_wait_for_a_second_supervisor() {
     let twice = decide(&app, &checker_token, &id, "approve", json!({})).await;
     assert_eq!(twice.status, 200, "{}", twice.text);
     assert_eq!(twice.body["idempotent_replay"], true);
-    assert_eq!(ledger(&app, &player).await.len(), 2);
+    assert_eq!(app.ledger(&player).await.len(), 2);
     // The approved request sent again replays its entry.
     let r = ask(&app, &maker_token, body(&player, &maker, 500, 2)).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -118,17 +115,16 @@ async fn large_rewards_wait_for_a_second_supervisor() {
     let r = ask(&app, &maker_token, body(&player, &maker, 600, 4)).await;
     let id3 = r.body["approval"]["id"].as_str().unwrap().to_string();
     app.set_clock(&at(T0, min(24 * 60 + 1))).await;
-    let expired = app
-        .get(&checker_token, "/v1/approvals?status=EXPIRED")
-        .await;
+    let expired = app.approvals(&checker_token).query("status=EXPIRED").await;
     assert_eq!(expired.body["approvals"][0]["id"], id3.as_str());
     let r = decide(&app, &checker_token, &id3, "approve", json!({})).await;
     assert_error(&r, 409, "APPROVAL_NOT_PENDING");
     assert_eq!(r.body["approval"]["status"], "EXPIRED");
-    assert_eq!(ledger(&app, &player).await.len(), 2);
+    assert_eq!(app.ledger(&player).await.len(), 2);
 
     let decided = app
-        .get(&app.admin_token, "/v1/events?event_type=APPROVAL_DECIDED")
+        .events(&app.admin_token)
+        .query("event_type=APPROVAL_DECIDED")
         .await;
     let statuses: Vec<&str> = decided.body["events"]
         .as_array()
@@ -164,10 +160,10 @@ async fn requests_count_against_the_rate_limit_and_the_alert_when_made() {
     // The 22nd in the minute is over the limit, though nothing was written.
     let r = ask(&app, &token, body(&player, &maker, 5, 99)).await;
     assert_error(&r, 429, "RATE_LIMIT_EXCEEDED");
-    assert!(ledger(&app, &player).await.is_empty());
+    assert!(app.ledger(&player).await.is_empty());
     // 21 requests in an hour: the frequency alert, from requests alone.
     let alert = eventually(std::time::Duration::from_secs(10), "an alert", || async {
-        let r = app.get(&app.admin_token, "/v1/alerts").await;
+        let r = app.alerts(&app.admin_token).await;
         r.body["alerts"].as_array().and_then(|a| a.first().cloned())
     })
     .await;

@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::{Resp, TestApp};
-use crate::support::{T0, at, events, get_slip, ledger, min, play, s};
+use crate::support::{T0, at, min, play, s};
 
 enum Body {
     None,
@@ -252,12 +252,9 @@ async fn malformed_requests_get_a_4xx_envelope_and_write_nothing() {
     );
     assert!(cases.len() >= 30);
 
-    let events_before = events(&app).await;
-    let ledger_before = ledger(&app, &player).await;
-    let table_before = app
-        .get(&app.admin_token, &format!("/v1/tables/{table}"))
-        .await
-        .body;
+    let events_before = app.all_events().await;
+    let ledger_before = app.ledger(&player).await;
+    let table_before = app.get_table(&app.admin_token, &table).await.body;
 
     for c in &cases {
         let r = send(&app, c).await;
@@ -285,20 +282,22 @@ async fn malformed_requests_get_a_4xx_envelope_and_write_nothing() {
         }
     }
 
-    assert_eq!(events(&app).await, events_before, "no event was written");
     assert_eq!(
-        ledger(&app, &player).await,
+        app.all_events().await,
+        events_before,
+        "no event was written"
+    );
+    assert_eq!(
+        app.ledger(&player).await,
         ledger_before,
         "no ledger entry was written"
     );
     assert_eq!(
-        app.get(&app.admin_token, &format!("/v1/tables/{table}"))
-            .await
-            .body,
+        app.get_table(&app.admin_token, &table).await.body,
         table_before
     );
     for id in [&slip, &long] {
-        let after = get_slip(&app, id).await;
+        let after = app.slip(id).await;
         assert_eq!(after["status"], "OPEN");
         assert_eq!(after["average_bet"], "10");
     }

@@ -18,16 +18,15 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 async fn history(app: &TestApp) -> Vec<String> {
     app.set_clock(T0).await;
     let table = app.table().await;
-    let me = s(&app.get(&app.admin_token, "/v1/me").await.body, "id").to_string();
+    let me = s(&app.me(&app.admin_token).await.body, "id").to_string();
     let mut players = Vec::new();
     for i in 0..3 {
         let p = app.player().await;
         play(app, &p, &table, "25", &at(T0, -min(60)), T0).await;
         for n in 0..2 {
             let r = app
-                .post(
+                .manual_reward(
                     &app.admin_token,
-                    "/v1/loyalty/manual-rewards",
                     json!({"player_id": p, "staff_id": me, "points": 100 + i * 10 + n,
                              "reason": format!("chain history reward {i}/{n} — naïve café ☕")}),
                 )
@@ -37,15 +36,10 @@ async fn history(app: &TestApp) -> Vec<String> {
         players.push(p);
     }
     let m = app
-        .post(
-            &app.admin_token,
-            "/v1/merchants",
-            json!({"name": "Chain bar"}),
-        )
+        .create_merchant(&app.admin_token, json!({"name": "Chain bar"}))
         .await;
     let h = app
-        .post(&app.admin_token, "/v1/escrows",
-              json!({"player_id": players[0], "merchant_id": m.body["id"], "amount": 50, "reason": "a round"}))
+        .hold(&app.admin_token, json!({"player_id": players[0], "merchant_id": m.body["id"], "amount": 50, "reason": "a round"}))
         .await;
     assert_eq!(h.status, 201, "{}", h.text);
     players
@@ -94,7 +88,7 @@ async fn every_entry_is_chained_and_an_independent_script_agrees() {
     let app = TestApp::spawn().await;
     let players = history(&app).await;
     for p in &players {
-        let mut entries = ledger(&app, p).await;
+        let mut entries = app.ledger(p).await;
         entries.reverse();
         let mut prev = GENESIS.to_string();
         for e in &entries {
@@ -114,9 +108,7 @@ async fn every_entry_is_chained_and_an_independent_script_agrees() {
             "{out}"
         );
     }
-    let v = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let v = app.verify(&app.admin_token).await;
     assert_eq!(v.body["drift_count"], 0, "{}", v.text);
 }
 
@@ -154,7 +146,7 @@ async fn tampering_is_reported_as_a_broken_chain_even_with_the_balances_rewritte
         let mut app = TestApp::spawn().await;
         let players = history(&app).await;
         let victim = &players[1];
-        let mut entries = ledger(&app, victim).await;
+        let mut entries = app.ledger(victim).await;
         entries.reverse(); // oldest first
         let last = entries.last().unwrap().clone();
         let first = entries[0].clone();
@@ -223,9 +215,7 @@ async fn tampering_is_reported_as_a_broken_chain_even_with_the_balances_rewritte
             }
         };
         app.restart(&["--test-mode"]);
-        let r = app
-            .post(&app.admin_token, "/v1/admin/verify", json!({}))
-            .await;
+        let r = app.verify(&app.admin_token).await;
         let breaks = chain_breaks(&r.body);
         assert!(
             breaks.iter().all(|(p, _)| p == victim),
@@ -314,13 +304,14 @@ async fn a_recorded_checkpoint_catches_a_chain_recomputed_after_an_edit() {
     let mut app = TestApp::spawn().await;
     let players = history(&app).await;
     let cp = app
-        .get(&app.admin_token, "/v1/ledger/checkpoint?heads=true")
+        .ledger_checkpoint(&app.admin_token)
+        .query("heads=true")
         .await;
     assert_eq!(cp.status, 200, "{}", cp.text);
     assert_eq!(cp.body["players"], 3);
     assert_eq!(s(&cp.body, "root").len(), 64);
     assert_eq!(cp.body["heads"].as_array().unwrap().len(), 3);
-    let without_heads = app.get(&app.admin_token, "/v1/ledger/checkpoint").await;
+    let without_heads = app.ledger_checkpoint(&app.admin_token).await;
     assert_eq!(without_heads.body["root"], cp.body["root"]);
     assert!(without_heads.body.get("heads").is_none());
     let dir = tempfile::tempdir().unwrap();
@@ -337,10 +328,9 @@ async fn a_recorded_checkpoint_catches_a_chain_recomputed_after_an_edit() {
     };
 
     // Later activity extends the checkpoint.
-    let me = s(&app.get(&app.admin_token, "/v1/me").await.body, "id").to_string();
+    let me = s(&app.me(&app.admin_token).await.body, "id").to_string();
     let r = app
-        .post(&app.admin_token, "/v1/loyalty/manual-rewards",
-              json!({"player_id": players[0], "staff_id": me, "points": 7, "reason": "after the checkpoint"}))
+        .manual_reward(&app.admin_token, json!({"player_id": players[0], "staff_id": me, "points": 7, "reason": "after the checkpoint"}))
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     let out = verify(&app);
@@ -356,7 +346,7 @@ async fn a_recorded_checkpoint_catches_a_chain_recomputed_after_an_edit() {
     // An old entry edited and the player's whole chain recomputed: the
     // chain holds again, the checkpoint does not.
     let victim = &players[1];
-    let mut entries = ledger(&app, victim).await;
+    let mut entries = app.ledger(victim).await;
     entries.reverse();
     entries[0]["reason"] = json!("edited long after the fact");
     lift_guard(&app.storage);
@@ -376,9 +366,7 @@ async fn a_recorded_checkpoint_catches_a_chain_recomputed_after_an_edit() {
         prev = hash;
     }
     app.restart(&["--test-mode"]);
-    let v = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let v = app.verify(&app.admin_token).await;
     assert_eq!(
         v.body["drift_count"], 0,
         "the recomputed chain holds: {}",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::common::{Resp, TestApp};
-use crate::support::{T0, at, complete, ledger, loyalty, min, s};
+use crate::support::{T0, at, min, s};
 
 /// Completes `slips` all at once, one task per slip id.
 async fn complete_concurrently(app: &Arc<TestApp>, slips: Vec<String>) -> Vec<Resp> {
@@ -14,7 +14,7 @@ async fn complete_concurrently(app: &Arc<TestApp>, slips: Vec<String>) -> Vec<Re
         .into_iter()
         .map(|id| {
             let app = Arc::clone(app);
-            tokio::spawn(async move { complete(&app, &id, json!({})).await })
+            tokio::spawn(async move { app.complete_slip(&app.admin_token, &id, json!({})).await })
         })
         .collect();
     let mut out = Vec::new();
@@ -53,11 +53,11 @@ async fn eight_clients_completing_one_slip_write_one_entry() {
         entry_ids.iter().all(|e| *e == entry_ids[0]),
         "all report the same entry"
     );
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(&entries[0]["id"], entry_ids[0]);
     assert_eq!(entries[0]["points_change"], 1620);
-    assert_eq!(loyalty(&app, &player).await["current_balance"], 1620);
+    assert_eq!(app.loyalty(&player).await["current_balance"], 1620);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -81,13 +81,13 @@ async fn fifty_slips_of_one_player_completed_at_once_lose_no_update() {
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.body["loyalty"]["idempotent_replay"], false);
     }
-    let mut entries = ledger(&app, &player).await;
+    let mut entries = app.ledger(&player).await;
     assert_eq!(entries.len(), 50);
     let sum: i64 = entries
         .iter()
         .map(|e| e["points_change"].as_i64().unwrap())
         .sum();
-    let summary = loyalty(&app, &player).await;
+    let summary = app.loyalty(&player).await;
     assert_eq!(summary["current_balance"].as_i64(), Some(sum));
     assert_eq!(summary["lifetime_points"].as_i64(), Some(sum));
 
@@ -114,9 +114,7 @@ async fn fifty_slips_of_one_player_completed_at_once_lose_no_update() {
         assert_eq!(e["balance_after"], l["balance_after"]);
     }
 
-    let verify = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let verify = app.verify(&app.admin_token).await;
     assert_eq!(verify.status, 200, "{}", verify.text);
     assert_eq!(verify.body["drift"], json!([]));
 }

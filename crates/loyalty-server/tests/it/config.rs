@@ -139,8 +139,7 @@ async fn a_server_runs_with_the_settings_of_its_file() {
     let player = app.player().await;
     for n in 0..3 {
         let r = app
-            .post(&token, "/v1/loyalty/manual-rewards",
-                  json!({"player_id": player, "staff_id": id, "points": 5, "reason": format!("config file reward {n}")}))
+            .manual_reward(&token, json!({"player_id": player, "staff_id": id, "points": 5, "reason": format!("config file reward {n}")}))
             .await;
         if n < 2 {
             assert_eq!(r.status, 201, "{}", r.text);

@@ -5,11 +5,10 @@
 use serde_json::{Value, json};
 
 use crate::common::{Resp, TestApp};
-use crate::support::{T0, assert_error, at, events, ledger, loyalty, min, play, s};
+use crate::support::{T0, assert_error, at, min, play, s};
 
 async fn post(app: &TestApp, token: &str, slip: &str, action: &str, body: Value) -> Resp {
-    app.post(token, &format!("/v1/rating-slips/{slip}/{action}"), body)
-        .await
+    app.slip_action(token, slip, action, Some(body)).await
 }
 
 /// A player with one slip of an hour at 100 (1,620 points, SILVER).
@@ -59,7 +58,7 @@ async fn a_supervisor_voids_a_slip_and_its_points_lifetime_and_tier_go_back() {
     assert_eq!(r.body["loyalty"]["current_balance"], 0);
     assert_eq!(r.body["loyalty"]["tier"], "BRONZE");
     assert_eq!(r.body["loyalty"]["idempotent_replay"], false);
-    let summary = loyalty(&app, &player).await;
+    let summary = app.loyalty(&player).await;
     assert_eq!(
         (
             &summary["current_balance"],
@@ -68,7 +67,7 @@ async fn a_supervisor_voids_a_slip_and_its_points_lifetime_and_tier_go_back() {
         ),
         (&json!(0), &json!(0), &json!("BRONZE"))
     );
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries[0]["transaction_type"], "GAMEPLAY_REVERSAL");
     assert_eq!(entries[0]["points_change"], -1_620);
     assert_eq!(entries[0]["reason"], "rated at the wrong seat");
@@ -84,7 +83,7 @@ async fn a_supervisor_voids_a_slip_and_its_points_lifetime_and_tier_go_back() {
     .await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.body["loyalty"]["idempotent_replay"], true);
-    assert_eq!(ledger(&app, &player).await.len(), 2);
+    assert_eq!(app.ledger(&player).await.len(), 2);
     // A voided slip neither completes nor corrects.
     let r = post(&app, &supervisor, &slip, "complete", json!({})).await;
     assert_error(&r, 409, "SLIP_NOT_OPEN");
@@ -98,7 +97,8 @@ async fn a_supervisor_voids_a_slip_and_its_points_lifetime_and_tier_go_back() {
     .await;
     assert_error(&r, 409, "CONFLICT");
 
-    let voided: Vec<Value> = events(&app)
+    let voided: Vec<Value> = app
+        .all_events()
         .await
         .into_iter()
         .filter(|e| e["event_type"] == "RATING_SLIP_VOIDED")
@@ -112,9 +112,7 @@ async fn a_supervisor_voids_a_slip_and_its_points_lifetime_and_tier_go_back() {
         .expect("a rating_slip_voided log line");
     assert_eq!(line["points_reversed"], 1_620);
     assert_eq!(line["reason"], "rated at the wrong seat");
-    let verify = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let verify = app.verify(&app.admin_token).await;
     assert_eq!(verify.body["drift"], json!([]), "{}", verify.text);
 }
 
@@ -147,7 +145,7 @@ async fn a_correction_reaccrues_and_spent_points_refuse_it() {
         "{}",
         again.text
     );
-    assert_eq!(ledger(&app, &player).await.len(), 3);
+    assert_eq!(app.ledger(&player).await.len(), 3);
     let line = app
         .logs()
         .into_iter()
@@ -157,9 +155,8 @@ async fn a_correction_reaccrues_and_spent_points_refuse_it() {
 
     // Points spent: a void would take back more than is there.
     let spend = app
-        .post(
+        .manual_reward(
             &supervisor,
-            "/v1/loyalty/manual-rewards",
             json!({"player_id": player, "points": -500, "staff_id": staff,
                    "reason": "points redeemed at the desk"}),
         )
@@ -174,9 +171,9 @@ async fn a_correction_reaccrues_and_spent_points_refuse_it() {
     )
     .await;
     assert_error(&r, 422, "INSUFFICIENT_BALANCE");
-    assert_eq!(ledger(&app, &player).await.len(), 4, "nothing written");
+    assert_eq!(app.ledger(&player).await.len(), 4, "nothing written");
     assert_eq!(
-        events(&app)
+        app.all_events()
             .await
             .iter()
             .filter(|e| e["event_type"] == "RATING_SLIP_CORRECTED")

@@ -1,11 +1,10 @@
 //! Correlation ids and logs (DESIGN §5, §7): accepted or generated, echoed,
 //! stored on ledger entries, and on every log line of the request.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::TestApp;
-use crate::support::{T0, assert_error, at, complete_with, events, ledger, min, s};
+use crate::support::{T0, assert_error, at, min, s};
 
 fn header(r: &crate::common::Resp) -> String {
     r.headers["x-correlation-id"].to_str().unwrap().to_string()
@@ -29,20 +28,17 @@ async fn a_valid_correlation_id_is_echoed_and_stored_on_the_ledger_entry() {
         .await;
     let cid = "Pit-7.shift_B-000123";
 
-    let r = complete_with(
-        &app,
-        &app.admin_token,
-        s(&slip, "id"),
-        json!({}),
-        &[("X-Correlation-Id", cid)],
-    )
-    .await;
+    let r = app
+        .complete_slip(&app.admin_token, s(&slip, "id"), json!({}))
+        .headers(&[("X-Correlation-Id", cid)])
+        .await;
 
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(header(&r), cid);
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries[0]["correlation_id"], cid);
-    let caused: Vec<Value> = events(&app)
+    let caused: Vec<Value> = app
+        .all_events()
         .await
         .into_iter()
         .filter(|e| e["correlation_id"] == cid)
@@ -57,13 +53,8 @@ async fn a_valid_correlation_id_is_echoed_and_stored_on_the_ledger_entry() {
     // The longest allowed id is accepted too, and echoed on errors.
     let longest = "x".repeat(64);
     let r = app
-        .send(
-            Method::GET,
-            Some(&app.admin_token),
-            "/v1/players/not-a-player",
-            None,
-            &[("X-Correlation-Id", &longest)],
-        )
+        .get_player(&app.admin_token, "not-a-player")
+        .header("X-Correlation-Id", &longest)
         .await;
     assert_error(&r, 404, "NOT_FOUND");
     assert_eq!(header(&r), longest);
@@ -73,7 +64,7 @@ async fn a_valid_correlation_id_is_echoed_and_stored_on_the_ledger_entry() {
 #[tokio::test]
 async fn an_invalid_correlation_id_is_refused_and_nothing_is_written() {
     let app = TestApp::spawn().await;
-    let before = events(&app).await.len();
+    let before = app.all_events().await.len();
     let too_long = "y".repeat(65);
 
     for bad in [
@@ -87,13 +78,8 @@ async fn an_invalid_correlation_id_is_refused_and_nothing_is_written() {
         "tab\there",
     ] {
         let r = app
-            .send(
-                Method::POST,
-                Some(&app.admin_token),
-                "/v1/players",
-                Some(json!({"display_name": "Never Created"})),
-                &[("X-Correlation-Id", bad)],
-            )
+            .create_player(&app.admin_token, json!({"display_name": "Never Created"}))
+            .headers(&[("X-Correlation-Id", bad)])
             .await;
         assert_error(&r, 400, "VALIDATION_ERROR");
         assert_eq!(
@@ -107,7 +93,7 @@ async fn an_invalid_correlation_id_is_refused_and_nothing_is_written() {
         );
         assert_eq!(r.body["error"]["correlation_id"], generated.as_str());
     }
-    assert_eq!(events(&app).await.len(), before);
+    assert_eq!(app.all_events().await.len(), before);
 }
 
 #[tokio::test]
@@ -115,21 +101,12 @@ async fn without_a_correlation_id_one_is_generated_per_request() {
     let app = TestApp::spawn().await;
 
     let a = app
-        .send(
-            Method::POST,
-            Some(&app.admin_token),
-            "/v1/players",
-            Some(json!({"display_name": "A"})),
-            &[],
-        )
+        .create_player(&app.admin_token, json!({"display_name": "A"}))
         .await;
     let b = app
-        .get(
-            &app.admin_token,
-            "/v1/players/00000000-0000-0000-0000-000000000000",
-        )
+        .get_player(&app.admin_token, "00000000-0000-0000-0000-000000000000")
         .await;
-    let c = app.send(Method::GET, None, "/healthz", None, &[]).await;
+    let c = app.healthz().await;
 
     assert_eq!(a.status, 201, "{}", a.text);
     assert_error(&b, 404, "NOT_FOUND");
@@ -169,14 +146,10 @@ async fn every_log_line_of_a_completion_carries_its_correlation_id() {
         .await;
     let cid = "log-lines-of-one-completion";
 
-    let r = complete_with(
-        &app,
-        &app.admin_token,
-        s(&slip, "id"),
-        json!({}),
-        &[("X-Correlation-Id", cid)],
-    )
-    .await;
+    let r = app
+        .complete_slip(&app.admin_token, s(&slip, "id"), json!({}))
+        .headers(&[("X-Correlation-Id", cid)])
+        .await;
 
     assert_eq!(r.status, 200, "{}", r.text);
     let lines = lines_of(&app, cid, "/v1/rating-slips/{id}/complete");
@@ -219,14 +192,10 @@ async fn the_canonical_accrual_line_has_every_field() {
     let id = s(&slip, "id");
     let cid = "canonical-line-1";
 
-    let r = complete_with(
-        &app,
-        &staff_token,
-        id,
-        json!({}),
-        &[("X-Correlation-Id", cid)],
-    )
-    .await;
+    let r = app
+        .complete_slip(&staff_token, id, json!({}))
+        .headers(&[("X-Correlation-Id", cid)])
+        .await;
 
     assert_eq!(r.status, 200, "{}", r.text);
     let l = &r.body["loyalty"];
@@ -251,7 +220,7 @@ async fn the_canonical_accrual_line_has_every_field() {
     assert_eq!(line["tier_after"], l["tier_after"]);
     assert_eq!(
         line["idempotency_key"],
-        ledger(&app, &player).await[0]["idempotency_key"]
+        app.ledger(&player).await[0]["idempotency_key"]
     );
     assert!(
         line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
@@ -259,14 +228,10 @@ async fn the_canonical_accrual_line_has_every_field() {
     );
 
     // A replay logs its own line, marked as one, and no tier change.
-    let again = complete_with(
-        &app,
-        &staff_token,
-        id,
-        json!({}),
-        &[("X-Correlation-Id", "canonical-line-2")],
-    )
-    .await;
+    let again = app
+        .complete_slip(&staff_token, id, json!({}))
+        .headers(&[("X-Correlation-Id", "canonical-line-2")])
+        .await;
     assert_eq!(again.status, 200, "{}", again.text);
     let replay = app.logs().into_iter().find(|l| {
         l["message"] == "loyalty_accrual_completed" && l["correlation_id"] == "canonical-line-2"

@@ -121,9 +121,7 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_when_freed
     while refused < 5 {
         n += 1;
         assert!(n < 200_000, "the disk never filled up");
-        let r = app
-            .post(&token, "/v1/loyalty/manual-rewards", reward(n))
-            .await;
+        let r = app.manual_reward(&token, reward(n)).await;
         match r.status.as_u16() {
             201 => acknowledged += 1,
             503 => {
@@ -135,9 +133,7 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_when_freed
     }
     assert!(acknowledged > 0, "some rewards fit in the last MiB");
     // Reads keep working.
-    let r = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-        .await;
+    let r = app.player_loyalty(&app.admin_token, &player).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.body["current_balance"], acknowledged,
@@ -150,9 +146,7 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_when_freed
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         n += 1;
-        let r = app
-            .post(&token, "/v1/loyalty/manual-rewards", reward(n))
-            .await;
+        let r = app.manual_reward(&token, reward(n)).await;
         if r.status == 201 {
             acknowledged += 1;
             break;
@@ -165,13 +159,9 @@ async fn a_full_disk_refuses_writes_with_503_keeps_reads_and_recovers_when_freed
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let r = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-        .await;
+    let r = app.player_loyalty(&app.admin_token, &player).await;
     assert_eq!(r.body["current_balance"], acknowledged);
-    let verify = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let verify = app.verify(&app.admin_token).await;
     assert_eq!(verify.body["drift"], json!([]), "{}", verify.text);
     drop(app);
     let out = Command::new(bin())

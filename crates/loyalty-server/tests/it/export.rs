@@ -6,7 +6,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::common::{TestApp, bin};
-use crate::support::{T0, assert_error, at, ledger, min, play};
+use crate::support::{T0, assert_error, at, min, play};
 
 /// Three players with two slips each, the second slip an hour later.
 async fn activity(app: &TestApp) -> Vec<String> {
@@ -29,7 +29,7 @@ async fn activity(app: &TestApp) -> Vec<String> {
 async fn all_entries(app: &TestApp, players: &[String]) -> Vec<Value> {
     let mut all = Vec::new();
     for p in players {
-        all.extend(ledger(app, p).await);
+        all.extend(app.ledger(p).await);
     }
     all.sort_by_key(|e| e["id"].as_str().unwrap().to_string());
     all
@@ -41,7 +41,7 @@ async fn the_jsonl_export_is_the_ledger_entry_for_entry() {
     let players = activity(&app).await;
     let (_, auditor) = app.staff("auditor").await;
 
-    let r = app.get(&auditor, "/v1/exports/ledger?format=jsonl").await;
+    let r = app.export_ledger(&auditor).query("format=jsonl").await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.headers["content-type"], "application/x-ndjson");
     let mut exported: Vec<Value> = r
@@ -59,14 +59,12 @@ async fn the_csv_export_has_a_header_and_one_row_per_entry_in_the_range() {
     let app = TestApp::spawn().await;
     activity(&app).await;
     let r = app
-        .get(
-            &app.admin_token,
-            &format!(
-                "/v1/exports/ledger?format=csv&from={}&to={}",
-                at(T0, -1000),
-                at(T0, min(30))
-            ),
-        )
+        .export_ledger(&app.admin_token)
+        .query(format!(
+            "format=csv&from={}&to={}",
+            at(T0, -1000),
+            at(T0, min(30))
+        ))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(
@@ -93,26 +91,25 @@ async fn the_csv_export_has_a_header_and_one_row_per_entry_in_the_range() {
 async fn the_export_needs_audit_read_and_valid_parameters() {
     let app = TestApp::spawn().await;
     let (_, pit_boss) = app.staff("pit_boss").await;
+    assert_error(&app.export_ledger(&pit_boss).await, 403, "FORBIDDEN");
     assert_error(
-        &app.get(&pit_boss, "/v1/exports/ledger").await,
-        403,
-        "FORBIDDEN",
-    );
-    assert_error(
-        &app.get(&app.admin_token, "/v1/exports/ledger?format=xml")
+        &app.export_ledger(&app.admin_token)
+            .query("format=xml")
             .await,
         400,
         "VALIDATION_ERROR",
     );
     assert_error(
-        &app.get(&app.admin_token, "/v1/exports/ledger?from=yesterday")
+        &app.export_ledger(&app.admin_token)
+            .query("from=yesterday")
             .await,
         400,
         "VALIDATION_ERROR",
     );
-    let backwards = format!("/v1/exports/ledger?from={}&to={}", at(T0, 1000), T0);
     assert_error(
-        &app.get(&app.admin_token, &backwards).await,
+        &app.export_ledger(&app.admin_token)
+            .query(format!("from={}&to={}", at(T0, 1000), T0))
+            .await,
         400,
         "VALIDATION_ERROR",
     );
@@ -123,7 +120,8 @@ async fn loyalty_export_on_the_command_line_writes_the_same_lines() {
     let app = TestApp::spawn().await;
     activity(&app).await;
     let http = app
-        .get(&app.admin_token, "/v1/exports/ledger?format=csv")
+        .export_ledger(&app.admin_token)
+        .query("format=csv")
         .await;
     let out = Command::new(bin())
         .args(["export", "--format", "csv"])

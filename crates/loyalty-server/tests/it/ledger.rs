@@ -3,11 +3,10 @@
 
 use std::collections::HashSet;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::common::TestApp;
-use crate::support::{ENTRY_FIELDS, T0, assert_error, at, complete_with, ledger, min, play, s};
+use crate::support::{ENTRY_FIELDS, T0, assert_error, at, min, play, s};
 
 /// Completes `n` half-hour slips for `player` (bets 10, 11, …); returns the
 /// ledger entry ids in the order they were written.
@@ -26,16 +25,16 @@ fn ids(entries: &[Value]) -> Vec<String> {
 }
 
 /// Walks every page of `path` (which already has a query) with `limit`.
-async fn walk(app: &TestApp, path: &str, limit: u32) -> (Vec<String>, Vec<usize>) {
+async fn walk(app: &TestApp, player: &str, limit: u32) -> (Vec<String>, Vec<usize>) {
     let mut all = Vec::new();
     let mut sizes = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{path}&limit={limit}");
+        let mut q = format!("limit={limit}");
         if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
+            q.push_str(&format!("&cursor={c}"));
         }
-        let r = app.get(&app.admin_token, &url).await;
+        let r = app.player_ledger(&app.admin_token, player).query(q).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let page = r.body["entries"].as_array().unwrap();
         sizes.push(page.len());
@@ -57,9 +56,7 @@ async fn a_players_ledger_is_newest_first() {
     app.set_clock(T0).await;
     let written = earn(&app, &player, &table, 4).await;
 
-    let r = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/ledger"))
-        .await;
+    let r = app.player_ledger(&app.admin_token, &player).await;
 
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.body["next_cursor"].is_null());
@@ -79,7 +76,6 @@ async fn paging_with_a_cursor_visits_every_entry_once_in_order() {
     app.set_clock(T0).await;
     let written = earn(&app, &player, &table, 7).await;
     let newest_first: Vec<String> = written.iter().rev().cloned().collect();
-    let path = format!("/v1/players/{player}/ledger?");
 
     for (limit, sizes) in [
         (3, vec![3, 3, 1]),
@@ -88,7 +84,7 @@ async fn paging_with_a_cursor_visits_every_entry_once_in_order() {
         (7, vec![7]),
         (1000, vec![7]),
     ] {
-        let (seen, got_sizes) = walk(&app, &path, limit).await;
+        let (seen, got_sizes) = walk(&app, &player, limit).await;
         assert_eq!(got_sizes, sizes, "page sizes at limit {limit}");
         assert_eq!(
             seen, newest_first,
@@ -106,18 +102,14 @@ async fn the_default_page_is_50_entries() {
     app.set_clock(T0).await;
     earn(&app, &player, &table, 51).await;
 
-    let r = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/ledger"))
-        .await;
+    let r = app.player_ledger(&app.admin_token, &player).await;
 
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["entries"].as_array().unwrap().len(), 50);
     let cursor = r.body["next_cursor"].as_str().expect("a next page");
     let rest = app
-        .get(
-            &app.admin_token,
-            &format!("/v1/players/{player}/ledger?cursor={cursor}"),
-        )
+        .player_ledger(&app.admin_token, &player)
+        .query(format!("cursor={cursor}"))
         .await;
     assert_eq!(rest.body["entries"].as_array().unwrap().len(), 1);
     assert!(rest.body["next_cursor"].is_null());
@@ -138,11 +130,7 @@ async fn filters_narrow_the_ledger_by_type_and_time() {
     app.set_clock(&t2).await;
     let late_slip = play(&app, &player, &table, "10", &at(&t2, -min(30)), &t2).await;
     let bonus = app
-        .post(
-            &staff_token,
-            "/v1/loyalty/manual-rewards",
-            json!({"player_id": player, "points": 50, "reason": "birthday bonus for a regular", "staff_id": staff_id}),
-        )
+        .manual_reward(&staff_token, json!({"player_id": player, "points": 50, "reason": "birthday bonus for a regular", "staff_id": staff_id}))
         .await;
     assert_eq!(bonus.status, 201, "{}", bonus.text);
     let late_slip = s(&late_slip["loyalty"], "ledger_entry_id").to_string();
@@ -150,9 +138,9 @@ async fn filters_narrow_the_ledger_by_type_and_time() {
 
     let app = &app;
     let query = |q: &str| {
-        let path = format!("/v1/players/{player}/ledger?{q}");
+        let call = app.player_ledger(&app.admin_token, &player).query(q);
         async move {
-            let r = app.get(&app.admin_token, &path).await;
+            let r = call.await;
             assert_eq!(r.status, 200, "{}", r.text);
             ids(r.body["entries"].as_array().unwrap())
         }
@@ -194,8 +182,8 @@ async fn page_size_and_cursor_are_validated() {
     let table = app.table().await;
     app.set_clock(T0).await;
     earn(&app, &player, &table, 3).await;
-    let base = format!("/v1/players/{player}/ledger");
-    let first = app.get(&app.admin_token, &format!("{base}?limit=1")).await;
+    let base = || app.player_ledger(&app.admin_token, &player);
+    let first = base().query("limit=1").await;
     let cursor = first.body["next_cursor"].as_str().unwrap().to_string();
     let last = cursor.chars().last().unwrap();
     let tampered = format!(
@@ -211,19 +199,19 @@ async fn page_size_and_cursor_are_validated() {
         (format!("cursor={tampered}"), "cursor"),
         ("cursor=".to_string(), "cursor"),
     ] {
-        for path in [format!("{base}?{query}"), format!("/v1/ledger?{query}")] {
-            let r = app.get(&app.admin_token, &path).await;
+        for call in [
+            base().query(&query),
+            app.audit_ledger(&app.admin_token).query(&query),
+        ] {
+            let what = call.to_string();
+            let r = call.await;
             assert_error(&r, 400, "VALIDATION_ERROR");
-            assert_eq!(r.body["error"]["details"]["field"], field, "{path}");
+            assert_eq!(r.body["error"]["details"]["field"], field, "{what}");
         }
     }
-    let max = app
-        .get(&app.admin_token, &format!("{base}?limit=1000"))
-        .await;
+    let max = base().query("limit=1000").await;
     assert_eq!(max.status, 200, "{}", max.text);
-    let next = app
-        .get(&app.admin_token, &format!("{base}?limit=1&cursor={cursor}"))
-        .await;
+    let next = base().query(format!("limit=1&cursor={cursor}")).await;
     assert_eq!(next.status, 200, "{}", next.text);
 }
 
@@ -242,7 +230,9 @@ async fn the_audit_search_finds_entries_by_correlation_id_staff_and_player() {
         let slip = app
             .open_slip(&p1, &table, "25", Some(&at(T0, -min(30))))
             .await;
-        let r = complete_with(&app, &alice_token, s(&slip, "id"), json!({}), &[]).await;
+        let r = app
+            .complete_slip(&alice_token, s(&slip, "id"), json!({}))
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
         by_alice.push(s(&r.body["loyalty"], "ledger_entry_id").to_string());
     }
@@ -250,20 +240,16 @@ async fn the_audit_search_finds_entries_by_correlation_id_staff_and_player() {
     let slip = app
         .open_slip(&p2, &table, "25", Some(&at(T0, -min(30))))
         .await;
-    let r = complete_with(
-        &app,
-        &carol_token,
-        s(&slip, "id"),
-        json!({}),
-        &[("X-Correlation-Id", cid)],
-    )
-    .await;
+    let r = app
+        .complete_slip(&carol_token, s(&slip, "id"), json!({}))
+        .headers(&[("X-Correlation-Id", cid)])
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let carols = s(&r.body["loyalty"], "ledger_entry_id").to_string();
 
     let app = &app;
     let search = |q: String| async move {
-        let r = app.get(&app.admin_token, &format!("/v1/ledger?{q}")).await;
+        let r = app.audit_ledger(&app.admin_token).query(&q).await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.body["entries"].as_array().unwrap().clone()
     };
@@ -311,17 +297,11 @@ async fn every_ledger_entry_carries_every_design_field() {
     app.set_clock(T0).await;
     earn(&app, &player, &table, 1).await;
     let bonus = app
-        .send(
-            Method::POST,
-            Some(&staff_token),
-            "/v1/loyalty/manual-rewards",
-            Some(json!({"player_id": player, "points": 25, "reason": "made up for a slow table", "staff_id": staff_id})),
-            &[("X-Correlation-Id", "bonus-entry-1")],
-        )
+        .manual_reward(&staff_token, json!({"player_id": player, "points": 25, "reason": "made up for a slow table", "staff_id": staff_id})).headers(&[("X-Correlation-Id", "bonus-entry-1")])
         .await;
     assert_eq!(bonus.status, 201, "{}", bonus.text);
 
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
 
     assert_eq!(entries.len(), 2);
     for e in &entries {
@@ -383,28 +363,19 @@ async fn the_loyalty_summary_as_of_an_instant_comes_from_the_entries() {
                "reason": format!("scripted reward number {n}")})
     };
     app.set_clock(T0).await;
-    let r = app
-        .post(&supervisor, "/v1/loyalty/manual-rewards", reward(100, 1))
-        .await;
+    let r = app.manual_reward(&supervisor, reward(100, 1)).await;
     assert_eq!(r.status, 201, "{}", r.text);
     app.set_clock(&at(T0, min(10))).await;
-    let r = app
-        .post(&supervisor, "/v1/loyalty/manual-rewards", reward(2_000, 2))
-        .await;
+    let r = app.manual_reward(&supervisor, reward(2_000, 2)).await;
     assert_eq!(r.status, 201, "{}", r.text);
     app.set_clock(&at(T0, min(20))).await;
     let m = app
-        .post(
-            &app.admin_token,
-            "/v1/merchants",
-            json!({"name": "As-of grill"}),
-        )
+        .create_merchant(&app.admin_token, json!({"name": "As-of grill"}))
         .await;
     assert_eq!(m.status, 201, "{}", m.text);
     let e = app
-        .post(
+        .hold(
             &app.admin_token,
-            "/v1/escrows",
             json!({"player_id": player, "merchant_id": m.body["id"], "amount": 300,
                    "reason": "dinner"}),
         )
@@ -412,9 +383,9 @@ async fn the_loyalty_summary_as_of_an_instant_comes_from_the_entries() {
     assert_eq!(e.status, 201, "{}", e.text);
     app.set_clock(&at(T0, min(30))).await;
     let settle = app
-        .post(
+        .settle(
             &app.admin_token,
-            &format!("/v1/escrows/{}/settle", e.body["id"].as_str().unwrap()),
+            e.body["id"].as_str().unwrap(),
             json!({"amount": 120, "final": false}),
         )
         .await;
@@ -425,13 +396,8 @@ async fn the_loyalty_summary_as_of_an_instant_comes_from_the_entries() {
         let player = player.clone();
         async move {
             let r = app
-                .get(
-                    &app.admin_token,
-                    &format!(
-                        "/v1/players/{player}/loyalty?as_of={}",
-                        t.replace('+', "%2B")
-                    ),
-                )
+                .player_loyalty(&app.admin_token, &player)
+                .query(format!("as_of={}", t.replace('+', "%2B")))
                 .await;
             assert_eq!(r.status, 200, "{}", r.text);
             (
@@ -456,26 +422,20 @@ async fn the_loyalty_summary_as_of_an_instant_comes_from_the_entries() {
         t((1_800, 180, 2_100, "SILVER"))
     );
     // The future: today's summary.
-    let now = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/loyalty"))
-        .await;
+    let now = app.player_loyalty(&app.admin_token, &player).await;
     let later = as_of("2099-01-01T00:00:00Z".to_string()).await;
     assert_eq!(later.0, now.body["current_balance"].as_i64().unwrap());
     assert_eq!(later.1, now.body["escrow_balance"].as_i64().unwrap());
     assert_eq!(later, t((1_800, 180, 2_100, "SILVER")));
 
     let bad = app
-        .get(
-            &app.admin_token,
-            &format!("/v1/players/{player}/loyalty?as_of=yesterday"),
-        )
+        .player_loyalty(&app.admin_token, &player)
+        .query("as_of=yesterday")
         .await;
     assert_error(&bad, 400, "VALIDATION_ERROR");
     let nobody = app
-        .get(
-            &app.admin_token,
-            &format!("/v1/players/{}/loyalty?as_of={T0}", uuid::Uuid::now_v7()),
-        )
+        .player_loyalty(&app.admin_token, &uuid::Uuid::now_v7().to_string())
+        .query(format!("as_of={T0}"))
         .await;
     assert_error(&nobody, 404, "NOT_FOUND");
 }

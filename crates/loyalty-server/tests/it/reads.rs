@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Resp, TestApp};
+use crate::common::{Call, Resp, TestApp};
 use crate::support::*;
 
 fn ids(list: &Value) -> Vec<String> {
@@ -16,15 +16,15 @@ fn ids(list: &Value) -> Vec<String> {
 }
 
 /// Every page of `path` (which has a `?`), collecting the `key` lists.
-async fn all_pages(app: &TestApp, path: &str, key: &str) -> Vec<String> {
+async fn all_pages(first: Call<'_>, key: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut url = path.to_string();
+    let mut page = first.clone();
     loop {
-        let r = app.get(&app.admin_token, &url).await;
+        let r = page.await;
         assert_eq!(r.status, 200, "{}", r.text);
         out.extend(ids(&r.body[key]));
         match r.body["next_cursor"].as_str() {
-            Some(c) => url = format!("{path}&cursor={c}"),
+            Some(c) => page = first.clone().query(format!("cursor={c}")),
             None => return out,
         }
     }
@@ -35,7 +35,7 @@ async fn new_player(app: &TestApp, name: &str, card: Option<&str>) -> String {
     if let Some(c) = card {
         body["card_number"] = json!(c);
     }
-    let r = app.post(&app.admin_token, "/v1/players", body).await;
+    let r = app.create_player(&app.admin_token, body).await;
     assert_eq!(r.status, 201, "{}", r.text);
     s(&r.body, "id").to_string()
 }
@@ -57,10 +57,7 @@ async fn players_are_found_by_card_prefix_or_name_and_paged() {
         v.into_iter().cloned().collect::<Vec<_>>()
     };
     let app = &app;
-    let get = |q: &str| {
-        let path = format!("/v1/players?q={q}");
-        async move { app.get(&app.admin_token, &path).await }
-    };
+    let get = |q: &str| app.list_players(&app.admin_token).query(format!("q={q}"));
     assert_eq!(found(&get("C-100").await), sorted(vec![&ann, &anna]));
     assert_eq!(found(&get("D-2").await), vec![bob.clone()]);
     // Case-insensitive name substring, short and long.
@@ -73,7 +70,11 @@ async fn players_are_found_by_card_prefix_or_name_and_paged() {
     assert!(found(&get("%25").await).is_empty());
     assert!(found(&get("_").await).is_empty());
     // Every player, newest first, over pages of two.
-    let every = all_pages(app, "/v1/players?limit=2", "players").await;
+    let every = all_pages(
+        app.list_players(&app.admin_token).query("limit=2"),
+        "players",
+    )
+    .await;
     assert_eq!(every, vec![zoe, bob, anna, ann]);
     // Bad input.
     for (q, field) in [
@@ -82,7 +83,7 @@ async fn players_are_found_by_card_prefix_or_name_and_paged() {
         ("limit=1001".into(), "limit"),
         ("cursor=00ff".into(), "cursor"),
     ] {
-        let r = app.get(&app.admin_token, &format!("/v1/players?{q}")).await;
+        let r = app.list_players(&app.admin_token).query(&q).await;
         assert_error(&r, 400, "VALIDATION_ERROR");
         assert_eq!(r.body["error"]["details"]["field"], field, "{}", r.text);
     }
@@ -94,7 +95,7 @@ async fn tables_and_slips_list_newest_first_with_filters() {
     app.set_clock(T0).await;
     let t1 = app.table().await;
     let t2 = app.table().await;
-    let all_tables = all_pages(&app, "/v1/tables?limit=1", "tables").await;
+    let all_tables = all_pages(app.list_tables(&app.admin_token).query("limit=1"), "tables").await;
     assert_eq!(all_tables, vec![t2.clone(), t1.clone()]);
     let p1 = app.player().await;
     let p2 = app.player().await;
@@ -102,13 +103,20 @@ async fn tables_and_slips_list_newest_first_with_filters() {
     for (p, t) in [(&p1, &t1), (&p2, &t1), (&p1, &t2), (&p2, &t2)] {
         slips.push(s(&app.open_slip(p, t, "25", None).await, "id").to_string());
     }
-    let r = complete(&app, &slips[0], json!({})).await;
+    let r = app
+        .complete_slip(&app.admin_token, &slips[0], json!({}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let r = slip_action(&app, &slips[3], "pause").await;
+    let r = app.pause_slip(&app.admin_token, &slips[3]).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let app = &app;
     let list = |q: String| async move {
-        all_pages(app, &format!("/v1/rating-slips?limit=2{q}"), "rating_slips").await
+        all_pages(
+            app.list_slips(&app.admin_token)
+                .query(format!("limit=2{q}")),
+            "rating_slips",
+        )
+        .await
     };
     let rev = |v: Vec<&String>| v.into_iter().rev().cloned().collect::<Vec<_>>();
     assert_eq!(list(String::new()).await, rev(slips.iter().collect()));
@@ -130,9 +138,7 @@ async fn tables_and_slips_list_newest_first_with_filters() {
         vec![slips[3].clone()]
     );
     for q in ["status=DONE", "table_id=12", "player_id=x"] {
-        let r = app
-            .get(&app.admin_token, &format!("/v1/rating-slips?{q}"))
-            .await;
+        let r = app.list_slips(&app.admin_token).query(q).await;
         assert_error(&r, 400, "VALIDATION_ERROR");
     }
 }
@@ -153,11 +159,9 @@ async fn the_preview_is_what_completion_accrues_at_the_same_instant_and_writes_n
         .await;
     let id = s(&slip, "id").to_string();
 
-    let before = events(&app).await.len();
+    let before = app.all_events().await.len();
     app.set_clock(T0).await;
-    let preview = app
-        .get(&app.admin_token, &format!("/v1/rating-slips/{id}/preview"))
-        .await;
+    let preview = app.slip_preview(&app.admin_token, &id).await;
     assert_eq!(preview.status, 200, "{}", preview.text);
     for field in [
         "points",
@@ -182,14 +186,14 @@ async fn the_preview_is_what_completion_accrues_at_the_same_instant_and_writes_n
         .collect();
     assert_eq!(bonuses, ["empty_seats", "long_session"]);
     assert_eq!(
-        events(&app).await.len(),
+        app.all_events().await.len(),
         before,
         "the preview wrote something"
     );
-    assert_eq!(loyalty(&app, &player).await["current_balance"], 0);
+    assert_eq!(app.loyalty(&player).await["current_balance"], 0);
 
     app.set_clock(T0).await;
-    let done = complete(&app, &id, json!({})).await;
+    let done = app.complete_slip(&app.admin_token, &id, json!({})).await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(
         done.body["loyalty"]["points_earned"],
@@ -197,15 +201,10 @@ async fn the_preview_is_what_completion_accrues_at_the_same_instant_and_writes_n
     );
     assert!(preview.body["points"].as_i64().unwrap() > 0);
 
-    let closed = app
-        .get(&app.admin_token, &format!("/v1/rating-slips/{id}/preview"))
-        .await;
+    let closed = app.slip_preview(&app.admin_token, &id).await;
     assert_error(&closed, 409, "SLIP_NOT_OPEN");
     let nobody = app
-        .get(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{}/preview", uuid::Uuid::now_v7()),
-        )
+        .slip_preview(&app.admin_token, &uuid::Uuid::now_v7().to_string())
         .await;
     assert_error(&nobody, 404, "NOT_FOUND");
 }
@@ -222,9 +221,8 @@ async fn the_manual_reward_report_counts_per_staff_member_and_bucket() {
         let app = &app;
         async move {
             let r = app
-                .post(
+                .manual_reward(
                     &token,
-                    "/v1/loyalty/manual-rewards",
                     json!({"player_id": player, "staff_id": staff, "points": points,
                              "reason": format!("report test reward {n}")}),
                 )
@@ -242,14 +240,12 @@ async fn the_manual_reward_report_counts_per_staff_member_and_bucket() {
     reward(b.clone(), b_id.clone(), -5, 5).await;
 
     let hours = app
-        .get(
-            &app.admin_token,
-            &format!(
-                "/v1/reports/manual-rewards?from={}&to={}&bucket=hour",
-                at(T0, -min(60)),
-                at(T0, min(240))
-            ),
-        )
+        .manual_rewards_report(&app.admin_token)
+        .query(format!(
+            "from={}&to={}&bucket=hour",
+            at(T0, -min(60)),
+            at(T0, min(240))
+        ))
         .await;
     assert_eq!(hours.status, 200, "{}", hours.text);
     let rows: Vec<(String, String, i64, i64)> = hours.body["buckets"]
@@ -285,14 +281,12 @@ async fn the_manual_reward_report_counts_per_staff_member_and_bucket() {
     assert_eq!(hours.body["alert"]["threshold"], 20);
 
     let days = app
-        .get(
-            &app.admin_token,
-            &format!(
-                "/v1/reports/manual-rewards?from={}&to={}&bucket=day",
-                at(T0, -min(720)),
-                at(T0, min(720))
-            ),
-        )
+        .manual_rewards_report(&app.admin_token)
+        .query(format!(
+            "from={}&to={}&bucket=day",
+            at(T0, -min(720)),
+            at(T0, min(720))
+        ))
         .await;
     let per_staff: Vec<i64> = days.body["buckets"]
         .as_array()
@@ -315,20 +309,12 @@ async fn the_manual_reward_report_counts_per_staff_member_and_bucket() {
         ),
         format!("from=yesterday&to={}", at(T0, 0)),
     ] {
-        let r = app
-            .get(&app.admin_token, &format!("/v1/reports/manual-rewards?{q}"))
-            .await;
+        let r = app.manual_rewards_report(&app.admin_token).query(&q).await;
         assert_error(&r, 400, "VALIDATION_ERROR");
     }
     let r = app
-        .get(
-            &a,
-            &format!(
-                "/v1/reports/manual-rewards?from={}&to={}",
-                at(T0, 0),
-                at(T0, min(60))
-            ),
-        )
+        .manual_rewards_report(&a)
+        .query(format!("from={}&to={}", at(T0, 0), at(T0, min(60))))
         .await;
     assert_error(&r, 403, "FORBIDDEN");
 }

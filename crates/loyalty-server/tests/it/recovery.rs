@@ -4,14 +4,10 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::json;
 
 use crate::common::TestApp;
-use crate::support::{
-    T0, assert_error, at, complete_with, events, eventually, get_slip, ledger, loyalty, min, s,
-    slip_action,
-};
+use crate::support::{T0, assert_error, at, eventually, min, s};
 
 /// Holds the background retry off: a pending slip's next retry is due a
 /// second or more after its last attempt on the test clock, so setting the
@@ -33,14 +29,10 @@ async fn a_failed_accrual_closes_the_slip_and_recovery_earns_it_exactly_once() {
     app.set_accrual_fault("fail").await;
 
     let cid = "partial-completion-1";
-    let r = complete_with(
-        &app,
-        &app.admin_token,
-        id,
-        json!({"ended_at": T0}),
-        &[("X-Correlation-Id", cid)],
-    )
-    .await;
+    let r = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": T0}))
+        .headers(&[("X-Correlation-Id", cid)])
+        .await;
     hold_background_retry(&app, 1).await;
 
     assert_eq!(r.status, 202, "{}", r.text);
@@ -58,12 +50,13 @@ async fn a_failed_accrual_closes_the_slip_and_recovery_earns_it_exactly_once() {
     assert_eq!(failed[0]["correlation_id"], cid);
     assert_eq!(failed[0]["player_id"], player.as_str());
 
-    let closed = get_slip(&app, id).await;
+    let closed = app.slip(id).await;
     assert_eq!(closed["status"], "CLOSED");
     assert_eq!(closed["loyalty_status"], "PENDING");
-    assert!(ledger(&app, &player).await.is_empty());
-    assert_eq!(loyalty(&app, &player).await["current_balance"], 0);
-    let event = events(&app)
+    assert!(app.ledger(&player).await.is_empty());
+    assert_eq!(app.loyalty(&player).await["current_balance"], 0);
+    let event = app
+        .all_events()
         .await
         .into_iter()
         .find(|e| e["event_type"] == "LOYALTY_ACCRUAL_FAILED");
@@ -72,8 +65,8 @@ async fn a_failed_accrual_closes_the_slip_and_recovery_earns_it_exactly_once() {
     assert_eq!(event["correlation_id"], cid);
 
     app.set_accrual_fault("ok").await;
-    let first = slip_action(&app, id, "recover-loyalty").await;
-    let second = slip_action(&app, id, "recover-loyalty").await;
+    let first = app.recover_loyalty(&app.admin_token, id).await;
+    let second = app.recover_loyalty(&app.admin_token, id).await;
 
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(second.status, 200, "{}", second.text);
@@ -86,17 +79,17 @@ async fn a_failed_accrual_closes_the_slip_and_recovery_earns_it_exactly_once() {
     assert_eq!(first.body["loyalty"]["points_earned"], 1620);
     assert_eq!(second.body["loyalty"]["points_earned"], 1620);
     assert_eq!(first.body["rating_slip"]["loyalty_status"], "ACCRUED");
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["id"], first.body["loyalty"]["ledger_entry_id"]);
     assert_eq!(entries[0]["points_change"], 1620);
     assert_eq!(entries[0]["rating_slip_id"], id);
-    assert_eq!(loyalty(&app, &player).await["current_balance"], 1620);
+    assert_eq!(app.loyalty(&player).await["current_balance"], 1620);
     // Completing it again now replays the recovered result.
-    let again = complete_with(&app, &app.admin_token, id, json!({}), &[]).await;
+    let again = app.complete_slip(&app.admin_token, id, json!({})).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.body["loyalty"]["idempotent_replay"], true);
-    assert_eq!(ledger(&app, &player).await.len(), 1);
+    assert_eq!(app.ledger(&player).await.len(), 1);
 }
 
 #[tokio::test]
@@ -110,26 +103,28 @@ async fn recovery_while_accrual_still_fails_stays_pending_and_writes_nothing() {
         .await;
     let id = s(&slip, "id");
     app.set_accrual_fault("fail").await;
-    let r = complete_with(&app, &app.admin_token, id, json!({"ended_at": T0}), &[]).await;
+    let r = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": T0}))
+        .await;
     assert_eq!(r.status, 202, "{}", r.text);
     hold_background_retry(&app, 1).await;
 
-    let again = slip_action(&app, id, "recover-loyalty").await;
+    let again = app.recover_loyalty(&app.admin_token, id).await;
     hold_background_retry(&app, 2).await;
 
     assert_eq!(again.status, 202, "{}", again.text);
     assert_eq!(again.code(), "PARTIAL_COMPLETION");
     assert_eq!(again.body["error"]["details"]["rating_slip_id"], id);
-    assert_eq!(get_slip(&app, id).await["loyalty_status"], "PENDING");
-    assert!(ledger(&app, &player).await.is_empty());
+    assert_eq!(app.slip(id).await["loyalty_status"], "PENDING");
+    assert!(app.ledger(&player).await.is_empty());
 
     // A pending slip completed again retries its accrual.
     app.set_accrual_fault("ok").await;
-    let done = complete_with(&app, &app.admin_token, id, json!({}), &[]).await;
+    let done = app.complete_slip(&app.admin_token, id, json!({})).await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(done.body["loyalty"]["idempotent_replay"], false);
     assert_eq!(done.body["loyalty"]["points_earned"], 1620);
-    assert_eq!(ledger(&app, &player).await.len(), 1);
+    assert_eq!(app.ledger(&player).await.len(), 1);
 }
 
 #[tokio::test]
@@ -141,21 +136,21 @@ async fn recovering_an_open_slip_is_refused() {
     let id = s(&slip, "id");
 
     assert_error(
-        &slip_action(&app, id, "recover-loyalty").await,
+        &app.recover_loyalty(&app.admin_token, id).await,
         409,
         "SLIP_NOT_CLOSED",
     );
-    assert_eq!(slip_action(&app, id, "pause").await.status, 200);
+    assert_eq!(app.pause_slip(&app.admin_token, id).await.status, 200);
     assert_error(
-        &slip_action(&app, id, "recover-loyalty").await,
+        &app.recover_loyalty(&app.admin_token, id).await,
         409,
         "SLIP_NOT_CLOSED",
     );
 
-    let after = get_slip(&app, id).await;
+    let after = app.slip(id).await;
     assert_eq!(after["status"], "PAUSED");
     assert_eq!(after["loyalty_status"], "NONE");
-    assert!(ledger(&app, &player).await.is_empty());
+    assert!(app.ledger(&player).await.is_empty());
 }
 
 #[tokio::test]
@@ -169,23 +164,25 @@ async fn a_pending_slip_is_recovered_by_the_background_retry_without_anyone_aski
         .await;
     let id = s(&slip, "id");
     app.set_accrual_fault("fail").await;
-    let r = complete_with(&app, &app.admin_token, id, json!({"ended_at": T0}), &[]).await;
+    let r = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": T0}))
+        .await;
     assert_eq!(r.status, 202, "{}", r.text);
 
     app.set_accrual_fault("ok").await;
     let accrued = eventually(Duration::from_secs(30), "the background retry", || async {
-        let slip = get_slip(&app, id).await;
+        let slip = app.slip(id).await;
         (slip["loyalty_status"] == "ACCRUED").then_some(slip)
     })
     .await;
 
     assert_eq!(accrued["status"], "CLOSED");
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["points_change"], 1620);
     assert_eq!(entries[0]["rating_slip_id"], id);
     assert_eq!(accrued["ledger_entry_id"], entries[0]["id"]);
-    assert_eq!(loyalty(&app, &player).await["current_balance"], 1620);
+    assert_eq!(app.loyalty(&player).await["current_balance"], 1620);
     let line = app
         .logs()
         .into_iter()
@@ -195,16 +192,8 @@ async fn a_pending_slip_is_recovered_by_the_background_retry_without_anyone_aski
     assert_eq!(line["points"], 1620);
 
     // A manual recovery afterwards only replays.
-    let replay = app
-        .send(
-            Method::POST,
-            Some(&app.admin_token),
-            &format!("/v1/rating-slips/{id}/recover-loyalty"),
-            None,
-            &[],
-        )
-        .await;
+    let replay = app.recover_loyalty(&app.admin_token, id).await;
     assert_eq!(replay.status, 200, "{}", replay.text);
     assert_eq!(replay.body["loyalty"]["idempotent_replay"], true);
-    assert_eq!(ledger(&app, &player).await.len(), 1);
+    assert_eq!(app.ledger(&player).await.len(), 1);
 }

@@ -22,9 +22,8 @@ async fn at(app: &TestApp, t: &str) {
 
 async fn reward(app: &TestApp, token: &str, staff: &str, player: &str, points: i64, why: &str) {
     let r = app
-        .post(
+        .manual_reward(
             token,
-            "/v1/loyalty/manual-rewards",
             json!({"player_id": player, "points": points, "staff_id": staff, "reason": why}),
         )
         .await;
@@ -49,38 +48,22 @@ async fn script(app: &TestApp) -> History {
     reward(app, &tb, &b, &p1, -100, "correction of a double entry").await;
     at(app, "2026-03-01T18:00:00Z").await;
     let m = app
-        .post(
-            &app.admin_token,
-            "/v1/merchants",
-            json!({"name": "Steakhouse"}),
-        )
+        .create_merchant(&app.admin_token, json!({"name": "Steakhouse"}))
         .await;
     assert_eq!(m.status, 201, "{}", m.text);
     let hold = app
-        .post(
-            &ta,
-            "/v1/escrows",
-            json!({"player_id": p1, "merchant_id": m.body["id"], "amount": 300, "reason": "steak dinner"}),
-        )
+        .hold(&ta, json!({"player_id": p1, "merchant_id": m.body["id"], "amount": 300, "reason": "steak dinner"}))
         .await;
     assert_eq!(hold.status, 201, "{}", hold.text);
     let escrow = s(&hold.body, "id").to_string();
     at(app, "2026-03-01T19:00:00Z").await;
     let r = app
-        .post(
-            &ta,
-            &format!("/v1/escrows/{escrow}/settle"),
-            json!({"amount": 120, "final": false}),
-        )
+        .settle(&ta, &escrow, json!({"amount": 120, "final": false}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     at(app, "2026-03-01T20:00:00Z").await;
     let r = app
-        .post(
-            &tb,
-            &format!("/v1/escrows/{escrow}/settle"),
-            json!({"amount": 30, "final": true}),
-        )
+        .settle(&tb, &escrow, json!({"amount": 30, "final": true}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["status"], "PARTIALLY_SETTLED", "{}", r.text);
@@ -90,21 +73,11 @@ async fn script(app: &TestApp) -> History {
         .open_slip(&p2, &table, "100", Some("2026-03-01T19:00:00Z"))
         .await;
     let slip = s(&slip, "id").to_string();
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{slip}/complete"),
-            json!({}),
-        )
-        .await;
+    let r = app.complete_slip(&app.admin_token, &slip, json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     at(app, "2026-03-01T21:00:00Z").await;
     let r = app
-        .post(
-            &ta,
-            &format!("/v1/rating-slips/{slip}/void"),
-            json!({"reason": "rated at the wrong table"}),
-        )
+        .void_slip(&ta, &slip, json!({"reason": "rated at the wrong table"}))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     // The next gaming day, out of range.
@@ -134,10 +107,8 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
 
     // Comps of at least 100 points in gaming day 2026-03-01.
     let r = app
-        .get(
-            &auditor,
-            &format!("/v1/reports/comps?from={DAY}&to=2026-03-02&threshold=100"),
-        )
+        .comps_report(&auditor)
+        .query(format!("from={DAY}&to=2026-03-02&threshold=100"))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["from"], "2026-03-01T14:00:00Z");
@@ -170,10 +141,8 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
     // A lower threshold takes in the smaller ones; an instant range the
     // gaming day before.
     let r = app
-        .get(
-            &auditor,
-            &format!("/v1/reports/comps?from={DAY}&to=2026-03-02&threshold=30"),
-        )
+        .comps_report(&auditor)
+        .query(format!("from={DAY}&to=2026-03-02&threshold=30"))
         .await;
     let points: Vec<i64> = r.body["comps"]
         .as_array()
@@ -183,10 +152,8 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
         .collect();
     assert_eq!(points, vec![50, 200, 120, 30]);
     let r = app
-        .get(
-            &auditor,
-            "/v1/reports/comps?from=2026-03-01T11:30:00Z&to=2026-03-01T13:00:00Z&threshold=100",
-        )
+        .comps_report(&auditor)
+        .query("from=2026-03-01T11:30:00Z&to=2026-03-01T13:00:00Z&threshold=100")
         .await;
     let early = r.body["comps"].as_array().unwrap();
     assert_eq!(early.len(), 1);
@@ -195,10 +162,8 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
 
     // The same as CSV.
     let r = app
-        .get(
-            &auditor,
-            &format!("/v1/reports/comps?from={DAY}&to=2026-03-02&threshold=100&format=csv"),
-        )
+        .comps_report(&auditor)
+        .query(format!("from={DAY}&to=2026-03-02&threshold=100&format=csv"))
         .await;
     assert_eq!(r.status, 200);
     assert!(
@@ -225,10 +190,8 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
 
     // Staff activity in the same gaming day.
     let r = app
-        .get(
-            &auditor,
-            &format!("/v1/reports/staff-activity?from={DAY}&to=2026-03-02"),
-        )
+        .staff_activity_report(&auditor)
+        .query(format!("from={DAY}&to=2026-03-02"))
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let staff = r.body["staff"].as_array().unwrap();
@@ -251,10 +214,8 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
     assert_eq!(b["escrow_refunds"], 1);
     assert_eq!(b["voids"], 0);
     let csv = app
-        .get(
-            &auditor,
-            &format!("/v1/reports/staff-activity?from={DAY}&to=2026-03-02&format=csv"),
-        )
+        .staff_activity_report(&auditor)
+        .query(format!("from={DAY}&to=2026-03-02&format=csv"))
         .await;
     let line = csv
         .text
@@ -275,7 +236,7 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
         ("from=2026-03-01&to=2026-03-02&format=xml", "format"),
         ("from=2026-01-01&to=2027-06-01", "to"),
     ] {
-        let r = app.get(&auditor, &format!("/v1/reports/comps?{q}")).await;
+        let r = app.comps_report(&auditor).query(q).await;
         assert_error(&r, 400, "VALIDATION_ERROR");
         assert_eq!(
             r.body["error"]["details"]["field"], field,
@@ -284,10 +245,8 @@ async fn comps_and_staff_activity_report_exact_figures_for_a_gaming_day() {
         );
     }
     let r = app
-        .get(
-            &auditor,
-            "/v1/reports/comps?from=2026-03-01&to=2026-03-02&threshold=0",
-        )
+        .comps_report(&auditor)
+        .query("from=2026-03-01&to=2026-03-02&threshold=0")
         .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
 }

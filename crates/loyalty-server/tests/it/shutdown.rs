@@ -82,9 +82,7 @@ async fn sigterm_finishes_what_is_in_flight_ends_streams_and_exits_zero() {
 
     // What it acknowledged is there.
     app.restart(&["--test-mode"]);
-    let r = app
-        .get(&app.admin_token, &format!("/v1/players/{id}"))
-        .await;
+    let r = app.get_player(&app.admin_token, &id).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["display_name"], "Last guest of the night");
 }

@@ -8,9 +8,7 @@ use jiff::SignedDuration;
 use serde_json::json;
 
 use crate::common::TestApp;
-use crate::support::{
-    T0, assert_error, at, complete, get_slip, ledger, loyalty, min, play, s, slip_action, ts,
-};
+use crate::support::{T0, assert_error, at, min, play, s, ts};
 
 #[tokio::test]
 async fn opening_without_started_at_starts_the_slip_now_on_the_server_clock() {
@@ -38,7 +36,7 @@ async fn opening_without_started_at_starts_the_slip_now_on_the_server_clock() {
         json!({"house_edge": "2.7", "average_rounds_per_hour": 60, "points_conversion_rate": "10",
                "point_multiplier": "1", "seats_available": 7})
     );
-    assert_eq!(get_slip(&app, s(&slip, "id")).await["id"], slip["id"]);
+    assert_eq!(app.slip(s(&slip, "id")).await["id"], slip["id"]);
 }
 
 #[tokio::test]
@@ -52,7 +50,9 @@ async fn opening_with_a_past_started_at_keeps_that_start() {
     let slip = app.open_slip(&player, &table, "100", Some(&start)).await;
 
     assert_eq!(ts(&slip["started_at"]), ts(&json!(start)));
-    let done = complete(&app, s(&slip, "id"), json!({"ended_at": T0})).await;
+    let done = app
+        .complete_slip(&app.admin_token, s(&slip, "id"), json!({"ended_at": T0}))
+        .await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(done.body["rating_slip"]["accumulated_seconds"], 5400);
     // 90 rounds > 60/h → ×1.1: 100 × 90 × 0.27 × 1.1 = 2673
@@ -70,7 +70,7 @@ async fn paused_time_is_not_counted() {
 
     // Play 20 minutes, pause.
     app.set_clock(&at(T0, min(20))).await;
-    let paused = slip_action(&app, id, "pause").await;
+    let paused = app.pause_slip(&app.admin_token, id).await;
     assert_eq!(paused.status, 200, "{}", paused.text);
     assert_eq!(paused.body["status"], "PAUSED");
     assert_eq!(paused.body["accumulated_seconds"], 1200);
@@ -78,16 +78,18 @@ async fn paused_time_is_not_counted() {
     // Ten minutes pass while paused: nothing accrues. The resume happens half
     // a second early so the running test clock cannot tip the total over.
     app.set_clock(&at(T0, min(29))).await;
-    assert_eq!(get_slip(&app, id).await["accumulated_seconds"], 1200);
+    assert_eq!(app.slip(id).await["accumulated_seconds"], 1200);
     app.set_clock(&at(T0, min(30) - 500)).await;
-    let resumed = slip_action(&app, id, "resume").await;
+    let resumed = app.resume_slip(&app.admin_token, id).await;
     assert_eq!(resumed.status, 200, "{}", resumed.text);
     assert_eq!(resumed.body["status"], "OPEN");
 
     // Play 15 more minutes, complete at T0 + 45 min.
     let end = at(T0, min(45));
     app.set_clock(&end).await;
-    let done = complete(&app, id, json!({"ended_at": end})).await;
+    let done = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": end}))
+        .await;
     assert_eq!(done.status, 200, "{}", done.text);
 
     // 20 + 15 minutes = 2100 s → 35 rounds → 100 × 35 × 0.27 = 945.
@@ -96,7 +98,7 @@ async fn paused_time_is_not_counted() {
     assert_eq!(rs["accumulated_seconds"], 2100);
     assert_eq!(ts(&rs["ended_at"]), ts(&json!(end)));
     assert_eq!(done.body["loyalty"]["points_earned"], 945);
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["points_change"], 945);
 }
@@ -114,16 +116,14 @@ async fn the_final_average_bet_decides_the_points() {
 
     for bet in ["50", "250"] {
         let r = app
-            .patch(
-                &app.admin_token,
-                &format!("/v1/rating-slips/{id}"),
-                json!({"average_bet": bet}),
-            )
+            .patch_slip(&app.admin_token, id, json!({"average_bet": bet}))
             .await;
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.body["average_bet"], bet);
     }
-    let done = complete(&app, id, json!({"ended_at": T0})).await;
+    let done = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": T0}))
+        .await;
 
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(done.body["rating_slip"]["average_bet"], "250");
@@ -141,14 +141,10 @@ async fn the_bet_may_change_while_paused() {
         .open_slip(&player, &table, "100", Some(&at(T0, -min(60))))
         .await;
     let id = s(&slip, "id");
-    assert_eq!(slip_action(&app, id, "pause").await.status, 200);
+    assert_eq!(app.pause_slip(&app.admin_token, id).await.status, 200);
 
     let r = app
-        .patch(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{id}"),
-            json!({"average_bet": "20"}),
-        )
+        .patch_slip(&app.admin_token, id, json!({"average_bet": "20"}))
         .await;
 
     assert_eq!(r.status, 200, "{}", r.text);
@@ -168,9 +164,9 @@ async fn patching_the_table_after_opening_leaves_the_slips_snapshot_and_points()
     let id = s(&slip, "id");
 
     let patched = app
-        .patch(
+        .patch_table(
             &app.admin_token,
-            &format!("/v1/tables/{table}"),
+            &table,
             json!({"house_edge": "5", "seats_available": 3, "point_multiplier": "2"}),
         )
         .await;
@@ -178,11 +174,10 @@ async fn patching_the_table_after_opening_leaves_the_slips_snapshot_and_points()
     assert_eq!(patched.body["house_edge"], "5");
     assert_eq!(patched.body["seats_available"], 3);
 
-    assert_eq!(
-        get_slip(&app, id).await["game_settings"],
-        slip["game_settings"]
-    );
-    let done = complete(&app, id, json!({"ended_at": T0})).await;
+    assert_eq!(app.slip(id).await["game_settings"], slip["game_settings"]);
+    let done = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": T0}))
+        .await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(
         done.body["rating_slip"]["game_settings"]["house_edge"],
@@ -207,7 +202,7 @@ async fn explicit_times_in_the_future_before_the_start_or_over_24_hours_are_refu
     app.set_clock(T0).await;
     let open = |started_at: String| {
         let body = json!({"player_id": player, "table_id": table, "average_bet": "10", "started_at": started_at});
-        app.post(&app.admin_token, "/v1/rating-slips", body)
+        app.create_slip(&app.admin_token, body)
     };
 
     // started_at in the future, or more than 24 h ago.
@@ -223,11 +218,13 @@ async fn explicit_times_in_the_future_before_the_start_or_over_24_hours_are_refu
         .await;
     let id = s(&slip, "id");
     for ended_at in [at(T0, min(60)), at(T0, -min(120))] {
-        let r = complete(&app, id, json!({"ended_at": ended_at})).await;
+        let r = app
+            .complete_slip(&app.admin_token, id, json!({"ended_at": ended_at}))
+            .await;
         assert_error(&r, 400, "VALIDATION_ERROR");
         assert_eq!(r.body["error"]["details"]["field"], "ended_at");
     }
-    assert_eq!(get_slip(&app, id).await["status"], "OPEN");
+    assert_eq!(app.slip(id).await["status"], "OPEN");
 
     // A slip started 23 h ago and completed 2 h later would last 25 h.
     let long = app
@@ -235,12 +232,14 @@ async fn explicit_times_in_the_future_before_the_start_or_over_24_hours_are_refu
         .await;
     let long_id = s(&long, "id");
     app.set_clock(&at(T0, min(120))).await;
-    let r = complete(&app, long_id, json!({})).await;
+    let r = app
+        .complete_slip(&app.admin_token, long_id, json!({}))
+        .await;
     assert_error(&r, 400, "VALIDATION_ERROR");
     assert_eq!(r.body["error"]["details"]["field"], "ended_at");
-    assert_eq!(get_slip(&app, long_id).await["status"], "OPEN");
+    assert_eq!(app.slip(long_id).await["status"], "OPEN");
 
-    assert!(ledger(&app, &player).await.is_empty());
+    assert!(app.ledger(&player).await.is_empty());
 }
 
 #[tokio::test]
@@ -268,8 +267,10 @@ async fn completing_twice_replays_the_first_result_and_writes_one_entry() {
         .await;
     let id = s(&slip, "id");
 
-    let first = complete(&app, id, json!({"ended_at": T0})).await;
-    let second = complete(&app, id, json!({})).await;
+    let first = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": T0}))
+        .await;
+    let second = app.complete_slip(&app.admin_token, id, json!({})).await;
 
     assert_eq!(first.status, 200, "{}", first.text);
     assert_eq!(second.status, 200, "{}", second.text);
@@ -288,7 +289,7 @@ async fn completing_twice_replays_the_first_result_and_writes_one_entry() {
     );
     assert_eq!(first.body["loyalty"]["points_earned"], 122);
 
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries.len(), 1);
     let e = &entries[0];
     let l = &first.body["loyalty"];
@@ -299,7 +300,7 @@ async fn completing_twice_replays_the_first_result_and_writes_one_entry() {
     assert_eq!(e["tier_before"], l["tier_before"]);
     assert_eq!(e["tier_after"], l["tier_after"]);
     assert_eq!(e["rating_slip_id"], id);
-    assert_eq!(loyalty(&app, &player).await["current_balance"], 122);
+    assert_eq!(app.loyalty(&player).await["current_balance"], 122);
 }
 
 #[tokio::test]
@@ -312,21 +313,21 @@ async fn a_closed_slip_cannot_be_paused_resumed_or_changed() {
     let id = s(&done["rating_slip"], "id");
 
     for action in ["pause", "resume"] {
-        assert_error(&slip_action(&app, id, action).await, 409, "SLIP_NOT_OPEN");
+        assert_error(
+            &app.slip_action(&app.admin_token, id, action, None).await,
+            409,
+            "SLIP_NOT_OPEN",
+        );
     }
     let r = app
-        .patch(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{id}"),
-            json!({"average_bet": "99"}),
-        )
+        .patch_slip(&app.admin_token, id, json!({"average_bet": "99"}))
         .await;
     assert_error(&r, 409, "SLIP_NOT_OPEN");
 
-    let slip = get_slip(&app, id).await;
+    let slip = app.slip(id).await;
     assert_eq!(slip["status"], "CLOSED");
     assert_eq!(slip["average_bet"], "10");
-    assert_eq!(ledger(&app, &player).await.len(), 1);
+    assert_eq!(app.ledger(&player).await.len(), 1);
 }
 
 #[tokio::test]
@@ -337,10 +338,14 @@ async fn pausing_a_paused_slip_or_resuming_an_open_one_is_a_conflict() {
     let slip = app.open_slip(&player, &table, "10", None).await;
     let id = s(&slip, "id");
 
-    assert_error(&slip_action(&app, id, "resume").await, 409, "CONFLICT");
-    assert_eq!(slip_action(&app, id, "pause").await.status, 200);
-    assert_error(&slip_action(&app, id, "pause").await, 409, "CONFLICT");
-    assert_eq!(get_slip(&app, id).await["status"], "PAUSED");
+    assert_error(
+        &app.resume_slip(&app.admin_token, id).await,
+        409,
+        "CONFLICT",
+    );
+    assert_eq!(app.pause_slip(&app.admin_token, id).await.status, 200);
+    assert_error(&app.pause_slip(&app.admin_token, id).await, 409, "CONFLICT");
+    assert_eq!(app.slip(id).await["status"], "PAUSED");
 }
 
 #[tokio::test]
@@ -353,11 +358,11 @@ async fn a_paused_slip_can_be_completed() {
         .open_slip(&player, &table, "100", Some(&at(T0, -min(30))))
         .await;
     let id = s(&slip, "id");
-    let paused = slip_action(&app, id, "pause").await;
+    let paused = app.pause_slip(&app.admin_token, id).await;
     assert_eq!(paused.status, 200, "{}", paused.text);
     app.set_clock(&at(T0, min(60))).await;
 
-    let done = complete(&app, id, json!({})).await;
+    let done = app.complete_slip(&app.admin_token, id, json!({})).await;
 
     // Only the 30 minutes before the pause count: 100 × 30 × 0.27 = 810.
     assert_eq!(done.status, 200, "{}", done.text);
@@ -376,17 +381,21 @@ async fn a_paused_slip_cannot_end_before_it_was_paused() {
         .open_slip(&player, &table, "100", Some(&at(T0, -min(60))))
         .await;
     let id = s(&slip, "id");
-    assert_eq!(slip_action(&app, id, "pause").await.status, 200);
+    assert_eq!(app.pause_slip(&app.admin_token, id).await.status, 200);
 
     // Ending half an hour in would credit the hour banked by the pause.
-    let r = complete(&app, id, json!({"ended_at": at(T0, -min(30))})).await;
+    let r = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": at(T0, -min(30))}))
+        .await;
 
     assert_error(&r, 400, "VALIDATION_ERROR");
     assert_eq!(r.body["error"]["details"]["field"], "ended_at");
-    assert_eq!(get_slip(&app, id).await["status"], "PAUSED");
-    assert!(ledger(&app, &player).await.is_empty());
+    assert_eq!(app.slip(id).await["status"], "PAUSED");
+    assert!(app.ledger(&player).await.is_empty());
     app.set_clock(&at(T0, min(10))).await;
-    let done = complete(&app, id, json!({"ended_at": at(T0, min(5))})).await;
+    let done = app
+        .complete_slip(&app.admin_token, id, json!({"ended_at": at(T0, min(5))}))
+        .await;
     assert_eq!(done.status, 200, "{}", done.text);
     assert_eq!(done.body["rating_slip"]["accumulated_seconds"], 3600);
     assert_eq!(done.body["loyalty"]["points_earned"], 1620);
@@ -399,7 +408,7 @@ async fn crossing_1000_lifetime_points_moves_the_player_to_silver() {
     let table = app.table().await;
     app.set_clock(T0).await;
 
-    let fresh = loyalty(&app, &player).await;
+    let fresh = app.loyalty(&player).await;
     assert_eq!(fresh["tier"], "BRONZE");
     assert_eq!(fresh["current_balance"], 0);
     assert_eq!(fresh["tier_progress"], 0);
@@ -429,7 +438,7 @@ async fn crossing_1000_lifetime_points_moves_the_player_to_silver() {
     assert_eq!(l["lifetime_points"], 1620);
     // (1620 − 1000) / 4000 = 15.5 % → 16 (halves away from zero)
     assert_eq!(l["tier_progress"], 16);
-    let entries = ledger(&app, &player).await;
+    let entries = app.ledger(&player).await;
     assert_eq!(entries[0]["id"], l["ledger_entry_id"]);
     assert_eq!(entries[0]["tier_before"], "BRONZE");
     assert_eq!(entries[0]["tier_after"], "SILVER");
@@ -441,7 +450,7 @@ async fn crossing_1000_lifetime_points_moves_the_player_to_silver() {
     assert_eq!(third["loyalty"]["tier_before"], "SILVER");
     assert_eq!(third["loyalty"]["tier_after"], "SILVER");
 
-    let summary = loyalty(&app, &player).await;
+    let summary = app.loyalty(&player).await;
     assert_eq!(summary["player_id"], player.as_str());
     assert_eq!(summary["current_balance"], 2633);
     assert_eq!(summary["escrow_balance"], 0);
@@ -452,7 +461,7 @@ async fn crossing_1000_lifetime_points_moves_the_player_to_silver() {
     assert_eq!(summary["tier_progress"], third["loyalty"]["tier_progress"]);
     assert_eq!(
         ts(&summary["updated_at"]),
-        ts(&ledger(&app, &player).await[0]["created_at"])
+        ts(&app.ledger(&player).await[0]["created_at"])
     );
 }
 
@@ -461,11 +470,13 @@ async fn unknown_slips_answer_not_found() {
     let app = TestApp::spawn().await;
     let id = "0196a4d8-0000-7000-8000-000000000000";
 
-    let r = app
-        .get(&app.admin_token, &format!("/v1/rating-slips/{id}"))
-        .await;
+    let r = app.get_slip(&app.admin_token, id).await;
     assert_error(&r, 404, "NOT_FOUND");
     for action in ["pause", "resume", "complete", "recover-loyalty"] {
-        assert_error(&slip_action(&app, id, action).await, 404, "NOT_FOUND");
+        assert_error(
+            &app.slip_action(&app.admin_token, id, action, None).await,
+            404,
+            "NOT_FOUND",
+        );
     }
 }

@@ -12,18 +12,10 @@ async fn completing_a_slip_writes_one_gameplay_entry_matching_the_response() {
         .open_slip(&player, &table, "150", Some("2026-03-01T11:57:00Z"))
         .await;
     let id = slip["id"].as_str().unwrap();
-    let r = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/rating-slips/{id}/complete"),
-            json!({}),
-        )
-        .await;
+    let r = app.complete_slip(&app.admin_token, id, json!({})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["loyalty"]["points_earned"], 122);
-    let ledger = app
-        .get(&app.admin_token, &format!("/v1/players/{player}/ledger"))
-        .await;
+    let ledger = app.player_ledger(&app.admin_token, &player).await;
     let entries = ledger.body["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0]["id"], r.body["loyalty"]["ledger_entry_id"]);

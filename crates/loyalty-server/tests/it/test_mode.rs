@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::common::TestApp;
-use crate::support::{assert_error, at, complete, get_slip, s, ts};
+use crate::support::{assert_error, at, s, ts};
 
 #[tokio::test]
 async fn without_test_mode_the_test_controls_do_not_exist() {
@@ -30,13 +30,7 @@ async fn without_test_mode_the_test_controls_do_not_exist() {
         )
         .await;
     let as_admin = app
-        .send(
-            Method::PUT,
-            Some(&app.admin_token),
-            "/v1/test/clock",
-            Some(json!({"now": "2031-01-01T00:00:00Z"})),
-            &[],
-        )
+        .put_clock(&app.admin_token, json!({"now": "2031-01-01T00:00:00Z"}))
         .await;
 
     assert_error(&clock, 404, "NOT_FOUND");
@@ -53,7 +47,9 @@ async fn without_test_mode_the_test_controls_do_not_exist() {
         real_now.duration_since(started).abs() < jiff::SignedDuration::from_mins(5),
         "{started} vs {real_now}"
     );
-    let done = complete(&app, s(&slip, "id"), json!({})).await;
+    let done = app
+        .complete_slip(&app.admin_token, s(&slip, "id"), json!({}))
+        .await;
     assert_eq!(done.status, 200, "{}", done.text);
 }
 
@@ -78,8 +74,8 @@ async fn the_set_clock_drives_slip_durations() {
     // Two hours later on the test clock (plus half a second, so the running
     // clock cannot land the reading just under a whole second).
     app.set_clock(&at(t0, 2 * 3_600_000 + 500)).await;
-    assert_eq!(get_slip(&app, id).await["accumulated_seconds"], 7200);
-    let done = complete(&app, id, json!({})).await;
+    assert_eq!(app.slip(id).await["accumulated_seconds"], 7200);
+    let done = app.complete_slip(&app.admin_token, id, json!({})).await;
 
     assert_eq!(done.status, 200, "{}", done.text);
     let rs = &done.body["rating_slip"];
@@ -93,25 +89,18 @@ async fn the_set_clock_drives_slip_durations() {
 async fn the_test_controls_validate_their_input() {
     let app = TestApp::spawn().await;
 
-    for (path, body) in [
-        ("/v1/test/clock", json!({"now": "tomorrow"})),
-        ("/v1/test/clock", json!({})),
-        ("/v1/test/faults", json!({"loyalty_accrual": "sometimes"})),
-        ("/v1/test/faults", json!({"loyalty_accrual": true})),
+    let admin = &app.admin_token;
+    for call in [
+        app.put_clock(admin, json!({"now": "tomorrow"})),
+        app.put_clock(admin, json!({})),
+        app.put_faults(admin, json!({"loyalty_accrual": "sometimes"})),
+        app.put_faults(admin, json!({"loyalty_accrual": true})),
     ] {
-        let r = app
-            .send(Method::PUT, Some(&app.admin_token), path, Some(body), &[])
-            .await;
+        let r = call.await;
         assert_error(&r, 400, "VALIDATION_ERROR");
     }
     let set = app
-        .send(
-            Method::PUT,
-            Some(&app.admin_token),
-            "/v1/test/clock",
-            Some(json!({"now": "2030-01-01T00:00:00Z"})),
-            &[],
-        )
+        .put_clock(&app.admin_token, json!({"now": "2030-01-01T00:00:00Z"}))
         .await;
     assert_eq!(set.status, 200, "{}", set.text);
     assert!(
@@ -154,6 +143,8 @@ async fn the_test_controls_need_an_administrator() {
         jiff::Timestamp::now().duration_since(started).abs() < jiff::SignedDuration::from_mins(5),
         "the clock moved: {started}"
     );
-    let done = complete(&app, s(&slip, "id"), json!({})).await;
+    let done = app
+        .complete_slip(&app.admin_token, s(&slip, "id"), json!({}))
+        .await;
     assert_eq!(done.status, 200, "{}", done.text);
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 
 use crate::common::{Storage, TestApp, bin};
-use crate::support::{T0, at, ledger, min, play, s};
+use crate::support::{T0, at, min, play, s};
 
 fn cli_verify(storage: &Storage) -> (Output, Value) {
     let out = Command::new(bin())
@@ -40,12 +40,12 @@ async fn a_clean_database_verifies_without_drift_on_the_endpoint_and_the_command
     let (p1, _) = some_activity(&app).await;
     let (_, auditor) = app.staff("auditor").await;
 
-    let r = app.post(&auditor, "/v1/admin/verify", json!({})).await;
+    let r = app.verify(&auditor).await;
 
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["accounts_checked"], 2);
     assert_eq!(r.body["drift"], json!([]));
-    assert_eq!(ledger(&app, &p1).await.len(), 3);
+    assert_eq!(app.ledger(&p1).await.len(), 3);
 
     // The command line reads the same data while the server runs.
     let (out, report) = cli_verify(&app.storage);
@@ -100,9 +100,7 @@ async fn a_balance_corrupted_in_the_database_is_reported_as_drift() {
 
     // The running server reports the same drift.
     app.restart(&["--test-mode"]);
-    let r = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let r = app.verify(&app.admin_token).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["accounts_checked"], 2);
     let drift = r.body["drift"].as_array().unwrap();
@@ -121,7 +119,7 @@ async fn a_balance_corrupted_in_the_database_is_reported_as_drift() {
 async fn ledger_rows_cannot_be_updated_or_deleted() {
     let mut app = TestApp::spawn().await;
     let (p1, _) = some_activity(&app).await;
-    let entries = ledger(&app, &p1).await;
+    let entries = app.ledger(&p1).await;
     let id = s(&entries[0], "id").to_string();
     app.kill();
 
@@ -188,17 +186,15 @@ async fn loyalty_seed_fills_a_database_that_verifies() {
     // 12,000 rewards of 1..=97 points over 7 players, round robin.
     let total: i64 = (0..12_000i64).map(|i| 1 + i % 97).sum();
     let found = app
-        .get(&app.admin_token, "/v1/players?q=Seeded&limit=100")
+        .list_players(&app.admin_token)
+        .query("q=Seeded&limit=100")
         .await;
     let players = found.body["players"].as_array().unwrap().clone();
     assert_eq!(players.len(), 7);
     let mut sum = 0;
     for p in &players {
         let r = app
-            .get(
-                &app.admin_token,
-                &format!("/v1/players/{}/loyalty", p["id"].as_str().unwrap()),
-            )
+            .player_loyalty(&app.admin_token, p["id"].as_str().unwrap())
             .await;
         sum += r.body["current_balance"].as_i64().unwrap();
     }

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Resp, TestApp, bin};
+use crate::common::{Call, Resp, TestApp, bin};
 use crate::support::*;
 
 /// A player with `points`, a merchant, and a cashier (id, token).
@@ -20,14 +19,13 @@ struct Cage {
 async fn cage(app: &TestApp, points: i64) -> Cage {
     app.set_clock(T0).await;
     let player = app.player().await;
-    let admin_id = s(&app.get(&app.admin_token, "/v1/me").await.body, "id").to_string();
+    let admin_id = s(&app.me(&app.admin_token).await.body, "id").to_string();
     let mut left = points;
     while left > 0 {
         let chunk = left.min(10_000);
         let r = app
-            .post(
+            .manual_reward(
                 &app.admin_token,
-                "/v1/loyalty/manual-rewards",
                 json!({"player_id": player, "staff_id": admin_id, "points": chunk,
                        "reason": format!("wallet test funding {left}")}),
             )
@@ -37,11 +35,7 @@ async fn cage(app: &TestApp, points: i64) -> Cage {
     }
     let (_, cashier) = app.staff("cashier").await;
     let m = app
-        .post(
-            &cashier,
-            "/v1/merchants",
-            json!({"name": "Prime Steakhouse"}),
-        )
+        .create_merchant(&cashier, json!({"name": "Prime Steakhouse"}))
         .await;
     assert_eq!(m.status, 201, "{}", m.text);
     assert_eq!(m.body["earnings"], 0);
@@ -58,26 +52,21 @@ async fn hold(app: &TestApp, c: &Cage, amount: i64, extra: Value) -> Resp {
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
-    app.post(&c.cashier, "/v1/escrows", body).await
+    app.hold(&c.cashier, body).await
 }
 
 async fn settle(app: &TestApp, c: &Cage, id: &str, body: Value) -> Resp {
-    app.post(&c.cashier, &format!("/v1/escrows/{id}/settle"), body)
-        .await
+    app.settle(&c.cashier, id, body).await
 }
 
 async fn escrow(app: &TestApp, id: &str) -> Value {
-    let r = app
-        .get(&app.admin_token, &format!("/v1/escrows/{id}"))
-        .await;
+    let r = app.escrow(&app.admin_token, id).await;
     assert_eq!(r.status, 200, "{}", r.text);
     r.body
 }
 
 async fn verify_ok(app: &TestApp) {
-    let r = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let r = app.verify(&app.admin_token).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["drift_count"], 0, "{}", r.text);
 }
@@ -114,12 +103,12 @@ async fn a_comp_is_held_then_captured_and_every_point_is_accounted_for() {
     assert_eq!(h.body["status"], "HELD");
     assert_eq!(h.body["held_amount"], 1_200);
     let id = s(&h.body, "id").to_string();
-    let l = loyalty(&app, &c.player).await;
+    let l = app.loyalty(&c.player).await;
     assert_eq!(
         (l["current_balance"].as_i64(), l["escrow_balance"].as_i64()),
         (Some(3_800), Some(1_200))
     );
-    let hold_entry = &ledger(&app, &c.player).await[0];
+    let hold_entry = &app.ledger(&c.player).await[0];
     assert_eq!(hold_entry["transaction_type"], "ESCROW_HOLD");
     assert_eq!(hold_entry["points_change"], -1_200);
     assert_eq!(hold_entry["balance_before"], 5_000);
@@ -159,11 +148,9 @@ async fn a_comp_is_held_then_captured_and_every_point_is_accounted_for() {
     );
     assert_eq!(r.body["version"], 4);
 
-    let m = app
-        .get(&c.cashier, &format!("/v1/merchants/{}", c.merchant))
-        .await;
+    let m = app.merchant(&c.cashier, &c.merchant).await;
     assert_eq!(m.body["earnings"], 1_000, "{}", m.text);
-    let l = loyalty(&app, &c.player).await;
+    let l = app.loyalty(&c.player).await;
     assert_eq!(
         (l["current_balance"].as_i64(), l["escrow_balance"].as_i64()),
         (Some(4_000), Some(0))
@@ -176,9 +163,7 @@ async fn a_comp_is_held_then_captured_and_every_point_is_accounted_for() {
     // Another hold, refunded whole.
     let h2 = hold(&app, &c, 300, json!({})).await;
     let id2 = s(&h2.body, "id").to_string();
-    let r = app
-        .post(&c.cashier, &format!("/v1/escrows/{id2}/refund"), json!({}))
-        .await;
+    let r = app.refund(&c.cashier, &id2, json!({})).await;
     assert_eq!(
         (r.status.as_u16(), r.body["status"].as_str()),
         (200, Some("REFUNDED")),
@@ -187,7 +172,8 @@ async fn a_comp_is_held_then_captured_and_every_point_is_accounted_for() {
     );
 
     // The events tell the story.
-    let types: Vec<String> = events(&app)
+    let types: Vec<String> = app
+        .all_events()
         .await
         .iter()
         .map(|e| s(e, "event_type").to_string())
@@ -219,64 +205,31 @@ async fn who_may_hold_settle_and_read_escrows() {
 
     let body =
         json!({"player_id": c.player, "merchant_id": c.merchant, "amount": 1, "reason": "x"});
-    assert_error(
-        &app.post(&pit, "/v1/escrows", body.clone()).await,
-        403,
-        "FORBIDDEN",
-    );
-    assert_error(
-        &app.post(&auditor, "/v1/escrows", body).await,
-        403,
-        "FORBIDDEN",
-    );
-    assert_error(
-        &app.post(&pit, &format!("/v1/escrows/{id}/settle"), json!({}))
-            .await,
-        403,
-        "FORBIDDEN",
-    );
-    assert_error(
-        &app.get(&pit, &format!("/v1/escrows/{id}")).await,
-        403,
-        "FORBIDDEN",
-    );
-    assert_eq!(
-        app.get(&auditor, &format!("/v1/escrows/{id}")).await.status,
-        200
-    );
+    assert_error(&app.hold(&pit, body.clone()).await, 403, "FORBIDDEN");
+    assert_error(&app.hold(&auditor, body).await, 403, "FORBIDDEN");
+    assert_error(&app.settle(&pit, &id, json!({})).await, 403, "FORBIDDEN");
+    assert_error(&app.escrow(&pit, &id).await, 403, "FORBIDDEN");
+    assert_eq!(app.escrow(&auditor, &id).await.status, 200);
 
     // A player token reads that player's escrows, and no one else's.
     let token = app
-        .post(
-            &app.admin_token,
-            &format!("/v1/players/{}/tokens", c.player),
-            json!({}),
-        )
+        .create_player_token(&app.admin_token, &c.player)
         .await
         .body["token"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(
-        app.get(&token, &format!("/v1/escrows/{id}")).await.status,
-        200
-    );
-    let own = app
-        .get(&token, &format!("/v1/players/{}/escrows", c.player))
-        .await;
+    assert_eq!(app.escrow(&token, &id).await.status, 200);
+    let own = app.player_escrows(&token, &c.player).await;
     assert_eq!(own.status, 200, "{}", own.text);
     assert_eq!(own.body["escrows"].as_array().unwrap().len(), 1);
     let other = cage(&app, 500).await;
     let theirs = hold(&app, &other, 50, json!({})).await;
-    let r = app
-        .get(&token, &format!("/v1/escrows/{}", s(&theirs.body, "id")))
-        .await;
+    let r = app.escrow(&token, s(&theirs.body, "id")).await;
     assert_error(&r, 403, "FORBIDDEN");
-    let r = app
-        .get(&token, &format!("/v1/players/{}/escrows", other.player))
-        .await;
+    let r = app.player_escrows(&token, &other.player).await;
     assert_error(&r, 403, "FORBIDDEN");
-    assert_error(&app.get(&token, "/v1/merchants").await, 403, "FORBIDDEN");
+    assert_error(&app.merchants(&token).await, 403, "FORBIDDEN");
 }
 
 #[tokio::test]
@@ -292,35 +245,35 @@ async fn escrow_lists_page_newest_first_and_filter_by_status() {
         assert_eq!(settle(&app, &c, id, json!({})).await.status, 200);
     }
     let mut seen = Vec::new();
-    let mut path = format!("/v1/players/{}/escrows?limit=3", c.player);
+    let mut cursor = String::new();
     loop {
-        let r = app.get(&c.cashier, &path).await;
+        let r = app
+            .player_escrows(&c.cashier, &c.player)
+            .query("limit=3")
+            .query(&cursor)
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
         for e in r.body["escrows"].as_array().unwrap() {
             seen.push(s(e, "id").to_string());
         }
         match r.body["next_cursor"].as_str() {
-            Some(cur) => path = format!("/v1/players/{}/escrows?limit=3&cursor={cur}", c.player),
+            Some(cur) => cursor = format!("cursor={cur}"),
             None => break,
         }
     }
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
     assert_eq!(seen, newest_first);
     let held = app
-        .get(
-            &c.cashier,
-            &format!("/v1/players/{}/escrows?status=HELD", c.player),
-        )
+        .player_escrows(&c.cashier, &c.player)
+        .query("status=HELD")
         .await;
     assert_eq!(held.body["escrows"].as_array().unwrap().len(), 4);
     let settled = app
-        .get(
-            &c.cashier,
-            &format!("/v1/players/{}/escrows?status=SETTLED", c.player),
-        )
+        .player_escrows(&c.cashier, &c.player)
+        .query("status=SETTLED")
         .await;
     assert_eq!(settled.body["escrows"].as_array().unwrap().len(), 3);
-    let merchants = app.get(&c.cashier, "/v1/merchants").await;
+    let merchants = app.merchants(&c.cashier).await;
     assert_eq!(merchants.body["merchants"][0]["id"], c.merchant.as_str());
     assert_eq!(merchants.body["merchants"][0]["earnings"], 10 + 11 + 12);
 }
@@ -333,8 +286,8 @@ async fn malformed_wallet_requests_are_4xx_and_write_nothing() {
     assert_eq!(h.status, 201, "{}", h.text);
     let id = s(&h.body, "id").to_string();
     let nobody = uuid::Uuid::now_v7();
-    let before = events(&app).await.len();
-    let balance_before = loyalty(&app, &c.player).await;
+    let before = app.all_events().await.len();
+    let balance_before = app.loyalty(&c.player).await;
 
     let hold_with = |k: &str, v: Value| {
         let mut b =
@@ -342,191 +295,170 @@ async fn malformed_wallet_requests_are_4xx_and_write_nothing() {
         b[k] = v;
         b
     };
-    let cases: Vec<(&str, String, Value, u16, &str)> = vec![
+    let cases: Vec<(&str, Call, u16, &str)> = vec![
         (
             "zero amount",
-            "/v1/escrows".into(),
-            hold_with("amount", json!(0)),
+            app.hold(&c.cashier, hold_with("amount", json!(0))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "negative amount",
-            "/v1/escrows".into(),
-            hold_with("amount", json!(-5)),
+            app.hold(&c.cashier, hold_with("amount", json!(-5))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "fractional amount",
-            "/v1/escrows".into(),
-            hold_with("amount", json!(1.5)),
+            app.hold(&c.cashier, hold_with("amount", json!(1.5))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "amount over 1,000,000",
-            "/v1/escrows".into(),
-            hold_with("amount", json!(1_000_001)),
+            app.hold(&c.cashier, hold_with("amount", json!(1_000_001))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "huge amount",
-            "/v1/escrows".into(),
-            hold_with("amount", json!(1e20)),
+            app.hold(&c.cashier, hold_with("amount", json!(1e20))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "amount as text",
-            "/v1/escrows".into(),
-            hold_with("amount", json!("10")),
+            app.hold(&c.cashier, hold_with("amount", json!("10"))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "empty reason",
-            "/v1/escrows".into(),
-            hold_with("reason", json!("  ")),
+            app.hold(&c.cashier, hold_with("reason", json!("  "))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "reason of 501",
-            "/v1/escrows".into(),
-            hold_with("reason", json!("r".repeat(501))),
+            app.hold(&c.cashier, hold_with("reason", json!("r".repeat(501)))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "reference of 201",
-            "/v1/escrows".into(),
-            hold_with("reference", json!("x".repeat(201))),
+            app.hold(&c.cashier, hold_with("reference", json!("x".repeat(201)))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "expiry in the past",
-            "/v1/escrows".into(),
-            hold_with("expires_at", json!(at(T0, -min(1)))),
+            app.hold(&c.cashier, hold_with("expires_at", json!(at(T0, -min(1))))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "expiry 91 days out",
-            "/v1/escrows".into(),
-            hold_with("expires_at", json!(at(T0, min(91 * 24 * 60)))),
+            app.hold(
+                &c.cashier,
+                hold_with("expires_at", json!(at(T0, min(91 * 24 * 60)))),
+            ),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "expiry not a time",
-            "/v1/escrows".into(),
-            hold_with("expires_at", json!("tomorrow")),
+            app.hold(&c.cashier, hold_with("expires_at", json!("tomorrow"))),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "unknown player",
-            "/v1/escrows".into(),
-            hold_with("player_id", json!(nobody)),
+            app.hold(&c.cashier, hold_with("player_id", json!(nobody))),
             404,
             "NOT_FOUND",
         ),
         (
             "unknown merchant",
-            "/v1/escrows".into(),
-            hold_with("merchant_id", json!(nobody)),
+            app.hold(&c.cashier, hold_with("merchant_id", json!(nobody))),
             404,
             "NOT_FOUND",
         ),
         (
             "more than available",
-            "/v1/escrows".into(),
-            hold_with("amount", json!(501)),
+            app.hold(&c.cashier, hold_with("amount", json!(501))),
             422,
             "INSUFFICIENT_BALANCE",
         ),
         (
             "final not a boolean",
-            format!("/v1/escrows/{id}/settle"),
-            json!({"final": "yes"}),
+            app.settle(&c.cashier, &id.to_string(), json!({"final": "yes"})),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "version as text",
-            format!("/v1/escrows/{id}/settle"),
-            json!({"expected_version": "1"}),
+            app.settle(
+                &c.cashier,
+                &id.to_string(),
+                json!({"expected_version": "1"}),
+            ),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "zero capture",
-            format!("/v1/escrows/{id}/settle"),
-            json!({"amount": 0}),
+            app.settle(&c.cashier, &id.to_string(), json!({"amount": 0})),
             400,
             "VALIDATION_ERROR",
         ),
         (
             "capture over held",
-            format!("/v1/escrows/{id}/settle"),
-            json!({"amount": 501}),
+            app.settle(&c.cashier, &id.to_string(), json!({"amount": 501})),
             422,
             "ESCROW_AMOUNT_EXCEEDED",
         ),
         (
             "stale version",
-            format!("/v1/escrows/{id}/settle"),
-            json!({"expected_version": 9}),
+            app.settle(&c.cashier, &id.to_string(), json!({"expected_version": 9})),
             409,
             "CONFLICT",
         ),
         (
             "stale version on refund",
-            format!("/v1/escrows/{id}/refund"),
-            json!({"expected_version": 9}),
+            app.refund(&c.cashier, &id.to_string(), json!({"expected_version": 9})),
             409,
             "CONFLICT",
         ),
         (
             "unknown escrow",
-            format!("/v1/escrows/{nobody}/settle"),
-            json!({}),
+            app.settle(&c.cashier, &nobody.to_string(), json!({})),
             404,
             "NOT_FOUND",
         ),
         (
             "not an escrow id",
-            "/v1/escrows/12/settle".into(),
-            json!({}),
+            app.settle(&c.cashier, "12", json!({})),
             404,
             "NOT_FOUND",
         ),
         (
             "merchant without a name",
-            "/v1/merchants".into(),
-            json!({}),
+            app.create_merchant(&c.cashier, json!({})),
             400,
             "VALIDATION_ERROR",
         ),
     ];
-    for (what, path, body, status, code) in &cases {
-        let r = app.post(&c.cashier, path, body.clone()).await;
+    for (what, call, status, code) in cases {
+        let r = call.await;
         assert_eq!(
             (r.status.as_u16(), r.code()),
-            (*status, *code),
+            (status, code),
             "{what}: {}",
             r.text
         );
     }
     let stale = app
-        .post(
-            &c.cashier,
-            &format!("/v1/escrows/{id}/settle"),
-            json!({"expected_version": 9}),
-        )
+        .settle(&c.cashier, &id, json!({"expected_version": 9}))
         .await;
     assert_eq!(
         stale.body["error"]["details"]["current_version"], 1,
@@ -537,11 +469,11 @@ async fn malformed_wallet_requests_are_4xx_and_write_nothing() {
     assert_eq!(over.body["error"]["details"]["held_amount"], 500);
 
     assert_eq!(
-        events(&app).await.len(),
+        app.all_events().await.len(),
         before,
         "a refused request wrote events"
     );
-    assert_eq!(loyalty(&app, &c.player).await, balance_before);
+    assert_eq!(app.loyalty(&c.player).await, balance_before);
 
     // Past its expiry a hold can no longer be captured (swept or not).
     app.set_clock(&at(T0, min(61))).await;
@@ -580,7 +512,8 @@ async fn the_sweeper_refunds_expired_holds_by_the_server_clock() {
     );
     assert_eq!(escrow(&app, &later).await["status"], "HELD");
     assert_eq!(escrow(&app, &open).await["status"], "HELD");
-    let refund = ledger(&app, &c.player)
+    let refund = app
+        .ledger(&c.player)
         .await
         .into_iter()
         .find(|e| e["transaction_type"] == "ESCROW_REFUND")
@@ -588,12 +521,12 @@ async fn the_sweeper_refunds_expired_holds_by_the_server_clock() {
     assert_eq!(refund["points_change"], 300);
     assert!(s(&refund, "reason").starts_with("expired at"), "{refund}");
     assert!(
-        events(&app)
+        app.all_events()
             .await
             .iter()
             .any(|e| e["event_type"] == "ESCROW_EXPIRED")
     );
-    let l = loyalty(&app, &c.player).await;
+    let l = app.loyalty(&c.player).await;
     assert_eq!(
         (l["current_balance"].as_i64(), l["escrow_balance"].as_i64()),
         (Some(700), Some(300))
@@ -612,7 +545,7 @@ async fn sixteen_concurrent_holds_of_100_on_1000_leave_exactly_ten() {
         .filter(|r| r.code() == "INSUFFICIENT_BALANCE")
         .count();
     assert_eq!((ok, short), (10, 6));
-    let l = loyalty(&app, &c.player).await;
+    let l = app.loyalty(&c.player).await;
     assert_eq!(
         (l["current_balance"].as_i64(), l["escrow_balance"].as_i64()),
         (Some(0), Some(1_000))
@@ -651,39 +584,20 @@ async fn a_retried_partial_capture_never_applies_twice() {
     let c = cage(&app, 1_000).await;
     let h = hold(&app, &c, 600, json!({})).await;
     let id = s(&h.body, "id").to_string();
-    let path = format!("/v1/escrows/{id}/settle");
     let body = json!({"amount": 100, "final": false});
     let key = [("Idempotency-Key", "pos-4711-round-1")];
     let first = app
-        .send(
-            Method::POST,
-            Some(&c.cashier),
-            &path,
-            Some(body.clone()),
-            &key,
-        )
+        .settle(&c.cashier, &id, body.clone())
+        .headers(&key)
         .await;
     assert_eq!(first.status, 200, "{}", first.text);
-    let tries = join_all((0..5).map(|_| {
-        app.send(
-            Method::POST,
-            Some(&c.cashier),
-            &path,
-            Some(body.clone()),
-            &key,
-        )
-    }))
-    .await;
+    let tries =
+        join_all((0..5).map(|_| app.settle(&c.cashier, &id, body.clone()).headers(&key))).await;
     // Each retry replays the stored answer, or — while another retry with
     // the key is being answered — is told so (409); none captures again.
     for r in tries.iter().chain([&app
-        .send(
-            Method::POST,
-            Some(&c.cashier),
-            &path,
-            Some(body.clone()),
-            &key,
-        )
+        .settle(&c.cashier, &id, body.clone())
+        .headers(&key)
         .await])
     {
         if r.status == 409 {
@@ -695,19 +609,12 @@ async fn a_retried_partial_capture_never_applies_twice() {
         assert_eq!(r.headers["idempotent-replayed"], "true");
     }
     assert_eq!(escrow(&app, &id).await["held_amount"], 500);
-    let m = app
-        .get(&c.cashier, &format!("/v1/merchants/{}", c.merchant))
-        .await;
+    let m = app.merchant(&c.cashier, &c.merchant).await;
     assert_eq!(m.body["earnings"], 100);
     // The same key with another amount is refused.
     let other = app
-        .send(
-            Method::POST,
-            Some(&c.cashier),
-            &path,
-            Some(json!({"amount": 200, "final": false})),
-            &key,
-        )
+        .settle(&c.cashier, &id, json!({"amount": 200, "final": false}))
+        .headers(&key)
         .await;
     assert_error(&other, 422, "IDEMPOTENCY_KEY_REUSED");
 }
@@ -733,9 +640,7 @@ async fn verification_reports_a_wallet_changed_behind_its_back() {
         ))
         .unwrap();
     assert_eq!(n, 1);
-    let r = app
-        .post(&app.admin_token, "/v1/admin/verify", json!({}))
-        .await;
+    let r = app.verify(&app.admin_token).await;
     let checks: Vec<&str> = r.body["drift"]
         .as_array()
         .unwrap()
