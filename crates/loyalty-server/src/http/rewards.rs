@@ -13,7 +13,7 @@ use loyalty_core::limits::{
     KEY_CHARS_MAX, REASON_CHARS_MAX, REWARD_POINTS_MAX, REWARD_REASON_CHARS_MIN,
 };
 use loyalty_store::ops::{self, OpError};
-use loyalty_store::{LedgerEntry, StoreError};
+use loyalty_store::LedgerEntry;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -148,59 +148,30 @@ pub(super) async fn manual_reward(
         ),
     };
 
-    // Read-only precheck, in rule order: replays first (they use no quota),
-    // then the player, its rating slip, then the balance; the transaction
-    // re-checks all of it.
-    let (k, hk, player_id, points, slip_id) = (
-        key.clone(),
-        header_key.clone(),
-        input.player_id,
-        input.points,
-        input.rating_slip_id,
-    );
-    let pre = st
+    let cmd = ops::ManualReward {
+        player_id: input.player_id,
+        points: input.points,
+        reason,
+        staff_id: staff.id,
+        rating_slip_id: input.rating_slip_id,
+        key,
+    };
+    // The operation's own checks, read-only and in rule order, before the
+    // rate limiter: a replay (of the Idempotency-Key or the reward key)
+    // uses no quota and a refusal takes none. The transaction checks again.
+    let (hk, check) = (header_key.clone(), cmd.clone());
+    let replay = st
         .store
-        .read(move |tx| -> Result<Precheck, StoreError> {
+        .read(move |tx| -> Result<bool, OpError> {
             if let Some(h) = &hk
                 && tx.idempotency_record(&h.scope, &h.key)?.is_some()
             {
-                return Ok(Precheck::Replay);
+                return Ok(true);
             }
-            if tx.entry_by_key(&k)?.is_some() {
-                return Ok(Precheck::Replay);
-            }
-            let Some(account) = tx.account(player_id)? else {
-                return Ok(Precheck::NoPlayer);
-            };
-            if let Some(id) = slip_id {
-                match tx.slip(id)? {
-                    Some(slip) if slip.player_id == player_id => {}
-                    Some(_) => {
-                        return Ok(Precheck::BadSlip("rating slip belongs to another player"));
-                    }
-                    None => return Ok(Precheck::BadSlip("rating slip does not exist")),
-                }
-            }
-            Ok(if account.current_balance + points < 0 {
-                Precheck::Insufficient(account.current_balance)
-            } else {
-                Precheck::Go
-            })
+            Ok(ops::check_manual_reward(tx, &check)?.is_some())
         })
         .await?;
-    match pre {
-        Precheck::NoPlayer => return Err(ApiError::not_found("player")),
-        Precheck::BadSlip(why) => return Err(ApiError::validation("rating_slip_id", why)),
-        Precheck::Insufficient(available) => {
-            return Err(OpError::InsufficientBalance {
-                available,
-                requested: -points,
-            }
-            .into());
-        }
-        Precheck::Replay | Precheck::Go => {}
-    }
-    let ticket = if matches!(pre, Precheck::Go) {
+    let ticket = if !replay {
         match st.limiter.acquire(staff.id, now).await {
             Ok(Decision::Granted(t)) => Some(t),
             Ok(Decision::Limited { retry_after_s }) => {
@@ -224,16 +195,8 @@ pub(super) async fn manual_reward(
         None
     };
 
-    let mut ctx = st.op_ctx(Some(&caller), Some(key.clone()));
+    let mut ctx = st.op_ctx(Some(&caller), Some(cmd.key.clone()));
     ctx.now = now;
-    let cmd = ops::ManualReward {
-        player_id: input.player_id,
-        points: input.points,
-        reason,
-        staff_id: staff.id,
-        rating_slip_id: input.rating_slip_id,
-        key,
-    };
     if let Some(threshold) = st.settings.dual_control_threshold
         && input.points.unsigned_abs() >= threshold.unsigned_abs()
     {
@@ -289,14 +252,6 @@ pub(super) async fn manual_reward(
         log_reward(entry, *replay, started);
     }
     Ok(out.into_response())
-}
-
-enum Precheck {
-    Replay,
-    NoPlayer,
-    BadSlip(&'static str),
-    Insufficient(i64),
-    Go,
 }
 
 fn log_reward(e: &LedgerEntry, replay: bool, started: Instant) {

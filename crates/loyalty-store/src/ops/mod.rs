@@ -1331,6 +1331,60 @@ pub struct ManualReward {
     pub key: String,
 }
 
+/// The checks of a manual reward before anything is written, in rule
+/// order: the same key again is a replay (`Some` with the entry it wrote)
+/// or, with other content, a reuse; then the player, its rating slip and the
+/// balance. Read-only: a caller that must decide before the write (the rate
+/// limiter takes quota only for a reward that will be written) runs it in a
+/// read, and [`manual_reward`] runs it again in its transaction.
+pub fn check_manual_reward(
+    tx: &mut dyn Tx,
+    input: &ManualReward,
+) -> Result<Option<LedgerEntry>, OpError> {
+    if let Some(existing) = tx.entry_by_key(&input.key)? {
+        // A key replays only the request that wrote it; anything else is a
+        // reuse, answered without revealing the original entry.
+        let same = existing.player_id == input.player_id
+            && existing.staff_id == Some(input.staff_id)
+            && existing.points_change == input.points
+            && existing.reason.as_deref() == Some(input.reason.as_str())
+            && existing.rating_slip_id == input.rating_slip_id
+            && matches!(
+                existing.transaction_type,
+                TransactionType::ManualBonus | TransactionType::Adjustment
+            );
+        if !same {
+            return Err(OpError::IdempotencyKeyReused);
+        }
+        return Ok(Some(existing));
+    }
+    tx.player(input.player_id)?
+        .ok_or(OpError::NotFound("player"))?;
+    if let Some(slip_id) = input.rating_slip_id {
+        match tx.slip(slip_id)? {
+            Some(slip) if slip.player_id == input.player_id => {}
+            Some(_) => {
+                return Err(validation(
+                    "rating_slip_id",
+                    "rating slip belongs to another player",
+                ));
+            }
+            None => return Err(validation("rating_slip_id", "rating slip does not exist")),
+        }
+    }
+    // Locks in the order every write takes them: slip, then account.
+    let account = tx
+        .account(input.player_id)?
+        .ok_or(OpError::NotFound("player"))?;
+    if account.current_balance.saturating_add(input.points) < 0 {
+        return Err(OpError::InsufficientBalance {
+            available: account.current_balance,
+            requested: -input.points,
+        });
+    }
+    Ok(None)
+}
+
 /// Grants a manual reward (MANUAL_BONUS) or adjustment (ADJUSTMENT). Returns
 /// the entry and whether it is a replay of an earlier one with the same key.
 pub fn manual_reward(
@@ -1349,36 +1403,8 @@ pub(crate) fn manual_reward_by(
     input: ManualReward,
     approved_by: Option<Uuid>,
 ) -> Result<(LedgerEntry, bool), OpError> {
-    if let Some(existing) = tx.entry_by_key(&input.key)? {
-        // A key replays only the request that wrote it; anything else is a
-        // reuse, answered without revealing the original entry.
-        let same = existing.player_id == input.player_id
-            && existing.staff_id == Some(input.staff_id)
-            && existing.points_change == input.points
-            && existing.reason.as_deref() == Some(input.reason.as_str())
-            && existing.rating_slip_id == input.rating_slip_id
-            && matches!(
-                existing.transaction_type,
-                TransactionType::ManualBonus | TransactionType::Adjustment
-            );
-        if !same {
-            return Err(OpError::IdempotencyKeyReused);
-        }
+    if let Some(existing) = check_manual_reward(tx, &input)? {
         return Ok((existing, true));
-    }
-    tx.player(input.player_id)?
-        .ok_or(OpError::NotFound("player"))?;
-    if let Some(slip_id) = input.rating_slip_id {
-        match tx.slip(slip_id)? {
-            Some(slip) if slip.player_id == input.player_id => {}
-            Some(_) => {
-                return Err(validation(
-                    "rating_slip_id",
-                    "rating slip belongs to another player",
-                ));
-            }
-            None => return Err(validation("rating_slip_id", "rating slip does not exist")),
-        }
     }
     let transaction_type = if input.points > 0 {
         TransactionType::ManualBonus
