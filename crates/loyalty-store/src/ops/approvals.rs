@@ -67,7 +67,7 @@ pub fn request(
         .ok_or(OpError::NotFound("player"))?;
     let approval = Approval {
         seq: 0,
-        id: Uuid::now_v7(),
+        id: ctx.new_id(),
         status: status::PENDING.into(),
         player_id: input.player_id,
         points: input.points,

@@ -126,11 +126,18 @@ pub struct OpCtx {
 }
 
 impl OpCtx {
+    /// A new id for a row or event this operation writes: a UUID v7, whose
+    /// time part (the system clock's, not [`OpCtx::now`]) only orders ids;
+    /// no rule reads it.
+    pub fn new_id(&self) -> Uuid {
+        Uuid::now_v7()
+    }
+
     /// Appends `event` to the outbox in this transaction.
     fn emit(&self, tx: &mut dyn Tx, event: impl Into<Event>) -> Result<(), OpError> {
         Ok(tx.append_event(NewEvent::of(
             &event.into(),
-            Uuid::now_v7(),
+            self.new_id(),
             self.now,
             self.correlation_id.clone(),
             self.idempotency_key.clone(),
@@ -265,7 +272,7 @@ fn apply_entry_to(
 
     let mut entry = LedgerEntry {
         seq: 0,
-        id: Uuid::now_v7(),
+        id: ctx.new_id(),
         player_id: spec.player_id,
         transaction_type: spec.transaction_type,
         event_type: spec.event_type.as_str().to_string(),
@@ -346,7 +353,7 @@ pub fn create_staff(
     token_hash: &str,
 ) -> Result<Staff, OpError> {
     let staff = Staff {
-        id: Uuid::now_v7(),
+        id: ctx.new_id(),
         name,
         role,
         created_at: ctx.now,
@@ -373,7 +380,7 @@ pub fn create_player(
     card_number: Option<String>,
 ) -> Result<Player, OpError> {
     let player = Player {
-        id: Uuid::now_v7(),
+        id: ctx.new_id(),
         display_name,
         card_number,
         status: "ACTIVE".into(),
@@ -492,7 +499,7 @@ pub fn create_table(
     settings: GameSettings,
 ) -> Result<GameTable, OpError> {
     let table = GameTable {
-        id: Uuid::now_v7(),
+        id: ctx.new_id(),
         name,
         game_type,
         settings,
@@ -568,7 +575,7 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
         .table_unlocked(input.table_id)?
         .ok_or(OpError::NotFound("table"))?;
     let slip = RatingSlip {
-        id: Uuid::now_v7(),
+        id: ctx.new_id(),
         player_id: input.player_id,
         table_id: input.table_id,
         seat_number: input.seat_number,

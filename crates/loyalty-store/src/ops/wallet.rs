@@ -66,7 +66,7 @@ pub struct Capture {
 pub fn create_merchant(tx: &mut dyn Tx, ctx: &OpCtx, name: String) -> Result<Merchant, OpError> {
     let mut merchant = Merchant {
         seq: 0,
-        id: Uuid::now_v7(),
+        id: ctx.new_id(),
         name,
         earnings: 0,
         created_at: ctx.now,
@@ -121,7 +121,7 @@ pub fn hold(tx: &mut dyn Tx, ctx: &OpCtx, input: Hold) -> Result<Escrow, OpError
     }
     let mut escrow = Escrow {
         seq: 0,
-        id: Uuid::now_v7(),
+        id: ctx.new_id(),
         player_id: input.player_id,
         merchant_id: input.merchant_id,
         amount: input.amount,
