@@ -274,6 +274,29 @@ impl LoyaltyStatus {
     }
 }
 
+/// Whether a player takes part in the program. Every player is ACTIVE today;
+/// the state is stored and shown so that closing an account later is a new
+/// variant, not a new column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PlayerStatus {
+    /// Earns and redeems points.
+    Active,
+}
+
+impl PlayerStatus {
+    /// Stable upper-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlayerStatus::Active => "ACTIVE",
+        }
+    }
+    /// Parses [`PlayerStatus::as_str`].
+    pub fn parse(s: &str) -> Option<PlayerStatus> {
+        [PlayerStatus::Active].into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 /// Kind of a ledger entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

@@ -5,12 +5,41 @@ use jiff::Timestamp;
 use serde::Serialize;
 use uuid::Uuid;
 
-/// Status of a dead letter that waits for an operator.
-pub const DEAD: &str = "DEAD";
-/// Status of a dead letter an operator asked to deliver again.
-pub const REPLAY_REQUESTED: &str = "REPLAY_REQUESTED";
-/// Status of a dead letter delivered by a replay.
-pub const REPLAYED: &str = "REPLAYED";
+/// Where a dead letter stands: DEAD → REPLAY_REQUESTED → REPLAYED, or DEAD
+/// again with the replay's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeadLetterStatus {
+    /// Waits for an operator.
+    Dead,
+    /// An operator asked to deliver it again.
+    ReplayRequested,
+    /// Delivered by a replay.
+    Replayed,
+}
+
+impl DeadLetterStatus {
+    /// Every status.
+    pub const ALL: [DeadLetterStatus; 3] = [
+        DeadLetterStatus::Dead,
+        DeadLetterStatus::ReplayRequested,
+        DeadLetterStatus::Replayed,
+    ];
+
+    /// Stable upper-case name (stored and shown).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterStatus::Dead => "DEAD",
+            DeadLetterStatus::ReplayRequested => "REPLAY_REQUESTED",
+            DeadLetterStatus::Replayed => "REPLAYED",
+        }
+    }
+
+    /// Parses [`DeadLetterStatus::as_str`].
+    pub fn parse(s: &str) -> Option<DeadLetterStatus> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
 
 /// An event one subscriber could not handle after its last attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,8 +58,8 @@ pub struct DeadLetter {
     pub error: String,
     /// Delivery attempts so far (replays included).
     pub attempts: u32,
-    /// DEAD, REPLAY_REQUESTED or REPLAYED.
-    pub status: String,
+    /// Where it stands.
+    pub status: DeadLetterStatus,
     /// When first dead-lettered.
     pub created_at: Timestamp,
     /// Last change.
@@ -63,7 +92,7 @@ pub struct DeadLetterQuery {
     /// Only this subscriber's.
     pub subscriber: Option<String>,
     /// Only this status.
-    pub status: Option<String>,
+    pub status: Option<DeadLetterStatus>,
     /// Only ids above this (the cursor).
     pub after_id: i64,
     /// Page size.

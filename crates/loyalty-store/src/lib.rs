@@ -27,7 +27,7 @@ pub mod transfer;
 
 use std::sync::Arc;
 
-pub use dispatch::{Alert, DeadLetter, DeadLetterQuery, FeedItem, NewDeadLetter};
+pub use dispatch::{Alert, DeadLetter, DeadLetterQuery, DeadLetterStatus, FeedItem, NewDeadLetter};
 pub use records::*;
 use uuid::Uuid;
 
@@ -216,7 +216,7 @@ pub trait Tx {
     fn update_dead_letter(
         &mut self,
         id: i64,
-        status: &str,
+        status: DeadLetterStatus,
         error: Option<&str>,
         attempts: Option<u32>,
         at: jiff::Timestamp,

@@ -41,8 +41,8 @@ pub struct Player {
     pub display_name: String,
     /// Loyalty card number, unique when present.
     pub card_number: Option<String>,
-    /// `ACTIVE` for now.
-    pub status: String,
+    /// Whether the player takes part in the program.
+    pub status: loyalty_core::PlayerStatus,
     /// When created.
     pub created_at: Timestamp,
 }

@@ -12,12 +12,13 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use loyalty_core::{
-    EscrowStatus, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType,
+    EscrowStatus, GameSettings, LoyaltyStatus, PlayerStatus, Role, SlipStatus, Tier,
+    TransactionType,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::dispatch::{Alert, DeadLetter};
+use crate::dispatch::{Alert, DeadLetter, DeadLetterStatus};
 use crate::records::*;
 use crate::{StoreError, StoreResult};
 
@@ -136,7 +137,7 @@ pub(crate) fn player(r: &dyn RowRead) -> StoreResult<Player> {
         id: r.id(0)?,
         display_name: r.text(1)?,
         card_number: r.text_opt(2)?,
-        status: r.text(3)?,
+        status: name(r, 3, "player status", PlayerStatus::parse)?,
         created_at: r.ts(4)?,
     })
 }
@@ -328,7 +329,7 @@ pub(crate) fn dead_letter(r: &dyn RowRead) -> StoreResult<DeadLetter> {
         event_type: r.text(4)?,
         error: r.text(5)?,
         attempts: r.u32(6)?,
-        status: r.text(7)?,
+        status: name(r, 7, "dead letter status", DeadLetterStatus::parse)?,
         created_at: r.ts(8)?,
         updated_at: r.ts(9)?,
     })

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use loyalty_core::Permission;
-use loyalty_store::{DeadLetterQuery, StoreError, dispatch as dl};
+use loyalty_store::{DeadLetterQuery, DeadLetterStatus, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -30,14 +30,15 @@ pub(super) async fn dead_letters(
 ) -> ApiResult<Response> {
     caller.require(Permission::AuditRead)?;
     let limit = page_limit(p.limit)?;
-    if let Some(s) = &p.status
-        && ![dl::DEAD, dl::REPLAY_REQUESTED, dl::REPLAYED].contains(&s.as_str())
-    {
-        return Err(ApiError::validation(
-            "status",
-            "must be DEAD, REPLAY_REQUESTED or REPLAYED",
-        ));
-    }
+    let status = p
+        .status
+        .as_deref()
+        .map(|s| {
+            DeadLetterStatus::parse(s).ok_or_else(|| {
+                ApiError::validation("status", "must be DEAD, REPLAY_REQUESTED or REPLAYED")
+            })
+        })
+        .transpose()?;
     if p.subscriber.as_ref().is_some_and(|s| s.len() > 64) {
         return Err(ApiError::validation(
             "subscriber",
@@ -50,7 +51,7 @@ pub(super) async fn dead_letters(
     }
     let q = DeadLetterQuery {
         subscriber: p.subscriber,
-        status: p.status,
+        status,
         after_id: after,
         limit,
     };
@@ -83,9 +84,9 @@ pub(super) async fn replay_dead_letter(
         let Some(mut d) = tx.dead_letter(id)? else {
             return Err(ApiError::not_found("dead letter"));
         };
-        if d.status == dl::DEAD {
-            tx.update_dead_letter(id, dl::REPLAY_REQUESTED, None, None, ctx.now)?;
-            d.status = dl::REPLAY_REQUESTED.into();
+        if d.status == DeadLetterStatus::Dead {
+            tx.update_dead_letter(id, DeadLetterStatus::ReplayRequested, None, None, ctx.now)?;
+            d.status = DeadLetterStatus::ReplayRequested;
             d.updated_at = ctx.now;
         }
         Ok((StatusCode::ACCEPTED, json!(d), d))
@@ -94,7 +95,7 @@ pub(super) async fn replay_dead_letter(
     if let crate::idem::Outcome::Fresh(_, _, dead) = &out {
         st.events.registry.hint_replay(&dead.subscriber);
         tracing::info!(dead_letter_id = id, subscriber = %dead.subscriber, seq = dead.event_seq,
-            status = %dead.status, "dead_letter_replay_requested");
+            status = dead.status.as_str(), "dead_letter_replay_requested");
     }
     Ok(out.into_response())
 }

@@ -12,8 +12,8 @@ use loyalty_core::Permission;
 use loyalty_core::limits::{
     KEY_CHARS_MAX, REASON_CHARS_MAX, REWARD_POINTS_MAX, REWARD_REASON_CHARS_MIN,
 };
-use loyalty_store::ops::{self, OpError};
 use loyalty_store::LedgerEntry;
+use loyalty_store::ops::{self, OpError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

@@ -383,7 +383,7 @@ pub fn create_player(
         id: ctx.new_id(),
         display_name,
         card_number,
-        status: "ACTIVE".into(),
+        status: loyalty_core::PlayerStatus::Active,
         created_at: ctx.now,
     };
     tx.insert_player(&player).map_err(|e| match e {

@@ -337,7 +337,7 @@ impl Tx for PgTx<'_> {
                 &p.id,
                 &p.display_name,
                 &p.card_number,
-                &p.status,
+                &p.status.as_str(),
                 &us(p.created_at),
             ],
             "insert player",
@@ -1251,7 +1251,12 @@ impl Tx for PgTx<'_> {
                    AND ($3::text IS NULL OR status = $3)
                  ORDER BY id LIMIT $4"
             ),
-            &[&q.after_id, &q.subscriber, &q.status, &i64::from(q.limit)],
+            &[
+                &q.after_id,
+                &q.subscriber,
+                &q.status.map(|s| s.as_str()),
+                &i64::from(q.limit),
+            ],
         )?;
         rows.iter().map(|r| rows::dead_letter(r)).collect()
     }
@@ -1268,7 +1273,7 @@ impl Tx for PgTx<'_> {
     fn update_dead_letter(
         &mut self,
         id: i64,
-        status: &str,
+        status: DeadLetterStatus,
         error: Option<&str>,
         attempts: Option<u32>,
         at: Timestamp,
@@ -1278,7 +1283,7 @@ impl Tx for PgTx<'_> {
             "UPDATE dead_letters SET status = $2, error = COALESCE($3, error),
                  attempts = COALESCE($4, attempts), updated_at = $5
              WHERE id = $1",
-            &[&id, &status, &error, &attempts, &us(at)],
+            &[&id, &status.as_str(), &error, &attempts, &us(at)],
             "update dead letter",
         )
     }

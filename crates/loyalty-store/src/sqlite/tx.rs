@@ -260,7 +260,7 @@ impl Tx for SqliteTx<'_> {
                 p.id.to_string(),
                 p.display_name,
                 p.card_number,
-                p.status,
+                p.status.as_str(),
                 us(p.created_at)
             ],
             "insert player",
@@ -1209,7 +1209,12 @@ impl Tx for SqliteTx<'_> {
             .map_err(map_err)?;
         let rows = st
             .query_map(
-                params![q.after_id, q.subscriber, q.status, q.limit],
+                params![
+                    q.after_id,
+                    q.subscriber,
+                    q.status.map(|s| s.as_str()),
+                    q.limit
+                ],
                 sq(rows::dead_letter),
             )
             .map_err(map_err)?;
@@ -1227,7 +1232,7 @@ impl Tx for SqliteTx<'_> {
     fn update_dead_letter(
         &mut self,
         id: i64,
-        status: &str,
+        status: DeadLetterStatus,
         error: Option<&str>,
         attempts: Option<u32>,
         at: Timestamp,
@@ -1236,7 +1241,7 @@ impl Tx for SqliteTx<'_> {
             "UPDATE dead_letters SET status = ?2, error = COALESCE(?3, error),
                  attempts = COALESCE(?4, attempts), updated_at = ?5
              WHERE id = ?1",
-            params![id, status, error, attempts, us(at)],
+            params![id, status.as_str(), error, attempts, us(at)],
             "update dead letter",
         )
     }

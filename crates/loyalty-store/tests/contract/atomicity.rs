@@ -17,7 +17,7 @@ fn raw_player(card: Option<String>) -> Player {
         id: Uuid::now_v7(),
         display_name: "Raw Player".into(),
         card_number: card,
-        status: "ACTIVE".into(),
+        status: loyalty_core::PlayerStatus::Active,
         created_at: at(0),
     }
 }

@@ -92,7 +92,7 @@ pub async fn players_round_trip_and_card_numbers_are_unique(store: Store) {
     .await
     .expect("create alice");
     assert_eq!(alice.card_number.as_deref(), Some("C-1001"));
-    assert_eq!(alice.status, "ACTIVE");
+    assert_eq!(alice.status.as_str(), "ACTIVE");
     assert_eq!(alice.created_at, at(0));
 
     let aid = alice.id;
@@ -126,7 +126,7 @@ pub async fn players_round_trip_and_card_numbers_are_unique(store: Store) {
         id: Uuid::now_v7(),
         display_name: "Mallory".into(),
         card_number: Some("C-1001".into()),
-        status: "ACTIVE".into(),
+        status: loyalty_core::PlayerStatus::Active,
         created_at: at(1),
     };
     let rid = raw.id;

@@ -15,7 +15,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use loyalty_store::{DeadLetterQuery, EventRecord, NewDeadLetter, StoreError, dispatch as dl};
+use loyalty_store::{DeadLetterQuery, DeadLetterStatus, EventRecord, NewDeadLetter, StoreError};
 
 use super::durable::handle_in_savepoint;
 use super::runner::Runner;
@@ -31,10 +31,10 @@ pub(super) enum AfterFailure {
 }
 
 /// The status and error a replay leaves on the dead letter.
-fn replay_outcome<T>(r: &Result<T, String>) -> (&'static str, Option<String>) {
+fn replay_outcome<T>(r: &Result<T, String>) -> (DeadLetterStatus, Option<String>) {
     match r {
-        Ok(_) => (dl::REPLAYED, None),
-        Err(e) => (dl::DEAD, Some(e.clone())),
+        Ok(_) => (DeadLetterStatus::Replayed, None),
+        Err(e) => (DeadLetterStatus::Dead, Some(e.clone())),
     }
 }
 
@@ -144,7 +144,7 @@ impl Runner {
         self.last_replay_scan = Some(Instant::now());
         let q = DeadLetterQuery {
             subscriber: Some(self.name().to_string()),
-            status: Some(dl::REPLAY_REQUESTED.into()),
+            status: Some(DeadLetterStatus::ReplayRequested),
             after_id: 0,
             limit: REPLAY_BATCH_MAX,
         };
@@ -185,7 +185,7 @@ impl Runner {
                                 // Another node may have replayed it meanwhile.
                                 if tx
                                     .dead_letter(id)?
-                                    .is_none_or(|d| d.status != dl::REPLAY_REQUESTED)
+                                    .is_none_or(|d| d.status != DeadLetterStatus::ReplayRequested)
                                 {
                                     return Ok(Ok(Vec::new()));
                                 }
@@ -233,7 +233,7 @@ impl Runner {
 mod tests {
     use std::sync::Arc;
 
-    use loyalty_store::dispatch as dl;
+    use loyalty_store::DeadLetterStatus;
 
     use super::super::start;
     use super::super::test_support::{Log, append, dead_letters, state, sub, until};
@@ -274,7 +274,7 @@ mod tests {
         );
         assert!(
             dead.iter()
-                .all(|d| d.status == dl::DEAD && d.error.contains("fails"))
+                .all(|d| d.status == DeadLetterStatus::Dead && d.error.contains("fails"))
         );
     }
 }
