@@ -9,7 +9,9 @@
 //! * [`tier`] — tiers, their thresholds and multipliers, and tier progress.
 //! * [`backoff`] — capped exponential backoff, the one retry-delay formula.
 //! * [`model`] — the nouns shared by the store and the server: roles,
-//!   permissions, slip states, transaction types, bounded input newtypes.
+//!   permissions, slip states, transaction types, the limits on input.
+//! * [`values`] — input newtypes parsed once at the edge (`Name`, `Reason`,
+//!   `CardNumber`, `IdempotencyKey`, `AverageBet`, `Points`).
 //! * [`events`] — the domain events, one typed variant and payload struct
 //!   per type, written to the outbox and matched by the subscribers.
 #![warn(missing_docs)]
@@ -19,6 +21,7 @@ pub mod events;
 pub mod model;
 pub mod policy;
 pub mod tier;
+pub mod values;
 
 pub use backoff::Backoff;
 pub use events::{Event, EventType};
@@ -28,5 +31,8 @@ pub use policy::{
     round_half_away,
 };
 pub use tier::{Tier, TierTable};
+pub use values::{
+    AverageBet, CardNumber, IdempotencyKey, Name, POINTS_ABS_MAX, Points, Reason, ValueError,
+};
 #[cfg(test)]
 mod tests;

@@ -80,10 +80,7 @@ pub(crate) fn staff_create(
     let role = Role::parse(&role).with_context(|| {
         format!("unknown role {role:?}: expected admin, supervisor, pit_boss, cashier or auditor")
     })?;
-    let name = name.trim().to_string();
-    if !loyalty_core::chars_within(&name, 1, loyalty_core::limits::NAME_CHARS_MAX) {
-        anyhow::bail!("--name must be 1-200 characters");
-    }
+    let name = loyalty_core::Name::new(&name).map_err(|e| anyhow::anyhow!("--name {e}"))?;
     let store = open_store(&storage.config())?;
     let token = new_token().map_err(|e| anyhow::anyhow!(e.message))?;
     let hash = hash_token(&token);
@@ -349,8 +346,13 @@ async fn seed(
             .write(move |tx| -> Result<Vec<uuid::Uuid>, ops::OpError> {
                 (made..made + n)
                     .map(|i| {
-                        ops::create_player(tx, &ctx, format!("Seeded player {i}"), None)
-                            .map(|p| p.id)
+                        let name = loyalty_core::Name::new(&format!("Seeded player {i}")).map_err(
+                            |e| ops::OpError::Validation {
+                                field: "display_name",
+                                message: e.0,
+                            },
+                        )?;
+                        ops::create_player(tx, &ctx, name, None).map(|p| p.id)
                     })
                     .collect()
             })
@@ -373,13 +375,21 @@ async fn seed(
                 ctx.staff_id = Some(staff);
                 for i in written..written + n {
                     let player_id = ids[(i % ids.len() as u64) as usize];
+                    let invalid = |field: &'static str| {
+                        move |e: loyalty_core::ValueError| ops::OpError::Validation {
+                            field,
+                            message: e.0,
+                        }
+                    };
                     ops::manual_reward(
                         tx,
                         &ctx,
                         ops::ManualReward {
                             player_id,
-                            points: 1 + (i % 97) as i64,
-                            reason: format!("seeded reward {i}"),
+                            points: loyalty_core::Points::new(1 + (i % 97) as i64)
+                                .map_err(invalid("points"))?,
+                            reason: loyalty_core::Reason::new(&format!("seeded reward {i}"), 1)
+                                .map_err(invalid("reason"))?,
                             staff_id: staff,
                             rating_slip_id: None,
                             key: format!("seed:{staff}:{i}"),

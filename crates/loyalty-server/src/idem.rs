@@ -10,7 +10,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use loyalty_core::limits::KEY_CHARS_MAX;
+use loyalty_core::IdempotencyKey;
 use loyalty_store::ops::{OpCtx, OpError};
 use loyalty_store::{IdempotencyRecord, Tx};
 use serde_json::Value;
@@ -47,18 +47,8 @@ pub fn parse(
     let Some(raw) = headers.get(HEADER) else {
         return Ok(None);
     };
-    let key = raw
-        .to_str()
-        .ok()
-        .filter(|k| {
-            !k.is_empty() && k.len() <= KEY_CHARS_MAX && k.bytes().all(|b| b.is_ascii_graphic())
-        })
-        .ok_or_else(|| {
-            ApiError::validation(
-                "Idempotency-Key",
-                format!("must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
-            )
-        })?;
+    let key = IdempotencyKey::new(raw.to_str().unwrap_or(""))
+        .map_err(|e| ApiError::validation("Idempotency-Key", e.0))?;
     let mut h = Sha256::new();
     h.update(operation.as_bytes());
     h.update([0]);
@@ -72,7 +62,7 @@ pub fn parse(
     }
     Ok(Some(IdemKey {
         scope: format!("{}|{operation}", caller.scope_id()),
-        key: key.to_string(),
+        key: key.into_string(),
         fingerprint: hex(&h.finalize()),
     }))
 }

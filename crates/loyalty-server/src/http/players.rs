@@ -4,12 +4,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use loyalty_core::Permission;
-use loyalty_core::limits::{CARD_NUMBER_CHARS_MAX, NAME_CHARS_MAX};
+use loyalty_core::{CardNumber, Name};
 use loyalty_store::ops;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::validate::text;
+use super::validate::field;
 use crate::app::AppState;
 use crate::auth::{Caller, hash_token, new_token};
 use crate::error::{ApiError, ApiResult};
@@ -32,10 +32,10 @@ pub(super) async fn create_player(
 ) -> ApiResult<Response> {
     caller.require(Permission::PlayersWrite)?;
     let input: NewPlayer = parse_json(&body)?;
-    let name = text("display_name", &input.display_name, 1, NAME_CHARS_MAX)?;
+    let name = field("display_name", Name::new(&input.display_name))?;
     let card = input
         .card_number
-        .map(|c| text("card_number", &c, 1, CARD_NUMBER_CHARS_MAX))
+        .map(|c| field("card_number", CardNumber::new(&c)))
         .transpose()?;
     let key = idem::parse(&headers, &caller, "create_player", "/v1/players", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));

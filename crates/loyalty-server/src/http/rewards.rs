@@ -3,15 +3,14 @@
 //! 422 REWARD_EXCEEDS_LIMIT → 404 / 422 INSUFFICIENT_BALANCE → 429 rate limit.
 //! A refused request writes nothing and uses no quota; replays use none.
 
+use loyalty_core::{IdempotencyKey, Points, Reason};
 use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use loyalty_core::Permission;
-use loyalty_core::limits::{
-    KEY_CHARS_MAX, REASON_CHARS_MAX, REWARD_POINTS_MAX, REWARD_REASON_CHARS_MIN,
-};
+use loyalty_core::limits::{REWARD_POINTS_MAX, REWARD_REASON_CHARS_MIN};
 use loyalty_store::LedgerEntry;
 use loyalty_store::ops::{self, OpError};
 use serde::Deserialize;
@@ -19,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::validate::text;
+use super::validate::field;
 use crate::app::AppState;
 use crate::auth::{Caller, hex};
 use crate::error::{ApiError, ApiResult, Code};
@@ -105,20 +104,15 @@ pub(super) async fn manual_reward(
     if input.points == 0 {
         return Err(ApiError::validation("points", "must not be zero"));
     }
-    let reason = text(
+    let reason = field(
         "reason",
-        &input.reason,
-        REWARD_REASON_CHARS_MIN,
-        REASON_CHARS_MAX,
+        Reason::new(&input.reason, REWARD_REASON_CHARS_MIN),
     )?;
-    if let Some(r) = &input.reward_id
-        && (r.is_empty() || r.len() > KEY_CHARS_MAX || !r.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        return Err(ApiError::validation(
-            "reward_id",
-            format!("must be 1-{KEY_CHARS_MAX} visible ASCII characters"),
-        ));
-    }
+    let reward_id = input
+        .reward_id
+        .as_deref()
+        .map(|r| field("reward_id", IdempotencyKey::new(r)))
+        .transpose()?;
     // A malformed Idempotency-Key is invalid input too (rule 4).
     let header_key = idem::parse(
         &headers,
@@ -136,13 +130,13 @@ pub(super) async fn manual_reward(
     }
 
     let now = st.clock.now();
-    let key = match &input.reward_id {
+    let key = match &reward_id {
         Some(r) => format!("reward:{r}"),
         None => derived_key(
             input.player_id,
             staff.id,
             input.points,
-            &reason,
+            reason.as_str(),
             input.rating_slip_id,
             st.gaming_day(now),
         ),
@@ -150,7 +144,7 @@ pub(super) async fn manual_reward(
 
     let cmd = ops::ManualReward {
         player_id: input.player_id,
-        points: input.points,
+        points: field("points", Points::new(input.points))?,
         reason,
         staff_id: staff.id,
         rating_slip_id: input.rating_slip_id,

@@ -1,5 +1,6 @@
 //! Rating slips: open, change, pause, resume, complete, recover.
 
+use loyalty_core::{AverageBet, Reason};
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -7,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use loyalty_core::Permission;
-use loyalty_core::limits::{AVERAGE_BET_MAX, SEATS_MAX};
+use loyalty_core::limits::SEATS_MAX;
 use loyalty_store::ops::{self, Completion, OpCtx};
 use loyalty_store::{RatingSlip, Tx};
 use rust_decimal::Decimal;
@@ -15,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::validate::decimal_in;
+use super::validate::field;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Code};
@@ -57,14 +58,9 @@ struct CorrectSlip {
     ended_at: Option<Timestamp>,
 }
 
-fn average_bet(v: Decimal) -> ApiResult<Decimal> {
-    decimal_in(
-        "average_bet",
-        v,
-        Decimal::ZERO,
-        Decimal::from(AVERAGE_BET_MAX),
-        true,
-    )
+/// A bet as clients send it, normalised (`25.50` is stored as `25.5`).
+fn average_bet(v: Decimal) -> ApiResult<AverageBet> {
+    field("average_bet", AverageBet::new(v)).map(AverageBet::normalized)
 }
 
 pub(super) async fn open(
@@ -279,12 +275,10 @@ pub(super) async fn correct(
     .await
 }
 
-fn correction_reason(reason: &str) -> ApiResult<String> {
-    super::validate::text(
+fn correction_reason(reason: &str) -> ApiResult<Reason> {
+    field(
         "reason",
-        reason,
-        loyalty_core::limits::REWARD_REASON_CHARS_MIN,
-        loyalty_core::limits::REASON_CHARS_MAX,
+        Reason::new(reason, loyalty_core::limits::REWARD_REASON_CHARS_MIN),
     )
 }
 

@@ -4,13 +4,13 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use loyalty_core::limits::NAME_CHARS_MAX;
+use loyalty_core::Name;
 use loyalty_core::{Permission, Role};
 use loyalty_store::ops;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::validate::text;
+use super::validate::field;
 use crate::app::AppState;
 use crate::auth::{Caller, hash_token, new_token};
 use crate::error::{ApiError, ApiResult, Code};
@@ -33,7 +33,7 @@ pub(super) async fn create_staff(
 ) -> ApiResult<Response> {
     caller.require(Permission::StaffAdmin)?;
     let input: NewStaff = parse_json(&body)?;
-    let name = text("name", &input.name, 1, NAME_CHARS_MAX)?;
+    let name = field("name", Name::new(&input.name))?;
     let role = Role::parse(&input.role).ok_or_else(|| {
         ApiError::validation(
             "role",

@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use loyalty_core::Name;
 use loyalty_core::limits::{
     CONVERSION_RATE_MAX, NAME_CHARS_MAX, POINT_MULTIPLIER_MAX, ROUNDS_PER_HOUR_MAX, SEATS_MAX,
 };
@@ -12,7 +13,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::validate::{decimal_in, text};
+use super::validate::{decimal_in, field, text};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -91,8 +92,8 @@ pub(super) async fn create_table(
 ) -> ApiResult<Response> {
     caller.require(Permission::TablesWrite)?;
     let input: NewTable = parse_json(&body)?;
-    let name = text("name", &input.name, 1, NAME_CHARS_MAX)?;
-    let game_type = text("game_type", &input.game_type, 1, NAME_CHARS_MAX)?;
+    let name = field("name", Name::new(&input.name))?;
+    let game_type = field("game_type", Name::new(&input.game_type))?;
     let settings = GameSettings {
         house_edge: house_edge(input.house_edge)?,
         average_rounds_per_hour: rounds_per_hour(input.average_rounds_per_hour)?,

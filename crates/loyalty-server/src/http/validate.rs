@@ -1,87 +1,31 @@
-//! Checks of text and decimal fields shared by every resource: what a name,
-//! reason or bet may contain and how long or large it may be.
+//! The edge's adapters from [`loyalty_core::values`] to the HTTP envelope:
+//! a value's rule is written once in core; here it gets the field's name.
 
-use loyalty_core::chars_within;
+use loyalty_core::ValueError;
 use rust_decimal::Decimal;
 
 use crate::error::{ApiError, ApiResult};
 
-/// Checks a required name-like text field.
-pub(crate) fn text(field: &str, value: &str, min: usize, max: usize) -> ApiResult<String> {
-    let v = value.trim();
-    if !chars_within(v, min.max(1), max) {
-        return Err(ApiError::validation(
-            field,
-            format!("must be {}-{max} characters", min.max(1)),
-        ));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    if let Some(c) = v.chars().find(|c| FORBIDDEN_FORMAT_CHARS.contains(c)) {
-        return Err(ApiError::validation(
-            field,
-            format!(
-                "must not contain bidirectional controls or zero-width spaces (U+{:04X})",
-                u32::from(c)
-            ),
-        ));
-    }
-    if !v.chars().any(is_visible) {
-        return Err(ApiError::validation(
-            field,
-            "must contain at least one visible character",
-        ));
-    }
-    Ok(v.to_string())
+/// `parsed` as a 400 `VALIDATION_ERROR` naming `field`.
+pub(crate) fn field<T>(field: &str, parsed: Result<T, ValueError>) -> ApiResult<T> {
+    parsed.map_err(|e| ApiError::validation(field, e.0))
 }
 
-/// Characters no text field may contain: the bidirectional embeddings,
-/// overrides and isolates (which make a name display as another), zero-width
-/// spaces and word joiners. The zero-width joiner and non-joiner (U+200D,
-/// U+200C) stay allowed: Persian and Indic names and emoji need them.
-const FORBIDDEN_FORMAT_CHARS: &[char] = &[
-    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
-    '\u{2069}', '\u{200B}', '\u{2060}', '\u{FEFF}', '\u{200E}', '\u{200F}',
-];
-
-/// Whether `c` shows something: not white space and not one of the
-/// characters that render as nothing (joiners, fillers, variation selectors).
-fn is_visible(c: char) -> bool {
-    !c.is_whitespace()
-        && !matches!(c,
-            '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
-            | '\u{180E}' | '\u{200C}' | '\u{200D}' | '\u{2061}'..='\u{2064}' | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0F}' | '\u{FFA0}' | '\u{E0100}'..='\u{E01EF}')
+/// A required text field ([`loyalty_core::values::bounded_text`]).
+pub(crate) fn text(name: &str, value: &str, min: usize, max: usize) -> ApiResult<String> {
+    field(name, loyalty_core::values::bounded_text(value, min, max))
 }
 
-/// Checks an exact decimal is within `[min, max]` with few decimal places.
+/// An exact decimal within bounds ([`loyalty_core::values::decimal_in`]).
 pub(crate) fn decimal_in(
-    field: &str,
+    name: &str,
     v: Decimal,
     min: Decimal,
     max: Decimal,
     min_exclusive: bool,
 ) -> ApiResult<Decimal> {
-    let low_ok = if min_exclusive { v > min } else { v >= min };
-    if !low_ok || v > max {
-        let low = if min_exclusive { "above" } else { "at least" };
-        return Err(ApiError::validation(
-            field,
-            format!("must be {low} {min} and at most {max}"),
-        ));
-    }
-    if v.scale() > loyalty_core::limits::DECIMAL_PLACES_MAX {
-        return Err(ApiError::validation(
-            field,
-            format!(
-                "must have at most {} decimal places",
-                loyalty_core::limits::DECIMAL_PLACES_MAX
-            ),
-        ));
-    }
-    Ok(v.normalize())
+    field(
+        name,
+        loyalty_core::values::decimal_in(v, min, max, min_exclusive),
+    )
 }

@@ -5,8 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
-use loyalty_core::limits::{NAME_CHARS_MAX, REASON_CHARS_MAX, REFERENCE_CHARS_MAX};
+use loyalty_core::limits::REFERENCE_CHARS_MAX;
 use loyalty_core::{EscrowStatus, Permission};
+use loyalty_core::{Name, Reason};
 use loyalty_store::ops::wallet::{self, Capture, Hold};
 use loyalty_store::{Escrow, EscrowQuery, Merchant};
 use serde::Deserialize;
@@ -15,7 +16,7 @@ use uuid::Uuid;
 
 use super::ledger::{decode_cursor, encode_cursor};
 use super::paging::{page, page_limit};
-use super::validate::text;
+use super::validate::{field, text};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -63,7 +64,7 @@ pub(super) async fn create_merchant(
 ) -> ApiResult<Response> {
     caller.require(Permission::WalletEscrow)?;
     let input: NewMerchant = parse_json(&body)?;
-    let name = text("name", &input.name, 1, NAME_CHARS_MAX)?;
+    let name = field("name", Name::new(&input.name))?;
     let key = idem::parse(&headers, &caller, "create_merchant", "/v1/merchants", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
     let out = run_write(&st, ctx, key, move |tx, ctx| {
@@ -133,7 +134,7 @@ pub(super) async fn create_escrow(
 ) -> ApiResult<Response> {
     caller.require(Permission::WalletEscrow)?;
     let input: NewEscrow = parse_json(&body)?;
-    let reason = text("reason", &input.reason, 1, REASON_CHARS_MAX)?;
+    let reason = field("reason", Reason::new(&input.reason, 1))?;
     let reference = input
         .reference
         .map(|r| text("reference", &r, 1, REFERENCE_CHARS_MAX))

@@ -55,8 +55,8 @@ pub fn request(
     if let Some(existing) = tx.approval_by_key(&input.key)? {
         let same = existing.player_id == input.player_id
             && existing.requested_by == input.staff_id
-            && existing.points == input.points
-            && existing.reason == input.reason
+            && existing.points == input.points.get()
+            && existing.reason == input.reason.as_str()
             && existing.rating_slip_id == input.rating_slip_id;
         if !same {
             return Err(OpError::IdempotencyKeyReused);
@@ -70,8 +70,8 @@ pub fn request(
         id: ctx.new_id(),
         status: status::PENDING.into(),
         player_id: input.player_id,
-        points: input.points,
-        reason: input.reason,
+        points: input.points.get(),
+        reason: input.reason.into_string(),
         rating_slip_id: input.rating_slip_id,
         reward_key: input.key,
         requested_by: input.staff_id,
@@ -141,10 +141,18 @@ pub fn approve(
     if approver == a.requested_by {
         return Err(OpError::SelfApproval);
     }
+    // The request was parsed when it was made; its stored values are
+    // parsed again on the way back in, and a refusal here is a bug.
+    let stored = |e: loyalty_core::ValueError| {
+        OpError::from(StoreError::Internal(format!(
+            "stored approval {}: {e}",
+            a.id
+        )))
+    };
     let input = ManualReward {
         player_id: a.player_id,
-        points: a.points,
-        reason: a.reason.clone(),
+        points: loyalty_core::Points::new(a.points).map_err(stored)?,
+        reason: loyalty_core::Reason::new(&a.reason, 1).map_err(stored)?,
         staff_id: a.requested_by,
         rating_slip_id: a.rating_slip_id,
         key: a.reward_key.clone(),

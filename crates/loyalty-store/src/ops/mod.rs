@@ -16,10 +16,9 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use loyalty_core::events::{self as ev, Event, EventType};
 use loyalty_core::{
-    AccrualInput, GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TierTable, TransactionType,
-    compute_points,
+    AccrualInput, AverageBet, CardNumber, GameSettings, LoyaltyStatus, Name, Points, Reason, Role,
+    SlipStatus, Tier, TierTable, TransactionType, compute_points,
 };
-use rust_decimal::Decimal;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -183,9 +182,7 @@ pub struct EntrySpec {
     pub approved_by: Option<Uuid>,
 }
 
-/// The largest magnitude of a balance, lifetime total or amount: 2^53 − 1,
-/// the largest integer every JSON client reads exactly.
-pub const POINTS_ABS_MAX: i64 = (1 << 53) - 1;
+pub use loyalty_core::POINTS_ABS_MAX;
 
 /// `value` if within ±[`POINTS_ABS_MAX`], else `PointsOutOfRange`.
 pub fn points_in_range(field: &'static str, value: i64) -> Result<i64, OpError> {
@@ -348,13 +345,13 @@ fn apply_entry_to(
 pub fn create_staff(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    name: String,
+    name: Name,
     role: Role,
     token_hash: &str,
 ) -> Result<Staff, OpError> {
     let staff = Staff {
         id: ctx.new_id(),
-        name,
+        name: name.into_string(),
         role,
         created_at: ctx.now,
         disabled_at: None,
@@ -376,13 +373,13 @@ pub fn create_staff(
 pub fn create_player(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    display_name: String,
-    card_number: Option<String>,
+    display_name: Name,
+    card_number: Option<CardNumber>,
 ) -> Result<Player, OpError> {
     let player = Player {
         id: ctx.new_id(),
-        display_name,
-        card_number,
+        display_name: display_name.into_string(),
+        card_number: card_number.map(CardNumber::into_string),
         status: loyalty_core::PlayerStatus::Active,
         created_at: ctx.now,
     };
@@ -494,14 +491,14 @@ pub fn create_player_token(
 pub fn create_table(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    name: String,
-    game_type: String,
+    name: Name,
+    game_type: Name,
     settings: GameSettings,
 ) -> Result<GameTable, OpError> {
     let table = GameTable {
         id: ctx.new_id(),
-        name,
-        game_type,
+        name: name.into_string(),
+        game_type: game_type.into_string(),
         settings,
         created_at: ctx.now,
         updated_at: ctx.now,
@@ -549,7 +546,7 @@ pub struct OpenSlip {
     /// Table.
     pub table_id: Uuid,
     /// Average bet (validated range).
-    pub average_bet: Decimal,
+    pub average_bet: AverageBet,
     /// Seat, if recorded.
     pub seat_number: Option<u32>,
     /// Start of play for slips entered after the fact.
@@ -580,7 +577,7 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
         table_id: input.table_id,
         seat_number: input.seat_number,
         status: SlipStatus::Open,
-        average_bet: input.average_bet,
+        average_bet: input.average_bet.get(),
         started_at: started,
         ended_at: None,
         accumulated_us: 0,
@@ -636,10 +633,10 @@ pub fn set_average_bet(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
     id: Uuid,
-    average_bet: Decimal,
+    average_bet: AverageBet,
 ) -> Result<RatingSlip, OpError> {
     let mut slip = open_or_paused(tx, id)?;
-    slip.average_bet = average_bet;
+    slip.average_bet = average_bet.get();
     slip.updated_at = ctx.now;
     tx.update_slip(&slip)?;
     ctx.emit(tx, Event::RatingSlipUpdated(slip_changed(ctx, &slip)))?;
@@ -984,9 +981,9 @@ fn accrue(tx: &mut dyn Tx, ctx: &OpCtx, slip: &mut RatingSlip) -> Result<LedgerE
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlipChange {
     /// Why.
-    pub reason: String,
+    pub reason: Reason,
     /// New average bet (corrections).
-    pub average_bet: Option<Decimal>,
+    pub average_bet: Option<AverageBet>,
     /// New start (corrections).
     pub started_at: Option<Timestamp>,
     /// New end (corrections).
@@ -1130,7 +1127,7 @@ pub fn void_slip(
             ctx,
             &slip,
             &current,
-            &change.reason,
+            change.reason.as_str(),
             EventType::RatingSlipVoided,
         )?),
         None => None,
@@ -1142,7 +1139,7 @@ pub fn void_slip(
     let entry = record(
         ctx,
         "VOID",
-        &change.reason,
+        change.reason.as_str(),
         &before,
         &slip,
         reversal.as_ref(),
@@ -1155,7 +1152,7 @@ pub fn void_slip(
         Event::RatingSlipVoided(ev::RatingSlipVoided {
             rating_slip_id: slip.id,
             player_id: slip.player_id,
-            reason: change.reason.clone(),
+            reason: change.reason.to_string(),
             points_reversed: reversal.as_ref().map(|e| -e.points_change).unwrap_or(0),
             reversal_entry_id: reversal.as_ref().map(|e| e.id),
             staff_id: ctx.staff_id,
@@ -1186,10 +1183,10 @@ pub fn correct_slip(
     }
     if let Some(last) = slip.corrections.last()
         && last.kind == "CORRECT"
-        && last.reason == change.reason
+        && last.reason == change.reason.as_str()
         && change
             .average_bet
-            .is_none_or(|b| b == last.average_bet_after)
+            .is_none_or(|b| b.get() == last.average_bet_after)
         && change.started_at.is_none_or(|t| t == last.started_at_after)
         && change
             .ended_at
@@ -1237,7 +1234,7 @@ pub fn correct_slip(
             "the new times are shorter than the slip's recorded pauses",
         ));
     }
-    let average_bet = change.average_bet.unwrap_or(slip.average_bet);
+    let average_bet = change.average_bet.map_or(slip.average_bet, AverageBet::get);
     // The original accrual's tier sets the multiplier.
     let original = tx
         .entry_by_key(&gameplay_key(slip.id))?
@@ -1258,7 +1255,7 @@ pub fn correct_slip(
         ctx,
         &slip,
         &current,
-        &change.reason,
+        change.reason.as_str(),
         EventType::RatingSlipCorrected,
     )?;
     let accrual = apply_entry(
@@ -1269,7 +1266,7 @@ pub fn correct_slip(
             transaction_type: TransactionType::Gameplay,
             event_type: EventType::RatingSlipCorrected,
             points_change: points,
-            reason: Some(change.reason.clone()),
+            reason: Some(change.reason.to_string()),
             staff_id: ctx.staff_id,
             rating_slip_id: Some(slip.id),
             idempotency_key: Some(correction_key(slip.id, slip.corrections.len() + 1)),
@@ -1287,7 +1284,7 @@ pub fn correct_slip(
     let entry = record(
         ctx,
         "CORRECT",
-        &change.reason,
+        change.reason.as_str(),
         &before,
         &slip,
         Some(&reversal),
@@ -1300,7 +1297,7 @@ pub fn correct_slip(
         Event::RatingSlipCorrected(ev::RatingSlipCorrected {
             rating_slip_id: slip.id,
             player_id: slip.player_id,
-            reason: change.reason.clone(),
+            reason: change.reason.to_string(),
             average_bet: slip.average_bet,
             started_at: slip.started_at,
             ended_at: slip.ended_at,
@@ -1327,9 +1324,9 @@ pub struct ManualReward {
     /// Player rewarded.
     pub player_id: Uuid,
     /// Signed points, 1 ≤ |points| ≤ 10,000.
-    pub points: i64,
+    pub points: Points,
     /// Why, 10–500 characters.
-    pub reason: String,
+    pub reason: Reason,
     /// Staff member granting it (the authenticated one).
     pub staff_id: Uuid,
     /// Rating slip it belongs to, if any (must be the player's).
@@ -1353,7 +1350,7 @@ pub fn check_manual_reward(
         // reuse, answered without revealing the original entry.
         let same = existing.player_id == input.player_id
             && existing.staff_id == Some(input.staff_id)
-            && existing.points_change == input.points
+            && existing.points_change == input.points.get()
             && existing.reason.as_deref() == Some(input.reason.as_str())
             && existing.rating_slip_id == input.rating_slip_id
             && matches!(
@@ -1383,10 +1380,10 @@ pub fn check_manual_reward(
     let account = tx
         .account(input.player_id)?
         .ok_or(OpError::NotFound("player"))?;
-    if account.current_balance.saturating_add(input.points) < 0 {
+    if account.current_balance.saturating_add(input.points.get()) < 0 {
         return Err(OpError::InsufficientBalance {
             available: account.current_balance,
-            requested: -input.points,
+            requested: -input.points.get(),
         });
     }
     Ok(None)
@@ -1413,7 +1410,7 @@ pub(crate) fn manual_reward_by(
     if let Some(existing) = check_manual_reward(tx, &input)? {
         return Ok((existing, true));
     }
-    let transaction_type = if input.points > 0 {
+    let transaction_type = if input.points.get() > 0 {
         TransactionType::ManualBonus
     } else {
         TransactionType::Adjustment
@@ -1425,8 +1422,8 @@ pub(crate) fn manual_reward_by(
             player_id: input.player_id,
             transaction_type,
             event_type: EventType::PointsUpdateRequested,
-            points_change: input.points,
-            reason: Some(input.reason),
+            points_change: input.points.get(),
+            reason: Some(input.reason.into_string()),
             staff_id: Some(input.staff_id),
             rating_slip_id: input.rating_slip_id,
             idempotency_key: Some(input.key),

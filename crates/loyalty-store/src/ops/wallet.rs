@@ -23,7 +23,7 @@
 use jiff::{SignedDuration, Timestamp};
 use loyalty_core::events::{self as ev, Event, EventType};
 use loyalty_core::limits::{ESCROW_AMOUNT_MAX, ESCROW_EXPIRY_DAYS_MAX};
-use loyalty_core::{EscrowStatus, TransactionType};
+use loyalty_core::{EscrowStatus, Name, Reason, TransactionType};
 use uuid::Uuid;
 
 use super::{EntrySpec, OpCtx, OpError, apply_entry_to, points_in_range, validation};
@@ -40,7 +40,7 @@ pub struct Hold {
     /// Points to hold, 1–1,000,000.
     pub amount: i64,
     /// Why, 1–500 characters.
-    pub reason: String,
+    pub reason: Reason,
     /// The outlet's reference, at most 200 characters.
     pub reference: Option<String>,
     /// When the hold is refunded if still held: in the future, at most 90
@@ -63,11 +63,11 @@ pub struct Capture {
 }
 
 /// Creates a merchant with no earnings.
-pub fn create_merchant(tx: &mut dyn Tx, ctx: &OpCtx, name: String) -> Result<Merchant, OpError> {
+pub fn create_merchant(tx: &mut dyn Tx, ctx: &OpCtx, name: Name) -> Result<Merchant, OpError> {
     let mut merchant = Merchant {
         seq: 0,
         id: ctx.new_id(),
-        name,
+        name: name.into_string(),
         earnings: 0,
         created_at: ctx.now,
         updated_at: ctx.now,
@@ -128,7 +128,7 @@ pub fn hold(tx: &mut dyn Tx, ctx: &OpCtx, input: Hold) -> Result<Escrow, OpError
         settled_amount: 0,
         refunded_amount: 0,
         status: EscrowStatus::Held,
-        reason: input.reason,
+        reason: input.reason.into_string(),
         reference: input.reference,
         expires_at: input.expires_at,
         created_by: ctx.staff_id,

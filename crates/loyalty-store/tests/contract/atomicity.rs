@@ -67,7 +67,7 @@ pub async fn a_failed_operation_leaves_nothing_behind(store: Store) {
     let s = seen.clone();
     let c = ctx(at(0));
     let r: Result<(), OpError> = op(&store, move |tx| {
-        let p = ops::create_player(tx, &c, "Doomed".into(), Some("C-2".into()))?;
+        let p = ops::create_player(tx, &c, name("Doomed"), Some(card("C-2")))?;
         *s.lock().unwrap() = Some(p.id);
         // The operation sees its own writes…
         assert!(tx.player(p.id)?.is_some());
@@ -87,8 +87,8 @@ pub async fn a_failed_operation_leaves_nothing_behind(store: Store) {
     // The card numbers are free again.
     let c = ctx(at(1));
     op(&store, move |tx| {
-        ops::create_player(tx, &c, "Alive".into(), Some("C-1".into()))?;
-        ops::create_player(tx, &c, "Alive too".into(), Some("C-2".into()))
+        ops::create_player(tx, &c, name("Alive"), Some(card("C-1")))?;
+        ops::create_player(tx, &c, name("Alive too"), Some(card("C-2")))
     })
     .await
     .expect("card numbers of failed operations are free");
@@ -97,7 +97,7 @@ pub async fn a_failed_operation_leaves_nothing_behind(store: Store) {
 pub async fn a_successful_operation_is_visible_to_the_next_read(store: Store) {
     let c = ctx(at(0));
     let p = op(&store, move |tx| {
-        ops::create_player(tx, &c, "Visible".into(), Some("C-9".into()))
+        ops::create_player(tx, &c, name("Visible"), Some(card("C-9")))
     })
     .await
     .expect("create player");

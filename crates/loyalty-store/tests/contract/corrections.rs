@@ -15,7 +15,7 @@ use crate::support::*;
 
 fn change(reason: &str) -> SlipChange {
     SlipChange {
-        reason: reason.to_string(),
+        reason: crate::support::reason(reason),
         average_bet: None,
         started_at: None,
         ended_at: None,
@@ -116,7 +116,7 @@ pub async fn a_void_takes_back_what_the_slip_earned_with_lifetime_and_tier(store
         Err(OpError::SlipNotOpen)
     ));
     let mut ch = change("a correction after the void");
-    ch.average_bet = Some(dec("50"));
+    ch.average_bet = Some(bet("50"));
     assert!(matches!(
         correct(&store, at(3900), slip.id, ch).await,
         Err(OpError::Conflict(_))
@@ -156,7 +156,7 @@ pub async fn a_correction_reaccrues_at_the_original_tier_and_keeps_pauses(store:
     // The bet was 50: re-accrued at BRONZE (the original accrual's tier),
     // although the player is SILVER until the reversal.
     let mut ch = change("average bet keyed wrongly");
-    ch.average_bet = Some(dec("50"));
+    ch.average_bet = Some(bet("50"));
     let first = correct(&store, at(5000), id, ch).await.expect("correct");
     let (rev, acc) = (
         first.reversal.clone().unwrap(),
@@ -252,7 +252,7 @@ pub async fn spent_points_refuse_a_void_or_correction_and_change_nothing(store: 
         })
     ));
     let mut ch = change("average bet keyed wrongly");
-    ch.average_bet = Some(dec("50"));
+    ch.average_bet = Some(bet("50"));
     assert!(matches!(
         correct(&store, at(3700), slip.id, ch).await,
         Err(OpError::InsufficientBalance { .. })

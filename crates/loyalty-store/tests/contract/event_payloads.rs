@@ -65,7 +65,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     let checker = {
         let c = ctx(at(0));
         op(&store, move |tx| {
-            ops::create_staff(tx, &c, "Checker".into(), Role::Supervisor, "hash-checker")
+            ops::create_staff(tx, &c, name("Checker"), Role::Supervisor, "hash-checker")
         })
         .await
         .expect("create checker")
@@ -73,7 +73,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     };
     let c0 = as_staff(at(1), checker);
     let maker = op(&store, move |tx| {
-        ops::create_staff(tx, &c0, "Maker".into(), Role::PitBoss, "hash-maker")
+        ops::create_staff(tx, &c0, name("Maker"), Role::PitBoss, "hash-maker")
     })
     .await
     .expect("create maker")
@@ -82,7 +82,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
 
     let c = s(2);
     let player = op(&store, move |tx| {
-        ops::create_player(tx, &c, "Ada".into(), Some("CARD-0001".into()))
+        ops::create_player(tx, &c, name("Ada"), Some(card("CARD-0001")))
     })
     .await
     .expect("create player")
@@ -105,7 +105,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
         .expect("revoke player tokens");
     let c = s(6);
     let table = op(&store, move |tx| {
-        ops::create_table(tx, &c, "BJ-1".into(), "blackjack".into(), blackjack())
+        ops::create_table(tx, &c, name("BJ-1"), name("blackjack"), blackjack())
     })
     .await
     .expect("create table")
@@ -130,7 +130,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
                     OpenSlip {
                         player_id: player,
                         table_id: table,
-                        average_bet: dec("100"),
+                        average_bet: bet("100"),
                         seat_number: Some(3),
                         started_at: None,
                     },
@@ -144,7 +144,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     let slip = open(100).await;
     let c = s(200);
     op(&store, move |tx| {
-        ops::set_average_bet(tx, &c, slip, dec("150.50"))
+        ops::set_average_bet(tx, &c, slip, bet("150.50"))
     })
     .await
     .expect("set bet");
@@ -167,8 +167,8 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
             &c,
             slip,
             &SlipChange {
-                reason: "bet was misread at the table".into(),
-                average_bet: Some(dec("120")),
+                reason: reason("bet was misread at the table"),
+                average_bet: Some(bet("120")),
                 started_at: None,
                 ended_at: None,
             },
@@ -188,7 +188,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
             &c,
             voided,
             &SlipChange {
-                reason: "player was not at the table".into(),
+                reason: reason("player was not at the table"),
                 average_bet: None,
                 started_at: None,
                 ended_at: None,
@@ -242,7 +242,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     // capture; an expired hold.
     let c = s(8_000);
     let merchant = op(&store, move |tx| {
-        wallet::create_merchant(tx, &c, "Steakhouse".into())
+        wallet::create_merchant(tx, &c, name("Steakhouse"))
     })
     .await
     .expect("merchant")
@@ -259,7 +259,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
                         player_id: player,
                         merchant_id: merchant,
                         amount,
-                        reason: "dinner for two".into(),
+                        reason: reason("dinner for two"),
                         reference: Some("CHK-1".into()),
                         expires_at,
                     },

@@ -349,10 +349,10 @@ pub async fn a_reward_key_reused_with_other_content_is_refused(store: Store) {
     v.staff_id = Uuid::now_v7();
     variants.push(v);
     let mut v = input.clone();
-    v.points = 41;
+    v.points = points(41);
     variants.push(v);
     let mut v = input.clone();
-    v.reason = "another reason entirely".into();
+    v.reason = reason("another reason entirely");
     variants.push(v);
     for v in variants {
         let c = c.clone();

@@ -175,7 +175,8 @@ async fn execute(store: Store, c: OpCtx, step: Step) -> Result<Outcome, String> 
             let input = OpenSlip {
                 player_id: player,
                 table_id: table,
-                average_bet: Decimal::from(bet),
+                average_bet: loyalty_core::AverageBet::new(Decimal::from(bet))
+                    .expect("bets are 1-500"),
                 seat_number: None,
                 started_at: None,
             };
@@ -190,7 +191,12 @@ async fn execute(store: Store, c: OpCtx, step: Step) -> Result<Outcome, String> 
             .await
             .map(|_| Outcome::Changed),
         Step::SetBet(id, bet) => op(&store, move |tx| {
-            ops::set_average_bet(tx, &c, id, Decimal::from(bet))
+            ops::set_average_bet(
+                tx,
+                &c,
+                id,
+                loyalty_core::AverageBet::new(Decimal::from(bet)).expect("bets are 1-500"),
+            )
         })
         .await
         .map(|_| Outcome::Changed),
@@ -261,7 +267,7 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
     for name in ["Steakhouse", "Spa"] {
         let c = ctx(at(0));
         let m = op(&store, move |tx| {
-            wallet::create_merchant(tx, &c, name.into())
+            wallet::create_merchant(tx, &c, crate::support::name(name))
         })
         .await
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -293,7 +299,7 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
                     player_id: players[player],
                     merchant_id: merchants[player % 2],
                     amount,
-                    reason: "property test hold".into(),
+                    reason: reason("property test hold"),
                     reference: None,
                     expires_at: expires_in.map(|s| now + SignedDuration::from_secs(s)),
                 }),

@@ -59,13 +59,7 @@ pub async fn staff_and_tokens_round_trip(store: Store) {
     // The operation stores the staff member, the token and an event together.
     let c = ctx(at(10));
     let created = op(&store, move |tx| {
-        ops::create_staff(
-            tx,
-            &c,
-            "Sam Supervisor".into(),
-            Role::Supervisor,
-            "hash-sam",
-        )
+        ops::create_staff(tx, &c, name("Sam Supervisor"), Role::Supervisor, "hash-sam")
     })
     .await
     .expect("create staff");
@@ -87,7 +81,7 @@ pub async fn players_round_trip_and_card_numbers_are_unique(store: Store) {
     let c = ctx(at(0));
     let c1 = c.clone();
     let alice = op(&store, move |tx| {
-        ops::create_player(tx, &c1, "Alice Ünïcödé 🂡".into(), Some("C-1001".into()))
+        ops::create_player(tx, &c1, name("Alice Ünïcödé 🂡"), Some(card("C-1001")))
     })
     .await
     .expect("create alice");
@@ -115,7 +109,7 @@ pub async fn players_round_trip_and_card_numbers_are_unique(store: Store) {
     let before = events(&store).await.len();
     let c2 = c.clone();
     let dup = op(&store, move |tx| {
-        ops::create_player(tx, &c2, "Mallory".into(), Some("C-1001".into()))
+        ops::create_player(tx, &c2, name("Mallory"), Some(card("C-1001")))
     })
     .await;
     assert!(matches!(dup, Err(OpError::Conflict(_))), "{dup:?}");
@@ -272,7 +266,7 @@ pub async fn slips_round_trip_with_exact_game_settings(store: Store) {
     let input = ops::OpenSlip {
         player_id: player.id,
         table_id: table.id,
-        average_bet: dec("25.50"),
+        average_bet: bet("25.50"),
         seat_number: None,
         started_at: None,
     };

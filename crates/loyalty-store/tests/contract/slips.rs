@@ -24,7 +24,7 @@ pub async fn open_slip_at(
     let input = OpenSlip {
         player_id,
         table_id,
-        average_bet: dec(bet),
+        average_bet: crate::support::bet(bet),
         seat_number: Some(2),
         started_at,
     };
@@ -83,7 +83,7 @@ async fn slip_op(
     op(store, move |tx| match what {
         "pause" => ops::pause_slip(tx, &c, id),
         "resume" => ops::resume_slip(tx, &c, id),
-        "bet" => ops::set_average_bet(tx, &c, id, dec("100")),
+        "bet" => ops::set_average_bet(tx, &c, id, bet("100")),
         _ => unreachable!(),
     })
     .await
@@ -275,7 +275,7 @@ pub async fn closed_slips_refuse_changes(store: Store) {
     let bad_player = OpenSlip {
         player_id: Uuid::now_v7(),
         table_id: table.id,
-        average_bet: dec("1"),
+        average_bet: bet("1"),
         seat_number: None,
         started_at: None,
     };
@@ -285,7 +285,7 @@ pub async fn closed_slips_refuse_changes(store: Store) {
     let bad_table = OpenSlip {
         player_id: player.id,
         table_id: Uuid::now_v7(),
-        average_bet: dec("1"),
+        average_bet: bet("1"),
         seat_number: None,
         started_at: None,
     };
@@ -448,7 +448,7 @@ pub async fn completion_with_bad_times_is_refused_and_changes_nothing(store: Sto
         let input = OpenSlip {
             player_id: player.id,
             table_id: table.id,
-            average_bet: dec("10"),
+            average_bet: bet("10"),
             seat_number: None,
             started_at: Some(started),
         };

@@ -121,7 +121,7 @@ async fn sqlite_hands_over_exactly_the_committed_events_in_seq_order() {
                             OpenSlip {
                                 player_id: pid,
                                 table_id: tid,
-                                average_bet: dec("25"),
+                                average_bet: bet("25"),
                                 seat_number: None,
                                 started_at: Some(at(50)),
                             },
@@ -372,7 +372,7 @@ async fn sqlite_the_wal_stays_bounded_under_load_and_empties_when_it_stops() {
                         let reason = format!("wal load reward {i} {}", "x".repeat(200));
                         let mut input =
                             reward_input(players[i % players.len()], 3, &format!("wal-{i}"), staff);
-                        input.reason = reason;
+                        input.reason = crate::support::reason(&reason);
                         let c = ctx(at(1));
                         op(&store, move |tx| {
                             loyalty_store::ops::manual_reward(tx, &c, input)

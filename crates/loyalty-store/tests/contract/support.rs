@@ -77,7 +77,7 @@ pub async fn look<T: Send + 'static>(
 pub async fn new_player(store: &Store, now: Timestamp) -> Player {
     let c = ctx(now);
     op(store, move |tx| {
-        ops::create_player(tx, &c, "Test Player".into(), None)
+        ops::create_player(tx, &c, name("Test Player"), None)
     })
     .await
     .expect("create player")
@@ -87,7 +87,7 @@ pub async fn new_player(store: &Store, now: Timestamp) -> Player {
 pub async fn new_table(store: &Store, now: Timestamp, settings: GameSettings) -> GameTable {
     let c = ctx(now);
     op(store, move |tx| {
-        ops::create_table(tx, &c, "BJ-1".into(), "blackjack".into(), settings)
+        ops::create_table(tx, &c, name("BJ-1"), name("blackjack"), settings)
     })
     .await
     .expect("create table")
@@ -186,8 +186,8 @@ pub fn assert_gap_free(events: &[EventRecord]) {
 pub fn reward_input(player_id: Uuid, points: i64, key: &str, staff_id: Uuid) -> ManualReward {
     ManualReward {
         player_id,
-        points,
-        reason: "contract test reward".into(),
+        points: crate::support::points(points),
+        reason: reason("contract test reward"),
         staff_id,
         rating_slip_id: None,
         key: key.into(),
@@ -248,4 +248,29 @@ pub async fn raw_sql(store: &Store, sql: &str) {
     })
     .await
     .expect("raw sql task");
+}
+
+/// A name for test input (valid by construction).
+pub fn name(v: &str) -> loyalty_core::Name {
+    loyalty_core::Name::new(v).expect("a valid test name")
+}
+
+/// A reason for test input (valid by construction).
+pub fn reason(v: &str) -> loyalty_core::Reason {
+    loyalty_core::Reason::new(v, 1).expect("a valid test reason")
+}
+
+/// A card number for test input.
+pub fn card(v: &str) -> loyalty_core::CardNumber {
+    loyalty_core::CardNumber::new(v).expect("a valid test card number")
+}
+
+/// An average bet for test input.
+pub fn bet(v: &str) -> loyalty_core::AverageBet {
+    loyalty_core::AverageBet::new(dec(v)).expect("a valid test bet")
+}
+
+/// Points for test input.
+pub fn points(v: i64) -> loyalty_core::Points {
+    loyalty_core::Points::new(v).expect("points within range")
 }

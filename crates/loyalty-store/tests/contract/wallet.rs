@@ -24,7 +24,7 @@ async fn funded(store: &Store, balance: i64) -> (Uuid, Merchant) {
     }
     let c = ctx(at(1));
     let merchant = op(store, move |tx| {
-        wallet::create_merchant(tx, &c, "Steakhouse".into())
+        wallet::create_merchant(tx, &c, name("Steakhouse"))
     })
     .await
     .expect("merchant");
@@ -36,7 +36,7 @@ fn hold_of(player_id: Uuid, merchant_id: Uuid, amount: i64) -> Hold {
         player_id,
         merchant_id,
         amount,
-        reason: "dinner for two".into(),
+        reason: reason("dinner for two"),
         reference: Some("CHK-1001".into()),
         expires_at: None,
     }
