@@ -191,13 +191,20 @@ impl ApiError {
         ApiError::new(Code::NotFound, format!("{what} not found"))
     }
 
-    /// The envelope body (also stored for idempotent replays).
+    /// The envelope body, with the current request's correlation id.
     pub fn body(&self) -> Value {
+        self.body_for(&correlation::current())
+    }
+
+    /// The envelope body for the request `correlation_id` names — for a
+    /// body rendered off the request's task (a response stored with its
+    /// write, on the storage thread).
+    pub fn body_for(&self, correlation_id: &str) -> Value {
         json!({
             "error": {
                 "code": self.code.as_str(),
                 "message": self.message,
-                "correlation_id": correlation::current(),
+                "correlation_id": correlation_id,
                 "details": self.details,
             }
         })

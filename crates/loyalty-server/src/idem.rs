@@ -100,49 +100,54 @@ fn claim(state: &AppState, k: &IdemKey) -> Result<InFlight, ApiError> {
 }
 
 /// What a write produced: a fresh response or a stored one.
-pub enum Outcome<T> {
-    /// Done now; `T` is extra data for the handler (e.g. for logging).
-    Fresh(StatusCode, Vec<u8>, T),
+pub enum Outcome<D> {
+    /// Done now: the response, and the operation's domain result for the
+    /// handler (e.g. for its log line).
+    Fresh(StatusCode, Vec<u8>, D),
     /// A stored response for the same key and request.
     Replayed(StatusCode, Vec<u8>),
 }
 
-/// Runs `op` as one durable write, honouring `Idempotency-Key`. `op` returns
-/// the status, the JSON body and extra data for the caller.
-pub async fn run_write<T, F>(
+/// Runs `op` — a domain operation returning a domain result or an
+/// [`OpError`] — as one durable write, honouring `Idempotency-Key`; `render`
+/// is the HTTP layer's view of the result (status and JSON body).
+///
+/// With a key the rendered response is stored with the work, in the same
+/// transaction, so `render` runs there (on the writer thread); without one
+/// it runs after the commit, here. Either way the operation never sees a
+/// status code or the envelope.
+pub async fn run_write<D, F, R>(
     state: &AppState,
     ctx: OpCtx,
     idem: Option<IdemKey>,
     op: F,
-) -> Result<Outcome<T>, ApiError>
+    render: R,
+) -> Result<Outcome<D>, ApiError>
 where
-    T: Send + 'static,
-    F: FnOnce(&mut dyn Tx, &OpCtx) -> Result<(StatusCode, Value, T), ApiError> + Send + 'static,
+    D: Send + 'static,
+    F: FnOnce(&mut dyn Tx, &OpCtx) -> Result<D, OpError> + Send + 'static,
+    R: Fn(&D, &OpCtx) -> (StatusCode, Value) + Send + Sync + 'static,
 {
     let _guard = idem.as_ref().map(|k| claim(state, k)).transpose()?;
-    let encode = |value: &Value| {
-        serde_json::to_vec(value)
-            .map_err(|e| ApiError::new(Code::Internal, format!("cannot encode response: {e}")))
-    };
-    // The writer thread is shared by every write: it encodes a response only
-    // when the response must be stored with the work (an Idempotency-Key);
-    // otherwise encoding happens here, after the commit, on a worker.
+    let render = std::sync::Arc::new(render);
+    let (in_tx, after) = (render.clone(), ctx.clone());
     let written = state
         .store
-        .write(move |tx| -> Result<(Outcome<T>, Option<Value>), ApiError> {
+        .write(move |tx| -> Result<Written<D>, OpError> {
             if let Some(k) = &idem
                 && let Some(rec) = tx.idempotency_record(&k.scope, &k.key)?
             {
                 if rec.fingerprint != k.fingerprint {
-                    return Err(OpError::IdempotencyKeyReused.into());
+                    return Err(OpError::IdempotencyKeyReused);
                 }
                 let status = StatusCode::from_u16(rec.status).unwrap_or(StatusCode::OK);
-                return Ok((Outcome::Replayed(status, rec.body), None));
+                return Ok(Written::Replayed(status, rec.body));
             }
-            let (status, value, extra) = op(tx, &ctx)?;
+            let done = op(tx, &ctx)?;
             let Some(k) = &idem else {
-                return Ok((Outcome::Fresh(status, Vec::new(), extra), Some(value)));
+                return Ok(Written::Unrendered(done));
             };
+            let (status, value) = in_tx(&done, &ctx);
             let body = encode(&value)?;
             // Secrets are shown once: the stored copy never holds them.
             let stored = match redact_secrets(&value) {
@@ -159,20 +164,34 @@ where
                     created_at: ctx.now,
                 },
             )?;
-            Ok((Outcome::Fresh(status, body, extra), None))
+            Ok(Written::Rendered(status, body, done))
         })
-        .await;
-    let out = written.and_then(|(outcome, value)| match (outcome, value) {
-        (Outcome::Fresh(status, _, extra), Some(v)) => {
-            Ok(Outcome::Fresh(status, encode(&v)?, extra))
+        .await?;
+    let out = match written {
+        Written::Replayed(status, body) => Outcome::Replayed(status, body),
+        Written::Rendered(status, body, done) => Outcome::Fresh(status, body, done),
+        Written::Unrendered(done) => {
+            let (status, value) = render(&done, &after);
+            Outcome::Fresh(status, encode(&value)?, done)
         }
-        (outcome, _) => Ok(outcome),
-    });
-    if matches!(out, Ok(Outcome::Fresh(..))) {
+    };
+    if matches!(out, Outcome::Fresh(..)) {
         // New events are committed: wake the event tail (cheap, coalesces).
         state.events.poke();
     }
-    out
+    Ok(out)
+}
+
+/// What the write transaction hands back to [`run_write`].
+enum Written<D> {
+    Replayed(StatusCode, Vec<u8>),
+    Rendered(StatusCode, Vec<u8>, D),
+    Unrendered(D),
+}
+
+fn encode(value: &Value) -> Result<Vec<u8>, loyalty_store::StoreError> {
+    serde_json::to_vec(value)
+        .map_err(|e| loyalty_store::StoreError::Internal(format!("cannot encode response: {e}")))
 }
 
 /// Fields of a response that hold a secret shown once (DESIGN §3.7).

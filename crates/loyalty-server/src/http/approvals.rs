@@ -100,7 +100,8 @@ struct RejectBody {
 /// The body of a decision: 200 `{approval, ledger_entry?}`; 409
 /// APPROVAL_NOT_PENDING with the approval when it was decided otherwise or
 /// lapsed (its correlation id is set by the caller, from the operation).
-fn decision_body(d: &Decision, now: jiff::Timestamp) -> (StatusCode, Value) {
+fn decision_body(d: &Decision, ctx: &loyalty_store::ops::OpCtx) -> (StatusCode, Value) {
+    let now = ctx.now;
     match d {
         Decision::Made(a, entry) => (
             StatusCode::OK,
@@ -119,7 +120,7 @@ fn decision_body(d: &Decision, now: jiff::Timestamp) -> (StatusCode, Value) {
                 ),
             )
             .with_details(json!({"status": view(a, now)["status"]}))
-            .body();
+            .body_for(&ctx.correlation_id);
             body["approval"] = view(a, now);
             (StatusCode::CONFLICT, body)
         }
@@ -144,15 +145,7 @@ async fn decide(
     let path = format!("/v1/approvals/{id}/{action}");
     let key = idem::parse(&headers, &caller, action, &path, body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let d = op(tx, ctx)?;
-        let (status, mut body) = decision_body(&d, ctx.now);
-        if status == StatusCode::CONFLICT {
-            body["error"]["correlation_id"] = json!(ctx.correlation_id);
-        }
-        Ok((status, body, d))
-    })
-    .await?;
+    let out = run_write(&st, ctx, key, op, decision_body).await?;
     if let Outcome::Fresh(_, _, Decision::Made(a, entry)) = &out {
         tracing::info!(
             correlation_id = %crate::correlation::current(),

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use loyalty_core::Permission;
+use loyalty_store::ops::OpError;
 use loyalty_store::{DeadLetterQuery, DeadLetterStatus, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -80,17 +81,23 @@ pub(super) async fn replay_dead_letter(
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
     // Replaying is idempotent by nature (a letter already asked for is
     // answered as it stands); Idempotency-Key also replays the response.
-    let out = crate::idem::run_write(&st, ctx, key, move |tx, ctx| {
-        let Some(mut d) = tx.dead_letter(id)? else {
-            return Err(ApiError::not_found("dead letter"));
-        };
-        if d.status == DeadLetterStatus::Dead {
-            tx.update_dead_letter(id, DeadLetterStatus::ReplayRequested, None, None, ctx.now)?;
-            d.status = DeadLetterStatus::ReplayRequested;
-            d.updated_at = ctx.now;
-        }
-        Ok((StatusCode::ACCEPTED, json!(d), d))
-    })
+    let out = crate::idem::run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| {
+            let mut d = tx
+                .dead_letter(id)?
+                .ok_or(OpError::NotFound("dead letter"))?;
+            if d.status == DeadLetterStatus::Dead {
+                tx.update_dead_letter(id, DeadLetterStatus::ReplayRequested, None, None, ctx.now)?;
+                d.status = DeadLetterStatus::ReplayRequested;
+                d.updated_at = ctx.now;
+            }
+            Ok(d)
+        },
+        |d, _| (StatusCode::ACCEPTED, json!(d)),
+    )
     .await?;
     if let crate::idem::Outcome::Fresh(_, _, dead) = &out {
         st.events.registry.hint_replay(&dead.subscriber);

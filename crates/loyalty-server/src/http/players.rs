@@ -39,10 +39,13 @@ pub(super) async fn create_player(
         .transpose()?;
     let key = idem::parse(&headers, &caller, "create_player", "/v1/players", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let player = ops::create_player(tx, ctx, name, card)?;
-        Ok((StatusCode::CREATED, json!(player), ()))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| ops::create_player(tx, ctx, name, card),
+        |player, _| (StatusCode::CREATED, json!(player)),
+    )
     .await?;
     Ok(out.into_response())
 }
@@ -78,14 +81,19 @@ pub(super) async fn create_player_token(
     let key = idem::parse(&headers, &caller, "create_player_token", &path, &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
     let token = new_token()?;
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        ops::create_player_token(tx, ctx, id, &hash_token(&token))?;
-        Ok((
-            StatusCode::CREATED,
-            json!({"player_id": id, "token": token}),
-            (),
-        ))
-    })
+    let hash = hash_token(&token);
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| ops::create_player_token(tx, ctx, id, &hash),
+        move |_, _| {
+            (
+                StatusCode::CREATED,
+                json!({"player_id": id, "token": token}),
+            )
+        },
+    )
     .await?;
     Ok(out.into_response())
 }

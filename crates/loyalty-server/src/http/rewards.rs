@@ -197,23 +197,37 @@ pub(super) async fn manual_reward(
         // Dual control: nothing is written to the ledger until another
         // staff member approves. The request counted against the rate
         // limit now, when it was made.
-        let result = run_write(&st, ctx, header_key, move |tx, ctx| {
-            // An identical request already written as an entry replays it.
-            if tx.entry_by_key(&cmd.key)?.is_some() {
-                let (entry, _) = ops::manual_reward(tx, ctx, cmd)?;
-                return Ok((StatusCode::OK, entry_body(&entry, true), None));
-            }
-            let (approval, replay) = ops::approvals::request(tx, ctx, cmd)?;
-            let body = json!({"approval": approval, "idempotent_replay": replay});
-            Ok((StatusCode::ACCEPTED, body, Some((approval, replay))))
-        })
+        let result = run_write(
+            &st,
+            ctx,
+            header_key,
+            move |tx, ctx| {
+                // An identical request already written as an entry replays it.
+                if tx.entry_by_key(&cmd.key)?.is_some() {
+                    let (entry, _) = ops::manual_reward(tx, ctx, cmd)?;
+                    return Ok(Requested::Written(entry));
+                }
+                let (approval, replay) = ops::approvals::request(tx, ctx, cmd)?;
+                Ok(Requested::Waiting(approval, replay))
+            },
+            |r, _| match r {
+                Requested::Written(entry) => (StatusCode::OK, entry_body(entry, true)),
+                Requested::Waiting(approval, replay) => (
+                    StatusCode::ACCEPTED,
+                    json!({"approval": approval, "idempotent_replay": replay}),
+                ),
+            },
+        )
         .await;
-        let fresh = matches!(&result, Ok(Outcome::Fresh(_, _, Some((_, false)))));
+        let fresh = matches!(
+            &result,
+            Ok(Outcome::Fresh(_, _, Requested::Waiting(_, false)))
+        );
         if let (Some(t), false) = (ticket, fresh) {
             st.limiter.release(t).await;
         }
         let out = result?;
-        if let Outcome::Fresh(_, _, Some((a, false))) = &out {
+        if let Outcome::Fresh(_, _, Requested::Waiting(a, false)) = &out {
             tracing::info!(
                 correlation_id = %crate::correlation::current(),
                 approval_id = %a.id,
@@ -227,15 +241,20 @@ pub(super) async fn manual_reward(
         }
         return Ok(out.into_response());
     }
-    let result = run_write(&st, ctx, header_key, move |tx, ctx| {
-        let (entry, replay) = ops::manual_reward(tx, ctx, cmd)?;
-        let status = if replay {
-            StatusCode::OK
-        } else {
-            StatusCode::CREATED
-        };
-        Ok((status, entry_body(&entry, replay), (entry, replay)))
-    })
+    let result = run_write(
+        &st,
+        ctx,
+        header_key,
+        move |tx, ctx| ops::manual_reward(tx, ctx, cmd),
+        |(entry, replay), _| {
+            let status = if *replay {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (status, entry_body(entry, *replay))
+        },
+    )
     .await;
     let fresh_write = matches!(&result, Ok(Outcome::Fresh(_, _, (_, false))));
     if let (Some(t), false) = (ticket, fresh_write) {
@@ -246,6 +265,14 @@ pub(super) async fn manual_reward(
         log_reward(entry, *replay, started);
     }
     Ok(out.into_response())
+}
+
+/// What a reward under dual control did.
+enum Requested {
+    /// The same request had already been approved and written: its entry.
+    Written(LedgerEntry),
+    /// The request waits for a second staff member (`true`: a replay).
+    Waiting(loyalty_store::Approval, bool),
 }
 
 fn log_reward(e: &LedgerEntry, replay: bool, started: Instant) {

@@ -82,20 +82,20 @@ pub(super) async fn open(
     }
     let key = idem::parse(&headers, &caller, "open_slip", "/v1/rating-slips", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let slip = ops::open_slip(
-            tx,
-            ctx,
-            ops::OpenSlip {
-                player_id: input.player_id,
-                table_id: input.table_id,
-                average_bet: bet,
-                seat_number: input.seat_number,
-                started_at: input.started_at,
-            },
-        )?;
-        Ok((StatusCode::CREATED, views::slip(&slip, ctx.now), ()))
-    })
+    let open = ops::OpenSlip {
+        player_id: input.player_id,
+        table_id: input.table_id,
+        average_bet: bet,
+        seat_number: input.seat_number,
+        started_at: input.started_at,
+    };
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| ops::open_slip(tx, ctx, open),
+        |slip, ctx| (StatusCode::CREATED, views::slip(slip, ctx.now)),
+    )
     .await?;
     Ok(out.into_response())
 }
@@ -130,10 +130,13 @@ async fn transition(
     let path = format!("/v1/rating-slips/{id}/{operation}");
     let key = idem::parse(&headers, &caller, operation, &path, &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let slip = op(tx, ctx, id)?;
-        Ok((StatusCode::OK, views::slip(&slip, ctx.now), ()))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| op(tx, ctx, id),
+        |slip, ctx| (StatusCode::OK, views::slip(slip, ctx.now)),
+    )
     .await?;
     Ok(out.into_response())
 }
@@ -293,24 +296,32 @@ async fn change_closed(
 ) -> ApiResult<Response> {
     let started = Instant::now();
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let c = op(tx, ctx)?;
-        let account = tx
-            .account(c.slip.player_id)?
-            .ok_or(ops::OpError::NotFound("player"))?;
-        let loyalty = json!({
-            "points_reversed": c.reversal.as_ref().map(|e| -e.points_change).unwrap_or(0),
-            "points_accrued": c.accrual.as_ref().map(|e| e.points_change),
-            "reversal_entry_id": c.reversal.as_ref().map(|e| e.id),
-            "ledger_entry_id": c.accrual.as_ref().map(|e| e.id),
-            "current_balance": account.current_balance,
-            "lifetime_points": account.lifetime_points,
-            "tier": account.tier,
-            "idempotent_replay": c.replay,
-        });
-        let body = json!({"rating_slip": views::slip(&c.slip, ctx.now), "loyalty": loyalty});
-        Ok((StatusCode::OK, body, (c, account)))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| {
+            let c = op(tx, ctx)?;
+            let account = tx
+                .account(c.slip.player_id)?
+                .ok_or(ops::OpError::NotFound("player"))?;
+            Ok((c, account))
+        },
+        |(c, account), ctx| {
+            let loyalty = json!({
+                "points_reversed": c.reversal.as_ref().map(|e| -e.points_change).unwrap_or(0),
+                "points_accrued": c.accrual.as_ref().map(|e| e.points_change),
+                "reversal_entry_id": c.reversal.as_ref().map(|e| e.id),
+                "ledger_entry_id": c.accrual.as_ref().map(|e| e.id),
+                "current_balance": account.current_balance,
+                "lifetime_points": account.lifetime_points,
+                "tier": account.tier,
+                "idempotent_replay": c.replay,
+            });
+            let body = json!({"rating_slip": views::slip(&c.slip, ctx.now), "loyalty": loyalty});
+            (StatusCode::OK, body)
+        },
+    )
     .await?;
     if let Outcome::Fresh(_, _, (c, account)) = &out {
         let last = c.slip.corrections.last();
@@ -351,10 +362,7 @@ pub(crate) fn completion_body(c: &Completion, ctx: &OpCtx) -> (StatusCode, Value
                 "loyalty_status": slip.loyalty_status,
                 "recovery_needed": true,
             }))
-            .body();
-            // Built on the storage thread, outside the request's task-local
-            // correlation id: take it from the operation's context.
-            body["error"]["correlation_id"] = json!(ctx.correlation_id);
+            .body_for(&ctx.correlation_id);
             body["rating_slip"] = views::slip(slip, now);
             (StatusCode::ACCEPTED, body)
         }
@@ -371,12 +379,7 @@ async fn settle(
     let started = Instant::now();
     let idempotency_key = key.as_ref().map(|k| k.key.clone());
     let ctx = st.op_ctx(Some(&caller), idempotency_key);
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let c = op(tx, ctx)?;
-        let (status, body) = completion_body(&c, ctx);
-        Ok((status, body, c))
-    })
-    .await?;
+    let out = run_write(&st, ctx, key, op, completion_body).await?;
     if let Outcome::Fresh(_, _, c) = &out {
         crate::logs::log_completion(c, action, caller.staff_id(), started);
     }

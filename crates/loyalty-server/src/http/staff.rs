@@ -43,12 +43,18 @@ pub(super) async fn create_staff(
     let key = idem::parse(&headers, &caller, "create_staff", "/v1/staff", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
     let token = new_token()?;
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let staff = ops::create_staff(tx, ctx, name, role, &hash_token(&token))?;
-        let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
-                          "created_at": staff.created_at, "token": token});
-        Ok((StatusCode::CREATED, body, ()))
-    })
+    let hash = hash_token(&token);
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| ops::create_staff(tx, ctx, name, role, &hash),
+        move |staff, _| {
+            let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
+                              "created_at": staff.created_at, "token": token});
+            (StatusCode::CREATED, body)
+        },
+    )
     .await?;
     Ok(out.into_response())
 }
@@ -124,13 +130,18 @@ pub(super) async fn disable_staff(
     let path = format!("/v1/staff/{id}/disable");
     let key = idem::parse(&headers, &caller, "disable_staff", &path, &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let staff = ops::disable_staff(tx, ctx, id)?;
-        let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
-                          "created_at": staff.created_at, "disabled": true,
-                          "disabled_at": staff.disabled_at});
-        Ok((StatusCode::OK, body, ()))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| ops::disable_staff(tx, ctx, id),
+        |staff, _| {
+            let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
+                              "created_at": staff.created_at, "disabled": true,
+                              "disabled_at": staff.disabled_at});
+            (StatusCode::OK, body)
+        },
+    )
     .await?;
     st.tokens.clear();
     tracing::warn!(staff_id = %id, by_staff_id = %admin, "staff_disabled");

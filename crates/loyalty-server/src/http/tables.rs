@@ -105,10 +105,13 @@ pub(super) async fn create_table(
     };
     let key = idem::parse(&headers, &caller, "create_table", "/v1/tables", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let table = ops::create_table(tx, ctx, name, game_type, settings)?;
-        Ok((StatusCode::CREATED, json!(table), ()))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| ops::create_table(tx, ctx, name, game_type, settings),
+        |table, _| (StatusCode::CREATED, json!(table)),
+    )
     .await?;
     Ok(out.into_response())
 }
@@ -151,32 +154,36 @@ pub(super) async fn patch_table(
     let mult = p.point_multiplier.map(point_multiplier).transpose()?;
     let seats_v = p.seats_available.map(seats).transpose()?;
     let ctx = st.op_ctx(Some(&caller), None);
-    let out = run_write(&st, ctx, None, move |tx, ctx| {
-        let table = ops::patch_table(tx, ctx, id, |t| {
-            if let Some(v) = name {
-                t.name = v;
-            }
-            if let Some(v) = game_type {
-                t.game_type = v;
-            }
-            if let Some(v) = edge {
-                t.settings.house_edge = v;
-            }
-            if let Some(v) = rph {
-                t.settings.average_rounds_per_hour = v;
-            }
-            if let Some(v) = conv {
-                t.settings.points_conversion_rate = v;
-            }
-            if let Some(v) = mult {
-                t.settings.point_multiplier = v;
-            }
-            if let Some(v) = seats_v {
-                t.settings.seats_available = v;
-            }
-        })?;
-        Ok((StatusCode::OK, json!(table), ()))
-    })
+    let change = move |t: &mut loyalty_store::GameTable| {
+        if let Some(v) = name {
+            t.name = v;
+        }
+        if let Some(v) = game_type {
+            t.game_type = v;
+        }
+        if let Some(v) = edge {
+            t.settings.house_edge = v;
+        }
+        if let Some(v) = rph {
+            t.settings.average_rounds_per_hour = v;
+        }
+        if let Some(v) = conv {
+            t.settings.points_conversion_rate = v;
+        }
+        if let Some(v) = mult {
+            t.settings.point_multiplier = v;
+        }
+        if let Some(v) = seats_v {
+            t.settings.seats_available = v;
+        }
+    };
+    let out = run_write(
+        &st,
+        ctx,
+        None,
+        move |tx, ctx| ops::patch_table(tx, ctx, id, change),
+        |table, _| (StatusCode::OK, json!(table)),
+    )
     .await?;
     Ok(out.into_response())
 }

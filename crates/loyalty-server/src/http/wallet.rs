@@ -67,10 +67,13 @@ pub(super) async fn create_merchant(
     let name = field("name", Name::new(&input.name))?;
     let key = idem::parse(&headers, &caller, "create_merchant", "/v1/merchants", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let m = wallet::create_merchant(tx, ctx, name)?;
-        Ok((StatusCode::CREATED, merchant_view(&m), ()))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| wallet::create_merchant(tx, ctx, name),
+        |m, _| (StatusCode::CREATED, merchant_view(m)),
+    )
     .await?;
     Ok(out.into_response())
 }
@@ -149,10 +152,13 @@ pub(super) async fn create_escrow(
         reference,
         expires_at: input.expires_at,
     };
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let e = wallet::hold(tx, ctx, hold)?;
-        Ok((StatusCode::CREATED, escrow_view(&e), ()))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| wallet::hold(tx, ctx, hold),
+        |e, _| (StatusCode::CREATED, escrow_view(e)),
+    )
     .await?;
     Ok(out.into_response())
 }
@@ -272,10 +278,13 @@ pub(super) async fn settle(
         final_capture: input.final_capture.unwrap_or(true),
         expected_version: input.expected_version,
     };
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let e = wallet::settle(tx, ctx, capture)?;
-        Ok((StatusCode::OK, escrow_view(&e), ()))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| wallet::settle(tx, ctx, capture),
+        |e, _| (StatusCode::OK, escrow_view(e)),
+    )
     .await?;
     Ok(out.into_response())
 }
@@ -293,10 +302,13 @@ pub(super) async fn refund(
     let path = format!("/v1/escrows/{id}/refund");
     let key = idem::parse(&headers, &caller, "refund_escrow", &path, &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
-    let out = run_write(&st, ctx, key, move |tx, ctx| {
-        let e = wallet::refund(tx, ctx, id, input.expected_version)?;
-        Ok((StatusCode::OK, escrow_view(&e), ()))
-    })
+    let out = run_write(
+        &st,
+        ctx,
+        key,
+        move |tx, ctx| wallet::refund(tx, ctx, id, input.expected_version),
+        |e, _| (StatusCode::OK, escrow_view(e)),
+    )
     .await?;
     Ok(out.into_response())
 }
