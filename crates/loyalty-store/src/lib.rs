@@ -22,6 +22,7 @@ pub mod ops;
 pub mod postgres;
 pub mod records;
 mod rows;
+mod savepoints;
 pub mod sqlite;
 pub mod transfer;
 

@@ -12,17 +12,16 @@ use super::PgConn;
 use crate::dispatch::*;
 use crate::records::*;
 use crate::rows::{self, RowRead, *};
+use crate::savepoints::Savepoints;
 use crate::{Cell, StoreError, StoreResult, Tx};
 
 /// A transaction on one pooled connection.
 pub struct PgTx<'c> {
     conn: &'c mut PgConn,
     write: bool,
-    depth: u32,
-    /// Events appended by the operation, written at commit.
-    pending_events: Vec<NewEvent>,
-    /// `pending_events.len()` at each open savepoint.
-    savepoint_marks: Vec<usize>,
+    /// Events appended by the operation, written at commit, and the open
+    /// savepoints.
+    pending_events: Savepoints<NewEvent>,
 }
 
 impl<'c> PgTx<'c> {
@@ -30,9 +29,7 @@ impl<'c> PgTx<'c> {
         PgTx {
             conn,
             write,
-            depth: 0,
-            pending_events: Vec::new(),
-            savepoint_marks: Vec::new(),
+            pending_events: Savepoints::default(),
         }
     }
 
@@ -43,10 +40,10 @@ impl<'c> PgTx<'c> {
     /// `seq` is given after commit (see `sequencer`). Returns whether there
     /// were any.
     pub(crate) fn flush_events(&mut self) -> StoreResult<bool> {
-        if self.pending_events.is_empty() {
+        if self.pending_events.events().is_empty() {
             return Ok(false);
         }
-        let events = std::mem::take(&mut self.pending_events);
+        let events = self.pending_events.take();
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             self.insert_pending(chunk)?;
         }
@@ -776,9 +773,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {
-        self.savepoint_marks.push(self.pending_events.len());
-        self.depth += 1;
-        let sql = format!("SAVEPOINT sp{}", self.depth);
+        let sql = self.pending_events.open();
         self.conn
             .client
             .batch_execute(&sql)
@@ -786,12 +781,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn rollback_savepoint(&mut self) -> StoreResult<()> {
-        if let Some(mark) = self.savepoint_marks.pop() {
-            self.pending_events.truncate(mark);
-        }
-        let d = self.depth;
-        self.depth = self.depth.saturating_sub(1);
-        let sql = format!("ROLLBACK TO SAVEPOINT sp{d}; RELEASE SAVEPOINT sp{d}");
+        let sql = self.pending_events.rollback();
         self.conn
             .client
             .batch_execute(&sql)
@@ -799,10 +789,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
-        self.savepoint_marks.pop();
-        let d = self.depth;
-        self.depth = self.depth.saturating_sub(1);
-        let sql = format!("RELEASE SAVEPOINT sp{d}");
+        let sql = self.pending_events.release();
         self.conn
             .client
             .batch_execute(&sql)

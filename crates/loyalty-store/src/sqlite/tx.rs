@@ -9,31 +9,27 @@ use uuid::Uuid;
 use crate::dispatch::*;
 use crate::records::*;
 use crate::rows::{self, RowRead, *};
+use crate::savepoints::Savepoints;
 use crate::{Cell, StoreError, StoreResult, Tx};
 
 /// A transaction (or read snapshot) on one connection.
 pub struct SqliteTx<'c> {
     conn: &'c Connection,
-    depth: u32,
-    /// Events appended so far, as stored; `marks` holds their count at each
-    /// open savepoint, so a rollback forgets what it undid.
-    appended: Vec<EventRecord>,
-    marks: Vec<usize>,
+    /// Events appended so far, as stored, and the open savepoints.
+    appended: Savepoints<EventRecord>,
 }
 
 impl<'c> SqliteTx<'c> {
     pub(crate) fn new(conn: &'c Connection) -> Self {
         SqliteTx {
             conn,
-            depth: 0,
-            appended: Vec::new(),
-            marks: Vec::new(),
+            appended: Savepoints::default(),
         }
     }
 
     /// The events this transaction appended and kept, in seq order.
-    pub(crate) fn into_appended(self) -> Vec<EventRecord> {
-        self.appended
+    pub(crate) fn into_appended(mut self) -> Vec<EventRecord> {
+        self.appended.take()
     }
 }
 
@@ -734,25 +730,18 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {
-        self.depth += 1;
-        self.marks.push(self.appended.len());
-        super::exec_cached(self.conn, &format!("SAVEPOINT sp{}", self.depth)).map_err(map_err)
+        let sql = self.appended.open();
+        super::exec_cached(self.conn, &sql).map_err(map_err)
     }
 
     fn rollback_savepoint(&mut self) -> StoreResult<()> {
-        let d = self.depth;
-        self.depth = self.depth.saturating_sub(1);
-        if let Some(mark) = self.marks.pop() {
-            self.appended.truncate(mark);
-        }
-        super::exec_cached(self.conn, &format!("ROLLBACK TO sp{d}; RELEASE sp{d}")).map_err(map_err)
+        let sql = self.appended.rollback();
+        super::exec_cached(self.conn, &sql).map_err(map_err)
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
-        let d = self.depth;
-        self.depth = self.depth.saturating_sub(1);
-        self.marks.pop();
-        super::exec_cached(self.conn, &format!("RELEASE sp{d}")).map_err(map_err)
+        let sql = self.appended.release();
+        super::exec_cached(self.conn, &sql).map_err(map_err)
     }
 
     fn insert_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
