@@ -23,6 +23,7 @@ pub mod postgres;
 pub mod records;
 mod rows;
 mod savepoints;
+mod sql;
 pub mod sqlite;
 pub mod transfer;
 

@@ -13,6 +13,7 @@ use crate::dispatch::*;
 use crate::records::*;
 use crate::rows::{self, RowRead, *};
 use crate::savepoints::Savepoints;
+use crate::sql;
 use crate::{Cell, StoreError, StoreResult, Tx};
 
 /// A transaction on one pooled connection.
@@ -188,7 +189,11 @@ impl PgTx<'_> {
         if let Some(s) = self.conn.statements.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.conn.client.prepare(sql).map_err(|e| map_err(&e))?;
+        let s = self
+            .conn
+            .client
+            .prepare(&pg_placeholders(sql))
+            .map_err(|e| map_err(&e))?;
         self.conn.statements.insert(sql.to_string(), s.clone());
         Ok(s)
     }
@@ -234,25 +239,37 @@ impl PgTx<'_> {
     }
 }
 
+/// A shared statement's `?N` placeholders ([`crate::sql`]) as PostgreSQL's
+/// `$N`; text without them is returned as it is.
+pub(crate) fn pg_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('?') {
+        return std::borrow::Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let numbered = c == '?' && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if numbered { '$' } else { c });
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The database's clock in microseconds, in SQL.
 const DB_NOW_US: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
 impl Tx for PgTx<'_> {
     fn insert_staff(&mut self, s: &Staff) -> StoreResult<()> {
         self.exec_one(
-            "INSERT INTO staff (id, name, role, created_at) VALUES ($1, $2, $3, $4)",
+            sql::INSERT_STAFF,
             &[&s.id, &s.name, &s.role.as_str(), &us(s.created_at)],
             "insert staff",
         )
     }
 
     fn staff(&mut self, id: Uuid) -> StoreResult<Option<Staff>> {
-        self.opt(
-            "SELECT id, name, role, created_at, disabled_at FROM staff WHERE id = $1",
-            &[&id],
-        )?
-        .map(|r| rows::staff(&r))
-        .transpose()
+        self.opt(sql::STAFF, &[&id])?
+            .map(|r| rows::staff(&r))
+            .transpose()
     }
 
     fn insert_token(
@@ -266,17 +283,14 @@ impl Tx for PgTx<'_> {
             TokenSubject::Player(id) => ("player", id),
         };
         self.exec_one(
-            "INSERT INTO tokens (hash, kind, subject_id, created_at) VALUES ($1, $2, $3, $4)",
+            sql::INSERT_TOKEN,
             &[&hash, &kind, &id, &us(at)],
             "insert token",
         )
     }
 
     fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>> {
-        let row = self.opt(
-            "SELECT kind, subject_id FROM tokens WHERE hash = $1 AND revoked_at IS NULL",
-            &[&hash],
-        )?;
+        let row = self.opt(sql::TOKEN, &[&hash])?;
         Ok(row.and_then(|r| {
             let kind: String = r.get(0);
             let id: Uuid = r.get(1);
@@ -289,10 +303,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn revoke_token(&mut self, hash: &str, at: Timestamp) -> StoreResult<bool> {
-        Ok(self.exec(
-            "UPDATE tokens SET revoked_at = $2 WHERE hash = $1 AND revoked_at IS NULL",
-            &[&hash, &us(at)],
-        )? == 1)
+        Ok(self.exec(sql::REVOKE_TOKEN, &[&hash, &us(at)])? == 1)
     }
 
     fn revoke_subject_tokens(&mut self, subject: TokenSubject, at: Timestamp) -> StoreResult<u64> {
@@ -300,36 +311,24 @@ impl Tx for PgTx<'_> {
             TokenSubject::Staff(id) => ("staff", id),
             TokenSubject::Player(id) => ("player", id),
         };
-        self.exec(
-            "UPDATE tokens SET revoked_at = $3 WHERE subject_id = $2 AND kind = $1 AND revoked_at IS NULL",
-            &[&kind, &id, &us(at)],
-        )
+        self.exec(sql::REVOKE_SUBJECT_TOKENS, &[&kind, &id, &us(at)])
     }
 
     fn disable_staff(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
-        self.exec(
-            "UPDATE staff SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",
-            &[&id, &us(at)],
-        )?;
-        Ok(self
-            .opt("SELECT 1 FROM staff WHERE id = $1", &[&id])?
-            .is_some())
+        self.exec(sql::DISABLE_STAFF, &[&id, &us(at)])?;
+        Ok(self.opt(sql::STAFF_EXISTS, &[&id])?.is_some())
     }
 
     fn server_key(&mut self, name: &str, candidate: &str, at: Timestamp) -> StoreResult<String> {
-        self.exec(
-            "INSERT INTO server_keys (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
-            &[&name, &candidate, &us(at)],
-        )?;
-        self.opt("SELECT value FROM server_keys WHERE name = $1", &[&name])?
+        self.exec(sql::INSERT_SERVER_KEY, &[&name, &candidate, &us(at)])?;
+        self.opt(sql::SERVER_KEY, &[&name])?
             .map(|r| r.get::<_, String>(0))
             .ok_or_else(|| StoreError::Internal(format!("server key {name} missing after insert")))
     }
 
     fn insert_player(&mut self, p: &Player) -> StoreResult<()> {
         self.exec_one(
-            "INSERT INTO players (id, display_name, card_number, status, created_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            sql::INSERT_PLAYER,
             &[
                 &p.id,
                 &p.display_name,
@@ -342,12 +341,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn player(&mut self, id: Uuid) -> StoreResult<Option<Player>> {
-        self.opt(
-            "SELECT id, display_name, card_number, status, created_at FROM players WHERE id = $1",
-            &[&id],
-        )?
-        .map(|r| rows::player(&r))
-        .transpose()
+        self.opt(sql::PLAYER, &[&id])?
+            .map(|r| rows::player(&r))
+            .transpose()
     }
 
     fn insert_account(&mut self, a: &Account) -> StoreResult<()> {
@@ -380,9 +376,7 @@ impl Tx for PgTx<'_> {
 
     fn update_account(&mut self, a: &Account) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE loyalty_accounts SET current_balance = $2, escrow_balance = $3,
-                 lifetime_points = $4, tier = $5, entry_count = $6, updated_at = $7
-             WHERE player_id = $1",
+            sql::UPDATE_ACCOUNT,
             &[
                 &a.player_id,
                 &a.current_balance,
@@ -432,10 +426,7 @@ impl Tx for PgTx<'_> {
 
     fn update_table(&mut self, t: &GameTable) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE game_tables SET name = $2, game_type = $3, house_edge = $4,
-                 average_rounds_per_hour = $5, points_conversion_rate = $6,
-                 point_multiplier = $7, seats_available = $8, updated_at = $9
-             WHERE id = $1",
+            sql::UPDATE_TABLE,
             &[
                 &t.id,
                 &t.name,
@@ -495,12 +486,7 @@ impl Tx for PgTx<'_> {
 
     fn update_slip(&mut self, s: &RatingSlip) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE rating_slips SET status = $2, average_bet = $3, ended_at = $4,
-                 accumulated_us = $5, segment_started_at = $6, loyalty_status = $7,
-                 ledger_entry_id = $8, accrual_attempts = $9, next_retry_at = $10,
-                 closed_correlation_id = $11, updated_at = $12, started_at = $13,
-                 corrections = $14
-             WHERE id = $1",
+            sql::UPDATE_SLIP,
             &[
                 &s.id,
                 &s.status.as_str(),
@@ -522,12 +508,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn pending_slips(&mut self, due_at: Timestamp, limit: u32) -> StoreResult<Vec<Uuid>> {
-        let rows = self.query(
-            "SELECT id FROM rating_slips
-             WHERE loyalty_status = 'PENDING' AND next_retry_at <= $1
-             ORDER BY next_retry_at LIMIT $2",
-            &[&us(due_at), &i64::from(limit)],
-        )?;
+        let rows = self.query(sql::PENDING_SLIPS, &[&us(due_at), &i64::from(limit)])?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -726,11 +707,7 @@ impl Tx for PgTx<'_> {
         key: &str,
     ) -> StoreResult<Option<IdempotencyRecord>> {
         self.key_lock(&format!("idem\u{1f}{scope}\u{1f}{key}"))?;
-        let row = self.opt(
-            "SELECT fingerprint, status, body, created_at FROM idempotency_records
-             WHERE scope = $1 AND key = $2",
-            &[&scope, &key],
-        )?;
+        let row = self.opt(sql::IDEMPOTENCY_RECORD, &[&scope, &key])?;
         row.map(|r| {
             let status: i32 = r.get(1);
             Ok(IdempotencyRecord {
@@ -750,8 +727,7 @@ impl Tx for PgTx<'_> {
         rec: &IdempotencyRecord,
     ) -> StoreResult<()> {
         self.exec_one(
-            "INSERT INTO idempotency_records (scope, key, fingerprint, status, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            sql::INSERT_IDEMPOTENCY_RECORD,
             &[
                 &scope,
                 &key,
@@ -765,7 +741,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn purge_idempotency_records(&mut self, before: Timestamp) -> StoreResult<u64> {
-        let st = self.stmt("DELETE FROM idempotency_records WHERE created_at < $1")?;
+        let st = self.stmt(sql::PURGE_IDEMPOTENCY_RECORDS)?;
         self.conn
             .client
             .execute(&st, &[&us(before)])
@@ -798,8 +774,7 @@ impl Tx for PgTx<'_> {
 
     fn insert_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
         self.exec_one(
-            "INSERT INTO merchants (id, name, earnings, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            sql::INSERT_MERCHANT,
             &[
                 &m.id,
                 &m.name,
@@ -823,7 +798,7 @@ impl Tx for PgTx<'_> {
 
     fn update_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE merchants SET earnings = $2, updated_at = $3 WHERE id = $1",
+            sql::UPDATE_MERCHANT,
             &[&m.id, &m.earnings, &us(m.updated_at)],
             "update merchant",
         )
@@ -886,9 +861,7 @@ impl Tx for PgTx<'_> {
 
     fn update_escrow(&mut self, e: &Escrow) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE escrows SET settled_amount = $2, refunded_amount = $3, status = $4,
-                 updated_at = $5, version = $6
-             WHERE id = $1",
+            sql::UPDATE_ESCROW,
             &[
                 &e.id,
                 &e.settled_amount,
@@ -1187,12 +1160,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn checkpoint(&mut self, subscriber: &str) -> StoreResult<Option<i64>> {
-        Ok(self
-            .opt(
-                "SELECT seq FROM subscriber_checkpoints WHERE subscriber = $1",
-                &[&subscriber],
-            )?
-            .map(|r| r.get(0)))
+        Ok(self.opt(sql::CHECKPOINT, &[&subscriber])?.map(|r| r.get(0)))
     }
 
     fn set_checkpoint(&mut self, subscriber: &str, seq: i64, at: Timestamp) -> StoreResult<()> {
@@ -1267,9 +1235,7 @@ impl Tx for PgTx<'_> {
     ) -> StoreResult<()> {
         let attempts = attempts.map(|a| i32::try_from(a).unwrap_or(i32::MAX));
         self.exec_one(
-            "UPDATE dead_letters SET status = $2, error = COALESCE($3, error),
-                 attempts = COALESCE($4, attempts), updated_at = $5
-             WHERE id = $1",
+            sql::UPDATE_DEAD_LETTER,
             &[&id, &status.as_str(), &error, &attempts, &us(at)],
             "update dead letter",
         )
@@ -1290,10 +1256,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn release_lease(&mut self, name: &str, holder: &str) -> StoreResult<()> {
-        self.query(
-            "DELETE FROM leases WHERE name = $1 AND holder = $2",
-            &[&name, &holder],
-        )?;
+        self.query(sql::RELEASE_LEASE, &[&name, &holder])?;
         Ok(())
     }
 
@@ -1325,10 +1288,7 @@ impl Tx for PgTx<'_> {
         limit: u32,
     ) -> StoreResult<Vec<FeedItem>> {
         let rows = self.query(
-            "SELECT feed, player_id, event_seq, event_id, event_type, occurred_at, data
-             FROM player_feed_items
-             WHERE feed = $1 AND player_id = $2 AND event_seq < $3
-             ORDER BY event_seq DESC LIMIT $4",
+            sql::FEED_ITEMS,
             &[
                 &feed,
                 &player_id,
@@ -1367,11 +1327,7 @@ impl Tx for PgTx<'_> {
         limit: u32,
     ) -> StoreResult<Vec<EventRecord>> {
         let rows = self.query(
-            "SELECT o.seq, o.event_id, o.event_type, o.version, o.occurred_at,
-                    o.correlation_id, o.idempotency_key, o.source, o.payload
-             FROM activity_items a JOIN outbox o ON o.seq = a.event_seq
-             WHERE a.player_id = $1 AND a.event_seq < $2
-             ORDER BY a.event_seq DESC LIMIT $3",
+            sql::ACTIVITY_EVENTS,
             &[
                 &player_id,
                 &before_seq.unwrap_or(i64::MAX),
@@ -1390,9 +1346,7 @@ impl Tx for PgTx<'_> {
     ) -> StoreResult<i64> {
         Ok(self
             .opt(
-                "SELECT COUNT(*) FROM ledger_entries
-                 WHERE staff_id = $1 AND created_at > $2 AND created_at <= $3 AND seq <= $4
-                   AND source = 'manual_reward' AND approved_by IS NULL",
+                sql::COUNT_MANUAL_REWARDS,
                 &[&staff_id, &us(after), &us(up_to), &up_to_seq],
             )?
             .map(|r| r.get(0))
@@ -1407,8 +1361,7 @@ impl Tx for PgTx<'_> {
     ) -> StoreResult<i64> {
         Ok(self
             .opt(
-                "SELECT COUNT(*) FROM approvals
-                 WHERE requested_by = $1 AND requested_at > $2 AND requested_at <= $3",
+                sql::COUNT_APPROVAL_REQUESTS,
                 &[&staff_id, &us(after), &us(up_to)],
             )?
             .map(|r| r.get(0))
@@ -1463,9 +1416,7 @@ impl Tx for PgTx<'_> {
 
     fn update_approval(&mut self, a: &Approval) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE approvals SET status = $2, decided_by = $3, decided_at = $4,
-                 decision_reason = $5, ledger_entry_id = $6
-             WHERE id = $1",
+            sql::UPDATE_APPROVAL,
             &[
                 &a.id,
                 &a.status,

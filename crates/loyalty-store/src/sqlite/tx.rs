@@ -10,6 +10,7 @@ use crate::dispatch::*;
 use crate::records::*;
 use crate::rows::{self, RowRead, *};
 use crate::savepoints::Savepoints;
+use crate::sql;
 use crate::{Cell, StoreError, StoreResult, Tx};
 
 /// A transaction (or read snapshot) on one connection.
@@ -160,18 +161,14 @@ impl SqliteTx<'_> {
 impl Tx for SqliteTx<'_> {
     fn insert_staff(&mut self, s: &Staff) -> StoreResult<()> {
         self.exec_one(
-            "INSERT INTO staff (id, name, role, created_at) VALUES (?1, ?2, ?3, ?4)",
+            sql::INSERT_STAFF,
             params![s.id.to_string(), s.name, s.role.as_str(), us(s.created_at)],
             "insert staff",
         )
     }
 
     fn staff(&mut self, id: Uuid) -> StoreResult<Option<Staff>> {
-        self.one(
-            "SELECT id, name, role, created_at, disabled_at FROM staff WHERE id = ?1",
-            [id.to_string()],
-            sq(rows::staff),
-        )
+        self.one(sql::STAFF, [id.to_string()], sq(rows::staff))
     }
 
     fn insert_token(
@@ -185,18 +182,16 @@ impl Tx for SqliteTx<'_> {
             TokenSubject::Player(id) => ("player", id),
         };
         self.exec_one(
-            "INSERT INTO tokens (hash, kind, subject_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            sql::INSERT_TOKEN,
             params![hash, kind, id.to_string(), us(at)],
             "insert token",
         )
     }
 
     fn token(&mut self, hash: &str) -> StoreResult<Option<TokenSubject>> {
-        let row = self.one(
-            "SELECT kind, subject_id FROM tokens WHERE hash = ?1 AND revoked_at IS NULL",
-            [hash],
-            |r| Ok((r.get::<_, String>(0)?, uuid(r.get(1)?)?)),
-        )?;
+        let row = self.one(sql::TOKEN, [hash], |r| {
+            Ok((r.get::<_, String>(0)?, uuid(r.get(1)?)?))
+        })?;
         Ok(row.and_then(|(kind, id)| match kind.as_str() {
             "staff" => Some(TokenSubject::Staff(id)),
             "player" => Some(TokenSubject::Player(id)),
@@ -205,10 +200,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn revoke_token(&mut self, hash: &str, at: Timestamp) -> StoreResult<bool> {
-        Ok(self.exec(
-            "UPDATE tokens SET revoked_at = ?2 WHERE hash = ?1 AND revoked_at IS NULL",
-            params![hash, us(at)],
-        )? == 1)
+        Ok(self.exec(sql::REVOKE_TOKEN, params![hash, us(at)])? == 1)
     }
 
     fn revoke_subject_tokens(&mut self, subject: TokenSubject, at: Timestamp) -> StoreResult<u64> {
@@ -217,41 +209,28 @@ impl Tx for SqliteTx<'_> {
             TokenSubject::Player(id) => ("player", id),
         };
         let n = self.exec(
-            "UPDATE tokens SET revoked_at = ?3 WHERE subject_id = ?2 AND kind = ?1 AND revoked_at IS NULL",
+            sql::REVOKE_SUBJECT_TOKENS,
             params![kind, id.to_string(), us(at)],
         )?;
         Ok(n as u64)
     }
 
     fn disable_staff(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
-        self.exec(
-            "UPDATE staff SET disabled_at = ?2 WHERE id = ?1 AND disabled_at IS NULL",
-            params![id.to_string(), us(at)],
-        )?;
+        self.exec(sql::DISABLE_STAFF, params![id.to_string(), us(at)])?;
         Ok(self
-            .one("SELECT 1 FROM staff WHERE id = ?1", [id.to_string()], |r| {
-                r.get::<_, i64>(0)
-            })?
+            .one(sql::STAFF_EXISTS, [id.to_string()], |r| r.get::<_, i64>(0))?
             .is_some())
     }
 
     fn server_key(&mut self, name: &str, candidate: &str, at: Timestamp) -> StoreResult<String> {
-        self.exec(
-            "INSERT INTO server_keys (name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
-            params![name, candidate, us(at)],
-        )?;
-        self.one(
-            "SELECT value FROM server_keys WHERE name = ?1",
-            [name],
-            |r| r.get::<_, String>(0),
-        )?
-        .ok_or_else(|| StoreError::Internal(format!("server key {name} missing after insert")))
+        self.exec(sql::INSERT_SERVER_KEY, params![name, candidate, us(at)])?;
+        self.one(sql::SERVER_KEY, [name], |r| r.get::<_, String>(0))?
+            .ok_or_else(|| StoreError::Internal(format!("server key {name} missing after insert")))
     }
 
     fn insert_player(&mut self, p: &Player) -> StoreResult<()> {
         self.exec_one(
-            "INSERT INTO players (id, display_name, card_number, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            sql::INSERT_PLAYER,
             params![
                 p.id.to_string(),
                 p.display_name,
@@ -264,11 +243,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn player(&mut self, id: Uuid) -> StoreResult<Option<Player>> {
-        self.one(
-            "SELECT id, display_name, card_number, status, created_at FROM players WHERE id = ?1",
-            [id.to_string()],
-            sq(rows::player),
-        )
+        self.one(sql::PLAYER, [id.to_string()], sq(rows::player))
     }
 
     fn insert_account(&mut self, a: &Account) -> StoreResult<()> {
@@ -301,9 +276,7 @@ impl Tx for SqliteTx<'_> {
 
     fn update_account(&mut self, a: &Account) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE loyalty_accounts SET current_balance = ?2, escrow_balance = ?3,
-                 lifetime_points = ?4, tier = ?5, entry_count = ?6, updated_at = ?7
-             WHERE player_id = ?1",
+            sql::UPDATE_ACCOUNT,
             params![
                 a.player_id.to_string(),
                 a.current_balance,
@@ -348,10 +321,7 @@ impl Tx for SqliteTx<'_> {
 
     fn update_table(&mut self, t: &GameTable) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE game_tables SET name = ?2, game_type = ?3, house_edge = ?4,
-                 average_rounds_per_hour = ?5, points_conversion_rate = ?6,
-                 point_multiplier = ?7, seats_available = ?8, updated_at = ?9
-             WHERE id = ?1",
+            sql::UPDATE_TABLE,
             params![
                 t.id.to_string(),
                 t.name,
@@ -411,12 +381,7 @@ impl Tx for SqliteTx<'_> {
 
     fn update_slip(&mut self, s: &RatingSlip) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE rating_slips SET status = ?2, average_bet = ?3, ended_at = ?4,
-                 accumulated_us = ?5, segment_started_at = ?6, loyalty_status = ?7,
-                 ledger_entry_id = ?8, accrual_attempts = ?9, next_retry_at = ?10,
-                 closed_correlation_id = ?11, updated_at = ?12, started_at = ?13,
-                 corrections = ?14
-             WHERE id = ?1",
+            sql::UPDATE_SLIP,
             params![
                 s.id.to_string(),
                 s.status.as_str(),
@@ -440,11 +405,7 @@ impl Tx for SqliteTx<'_> {
     fn pending_slips(&mut self, due_at: Timestamp, limit: u32) -> StoreResult<Vec<Uuid>> {
         let mut st = self
             .conn
-            .prepare_cached(
-                "SELECT id FROM rating_slips
-                 WHERE loyalty_status = 'PENDING' AND next_retry_at <= ?1
-                 ORDER BY next_retry_at LIMIT ?2",
-            )
+            .prepare_cached(sql::PENDING_SLIPS)
             .map_err(map_err)?;
         let rows = st
             .query_map(params![us(due_at), limit], |r| uuid(r.get(0)?))
@@ -685,19 +646,14 @@ impl Tx for SqliteTx<'_> {
         scope: &str,
         key: &str,
     ) -> StoreResult<Option<IdempotencyRecord>> {
-        self.one(
-            "SELECT fingerprint, status, body, created_at FROM idempotency_records
-             WHERE scope = ?1 AND key = ?2",
-            [scope, key],
-            |r| {
-                Ok(IdempotencyRecord {
-                    fingerprint: r.get(0)?,
-                    status: r.get(1)?,
-                    body: r.get(2)?,
-                    created_at: ts(r.get(3)?)?,
-                })
-            },
-        )
+        self.one(sql::IDEMPOTENCY_RECORD, [scope, key], |r| {
+            Ok(IdempotencyRecord {
+                fingerprint: r.get(0)?,
+                status: r.get(1)?,
+                body: r.get(2)?,
+                created_at: ts(r.get(3)?)?,
+            })
+        })
     }
 
     fn insert_idempotency_record(
@@ -707,8 +663,7 @@ impl Tx for SqliteTx<'_> {
         rec: &IdempotencyRecord,
     ) -> StoreResult<()> {
         self.exec_one(
-            "INSERT INTO idempotency_records (scope, key, fingerprint, status, body, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            sql::INSERT_IDEMPOTENCY_RECORD,
             params![
                 scope,
                 key,
@@ -722,10 +677,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn purge_idempotency_records(&mut self, before: Timestamp) -> StoreResult<u64> {
-        let n = self.exec(
-            "DELETE FROM idempotency_records WHERE created_at < ?1",
-            [us(before)],
-        )?;
+        let n = self.exec(sql::PURGE_IDEMPOTENCY_RECORDS, [us(before)])?;
         Ok(n as u64)
     }
 
@@ -746,8 +698,7 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
         self.exec_one(
-            "INSERT INTO merchants (id, name, earnings, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            sql::INSERT_MERCHANT,
             params![
                 m.id.to_string(),
                 m.name,
@@ -769,7 +720,7 @@ impl Tx for SqliteTx<'_> {
 
     fn update_merchant(&mut self, m: &Merchant) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE merchants SET earnings = ?2, updated_at = ?3 WHERE id = ?1",
+            sql::UPDATE_MERCHANT,
             params![m.id.to_string(), m.earnings, us(m.updated_at)],
             "update merchant",
         )
@@ -826,9 +777,7 @@ impl Tx for SqliteTx<'_> {
 
     fn update_escrow(&mut self, e: &Escrow) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE escrows SET settled_amount = ?2, refunded_amount = ?3, status = ?4,
-                 updated_at = ?5, version = ?6
-             WHERE id = ?1",
+            sql::UPDATE_ESCROW,
             params![
                 e.id.to_string(),
                 e.settled_amount,
@@ -1148,11 +1097,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn checkpoint(&mut self, subscriber: &str) -> StoreResult<Option<i64>> {
-        self.one(
-            "SELECT seq FROM subscriber_checkpoints WHERE subscriber = ?1",
-            params![subscriber],
-            |r| r.get(0),
-        )
+        self.one(sql::CHECKPOINT, params![subscriber], |r| r.get(0))
     }
 
     fn set_checkpoint(&mut self, subscriber: &str, seq: i64, at: Timestamp) -> StoreResult<()> {
@@ -1227,9 +1172,7 @@ impl Tx for SqliteTx<'_> {
         at: Timestamp,
     ) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE dead_letters SET status = ?2, error = COALESCE(?3, error),
-                 attempts = COALESCE(?4, attempts), updated_at = ?5
-             WHERE id = ?1",
+            sql::UPDATE_DEAD_LETTER,
             params![id, status.as_str(), error, attempts, us(at)],
             "update dead letter",
         )
@@ -1251,10 +1194,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn release_lease(&mut self, name: &str, holder: &str) -> StoreResult<()> {
-        self.exec(
-            "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
-            params![name, holder],
-        )?;
+        self.exec(sql::RELEASE_LEASE, params![name, holder])?;
         Ok(())
     }
 
@@ -1284,15 +1224,7 @@ impl Tx for SqliteTx<'_> {
         before_seq: Option<i64>,
         limit: u32,
     ) -> StoreResult<Vec<FeedItem>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT feed, player_id, event_seq, event_id, event_type, occurred_at, data
-                 FROM player_feed_items
-                 WHERE feed = ?1 AND player_id = ?2 AND event_seq < ?3
-                 ORDER BY event_seq DESC LIMIT ?4",
-            )
-            .map_err(map_err)?;
+        let mut st = self.conn.prepare_cached(sql::FEED_ITEMS).map_err(map_err)?;
         let rows = st
             .query_map(
                 params![
@@ -1335,13 +1267,7 @@ impl Tx for SqliteTx<'_> {
     ) -> StoreResult<Vec<EventRecord>> {
         let mut st = self
             .conn
-            .prepare_cached(
-                "SELECT o.seq, o.event_id, o.event_type, o.version, o.occurred_at,
-                        o.correlation_id, o.idempotency_key, o.source, o.payload
-                 FROM activity_items a JOIN outbox o ON o.seq = a.event_seq
-                 WHERE a.player_id = ?1 AND a.event_seq < ?2
-                 ORDER BY a.event_seq DESC LIMIT ?3",
-            )
+            .prepare_cached(sql::ACTIVITY_EVENTS)
             .map_err(map_err)?;
         let rows = st
             .query_map(
@@ -1361,9 +1287,7 @@ impl Tx for SqliteTx<'_> {
     ) -> StoreResult<i64> {
         Ok(self
             .one(
-                "SELECT COUNT(*) FROM ledger_entries
-                 WHERE staff_id = ?1 AND created_at > ?2 AND created_at <= ?3 AND seq <= ?4
-                   AND source = 'manual_reward' AND approved_by IS NULL",
+                sql::COUNT_MANUAL_REWARDS,
                 params![staff_id.to_string(), us(after), us(up_to), up_to_seq],
                 |r| r.get(0),
             )?
@@ -1378,8 +1302,7 @@ impl Tx for SqliteTx<'_> {
     ) -> StoreResult<i64> {
         Ok(self
             .one(
-                "SELECT COUNT(*) FROM approvals
-                 WHERE requested_by = ?1 AND requested_at > ?2 AND requested_at <= ?3",
+                sql::COUNT_APPROVAL_REQUESTS,
                 params![staff_id.to_string(), us(after), us(up_to)],
                 |r| r.get(0),
             )?
@@ -1431,9 +1354,7 @@ impl Tx for SqliteTx<'_> {
 
     fn update_approval(&mut self, a: &Approval) -> StoreResult<()> {
         self.exec_one(
-            "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4,
-                 decision_reason = ?5, ledger_entry_id = ?6
-             WHERE id = ?1",
+            sql::UPDATE_APPROVAL,
             params![
                 a.id.to_string(),
                 a.status,
