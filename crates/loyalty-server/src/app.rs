@@ -44,6 +44,9 @@ pub struct Settings {
     /// points (either way) waits for a second staff member's approval.
     /// `None`: off.
     pub dual_control_threshold: Option<i64>,
+    /// Failed tokens per client address per minute before the address is
+    /// refused (`--auth-failures-max`).
+    pub auth_failures_max: usize,
 }
 
 /// Default of `--body-timeout-ms`, seconds.
@@ -66,6 +69,7 @@ impl Default for Settings {
             body_timeout: std::time::Duration::from_secs(BODY_TIMEOUT_S_DEFAULT),
             streams_per_token: STREAMS_PER_TOKEN_DEFAULT,
             metrics_on_main: true,
+            auth_failures_max: crate::auth::AUTH_FAILURES_MAX,
         }
     }
 }
@@ -147,6 +151,7 @@ impl AppState {
         limiter: Arc<dyn RateLimiter>,
         events: crate::events::EventsConfig,
     ) -> Self {
+        let auth_failures_max = settings.auth_failures_max;
         AppState(Arc::new(Inner {
             store,
             clock: Clock::default(),
@@ -156,7 +161,7 @@ impl AppState {
             limiter,
             in_flight: Mutex::new(HashSet::new()),
             events: Arc::new(crate::events::EventHub::new(events)),
-            auth_throttle: crate::auth::AuthThrottle::default(),
+            auth_throttle: crate::auth::AuthThrottle::new(auth_failures_max),
             streams: crate::auth::StreamSlots::default(),
             cursor_key: std::sync::OnceLock::new(),
             shutdown: tokio::sync::watch::Sender::new(false),

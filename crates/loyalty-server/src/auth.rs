@@ -159,8 +159,9 @@ impl TokenCache {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// Failed tokens from one address within [`AUTH_WINDOW`] beyond which every
-/// request from it that presents a token is refused until the window passes.
+/// Default of `--auth-failures-max`: failed tokens from one address within
+/// [`AUTH_WINDOW`] beyond which every request from it that presents a token
+/// is refused until the window passes.
 pub const AUTH_FAILURES_MAX: usize = 20;
 /// The window of [`AUTH_FAILURES_MAX`], by the server clock.
 pub const AUTH_WINDOW: SignedDuration = SignedDuration::from_secs(60);
@@ -168,18 +169,33 @@ pub const AUTH_WINDOW: SignedDuration = SignedDuration::from_secs(60);
 pub const AUTH_ADDRESSES_MAX: usize = 100_000;
 
 /// Failed authentications per client address: the times of the latest
-/// `AUTH_FAILURES_MAX + 1` failures (a sliding window).
-#[derive(Debug, Default)]
+/// `max + 1` failures (a sliding window).
+#[derive(Debug)]
 pub struct AuthThrottle {
+    max: usize,
     map: Mutex<HashMap<IpAddr, VecDeque<Timestamp>>>,
 }
 
+impl Default for AuthThrottle {
+    fn default() -> Self {
+        AuthThrottle::new(AUTH_FAILURES_MAX)
+    }
+}
+
 impl AuthThrottle {
+    /// A throttle allowing `max` failures per address per [`AUTH_WINDOW`].
+    pub fn new(max: usize) -> Self {
+        AuthThrottle {
+            max: max.max(1),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Seconds until `ip` may present a token again, if it may not now.
     pub fn blocked(&self, ip: IpAddr, now: Timestamp) -> Option<u64> {
         let m = self.map.lock().ok()?;
         let times = m.get(&ip)?;
-        if times.len() <= AUTH_FAILURES_MAX {
+        if times.len() <= self.max {
             return None;
         }
         let until = *times.front()? + AUTH_WINDOW;
@@ -208,7 +224,7 @@ impl AuthThrottle {
             times.clear();
         }
         times.push_back(now);
-        while times.len() > AUTH_FAILURES_MAX + 1 {
+        while times.len() > self.max + 1 {
             times.pop_front();
         }
         while times

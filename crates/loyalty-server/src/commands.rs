@@ -32,6 +32,7 @@ pub(crate) fn serve_command(a: ServeArgs) -> anyhow::Result<ExitCode> {
         escrow_sweep_interval_ms: a.escrow_sweep_interval_ms,
         streams_per_token: usize::try_from(a.streams_per_token).unwrap_or(1),
         dual_control_threshold: a.dual_control_threshold,
+        auth_failures_max: usize::try_from(a.auth_failures_max).unwrap_or(usize::MAX),
         ..Settings::default()
     };
     let cfg = ServeConfig {

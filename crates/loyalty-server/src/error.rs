@@ -71,6 +71,37 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in the order of the catalogue (docs/errors.md).
+    pub const ALL: [Code; 27] = [
+        Code::ValidationError,
+        Code::Unauthorized,
+        Code::Forbidden,
+        Code::InvalidStaffId,
+        Code::NotFound,
+        Code::MethodNotAllowed,
+        Code::SlipNotOpen,
+        Code::SlipNotClosed,
+        Code::IdempotencyKeyInUse,
+        Code::Conflict,
+        Code::SelfApproval,
+        Code::ApprovalNotPending,
+        Code::RewardExceedsLimit,
+        Code::InsufficientBalance,
+        Code::IdempotencyKeyReused,
+        Code::EscrowNotHeld,
+        Code::EscrowAmountExceeded,
+        Code::PointsOutOfRange,
+        Code::RequestTimeout,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::HeadersTooLarge,
+        Code::RateLimitExceeded,
+        Code::RateLimitUnavailable,
+        Code::Unavailable,
+        Code::PartialCompletion,
+        Code::Internal,
+    ];
+
     /// The stable SCREAMING_SNAKE name.
     pub fn as_str(self) -> &'static str {
         match self {

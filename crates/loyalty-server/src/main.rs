@@ -190,6 +190,10 @@ struct ServeArgs {
     /// points (either way) wait for a second staff member's approval (off if unset).
     #[arg(long, env = "LOYALTY_DUAL_CONTROL_THRESHOLD", value_parser = clap::value_parser!(i64).range(1..=10_000))]
     dual_control_threshold: Option<i64>,
+    /// Failed bearer tokens from one client address per minute before every
+    /// token it presents is refused (429) for the rest of the minute.
+    #[arg(long, env = "LOYALTY_AUTH_FAILURES_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    auth_failures_max: u32,
     /// How long Idempotency-Key responses are kept, hours (at least 24).
     #[arg(long, env = "LOYALTY_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u32).range(24..))]
     idempotency_retention_hours: u32,

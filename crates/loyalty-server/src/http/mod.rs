@@ -10,10 +10,12 @@ mod export;
 mod feeds;
 mod health;
 mod ledger;
+mod openapi;
 mod outbox;
 mod paging;
 mod players;
 mod reads;
+mod reference;
 mod reports;
 mod rewards;
 mod slips;
@@ -100,11 +102,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/players/{id}/tokens"),
     ("PUT", "/v1/test/clock"),
     ("PUT", "/v1/test/faults"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/redoc.js"),
 ];
 
 /// Whether a route of [`ROUTES`] exists only with `--test-mode`.
 pub fn is_test_mode_route(path: &str) -> bool {
     path.starts_with("/v1/test/")
+}
+
+/// Whether [`router`] registers `method path` of [`ROUTES`] on a server in
+/// `test_mode` serving `/metrics` on the main listener or not.
+pub fn registered(_method: &str, path: &str, test_mode: bool, metrics_on_main: bool) -> bool {
+    (test_mode || !is_test_mode_route(path)) && (metrics_on_main || path != "/metrics")
 }
 
 /// Registers routes, each checked against [`ROUTES`].
@@ -225,7 +236,10 @@ pub fn router(state: AppState) -> Router {
     .add("GET", "/console/", crate::console::index)
     .add("GET", "/console/{file}", crate::console::file)
     .add("GET", "/healthz", health::healthz)
-    .add("GET", "/readyz", health::readyz);
+    .add("GET", "/readyz", health::readyz)
+    .add("GET", "/openapi.json", reference::openapi)
+    .add("GET", "/docs", reference::page)
+    .add("GET", "/docs/redoc.js", reference::redoc);
     let metrics_on_main = state.settings.metrics_on_main;
     if metrics_on_main {
         v1 = v1.add("GET", "/metrics", health::metrics);
@@ -238,8 +252,7 @@ pub fn router(state: AppState) -> Router {
         );
     }
     for route in ROUTES {
-        let expected = (test_mode || !is_test_mode_route(route.1))
-            && (metrics_on_main || route.1 != "/metrics");
+        let expected = registered(route.0, route.1, test_mode, metrics_on_main);
         assert_eq!(
             v1.added.contains(route),
             expected,

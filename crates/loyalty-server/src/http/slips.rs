@@ -28,6 +28,7 @@ use crate::views;
 struct OpenSlip {
     player_id: Uuid,
     table_id: Uuid,
+    #[serde(deserialize_with = "super::validate::de_decimal")]
     average_bet: Decimal,
     seat_number: Option<u32>,
     started_at: Option<Timestamp>,
@@ -35,6 +36,7 @@ struct OpenSlip {
 
 #[derive(Deserialize)]
 struct SlipPatch {
+    #[serde(deserialize_with = "super::validate::de_decimal")]
     average_bet: Decimal,
 }
 
@@ -53,6 +55,7 @@ struct VoidSlip {
 #[serde(deny_unknown_fields)]
 struct CorrectSlip {
     reason: String,
+    #[serde(default, deserialize_with = "super::validate::de_decimal_opt")]
     average_bet: Option<Decimal>,
     started_at: Option<Timestamp>,
     ended_at: Option<Timestamp>,

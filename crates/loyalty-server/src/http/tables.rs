@@ -26,9 +26,12 @@ use crate::idem::{self, run_write};
 struct NewTable {
     name: String,
     game_type: String,
+    #[serde(deserialize_with = "super::validate::de_decimal")]
     house_edge: Decimal,
     average_rounds_per_hour: u32,
+    #[serde(default, deserialize_with = "super::validate::de_decimal_opt")]
     points_conversion_rate: Option<Decimal>,
+    #[serde(default, deserialize_with = "super::validate::de_decimal_opt")]
     point_multiplier: Option<Decimal>,
     seats_available: Option<u32>,
 }
@@ -37,9 +40,12 @@ struct NewTable {
 struct TablePatch {
     name: Option<String>,
     game_type: Option<String>,
+    #[serde(default, deserialize_with = "super::validate::de_decimal_opt")]
     house_edge: Option<Decimal>,
     average_rounds_per_hour: Option<u32>,
+    #[serde(default, deserialize_with = "super::validate::de_decimal_opt")]
     points_conversion_rate: Option<Decimal>,
+    #[serde(default, deserialize_with = "super::validate::de_decimal_opt")]
     point_multiplier: Option<Decimal>,
     seats_available: Option<u32>,
 }

@@ -29,3 +29,41 @@ pub(crate) fn decimal_in(
         loyalty_core::values::decimal_in(v, min, max, min_exclusive),
     )
 }
+
+/// An exact decimal from JSON: a number, or a string of digits with an
+/// optional fraction (`"12.50"`) — not `"+5"`, `"1e2"` or `".5"`, which a
+/// lenient parser would also take; OpenAPI documents exactly this.
+pub(crate) fn de_decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    use serde::Deserialize;
+    use serde::de::Error;
+    let bad = || D::Error::custom("expected an exact decimal: a number or a string like \"12.50\"");
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => {
+            let text = n.to_string();
+            if text.contains(['e', 'E']) {
+                Decimal::from_scientific(&text).map_err(|_| bad())
+            } else {
+                text.parse().map_err(|_| bad())
+            }
+        }
+        serde_json::Value::String(s) => {
+            let (whole, fraction) = s.split_once('.').unwrap_or((&s, "0"));
+            let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+            if !(digits(whole) && digits(fraction)) {
+                return Err(bad());
+            }
+            s.parse().map_err(|_| bad())
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// [`de_decimal`] for an optional field (absent or `null` is `None`).
+pub(crate) fn de_decimal_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Decimal>, D::Error> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "de_decimal")] Decimal);
+    Option::<Wrap>::deserialize(d).map(|o| o.map(|Wrap(v)| v))
+}

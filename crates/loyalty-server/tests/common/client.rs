@@ -391,6 +391,23 @@ impl TestApp {
         self.call(Method::GET, "", "/readyz".into()).anonymous()
     }
 
+    /// `GET /openapi.json` (no token).
+    pub fn openapi(&self) -> Call<'_> {
+        self.call(Method::GET, "", "/openapi.json".into())
+            .anonymous()
+    }
+
+    /// `GET /docs` (no token).
+    pub fn docs(&self) -> Call<'_> {
+        self.call(Method::GET, "", "/docs".into()).anonymous()
+    }
+
+    /// `GET /docs/redoc.js` (no token).
+    pub fn docs_script(&self) -> Call<'_> {
+        self.call(Method::GET, "", "/docs/redoc.js".into())
+            .anonymous()
+    }
+
     /// `GET /v1/players` (search and list).
     pub fn list_players(&self, token: &str) -> Call<'_> {
         self.call(Method::GET, token, "/v1/players".into())

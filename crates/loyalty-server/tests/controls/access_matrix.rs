@@ -103,7 +103,7 @@ use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, Staff
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 61] = [
+const ROWS: [Row; 64] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -285,6 +285,9 @@ const ROWS: [Row; 61] = [
     row("GET", "/readyz", Public, 200),
     row("PUT", "/v1/test/clock", Staff("staff:admin"), 200),
     row("PUT", "/v1/test/faults", Staff("staff:admin"), 200),
+    row("GET", "/openapi.json", Public, 200),
+    row("GET", "/docs", Public, 200),
+    row("GET", "/docs/redoc.js", Public, 200),
 ];
 
 fn role_has(role: usize, permission: &str) -> bool {
@@ -506,7 +509,8 @@ async fn request(
         (
             "GET",
             "/v1/ledger" | "/v1/events" | "/v1/exports/ledger" | "/healthz" | "/readyz"
-            | "/v1/dead-letters" | "/v1/alerts" | "/v1/subscribers" | "/metrics",
+            | "/v1/dead-letters" | "/v1/alerts" | "/v1/subscribers" | "/metrics" | "/openapi.json"
+            | "/docs" | "/docs/redoc.js",
         ) => (r.path.into(), None),
         // The backlog only: a following stream would never end.
         ("GET", "/v1/events/stream") => ("/v1/events/stream?follow=false".into(), None),

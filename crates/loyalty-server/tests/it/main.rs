@@ -17,6 +17,7 @@ mod export;
 mod ledger;
 mod reads;
 mod recovery;
+mod reference;
 mod reports;
 mod shutdown;
 mod slips;
