@@ -7,7 +7,9 @@
 #   scripts/fuzz-api.sh                 # SQLite
 #   LOYALTY_FUZZ_PG_URL=postgres://postgres@127.0.0.1:5432 scripts/fuzz-api.sh
 #
-# Needs `st` (pip install schemathesis) on PATH or in LOYALTY_FUZZ_ST, and a
+# Needs `st` (pip install schemathesis openapi-spec-validator; the document
+# is validated first with the python next to `st`) on PATH or in
+# LOYALTY_FUZZ_ST, and a
 # built `loyalty` binary (LOYALTY_BIN, default the debug build).
 # LOYALTY_FUZZ_EXAMPLES (default 25) sets examples per operation.
 set -euo pipefail
@@ -50,6 +52,14 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
+
+echo "== OpenAPI document: validate ($BACKEND)"
+curl -sf "http://127.0.0.1:$PORT/openapi.json" -o "$WORK/openapi.json"
+PYTHON="${LOYALTY_FUZZ_PYTHON:-$(dirname "$(command -v "$ST")")/python}"
+"$PYTHON" -c 'import json, sys
+from openapi_spec_validator import validate
+validate(json.load(open(sys.argv[1])))
+print("valid OpenAPI", json.load(open(sys.argv[1]))["openapi"])' "$WORK/openapi.json"
 
 echo "== schemathesis ($BACKEND), every check, $EXAMPLES examples per operation"
 # Left out, and why: the test-mode controls (they move the server clock and
