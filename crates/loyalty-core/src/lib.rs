@@ -11,7 +11,8 @@
 //! * [`model`] — the nouns shared by the store and the server: roles,
 //!   permissions, slip states, transaction types, the limits on input.
 //! * [`values`] — input newtypes parsed once at the edge (`Name`, `Reason`,
-//!   `CardNumber`, `IdempotencyKey`, `AverageBet`, `Points`).
+//!   `CardNumber`, `IdempotencyKey`, `AverageBet`, `Points`, and an id type
+//!   per record kind: `PlayerId`, `SlipId`, …).
 //! * [`events`] — the domain events, one typed variant and payload struct
 //!   per type, written to the outbox and matched by the subscribers.
 #![warn(missing_docs)]
@@ -32,7 +33,8 @@ pub use policy::{
 };
 pub use tier::{Tier, TierTable};
 pub use values::{
-    AverageBet, CardNumber, IdempotencyKey, Name, POINTS_ABS_MAX, Points, Reason, ValueError,
+    ApprovalId, AverageBet, CardNumber, EscrowId, IdempotencyKey, MerchantId, Name, POINTS_ABS_MAX,
+    PlayerId, Points, Reason, SlipId, StaffId, TableId, ValueError,
 };
 #[cfg(test)]
 mod tests;

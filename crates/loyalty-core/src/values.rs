@@ -6,7 +6,8 @@
 //! field's name (HTTP answers 400 `VALIDATION_ERROR` with it).
 
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::limits::{
     AVERAGE_BET_MAX, CARD_NUMBER_CHARS_MAX, DECIMAL_PLACES_MAX, KEY_CHARS_MAX, NAME_CHARS_MAX,
@@ -193,6 +194,75 @@ impl AverageBet {
         self.0
     }
 }
+
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            /// Parses an id as a client sends it.
+            pub fn parse(v: &str) -> Result<$name, ValueError> {
+                Uuid::parse_str(v)
+                    .map($name)
+                    .map_err(|_| ValueError(format!("must be a {} id", $what)))
+            }
+            /// The id of a stored record of this kind.
+            pub fn of(id: Uuid) -> $name {
+                $name(id)
+            }
+            /// The UUID.
+            pub fn uuid(self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// A player's id: an operation that takes one cannot be handed a
+    /// table's or a slip's by mistake.
+    PlayerId,
+    "player"
+);
+id_newtype!(
+    /// A staff member's id.
+    StaffId,
+    "staff member"
+);
+id_newtype!(
+    /// A gaming table's id.
+    TableId,
+    "table"
+);
+id_newtype!(
+    /// A rating slip's id.
+    SlipId,
+    "rating slip"
+);
+id_newtype!(
+    /// A merchant's id.
+    MerchantId,
+    "merchant"
+);
+id_newtype!(
+    /// An escrow's id.
+    EscrowId,
+    "escrow"
+);
+id_newtype!(
+    /// A dual-control request's id.
+    ApprovalId,
+    "approval"
+);
 
 /// The largest magnitude of a balance, lifetime total or amount: 2^53 − 1,
 /// the largest integer every JSON client reads exactly.

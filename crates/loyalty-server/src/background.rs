@@ -41,7 +41,7 @@ pub async fn retry_pass(state: &AppState) -> Result<usize, ApiError> {
             let ctx = st.op_ctx(None, None);
             let result = st
                 .store
-                .write(move |tx| ops::recover_slip(tx, &ctx, slip_id))
+                .write(move |tx| ops::recover_slip(tx, &ctx, loyalty_core::SlipId::of(slip_id)))
                 .await;
             match result {
                 Ok(c @ Completion::Accrued { .. }) => {
@@ -114,7 +114,9 @@ pub async fn expiry_pass(state: &AppState) -> Result<usize, ApiError> {
             let ctx = st.op_ctx(None, None);
             let r = st
                 .store
-                .write(move |tx| ops::wallet::expire(tx, &ctx, escrow_id))
+                .write(move |tx| {
+                    ops::wallet::expire(tx, &ctx, loyalty_core::EscrowId::of(escrow_id))
+                })
                 .await;
             st.events.poke();
             r

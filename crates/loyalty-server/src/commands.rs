@@ -386,12 +386,12 @@ async fn seed(
                         tx,
                         &ctx,
                         ops::ManualReward {
-                            player_id,
+                            player_id: loyalty_core::PlayerId::of(player_id),
                             points: loyalty_core::Points::new(1 + (i % 97) as i64)
                                 .map_err(invalid("points"))?,
                             reason: loyalty_core::Reason::new(&format!("seeded reward {i}"), 1)
                                 .map_err(invalid("reason"))?,
-                            staff_id: staff,
+                            staff_id: loyalty_core::StaffId::of(staff),
                             rating_slip_id: None,
                             key: format!("seed:{staff}:{i}"),
                         },

@@ -178,7 +178,12 @@ pub(super) async fn approve(
         let _: serde_json::Map<String, Value> = parse_json(&body)?;
     }
     decide(st, caller, headers, &body, "approve", id, move |tx, ctx| {
-        approvals::approve(tx, ctx, id, approver)
+        approvals::approve(
+            tx,
+            ctx,
+            loyalty_core::ApprovalId::of(id),
+            loyalty_core::StaffId::of(approver),
+        )
     })
     .await
 }
@@ -211,7 +216,13 @@ pub(super) async fn reject(
         caller.require(Permission::LoyaltyAdjust)?;
     }
     decide(st, caller, headers, &body, "reject", id, move |tx, ctx| {
-        approvals::reject(tx, ctx, id, staff.id, reason)
+        approvals::reject(
+            tx,
+            ctx,
+            loyalty_core::ApprovalId::of(id),
+            loyalty_core::StaffId::of(staff.id),
+            reason,
+        )
     })
     .await
 }

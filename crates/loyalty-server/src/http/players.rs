@@ -86,7 +86,7 @@ pub(super) async fn create_player_token(
         &st,
         ctx,
         key,
-        move |tx, ctx| ops::create_player_token(tx, ctx, id, &hash),
+        move |tx, ctx| ops::create_player_token(tx, ctx, loyalty_core::PlayerId::of(id), &hash),
         move |_, _| {
             (
                 StatusCode::CREATED,
@@ -109,7 +109,7 @@ pub(super) async fn revoke_player_tokens(
     let ctx = st.op_ctx(Some(&caller), None);
     let revoked = st
         .store
-        .write(move |tx| ops::revoke_player_tokens(tx, &ctx, id))
+        .write(move |tx| ops::revoke_player_tokens(tx, &ctx, loyalty_core::PlayerId::of(id)))
         .await?;
     st.events.poke();
     st.tokens.clear();

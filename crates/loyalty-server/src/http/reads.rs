@@ -148,7 +148,7 @@ pub(super) async fn preview(
     let now = ctx.now;
     let (slip, accrual, tier) = st
         .store
-        .read(move |tx| ops::preview_slip(tx, &ctx, id))
+        .read(move |tx| ops::preview_slip(tx, &ctx, loyalty_core::SlipId::of(id)))
         .await?;
     let mut body = json!(accrual);
     body["rating_slip_id"] = json!(slip.id);

@@ -143,11 +143,11 @@ pub(super) async fn manual_reward(
     };
 
     let cmd = ops::ManualReward {
-        player_id: input.player_id,
+        player_id: loyalty_core::PlayerId::of(input.player_id),
         points: field("points", Points::new(input.points))?,
         reason,
-        staff_id: staff.id,
-        rating_slip_id: input.rating_slip_id,
+        staff_id: loyalty_core::StaffId::of(staff.id),
+        rating_slip_id: input.rating_slip_id.map(loyalty_core::SlipId::of),
         key,
     };
     // The operation's own checks, read-only and in rule order, before the

@@ -23,6 +23,7 @@ use crate::error::{ApiError, ApiResult, Code};
 use crate::extract::{RawBody, parse_json, path_id};
 use crate::idem::{self, Outcome, run_write};
 use crate::views;
+use loyalty_core::SlipId;
 
 #[derive(Deserialize)]
 struct OpenSlip {
@@ -86,8 +87,8 @@ pub(super) async fn open(
     let key = idem::parse(&headers, &caller, "open_slip", "/v1/rating-slips", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
     let open = ops::OpenSlip {
-        player_id: input.player_id,
-        table_id: input.table_id,
+        player_id: loyalty_core::PlayerId::of(input.player_id),
+        table_id: loyalty_core::TableId::of(input.table_id),
         average_bet: bet,
         seat_number: input.seat_number,
         started_at: input.started_at,
@@ -126,7 +127,7 @@ async fn transition(
     id: String,
     body: axum::body::Bytes,
     operation: &'static str,
-    op: impl FnOnce(&mut dyn Tx, &OpCtx, Uuid) -> Result<RatingSlip, ops::OpError> + Send + 'static,
+    op: impl FnOnce(&mut dyn Tx, &OpCtx, SlipId) -> Result<RatingSlip, ops::OpError> + Send + 'static,
 ) -> ApiResult<Response> {
     caller.require(Permission::RatingSlipWrite)?;
     let id = path_id(&id, "rating slip")?;
@@ -137,7 +138,7 @@ async fn transition(
         &st,
         ctx,
         key,
-        move |tx, ctx| op(tx, ctx, id),
+        move |tx, ctx| op(tx, ctx, SlipId::of(id)),
         |slip, ctx| (StatusCode::OK, views::slip(slip, ctx.now)),
     )
     .await?;
@@ -203,7 +204,7 @@ pub(super) async fn complete(
     let path = format!("/v1/rating-slips/{id}/complete");
     let key = idem::parse(&headers, &caller, "complete_slip", &path, &body)?;
     settle(st, caller, key, "complete", move |tx, ctx| {
-        ops::complete_slip(tx, ctx, id, input.ended_at)
+        ops::complete_slip(tx, ctx, SlipId::of(id), input.ended_at)
     })
     .await
 }
@@ -220,7 +221,7 @@ pub(super) async fn recover(
     let path = format!("/v1/rating-slips/{id}/recover-loyalty");
     let key = idem::parse(&headers, &caller, "recover_loyalty", &path, &body)?;
     settle(st, caller, key, "recover", move |tx, ctx| {
-        ops::recover_slip(tx, ctx, id)
+        ops::recover_slip(tx, ctx, SlipId::of(id))
     })
     .await
 }
@@ -245,7 +246,7 @@ pub(super) async fn void(
     let path = format!("/v1/rating-slips/{id}/void");
     let key = idem::parse(&headers, &caller, "void_slip", &path, &body)?;
     change_closed(st, caller, key, "rating_slip_voided", move |tx, ctx| {
-        ops::void_slip(tx, ctx, id, &change)
+        ops::void_slip(tx, ctx, SlipId::of(id), &change)
     })
     .await
 }
@@ -276,7 +277,7 @@ pub(super) async fn correct(
     let path = format!("/v1/rating-slips/{id}/correct");
     let key = idem::parse(&headers, &caller, "correct_slip", &path, &body)?;
     change_closed(st, caller, key, "rating_slip_corrected", move |tx, ctx| {
-        ops::correct_slip(tx, ctx, id, &change)
+        ops::correct_slip(tx, ctx, SlipId::of(id), &change)
     })
     .await
 }

@@ -134,7 +134,7 @@ pub(super) async fn disable_staff(
         &st,
         ctx,
         key,
-        move |tx, ctx| ops::disable_staff(tx, ctx, id),
+        move |tx, ctx| ops::disable_staff(tx, ctx, loyalty_core::StaffId::of(id)),
         |staff, _| {
             let body = json!({"id": staff.id, "name": staff.name, "role": staff.role,
                               "created_at": staff.created_at, "disabled": true,

@@ -187,7 +187,7 @@ pub(super) async fn patch_table(
         &st,
         ctx,
         None,
-        move |tx, ctx| ops::patch_table(tx, ctx, id, change),
+        move |tx, ctx| ops::patch_table(tx, ctx, loyalty_core::TableId::of(id), change),
         |table, _| (StatusCode::OK, json!(table)),
     )
     .await?;

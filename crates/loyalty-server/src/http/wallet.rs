@@ -145,8 +145,8 @@ pub(super) async fn create_escrow(
     let key = idem::parse(&headers, &caller, "create_escrow", "/v1/escrows", &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
     let hold = Hold {
-        player_id: input.player_id,
-        merchant_id: input.merchant_id,
+        player_id: loyalty_core::PlayerId::of(input.player_id),
+        merchant_id: loyalty_core::MerchantId::of(input.merchant_id),
         amount: input.amount,
         reason,
         reference,
@@ -273,7 +273,7 @@ pub(super) async fn settle(
     let key = idem::parse(&headers, &caller, "settle_escrow", &path, &body)?;
     let ctx = st.op_ctx(Some(&caller), key.as_ref().map(|k| k.key.clone()));
     let capture = Capture {
-        escrow_id: id,
+        escrow_id: loyalty_core::EscrowId::of(id),
         amount: input.amount,
         final_capture: input.final_capture.unwrap_or(true),
         expected_version: input.expected_version,
@@ -306,7 +306,14 @@ pub(super) async fn refund(
         &st,
         ctx,
         key,
-        move |tx, ctx| wallet::refund(tx, ctx, id, input.expected_version),
+        move |tx, ctx| {
+            wallet::refund(
+                tx,
+                ctx,
+                loyalty_core::EscrowId::of(id),
+                input.expected_version,
+            )
+        },
         |e, _| (StatusCode::OK, escrow_view(e)),
     )
     .await?;

@@ -6,6 +6,7 @@
 
 use jiff::SignedDuration;
 use loyalty_core::events::{self as ev, Event};
+use loyalty_core::{ApprovalId, PlayerId, SlipId, StaffId};
 use uuid::Uuid;
 
 use super::{ManualReward, OpCtx, OpError, manual_reward_by};
@@ -53,28 +54,28 @@ pub fn request(
     input: ManualReward,
 ) -> Result<(Approval, bool), OpError> {
     if let Some(existing) = tx.approval_by_key(&input.key)? {
-        let same = existing.player_id == input.player_id
-            && existing.requested_by == input.staff_id
+        let same = existing.player_id == input.player_id.uuid()
+            && existing.requested_by == input.staff_id.uuid()
             && existing.points == input.points.get()
             && existing.reason == input.reason.as_str()
-            && existing.rating_slip_id == input.rating_slip_id;
+            && existing.rating_slip_id == input.rating_slip_id.map(SlipId::uuid);
         if !same {
             return Err(OpError::IdempotencyKeyReused);
         }
         return Ok((existing, true));
     }
-    tx.player(input.player_id)?
+    tx.player(input.player_id.uuid())?
         .ok_or(OpError::NotFound("player"))?;
     let approval = Approval {
         seq: 0,
         id: ctx.new_id(),
         status: status::PENDING.into(),
-        player_id: input.player_id,
+        player_id: input.player_id.uuid(),
         points: input.points.get(),
         reason: input.reason.into_string(),
-        rating_slip_id: input.rating_slip_id,
+        rating_slip_id: input.rating_slip_id.map(SlipId::uuid),
         reward_key: input.key,
-        requested_by: input.staff_id,
+        requested_by: input.staff_id.uuid(),
         requested_at: ctx.now,
         expires_at: ctx.now + SignedDuration::from_hours(APPROVAL_TTL_HOURS),
         decided_by: None,
@@ -128,9 +129,11 @@ pub enum Decision {
 pub fn approve(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    id: Uuid,
-    approver: Uuid,
+    id: ApprovalId,
+    approver: StaffId,
 ) -> Result<Decision, OpError> {
+    let id = id.uuid();
+    let approver = approver.uuid();
     let mut a = open_or_lapsed(tx, ctx, id)?;
     if a.status == status::APPROVED {
         return Ok(Decision::Repeated(a));
@@ -150,11 +153,11 @@ pub fn approve(
         )))
     };
     let input = ManualReward {
-        player_id: a.player_id,
+        player_id: PlayerId::of(a.player_id),
         points: loyalty_core::Points::new(a.points).map_err(stored)?,
         reason: loyalty_core::Reason::new(&a.reason, 1).map_err(stored)?,
-        staff_id: a.requested_by,
-        rating_slip_id: a.rating_slip_id,
+        staff_id: StaffId::of(a.requested_by),
+        rating_slip_id: a.rating_slip_id.map(SlipId::of),
         key: a.reward_key.clone(),
     };
     let (entry, replay) = manual_reward_by(tx, ctx, input, Some(approver))?;
@@ -175,10 +178,12 @@ pub fn approve(
 pub fn reject(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    id: Uuid,
-    by: Uuid,
+    id: ApprovalId,
+    by: StaffId,
     reason: String,
 ) -> Result<Decision, OpError> {
+    let id = id.uuid();
+    let by = by.uuid();
     let mut a = open_or_lapsed(tx, ctx, id)?;
     let wanted = if by == a.requested_by {
         status::WITHDRAWN

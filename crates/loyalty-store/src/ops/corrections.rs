@@ -134,9 +134,10 @@ fn record(
 pub fn void_slip(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    id: Uuid,
+    id: SlipId,
     change: &SlipChange,
 ) -> Result<SlipCorrected, OpError> {
+    let id = id.uuid();
     let mut slip = closed_slip(tx, id)?;
     if slip.status == SlipStatus::Voided {
         let reversal = last_reversal(tx, &slip)?;
@@ -201,9 +202,10 @@ pub fn void_slip(
 pub fn correct_slip(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    id: Uuid,
+    id: SlipId,
     change: &SlipChange,
 ) -> Result<SlipCorrected, OpError> {
+    let id = id.uuid();
     let mut slip = closed_slip(tx, id)?;
     if slip.status == SlipStatus::Voided {
         return Err(OpError::Conflict("rating slip is voided".into()));

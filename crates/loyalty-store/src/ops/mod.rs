@@ -41,6 +41,7 @@ use loyalty_core::{
     AccrualInput, AverageBet, CardNumber, GameSettings, LoyaltyStatus, Name, Points, Reason, Role,
     SlipStatus, Tier, TierTable, TransactionType, compute_points,
 };
+use loyalty_core::{PlayerId, SlipId, StaffId, TableId};
 use serde::Serialize;
 use uuid::Uuid;
 

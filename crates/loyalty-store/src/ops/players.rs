@@ -40,7 +40,12 @@ pub fn create_player(
 }
 
 /// Revokes every token of a player; returns how many were live.
-pub fn revoke_player_tokens(tx: &mut dyn Tx, ctx: &OpCtx, player_id: Uuid) -> Result<u64, OpError> {
+pub fn revoke_player_tokens(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    player_id: PlayerId,
+) -> Result<u64, OpError> {
+    let player_id = player_id.uuid();
     tx.player(player_id)?.ok_or(OpError::NotFound("player"))?;
     let revoked = tx.revoke_subject_tokens(TokenSubject::Player(player_id), ctx.now)?;
     ctx.emit(
@@ -58,9 +63,10 @@ pub fn revoke_player_tokens(tx: &mut dyn Tx, ctx: &OpCtx, player_id: Uuid) -> Re
 pub fn create_player_token(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    player_id: Uuid,
+    player_id: PlayerId,
     token_hash: &str,
 ) -> Result<(), OpError> {
+    let player_id = player_id.uuid();
     tx.player(player_id)?.ok_or(OpError::NotFound("player"))?;
     tx.insert_token(token_hash, TokenSubject::Player(player_id), ctx.now)?;
     ctx.emit(

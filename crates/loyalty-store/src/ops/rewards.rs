@@ -6,15 +6,15 @@ use super::*;
 #[derive(Debug, Clone)]
 pub struct ManualReward {
     /// Player rewarded.
-    pub player_id: Uuid,
+    pub player_id: PlayerId,
     /// Signed points, 1 ≤ |points| ≤ 10,000.
     pub points: Points,
     /// Why, 10–500 characters.
     pub reason: Reason,
     /// Staff member granting it (the authenticated one).
-    pub staff_id: Uuid,
+    pub staff_id: StaffId,
     /// Rating slip it belongs to, if any (must be the player's).
-    pub rating_slip_id: Option<Uuid>,
+    pub rating_slip_id: Option<SlipId>,
     /// Deterministic idempotency key.
     pub key: String,
 }
@@ -32,11 +32,11 @@ pub fn check_manual_reward(
     if let Some(existing) = tx.entry_by_key(&input.key)? {
         // A key replays only the request that wrote it; anything else is a
         // reuse, answered without revealing the original entry.
-        let same = existing.player_id == input.player_id
-            && existing.staff_id == Some(input.staff_id)
+        let same = existing.player_id == input.player_id.uuid()
+            && existing.staff_id == Some(input.staff_id.uuid())
             && existing.points_change == input.points.get()
             && existing.reason.as_deref() == Some(input.reason.as_str())
-            && existing.rating_slip_id == input.rating_slip_id
+            && existing.rating_slip_id == input.rating_slip_id.map(SlipId::uuid)
             && matches!(
                 existing.transaction_type,
                 TransactionType::ManualBonus | TransactionType::Adjustment
@@ -46,11 +46,11 @@ pub fn check_manual_reward(
         }
         return Ok(Some(existing));
     }
-    tx.player(input.player_id)?
+    tx.player(input.player_id.uuid())?
         .ok_or(OpError::NotFound("player"))?;
-    if let Some(slip_id) = input.rating_slip_id {
+    if let Some(slip_id) = input.rating_slip_id.map(SlipId::uuid) {
         match tx.slip(slip_id)? {
-            Some(slip) if slip.player_id == input.player_id => {}
+            Some(slip) if slip.player_id == input.player_id.uuid() => {}
             Some(_) => {
                 return Err(validation(
                     "rating_slip_id",
@@ -62,7 +62,7 @@ pub fn check_manual_reward(
     }
     // Locks in the order every write takes them: slip, then account.
     let account = tx
-        .account(input.player_id)?
+        .account(input.player_id.uuid())?
         .ok_or(OpError::NotFound("player"))?;
     if account.current_balance.saturating_add(input.points.get()) < 0 {
         return Err(OpError::InsufficientBalance {
@@ -103,13 +103,13 @@ pub(crate) fn manual_reward_by(
         tx,
         ctx,
         EntrySpec {
-            player_id: input.player_id,
+            player_id: input.player_id.uuid(),
             transaction_type,
             event_type: EventType::PointsUpdateRequested,
             points_change: input.points.get(),
             reason: Some(input.reason.into_string()),
-            staff_id: Some(input.staff_id),
-            rating_slip_id: input.rating_slip_id,
+            staff_id: Some(input.staff_id.uuid()),
+            rating_slip_id: input.rating_slip_id.map(SlipId::uuid),
             idempotency_key: Some(input.key),
             escrow_id: None,
             escrow_change: 0,

@@ -7,9 +7,9 @@ use super::*;
 #[derive(Debug, Clone)]
 pub struct OpenSlip {
     /// Player rated.
-    pub player_id: Uuid,
+    pub player_id: PlayerId,
     /// Table.
-    pub table_id: Uuid,
+    pub table_id: TableId,
     /// Average bet (validated range).
     pub average_bet: AverageBet,
     /// Seat, if recorded.
@@ -31,15 +31,15 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
     if ctx.now.duration_since(started) > session_max() {
         return Err(validation("started_at", "must be at most 24 hours ago"));
     }
-    tx.player(input.player_id)?
+    tx.player(input.player_id.uuid())?
         .ok_or(OpError::NotFound("player"))?;
     let table = tx
-        .table_unlocked(input.table_id)?
+        .table_unlocked(input.table_id.uuid())?
         .ok_or(OpError::NotFound("table"))?;
     let slip = RatingSlip {
         id: ctx.new_id(),
-        player_id: input.player_id,
-        table_id: input.table_id,
+        player_id: input.player_id.uuid(),
+        table_id: input.table_id.uuid(),
         seat_number: input.seat_number,
         status: SlipStatus::Open,
         average_bet: input.average_bet.get(),
@@ -97,9 +97,10 @@ fn slip_changed(ctx: &OpCtx, slip: &RatingSlip) -> ev::RatingSlipChanged {
 pub fn set_average_bet(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    id: Uuid,
+    id: SlipId,
     average_bet: AverageBet,
 ) -> Result<RatingSlip, OpError> {
+    let id = id.uuid();
     let mut slip = open_or_paused(tx, id)?;
     slip.average_bet = average_bet.get();
     slip.updated_at = ctx.now;
@@ -109,7 +110,8 @@ pub fn set_average_bet(
 }
 
 /// Pauses an open slip: the running segment's time is banked.
-pub fn pause_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<RatingSlip, OpError> {
+pub fn pause_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: SlipId) -> Result<RatingSlip, OpError> {
+    let id = id.uuid();
     let mut slip = open_or_paused(tx, id)?;
     if slip.status != SlipStatus::Open {
         return Err(OpError::Conflict("rating slip is already paused".into()));
@@ -127,7 +129,8 @@ pub fn pause_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<RatingSlip, 
 }
 
 /// Resumes a paused slip.
-pub fn resume_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<RatingSlip, OpError> {
+pub fn resume_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: SlipId) -> Result<RatingSlip, OpError> {
+    let id = id.uuid();
     let mut slip = open_or_paused(tx, id)?;
     if slip.status != SlipStatus::Paused {
         return Err(OpError::Conflict("rating slip is not paused".into()));
@@ -216,9 +219,10 @@ pub fn gameplay_key(slip_id: Uuid) -> String {
 pub fn complete_slip(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    id: Uuid,
+    id: SlipId,
     ended_at: Option<Timestamp>,
 ) -> Result<Completion, OpError> {
+    let id = id.uuid();
     let mut slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
     match slip.status {
         SlipStatus::Closed => return settle_closed(tx, ctx, slip),
@@ -281,8 +285,9 @@ pub fn complete_slip(
 pub fn preview_slip(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    id: Uuid,
+    id: SlipId,
 ) -> Result<(RatingSlip, loyalty_core::Accrual, Tier), OpError> {
+    let id = id.uuid();
     let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
     if !matches!(slip.status, SlipStatus::Open | SlipStatus::Paused) {
         return Err(OpError::SlipNotOpen);
@@ -305,7 +310,8 @@ pub fn preview_slip(
 }
 
 /// Recovers a closed slip's pending accrual; a replay if already accrued.
-pub fn recover_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<Completion, OpError> {
+pub fn recover_slip(tx: &mut dyn Tx, ctx: &OpCtx, id: SlipId) -> Result<Completion, OpError> {
+    let id = id.uuid();
     let slip = tx.slip(id)?.ok_or(OpError::NotFound("rating slip"))?;
     if slip.status != SlipStatus::Closed {
         return Err(OpError::SlipNotClosed);

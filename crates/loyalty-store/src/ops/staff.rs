@@ -34,7 +34,8 @@ pub fn create_staff(
 /// Disables a staff member: every token of theirs stops working; the record
 /// stays (their ledger entries keep naming them). Disabling a disabled staff
 /// member changes nothing and emits nothing.
-pub fn disable_staff(tx: &mut dyn Tx, ctx: &OpCtx, id: Uuid) -> Result<Staff, OpError> {
+pub fn disable_staff(tx: &mut dyn Tx, ctx: &OpCtx, id: StaffId) -> Result<Staff, OpError> {
+    let id = id.uuid();
     let before = tx.staff(id)?.ok_or(OpError::NotFound("staff member"))?;
     if before.disabled_at.is_none() {
         tx.disable_staff(id, ctx.now)?;

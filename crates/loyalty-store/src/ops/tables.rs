@@ -34,9 +34,10 @@ pub fn create_table(
 pub fn patch_table(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    id: Uuid,
+    id: TableId,
     change: impl FnOnce(&mut GameTable),
 ) -> Result<GameTable, OpError> {
+    let id = id.uuid();
     let mut table = tx.table(id)?.ok_or(OpError::NotFound("table"))?;
     change(&mut table);
     table.updated_at = ctx.now;

@@ -21,9 +21,10 @@
 //! so no step can be written twice, whatever a client retries.
 
 use jiff::{SignedDuration, Timestamp};
+use loyalty_core::EscrowId;
 use loyalty_core::events::{self as ev, Event, EventType};
 use loyalty_core::limits::{ESCROW_AMOUNT_MAX, ESCROW_EXPIRY_DAYS_MAX};
-use loyalty_core::{EscrowStatus, Name, Reason, TransactionType};
+use loyalty_core::{EscrowStatus, MerchantId, Name, PlayerId, Reason, TransactionType};
 use uuid::Uuid;
 
 use super::{EntrySpec, OpCtx, OpError, apply_entry_to, points_in_range, validation};
@@ -34,9 +35,9 @@ use crate::{Cell, StoreError, Tx};
 #[derive(Debug, Clone)]
 pub struct Hold {
     /// Whose points.
-    pub player_id: Uuid,
+    pub player_id: PlayerId,
     /// For which merchant.
-    pub merchant_id: Uuid,
+    pub merchant_id: MerchantId,
     /// Points to hold, 1–1,000,000.
     pub amount: i64,
     /// Why, 1–500 characters.
@@ -52,7 +53,7 @@ pub struct Hold {
 #[derive(Debug, Clone)]
 pub struct Capture {
     /// The escrow.
-    pub escrow_id: Uuid,
+    pub escrow_id: EscrowId,
     /// Points to capture (default: everything still held).
     pub amount: Option<i64>,
     /// Whether the capture closes the escrow, refunding the rest.
@@ -109,9 +110,9 @@ pub fn hold(tx: &mut dyn Tx, ctx: &OpCtx, input: Hold) -> Result<Escrow, OpError
         }
     }
     let account = tx
-        .account(input.player_id)?
+        .account(input.player_id.uuid())?
         .ok_or(OpError::NotFound("player"))?;
-    tx.merchant(input.merchant_id)?
+    tx.merchant(input.merchant_id.uuid())?
         .ok_or(OpError::NotFound("merchant"))?;
     if account.current_balance < input.amount {
         return Err(OpError::InsufficientBalance {
@@ -122,8 +123,8 @@ pub fn hold(tx: &mut dyn Tx, ctx: &OpCtx, input: Hold) -> Result<Escrow, OpError
     let mut escrow = Escrow {
         seq: 0,
         id: ctx.new_id(),
-        player_id: input.player_id,
-        merchant_id: input.merchant_id,
+        player_id: input.player_id.uuid(),
+        merchant_id: input.merchant_id.uuid(),
         amount: input.amount,
         settled_amount: 0,
         refunded_amount: 0,
@@ -165,7 +166,7 @@ pub fn hold(tx: &mut dyn Tx, ctx: &OpCtx, input: Hold) -> Result<Escrow, OpError
 /// Captures points of a HELD escrow to its merchant; with `final_capture`
 /// the rest is refunded in the same transaction (DESIGN §3.5).
 pub fn settle(tx: &mut dyn Tx, ctx: &OpCtx, input: Capture) -> Result<Escrow, OpError> {
-    let mut escrow = held_escrow(tx, ctx, input.escrow_id, input.expected_version)?;
+    let mut escrow = held_escrow(tx, ctx, input.escrow_id.uuid(), input.expected_version)?;
     let held = escrow.held_amount();
     let amount = input.amount.unwrap_or(held);
     if amount < 1 {
@@ -233,9 +234,10 @@ pub fn settle(tx: &mut dyn Tx, ctx: &OpCtx, input: Capture) -> Result<Escrow, Op
 pub fn refund(
     tx: &mut dyn Tx,
     ctx: &OpCtx,
-    escrow_id: Uuid,
+    escrow_id: EscrowId,
     expected_version: Option<i64>,
 ) -> Result<Escrow, OpError> {
+    let escrow_id = escrow_id.uuid();
     let mut escrow = held_escrow(tx, ctx, escrow_id, expected_version)?;
     let refunded = escrow.held_amount();
     let entry = refund_rest(tx, ctx, &mut escrow, EventType::EscrowRefunded, None)?;
@@ -254,7 +256,12 @@ pub fn refund(
 
 /// Refunds a HELD escrow whose expiry has passed: EXPIRED. `None` when it
 /// is not (or no longer) due — another sweeper or a capture got there first.
-pub fn expire(tx: &mut dyn Tx, ctx: &OpCtx, escrow_id: Uuid) -> Result<Option<Escrow>, OpError> {
+pub fn expire(
+    tx: &mut dyn Tx,
+    ctx: &OpCtx,
+    escrow_id: EscrowId,
+) -> Result<Option<Escrow>, OpError> {
+    let escrow_id = escrow_id.uuid();
     let Some(mut escrow) = tx.escrow(escrow_id)? else {
         return Ok(None);
     };

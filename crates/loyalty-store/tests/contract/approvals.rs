@@ -34,13 +34,27 @@ async fn request(
 
 async fn approve(store: &Store, now: Timestamp, id: Uuid, by: Uuid) -> Result<Decision, OpError> {
     let c = as_staff(now, by);
-    op(store, move |tx| approvals::approve(tx, &c, id, by)).await
+    op(store, move |tx| {
+        approvals::approve(
+            tx,
+            &c,
+            loyalty_core::ApprovalId::of(id),
+            loyalty_core::StaffId::of(by),
+        )
+    })
+    .await
 }
 
 async fn reject(store: &Store, now: Timestamp, id: Uuid, by: Uuid) -> Result<Decision, OpError> {
     let c = as_staff(now, by);
     op(store, move |tx| {
-        approvals::reject(tx, &c, id, by, "not justified by the play".into())
+        approvals::reject(
+            tx,
+            &c,
+            loyalty_core::ApprovalId::of(id),
+            loyalty_core::StaffId::of(by),
+            "not justified by the play".into(),
+        )
     })
     .await
 }

@@ -29,7 +29,10 @@ async fn void(
     reason: &str,
 ) -> Result<SlipCorrected, OpError> {
     let (c, ch) = (ctx(now), change(reason));
-    op(store, move |tx| ops::void_slip(tx, &c, id, &ch)).await
+    op(store, move |tx| {
+        ops::void_slip(tx, &c, loyalty_core::SlipId::of(id), &ch)
+    })
+    .await
 }
 
 async fn correct(
@@ -39,7 +42,10 @@ async fn correct(
     ch: SlipChange,
 ) -> Result<SlipCorrected, OpError> {
     let c = ctx(now);
-    op(store, move |tx| ops::correct_slip(tx, &c, id, &ch)).await
+    op(store, move |tx| {
+        ops::correct_slip(tx, &c, loyalty_core::SlipId::of(id), &ch)
+    })
+    .await
 }
 
 async fn slip_of(store: &Store, id: Uuid) -> RatingSlip {
@@ -138,13 +144,17 @@ pub async fn a_correction_reaccrues_at_the_original_tier_and_keeps_pauses(store:
     let slip = open_slip_at(&store, player, table.id, "100", at(0), None).await;
     let c = ctx(at(1800));
     let id = slip.id;
-    op(&store, move |tx| ops::pause_slip(tx, &c, id))
-        .await
-        .expect("pause");
+    op(&store, move |tx| {
+        ops::pause_slip(tx, &c, loyalty_core::SlipId::of(id))
+    })
+    .await
+    .expect("pause");
     let c = ctx(at(2400));
-    op(&store, move |tx| ops::resume_slip(tx, &c, id))
-        .await
-        .expect("resume");
+    op(&store, move |tx| {
+        ops::resume_slip(tx, &c, loyalty_core::SlipId::of(id))
+    })
+    .await
+    .expect("resume");
     // 3,600 s played of 4,200: 1,620 points at BRONZE, the player turns SILVER.
     let done = complete(&store, &ctx(at(4200)), id, None)
         .await

@@ -89,7 +89,7 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     .id;
     let c = s(3);
     op(&store, move |tx| {
-        ops::create_player_token(tx, &c, player, "hash-player-1")
+        ops::create_player_token(tx, &c, loyalty_core::PlayerId::of(player), "hash-player-1")
     })
     .await
     .expect("issue token");
@@ -100,9 +100,11 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     .await
     .expect("revoke token");
     let c = s(5);
-    op(&store, move |tx| ops::revoke_player_tokens(tx, &c, player))
-        .await
-        .expect("revoke player tokens");
+    op(&store, move |tx| {
+        ops::revoke_player_tokens(tx, &c, loyalty_core::PlayerId::of(player))
+    })
+    .await
+    .expect("revoke player tokens");
     let c = s(6);
     let table = op(&store, move |tx| {
         ops::create_table(tx, &c, name("BJ-1"), name("blackjack"), blackjack())
@@ -112,7 +114,9 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     .id;
     let c = s(7);
     op(&store, move |tx| {
-        ops::patch_table(tx, &c, table, |t| t.settings.seats_available = 6)
+        ops::patch_table(tx, &c, loyalty_core::TableId::of(table), |t| {
+            t.settings.seats_available = 6
+        })
     })
     .await
     .expect("patch table");
@@ -128,8 +132,8 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
                     tx,
                     &c,
                     OpenSlip {
-                        player_id: player,
-                        table_id: table,
+                        player_id: loyalty_core::PlayerId::of(player),
+                        table_id: loyalty_core::TableId::of(table),
                         average_bet: bet("100"),
                         seat_number: Some(3),
                         started_at: None,
@@ -144,28 +148,34 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     let slip = open(100).await;
     let c = s(200);
     op(&store, move |tx| {
-        ops::set_average_bet(tx, &c, slip, bet("150.50"))
+        ops::set_average_bet(tx, &c, loyalty_core::SlipId::of(slip), bet("150.50"))
     })
     .await
     .expect("set bet");
     let c = s(300);
-    op(&store, move |tx| ops::pause_slip(tx, &c, slip))
-        .await
-        .expect("pause");
+    op(&store, move |tx| {
+        ops::pause_slip(tx, &c, loyalty_core::SlipId::of(slip))
+    })
+    .await
+    .expect("pause");
     let c = s(400);
-    op(&store, move |tx| ops::resume_slip(tx, &c, slip))
-        .await
-        .expect("resume");
+    op(&store, move |tx| {
+        ops::resume_slip(tx, &c, loyalty_core::SlipId::of(slip))
+    })
+    .await
+    .expect("resume");
     let c = s(3_700);
-    op(&store, move |tx| ops::complete_slip(tx, &c, slip, None))
-        .await
-        .expect("complete");
+    op(&store, move |tx| {
+        ops::complete_slip(tx, &c, loyalty_core::SlipId::of(slip), None)
+    })
+    .await
+    .expect("complete");
     let c = s(3_800);
     op(&store, move |tx| {
         ops::correct_slip(
             tx,
             &c,
-            slip,
+            loyalty_core::SlipId::of(slip),
             &SlipChange {
                 reason: reason("bet was misread at the table"),
                 average_bet: Some(bet("120")),
@@ -178,15 +188,17 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     .expect("correct");
     let voided = open(4_000).await;
     let c = s(5_000);
-    op(&store, move |tx| ops::complete_slip(tx, &c, voided, None))
-        .await
-        .expect("complete second");
+    op(&store, move |tx| {
+        ops::complete_slip(tx, &c, loyalty_core::SlipId::of(voided), None)
+    })
+    .await
+    .expect("complete second");
     let c = s(5_100);
     op(&store, move |tx| {
         ops::void_slip(
             tx,
             &c,
-            voided,
+            loyalty_core::SlipId::of(voided),
             &SlipChange {
                 reason: reason("player was not at the table"),
                 average_bet: None,
@@ -200,9 +212,11 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
     let failing = open(6_000).await;
     let mut c = s(6_600);
     c.fail_accrual = true;
-    op(&store, move |tx| ops::complete_slip(tx, &c, failing, None))
-        .await
-        .expect("complete with a failing accrual");
+    op(&store, move |tx| {
+        ops::complete_slip(tx, &c, loyalty_core::SlipId::of(failing), None)
+    })
+    .await
+    .expect("complete with a failing accrual");
 
     // A reward that crosses a tier; dual control approved and rejected.
     let c = s(7_000);
@@ -222,7 +236,12 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
         .expect("request");
     let c = as_staff(at(7_300), checker);
     op(&store, move |tx| {
-        approvals::approve(tx, &c, approval.id, checker)
+        approvals::approve(
+            tx,
+            &c,
+            loyalty_core::ApprovalId::of(approval.id),
+            loyalty_core::StaffId::of(checker),
+        )
     })
     .await
     .expect("approve");
@@ -233,7 +252,13 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
         .expect("request");
     let c = as_staff(at(7_500), checker);
     op(&store, move |tx| {
-        approvals::reject(tx, &c, approval.id, checker, "no play to justify it".into())
+        approvals::reject(
+            tx,
+            &c,
+            loyalty_core::ApprovalId::of(approval.id),
+            loyalty_core::StaffId::of(checker),
+            "no play to justify it".into(),
+        )
     })
     .await
     .expect("reject");
@@ -256,8 +281,8 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
                     tx,
                     &c,
                     Hold {
-                        player_id: player,
-                        merchant_id: merchant,
+                        player_id: loyalty_core::PlayerId::of(player),
+                        merchant_id: loyalty_core::MerchantId::of(merchant),
                         amount,
                         reason: reason("dinner for two"),
                         reference: Some("CHK-1".into()),
@@ -290,24 +315,30 @@ pub async fn every_event_keeps_its_documented_payload_byte_for_byte(store: Store
         }
     };
     let e1 = hold(8_100, 900, None).await;
-    capture(8_200, e1.id, Some(400), false).await;
+    capture(8_200, loyalty_core::EscrowId::of(e1.id), Some(400), false).await;
     let c = s(8_300);
-    op(&store, move |tx| wallet::refund(tx, &c, e1.id, None))
-        .await
-        .expect("refund");
+    op(&store, move |tx| {
+        wallet::refund(tx, &c, loyalty_core::EscrowId::of(e1.id), None)
+    })
+    .await
+    .expect("refund");
     let e2 = hold(8_400, 500, None).await;
-    capture(8_500, e2.id, Some(200), true).await;
+    capture(8_500, loyalty_core::EscrowId::of(e2.id), Some(200), true).await;
     let e3 = hold(8_600, 300, Some(at(9_000))).await;
     let c = ctx(at(9_100));
-    op(&store, move |tx| wallet::expire(tx, &c, e3.id))
-        .await
-        .expect("expire")
-        .expect("the hold was due");
+    op(&store, move |tx| {
+        wallet::expire(tx, &c, loyalty_core::EscrowId::of(e3.id))
+    })
+    .await
+    .expect("expire")
+    .expect("the hold was due");
 
     let c = as_staff(at(9_200), checker);
-    op(&store, move |tx| ops::disable_staff(tx, &c, maker))
-        .await
-        .expect("disable");
+    op(&store, move |tx| {
+        ops::disable_staff(tx, &c, loyalty_core::StaffId::of(maker))
+    })
+    .await
+    .expect("disable");
 
     barrier(&store).await;
     let events = look(&store, |tx| tx.events(0, 1_000, None)).await;

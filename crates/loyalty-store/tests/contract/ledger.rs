@@ -343,10 +343,10 @@ pub async fn a_reward_key_reused_with_other_content_is_refused(store: Store) {
     let evs_before = events(&store).await.len();
     let mut variants = Vec::new();
     let mut v = input.clone();
-    v.player_id = other.id;
+    v.player_id = loyalty_core::PlayerId::of(other.id);
     variants.push(v);
     let mut v = input.clone();
-    v.staff_id = Uuid::now_v7();
+    v.staff_id = loyalty_core::StaffId::of(Uuid::now_v7());
     variants.push(v);
     let mut v = input.clone();
     v.points = points(41);

@@ -173,8 +173,8 @@ async fn execute(store: Store, c: OpCtx, step: Step) -> Result<Outcome, String> 
     let r = match s {
         Step::Open { player, table, bet } => {
             let input = OpenSlip {
-                player_id: player,
-                table_id: table,
+                player_id: loyalty_core::PlayerId::of(player),
+                table_id: loyalty_core::TableId::of(table),
                 average_bet: loyalty_core::AverageBet::new(Decimal::from(bet))
                     .expect("bets are 1-500"),
                 seat_number: None,
@@ -184,40 +184,52 @@ async fn execute(store: Store, c: OpCtx, step: Step) -> Result<Outcome, String> 
                 .await
                 .map(|s| Outcome::Opened(s.id))
         }
-        Step::Pause(id) => op(&store, move |tx| ops::pause_slip(tx, &c, id))
-            .await
-            .map(|_| Outcome::Changed),
-        Step::Resume(id) => op(&store, move |tx| ops::resume_slip(tx, &c, id))
-            .await
-            .map(|_| Outcome::Changed),
+        Step::Pause(id) => op(&store, move |tx| {
+            ops::pause_slip(tx, &c, loyalty_core::SlipId::of(id))
+        })
+        .await
+        .map(|_| Outcome::Changed),
+        Step::Resume(id) => op(&store, move |tx| {
+            ops::resume_slip(tx, &c, loyalty_core::SlipId::of(id))
+        })
+        .await
+        .map(|_| Outcome::Changed),
         Step::SetBet(id, bet) => op(&store, move |tx| {
             ops::set_average_bet(
                 tx,
                 &c,
-                id,
+                loyalty_core::SlipId::of(id),
                 loyalty_core::AverageBet::new(Decimal::from(bet)).expect("bets are 1-500"),
             )
         })
         .await
         .map(|_| Outcome::Changed),
-        Step::Complete(id) => op(&store, move |tx| ops::complete_slip(tx, &c, id, None))
-            .await
-            .map(|done| Outcome::Settled(id, Box::new(done))),
-        Step::Recover(id) => op(&store, move |tx| ops::recover_slip(tx, &c, id))
-            .await
-            .map(|done| Outcome::Settled(id, Box::new(done))),
+        Step::Complete(id) => op(&store, move |tx| {
+            ops::complete_slip(tx, &c, loyalty_core::SlipId::of(id), None)
+        })
+        .await
+        .map(|done| Outcome::Settled(id, Box::new(done))),
+        Step::Recover(id) => op(&store, move |tx| {
+            ops::recover_slip(tx, &c, loyalty_core::SlipId::of(id))
+        })
+        .await
+        .map(|done| Outcome::Settled(id, Box::new(done))),
         Step::Hold(input) => op(&store, move |tx| wallet::hold(tx, &c, input))
             .await
             .map(|e| Outcome::Held(e.id)),
         Step::Capture(input) => op(&store, move |tx| wallet::settle(tx, &c, input))
             .await
             .map(|_| Outcome::Changed),
-        Step::Refund(id) => op(&store, move |tx| wallet::refund(tx, &c, id, None))
-            .await
-            .map(|_| Outcome::Changed),
-        Step::Sweep(id) => op(&store, move |tx| wallet::expire(tx, &c, id))
-            .await
-            .map(|_| Outcome::Changed),
+        Step::Refund(id) => op(&store, move |tx| {
+            wallet::refund(tx, &c, loyalty_core::EscrowId::of(id), None)
+        })
+        .await
+        .map(|_| Outcome::Changed),
+        Step::Sweep(id) => op(&store, move |tx| {
+            wallet::expire(tx, &c, loyalty_core::EscrowId::of(id))
+        })
+        .await
+        .map(|_| Outcome::Changed),
         Step::Reward(input) => {
             let key = input.key.clone();
             op(&store, move |tx| ops::manual_reward(tx, &c, input))
@@ -296,8 +308,8 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
                     amount,
                     expires_in,
                 } => Step::Hold(wallet::Hold {
-                    player_id: players[player],
-                    merchant_id: merchants[player % 2],
+                    player_id: loyalty_core::PlayerId::of(players[player]),
+                    merchant_id: loyalty_core::MerchantId::of(merchants[player % 2]),
                     amount,
                     reason: reason("property test hold"),
                     reference: None,
@@ -305,7 +317,7 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
                 }),
                 Action::Capture(i, amount, last) => match escrow(&i) {
                     Some(id) => Step::Capture(wallet::Capture {
-                        escrow_id: id,
+                        escrow_id: loyalty_core::EscrowId::of(id),
                         amount,
                         final_capture: last,
                         expected_version: None,
@@ -450,7 +462,10 @@ async fn check(store: Store, chunks: Vec<Vec<Action>>) -> Result<(), TestCaseErr
         let original = results[0].0;
         let (store, c, id) = (store.clone(), ctx(now), *slip_id);
         replays.push(tokio::spawn(async move {
-            let r = op(&store, move |tx| ops::recover_slip(tx, &c, id)).await;
+            let r = op(&store, move |tx| {
+                ops::recover_slip(tx, &c, loyalty_core::SlipId::of(id))
+            })
+            .await;
             match r {
                 Ok(Completion::Accrued { loyalty, entry, .. })
                     if loyalty.idempotent_replay && entry.id == original =>

@@ -21,7 +21,10 @@ pub async fn concurrent_completions_of_one_slip_write_one_entry(store: Store) {
             let store = store.clone();
             let c = ctx(at(3600));
             tokio::spawn(async move {
-                op(&store, move |tx| ops::complete_slip(tx, &c, sid, None)).await
+                op(&store, move |tx| {
+                    ops::complete_slip(tx, &c, loyalty_core::SlipId::of(sid), None)
+                })
+                .await
             })
         })
         .collect();
@@ -208,7 +211,11 @@ pub async fn concurrent_completions_and_rewards_for_one_player_all_succeed(store
         let s = store.clone();
         let c = ctx(at(3600));
         tasks.push(tokio::spawn(async move {
-            match op(&s, move |tx| ops::complete_slip(tx, &c, sid, None)).await {
+            match op(&s, move |tx| {
+                ops::complete_slip(tx, &c, loyalty_core::SlipId::of(sid), None)
+            })
+            .await
+            {
                 Ok(Completion::Accrued { entry, .. }) => Ok(entry.points_change),
                 other => Err(format!("completion {i}: {other:?}")),
             }

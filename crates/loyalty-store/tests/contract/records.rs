@@ -164,7 +164,7 @@ pub async fn tables_round_trip_with_exact_decimals(store: Store) {
 
     let c = ctx(at(60));
     let patched = op(&store, move |tx| {
-        ops::patch_table(tx, &c, tid, |t| {
+        ops::patch_table(tx, &c, loyalty_core::TableId::of(tid), |t| {
             t.name = "BJ-2".into();
             t.settings.house_edge = dec("0.0001");
             t.settings.seats_available = 0;
@@ -264,8 +264,8 @@ pub async fn slips_round_trip_with_exact_game_settings(store: Store) {
     // reach the slip.
     let c = ctx(at(5000));
     let input = ops::OpenSlip {
-        player_id: player.id,
-        table_id: table.id,
+        player_id: loyalty_core::PlayerId::of(player.id),
+        table_id: loyalty_core::TableId::of(table.id),
         average_bet: bet("25.50"),
         seat_number: None,
         started_at: None,
@@ -276,7 +276,9 @@ pub async fn slips_round_trip_with_exact_game_settings(store: Store) {
     let tid = table.id;
     let c = ctx(at(5001));
     op(&store, move |tx| {
-        ops::patch_table(tx, &c, tid, |t| t.settings.house_edge = dec("50"))
+        ops::patch_table(tx, &c, loyalty_core::TableId::of(tid), |t| {
+            t.settings.house_edge = dec("50")
+        })
     })
     .await
     .expect("patch table");

@@ -22,8 +22,8 @@ pub async fn open_slip_at(
 ) -> RatingSlip {
     let c = ctx(now);
     let input = OpenSlip {
-        player_id,
-        table_id,
+        player_id: loyalty_core::PlayerId::of(player_id),
+        table_id: loyalty_core::TableId::of(table_id),
         average_bet: crate::support::bet(bet),
         seat_number: Some(2),
         started_at,
@@ -40,12 +40,18 @@ pub async fn complete(
     ended_at: Option<Timestamp>,
 ) -> Result<Completion, OpError> {
     let c = c.clone();
-    op(store, move |tx| ops::complete_slip(tx, &c, id, ended_at)).await
+    op(store, move |tx| {
+        ops::complete_slip(tx, &c, loyalty_core::SlipId::of(id), ended_at)
+    })
+    .await
 }
 
 pub async fn recover(store: &Store, c: &OpCtx, id: Uuid) -> Result<Completion, OpError> {
     let c = c.clone();
-    op(store, move |tx| ops::recover_slip(tx, &c, id)).await
+    op(store, move |tx| {
+        ops::recover_slip(tx, &c, loyalty_core::SlipId::of(id))
+    })
+    .await
 }
 
 async fn slip(store: &Store, id: Uuid) -> RatingSlip {
@@ -81,9 +87,9 @@ async fn slip_op(
 ) -> Result<RatingSlip, OpError> {
     let c = ctx(now);
     op(store, move |tx| match what {
-        "pause" => ops::pause_slip(tx, &c, id),
-        "resume" => ops::resume_slip(tx, &c, id),
-        "bet" => ops::set_average_bet(tx, &c, id, bet("100")),
+        "pause" => ops::pause_slip(tx, &c, loyalty_core::SlipId::of(id)),
+        "resume" => ops::resume_slip(tx, &c, loyalty_core::SlipId::of(id)),
+        "bet" => ops::set_average_bet(tx, &c, loyalty_core::SlipId::of(id), bet("100")),
         _ => unreachable!(),
     })
     .await
@@ -273,8 +279,8 @@ pub async fn closed_slips_refuse_changes(store: Store) {
     // Opening a slip needs an existing player and table.
     let c = ctx(at(800));
     let bad_player = OpenSlip {
-        player_id: Uuid::now_v7(),
-        table_id: table.id,
+        player_id: loyalty_core::PlayerId::of(Uuid::now_v7()),
+        table_id: loyalty_core::TableId::of(table.id),
         average_bet: bet("1"),
         seat_number: None,
         started_at: None,
@@ -283,8 +289,8 @@ pub async fn closed_slips_refuse_changes(store: Store) {
     assert!(matches!(r, Err(OpError::NotFound("player"))), "{r:?}");
     let c = ctx(at(800));
     let bad_table = OpenSlip {
-        player_id: player.id,
-        table_id: Uuid::now_v7(),
+        player_id: loyalty_core::PlayerId::of(player.id),
+        table_id: loyalty_core::TableId::of(Uuid::now_v7()),
         average_bet: bet("1"),
         seat_number: None,
         started_at: None,
@@ -446,8 +452,8 @@ pub async fn completion_with_bad_times_is_refused_and_changes_nothing(store: Sto
     for (started, why) in [(at(3001), "future"), (at(3000 - 86_401), "too old")] {
         let c = ctx(at(3000));
         let input = OpenSlip {
-            player_id: player.id,
-            table_id: table.id,
+            player_id: loyalty_core::PlayerId::of(player.id),
+            table_id: loyalty_core::TableId::of(table.id),
             average_bet: bet("10"),
             seat_number: None,
             started_at: Some(started),

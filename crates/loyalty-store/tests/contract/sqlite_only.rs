@@ -119,8 +119,8 @@ async fn sqlite_hands_over_exactly_the_committed_events_in_seq_order() {
                             tx,
                             &c,
                             OpenSlip {
-                                player_id: pid,
-                                table_id: tid,
+                                player_id: loyalty_core::PlayerId::of(pid),
+                                table_id: loyalty_core::TableId::of(tid),
                                 average_bet: bet("25"),
                                 seat_number: None,
                                 started_at: Some(at(50)),
@@ -131,9 +131,11 @@ async fn sqlite_hands_over_exactly_the_committed_events_in_seq_order() {
                     .expect("open");
                     let mut c = ctx(at(200));
                     c.fail_accrual = i % 8 == 1;
-                    op(&s, move |tx| ops::complete_slip(tx, &c, slip.id, None))
-                        .await
-                        .expect("complete");
+                    op(&s, move |tx| {
+                        ops::complete_slip(tx, &c, loyalty_core::SlipId::of(slip.id), None)
+                    })
+                    .await
+                    .expect("complete");
                 }
                 2 => {
                     let failed = s

@@ -185,10 +185,10 @@ pub fn assert_gap_free(events: &[EventRecord]) {
 /// A manual reward input.
 pub fn reward_input(player_id: Uuid, points: i64, key: &str, staff_id: Uuid) -> ManualReward {
     ManualReward {
-        player_id,
+        player_id: loyalty_core::PlayerId::of(player_id),
         points: crate::support::points(points),
         reason: reason("contract test reward"),
-        staff_id,
+        staff_id: loyalty_core::StaffId::of(staff_id),
         rating_slip_id: None,
         key: key.into(),
     }

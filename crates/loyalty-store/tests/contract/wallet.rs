@@ -33,8 +33,8 @@ async fn funded(store: &Store, balance: i64) -> (Uuid, Merchant) {
 
 fn hold_of(player_id: Uuid, merchant_id: Uuid, amount: i64) -> Hold {
     Hold {
-        player_id,
-        merchant_id,
+        player_id: loyalty_core::PlayerId::of(player_id),
+        merchant_id: loyalty_core::MerchantId::of(merchant_id),
         amount,
         reason: reason("dinner for two"),
         reference: Some("CHK-1001".into()),
@@ -61,7 +61,7 @@ async fn settle(
             tx,
             &c,
             Capture {
-                escrow_id: id,
+                escrow_id: loyalty_core::EscrowId::of(id),
                 amount,
                 final_capture,
                 expected_version,
@@ -73,7 +73,10 @@ async fn settle(
 
 async fn refund(store: &Store, now: Timestamp, id: Uuid) -> Result<Escrow, OpError> {
     let c = ctx(now);
-    op(store, move |tx| wallet::refund(tx, &c, id, None)).await
+    op(store, move |tx| {
+        wallet::refund(tx, &c, loyalty_core::EscrowId::of(id), None)
+    })
+    .await
 }
 
 /// A scripted wallet history for migration tests: a player funded with
@@ -328,7 +331,10 @@ pub async fn a_stale_version_is_a_conflict_and_changes_nothing(store: Store) {
         other => panic!("expected VersionConflict, got {other:?}"),
     }
     let c = ctx(at(12));
-    let r = op(&store, move |tx| wallet::refund(tx, &c, e.id, Some(7))).await;
+    let r = op(&store, move |tx| {
+        wallet::refund(tx, &c, loyalty_core::EscrowId::of(e.id), Some(7))
+    })
+    .await;
     assert!(
         matches!(r, Err(OpError::VersionConflict { current: 2 })),
         "{r:?}"
@@ -355,10 +361,14 @@ pub async fn expiry_refunds_each_due_hold_once_and_wins_or_loses_cleanly(store: 
     // Not due yet: nothing happens.
     let c = ctx(at(99));
     assert!(
-        op(&store, move |tx| wallet::expire(tx, &c, due.id))
-            .await
-            .unwrap()
-            .is_none()
+        op(&store, move |tx| wallet::expire(
+            tx,
+            &c,
+            loyalty_core::EscrowId::of(due.id)
+        ))
+        .await
+        .unwrap()
+        .is_none()
     );
     // Past its expiry the hold can no longer be captured…
     let r = settle(&store, at(100), due.id, None, true, None).await;
@@ -378,7 +388,12 @@ pub async fn expiry_refunds_each_due_hold_once_and_wins_or_loses_cleanly(store: 
     let sweeps: Vec<_> = (0..2)
         .map(|_| {
             let (store, c) = (store.clone(), ctx(at(100)));
-            tokio::spawn(async move { op(&store, move |tx| wallet::expire(tx, &c, due.id)).await })
+            tokio::spawn(async move {
+                op(&store, move |tx| {
+                    wallet::expire(tx, &c, loyalty_core::EscrowId::of(due.id))
+                })
+                .await
+            })
         })
         .collect();
     let mut expired = 0;
@@ -421,7 +436,12 @@ pub async fn expiry_refunds_each_due_hold_once_and_wins_or_loses_cleanly(store: 
     };
     let sweep = {
         let (store, c) = (store.clone(), ctx(at(1_000)));
-        tokio::spawn(async move { op(&store, move |tx| wallet::expire(tx, &c, later.id)).await })
+        tokio::spawn(async move {
+            op(&store, move |tx| {
+                wallet::expire(tx, &c, loyalty_core::EscrowId::of(later.id))
+            })
+            .await
+        })
     };
     let captured = capture.await.unwrap().is_ok();
     let swept = sweep.await.unwrap().unwrap().is_some();
