@@ -32,6 +32,16 @@ pub enum TokenSubject {
     Player(Uuid),
 }
 
+impl TokenSubject {
+    /// The stored `kind` (`staff` or `player`) and the holder's id.
+    pub fn kind_and_id(self) -> (&'static str, Uuid) {
+        match self {
+            TokenSubject::Staff(id) => ("staff", id),
+            TokenSubject::Player(id) => ("player", id),
+        }
+    }
+}
+
 /// A player.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Player {

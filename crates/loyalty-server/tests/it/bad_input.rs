@@ -183,6 +183,13 @@ async fn malformed_requests_get_a_4xx_envelope_and_write_nothing() {
         case("average bet with 5 decimals", M::POST, "/v1/rating-slips", slip_body(json!({"average_bet": "1.00001"})), bad, v),
         case("average bet a word", M::POST, "/v1/rating-slips", slip_body(json!({"average_bet": "lots"})), bad, v),
         case("average bet a boolean", M::POST, "/v1/rating-slips", slip_body(json!({"average_bet": true})), bad, v),
+        // Decimal strings are digits with an optional fraction, nothing a
+        // lenient parser would also read (the OpenAPI schema says exactly this).
+        case("average bet \"+5\"", M::POST, "/v1/rating-slips", slip_body(json!({"average_bet": "+5"})), bad, v),
+        case("average bet \"1e2\"", M::POST, "/v1/rating-slips", slip_body(json!({"average_bet": "1e2"})), bad, v),
+        case("average bet \".5\"", M::POST, "/v1/rating-slips", slip_body(json!({"average_bet": ".5"})), bad, v),
+        case("average bet \"5.\"", M::POST, "/v1/rating-slips", slip_body(json!({"average_bet": "5."})), bad, v),
+        case("house edge \" 2.7\"", M::POST, "/v1/tables", Json(json!({"name": "T", "game_type": "bj", "house_edge": " 2.7", "average_rounds_per_hour": 60})), bad, v),
         case("missing average bet", M::POST, "/v1/rating-slips", Json(json!({"player_id": player, "table_id": table})), bad, v),
         case("unknown player", M::POST, "/v1/rating-slips", slip_body(json!({"player_id": nobody})), missing, unknown),
         case("unknown table", M::POST, "/v1/rating-slips", slip_body(json!({"table_id": nobody})), missing, unknown),

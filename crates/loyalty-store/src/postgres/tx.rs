@@ -278,10 +278,7 @@ impl Tx for PgTx<'_> {
         subject: TokenSubject,
         at: Timestamp,
     ) -> StoreResult<()> {
-        let (kind, id) = match subject {
-            TokenSubject::Staff(id) => ("staff", id),
-            TokenSubject::Player(id) => ("player", id),
-        };
+        let (kind, id) = subject.kind_and_id();
         self.exec_one(
             sql::INSERT_TOKEN,
             &[&hash, &kind, &id, &us(at)],
@@ -307,10 +304,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn revoke_subject_tokens(&mut self, subject: TokenSubject, at: Timestamp) -> StoreResult<u64> {
-        let (kind, id) = match subject {
-            TokenSubject::Staff(id) => ("staff", id),
-            TokenSubject::Player(id) => ("player", id),
-        };
+        let (kind, id) = subject.kind_and_id();
         self.exec(sql::REVOKE_SUBJECT_TOKENS, &[&kind, &id, &us(at)])
     }
 

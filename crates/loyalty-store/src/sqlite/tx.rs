@@ -177,10 +177,7 @@ impl Tx for SqliteTx<'_> {
         subject: TokenSubject,
         at: Timestamp,
     ) -> StoreResult<()> {
-        let (kind, id) = match subject {
-            TokenSubject::Staff(id) => ("staff", id),
-            TokenSubject::Player(id) => ("player", id),
-        };
+        let (kind, id) = subject.kind_and_id();
         self.exec_one(
             sql::INSERT_TOKEN,
             params![hash, kind, id.to_string(), us(at)],
@@ -204,10 +201,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn revoke_subject_tokens(&mut self, subject: TokenSubject, at: Timestamp) -> StoreResult<u64> {
-        let (kind, id) = match subject {
-            TokenSubject::Staff(id) => ("staff", id),
-            TokenSubject::Player(id) => ("player", id),
-        };
+        let (kind, id) = subject.kind_and_id();
         let n = self.exec(
             sql::REVOKE_SUBJECT_TOKENS,
             params![kind, id.to_string(), us(at)],
