@@ -190,6 +190,10 @@ events! {
     ApprovalRequested(ApprovalRequested) = "APPROVAL_REQUESTED", source "approvals";
     /// A dual-control request was approved, rejected, withdrawn or lapsed.
     ApprovalDecided(ApprovalDecided) = "APPROVAL_DECIDED", source "approvals";
+    /// A webhook endpoint was registered.
+    WebhookCreated(WebhookCreated) = "WEBHOOK_CREATED", source "webhooks";
+    /// A webhook endpoint was deleted.
+    WebhookDeleted(WebhookDeleted) = "WEBHOOK_DELETED", source "webhooks";
 }
 
 impl Event {
@@ -227,7 +231,9 @@ impl Event {
             | Event::TableCreated(_)
             | Event::TableUpdated(_)
             | Event::MerchantCreated(_)
-            | Event::ManualRewardAlert(_) => None,
+            | Event::ManualRewardAlert(_)
+            | Event::WebhookCreated(_)
+            | Event::WebhookDeleted(_) => None,
         }
     }
 }
@@ -655,6 +661,30 @@ pub struct ApprovalDecided {
     pub decision_reason: Option<String>,
     /// The entry written, when approved.
     pub ledger_entry_id: Option<Uuid>,
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/// `WEBHOOK_CREATED`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookCreated {
+    /// The endpoint.
+    pub webhook_id: Uuid,
+    /// Where it receives events.
+    pub url: String,
+    /// The types it receives (`null`: every type).
+    pub event_types: Option<Vec<String>>,
+    /// The admin who registered it.
+    pub created_by: Option<Uuid>,
+}
+
+/// `WEBHOOK_DELETED`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDeleted {
+    /// The endpoint.
+    pub webhook_id: Uuid,
+    /// The admin who deleted it.
+    pub deleted_by: Option<Uuid>,
 }
 
 #[cfg(test)]

@@ -47,6 +47,11 @@ pub struct Settings {
     /// Failed tokens per client address per minute before the address is
     /// refused (`--auth-failures-max`).
     pub auth_failures_max: usize,
+    /// Hosts webhook endpoints may name (`--webhook-allow-hosts`); empty:
+    /// any host whose addresses are public.
+    pub webhook_allow_hosts: Vec<String>,
+    /// How long one webhook delivery may take (`--webhook-timeout-ms`).
+    pub webhook_timeout: std::time::Duration,
 }
 
 /// Default of `--body-timeout-ms`, seconds.
@@ -70,6 +75,8 @@ impl Default for Settings {
             streams_per_token: STREAMS_PER_TOKEN_DEFAULT,
             metrics_on_main: true,
             auth_failures_max: crate::auth::AUTH_FAILURES_MAX,
+            webhook_allow_hosts: Vec::new(),
+            webhook_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -124,6 +131,9 @@ pub struct Inner {
     /// Key that signs paging cursors: shared through the database by every
     /// node (set at start); a random per-process key until then.
     pub cursor_key: std::sync::OnceLock<Vec<u8>>,
+    /// The key that seals webhook secrets at rest (shared through the
+    /// database like the cursor key).
+    pub webhook_key: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -164,6 +174,7 @@ impl AppState {
             auth_throttle: crate::auth::AuthThrottle::new(auth_failures_max),
             streams: crate::auth::StreamSlots::default(),
             cursor_key: std::sync::OnceLock::new(),
+            webhook_key: std::sync::OnceLock::new(),
             shutdown: tokio::sync::watch::Sender::new(false),
         }))
     }

@@ -33,6 +33,13 @@ pub(crate) fn serve_command(a: ServeArgs) -> anyhow::Result<ExitCode> {
         streams_per_token: usize::try_from(a.streams_per_token).unwrap_or(1),
         dual_control_threshold: a.dual_control_threshold,
         auth_failures_max: usize::try_from(a.auth_failures_max).unwrap_or(usize::MAX),
+        webhook_allow_hosts: a
+            .webhook_allow_hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        webhook_timeout: Duration::from_millis(a.webhook_timeout_ms),
         ..Settings::default()
     };
     let cfg = ServeConfig {

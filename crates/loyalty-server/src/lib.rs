@@ -28,3 +28,4 @@ pub mod progress;
 pub mod ratelimit;
 pub mod serve;
 pub mod views;
+pub mod webhooks;

@@ -194,6 +194,14 @@ struct ServeArgs {
     /// token it presents is refused (429) for the rest of the minute.
     #[arg(long, env = "LOYALTY_AUTH_FAILURES_MAX", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     auth_failures_max: u32,
+    /// Hosts webhook endpoints may name, comma-separated (e.g.
+    /// `hooks.example.com,127.0.0.1`); unset: any host whose addresses are
+    /// public (no loopback, private or link-local addresses).
+    #[arg(long, env = "LOYALTY_WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
+    webhook_allow_hosts: Vec<String>,
+    /// How long one webhook delivery may take, milliseconds.
+    #[arg(long, env = "LOYALTY_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    webhook_timeout_ms: u64,
     /// How long Idempotency-Key responses are kept, hours (at least 24).
     #[arg(long, env = "LOYALTY_IDEMPOTENCY_RETENTION_HOURS", default_value_t = 48, value_parser = clap::value_parser!(u32).range(24..))]
     idempotency_retention_hours: u32,

@@ -112,6 +112,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         .await
         .context("cannot read the server key")?;
     let _ = state.cursor_key.set(key.into_bytes());
+    // The key that seals webhook secrets at rest, shared the same way.
+    let mut candidate = [0u8; 32];
+    getrandom::fill(&mut candidate).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let candidate = crate::auth::hex(&candidate);
+    let webhook_key = store
+        .write(move |tx| tx.server_key("webhook_seal", &candidate, now))
+        .await
+        .context("cannot read the server key")?;
+    let _ = state.webhook_key.set(webhook_key.clone().into_bytes());
     let app = crate::http::router(state.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -146,6 +155,12 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     tokio::spawn(crate::background::retry_pending_accruals(state.clone()));
     tokio::spawn(crate::background::purge_idempotency_records(state.clone()));
     tokio::spawn(crate::background::expire_escrows(state.clone()));
+    if cfg.events.enabled {
+        tokio::spawn(crate::webhooks::sync(
+            state.clone(),
+            webhook_key.into_bytes(),
+        ));
+    }
     // SIGTERM or Ctrl-C: every listener stops accepting and live streams end.
     let signalled = state.clone();
     tokio::spawn(async move {

@@ -144,3 +144,51 @@ pub struct Alert {
     /// When recorded.
     pub created_at: Timestamp,
 }
+
+/// A webhook endpoint (DESIGN §6): where events are POSTed, signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Registration order.
+    pub seq: i64,
+    /// Id.
+    pub id: Uuid,
+    /// An http(s) URL on an allowed host.
+    pub url: String,
+    /// The event types it receives; `None` for all.
+    pub event_types: Option<Vec<String>>,
+    /// What it is for.
+    pub description: Option<String>,
+    /// The signing secret, sealed with the server key (never plaintext).
+    pub secret_sealed: String,
+    /// The admin who registered it.
+    pub created_by: Option<Uuid>,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it was deleted, if it was.
+    pub deleted_at: Option<Timestamp>,
+}
+
+/// One attempt to deliver an event to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookDelivery {
+    /// Id (increasing; 0 before it is stored).
+    pub id: i64,
+    /// The endpoint.
+    pub webhook_id: Uuid,
+    /// The event's sequence number.
+    pub event_seq: i64,
+    /// The event's id (the `webhook-id` header is `msg_` and this).
+    pub event_id: Uuid,
+    /// 1 for the first attempt (replays count on).
+    pub attempt: u32,
+    /// The receiver's status, if it answered.
+    pub status_code: Option<u16>,
+    /// Whether the receiver answered 2xx.
+    pub ok: bool,
+    /// How long the attempt took.
+    pub duration_ms: i64,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// When it was made.
+    pub at: Timestamp,
+}

@@ -29,13 +29,16 @@ pub mod transfer;
 
 use std::sync::Arc;
 
-pub use dispatch::{Alert, DeadLetter, DeadLetterQuery, DeadLetterStatus, FeedItem, NewDeadLetter};
+pub use dispatch::{
+    Alert, DeadLetter, DeadLetterQuery, DeadLetterStatus, FeedItem, NewDeadLetter, Webhook,
+    WebhookDelivery,
+};
 pub use records::*;
 use uuid::Uuid;
 
 /// The schema version this build creates and expects (both backends carry
 /// the same numbered migrations).
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Failures of the storage layer itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -199,6 +202,13 @@ pub trait Tx {
 
     /// The highest outbox sequence number committed (0 when empty).
     fn outbox_head(&mut self) -> StoreResult<i64>;
+    /// [`Tx::outbox_head`], or `None` while committed events still wait
+    /// for their numbers (PostgreSQL's sequencer has not moved them yet):
+    /// a reader that must have seen every committed event cannot tell from
+    /// the head alone then.
+    fn settled_outbox_head(&mut self) -> StoreResult<Option<i64>> {
+        self.outbox_head().map(Some)
+    }
     /// A subscriber's (or relay's) checkpoint: the last seq it fully handled.
     fn checkpoint(&mut self, subscriber: &str) -> StoreResult<Option<i64>>;
     /// Moves a checkpoint forward to `seq` (never back), creating it if needed.
@@ -289,6 +299,27 @@ pub trait Tx {
     /// Alerts, newest first, those recorded before the cursor `before_seq`;
     /// each with its paging position.
     fn alerts(&mut self, before_seq: Option<i64>, limit: u32) -> StoreResult<Vec<(i64, Alert)>>;
+
+    // ------------------------------------------------------------ webhooks
+
+    /// Registers a webhook endpoint.
+    fn insert_webhook(&mut self, w: &Webhook) -> StoreResult<()>;
+    /// A webhook endpoint, deleted or not.
+    fn webhook(&mut self, id: Uuid) -> StoreResult<Option<Webhook>>;
+    /// The endpoints not deleted, in registration order.
+    fn webhooks(&mut self) -> StoreResult<Vec<Webhook>>;
+    /// Marks an endpoint deleted; false if it was not live.
+    fn delete_webhook(&mut self, id: Uuid, at: jiff::Timestamp) -> StoreResult<bool>;
+    /// Records one delivery attempt.
+    fn insert_webhook_delivery(&mut self, d: &WebhookDelivery) -> StoreResult<()>;
+    /// An endpoint's delivery attempts, newest first, with ids below
+    /// `before_id`.
+    fn webhook_deliveries(
+        &mut self,
+        webhook_id: Uuid,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
 
     /// The database's clock, and the shared test clock if one was set —
     /// `None` for a backend with no clock shared between nodes (SQLite).

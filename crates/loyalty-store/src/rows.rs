@@ -18,7 +18,7 @@ use loyalty_core::{
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::dispatch::{Alert, DeadLetter, DeadLetterStatus};
+use crate::dispatch::{Alert, DeadLetter, DeadLetterStatus, Webhook, WebhookDelivery};
 use crate::records::*;
 use crate::{StoreError, StoreResult};
 
@@ -41,6 +41,8 @@ pub(crate) trait RowRead {
     fn id_opt(&self, i: usize) -> StoreResult<Option<Uuid>>;
     /// A JSON column (TEXT on SQLite, JSONB on PostgreSQL).
     fn json(&self, i: usize) -> StoreResult<serde_json::Value>;
+    /// A boolean column (INTEGER 0/1 on SQLite, BOOLEAN on PostgreSQL).
+    fn flag(&self, i: usize) -> StoreResult<bool>;
     /// How many columns the row has.
     fn width(&self) -> usize;
 
@@ -357,4 +359,43 @@ pub(crate) fn alert(r: &dyn RowRead) -> StoreResult<(i64, Alert)> {
             created_at: r.ts(11)?,
         },
     ))
+}
+
+/// A webhook from `seq, id, url, event_types, description, secret_sealed,
+/// created_by, created_at, deleted_at` ([`crate::sql::WEBHOOK`]).
+pub(crate) fn webhook(r: &dyn RowRead) -> StoreResult<Webhook> {
+    Ok(Webhook {
+        seq: r.int(0)?,
+        id: r.id(1)?,
+        url: r.text(2)?,
+        event_types: r
+            .text_opt(3)?
+            .map(|t| serde_json::from_str(&t).map_err(|e| bad_value(e.to_string())))
+            .transpose()?,
+        description: r.text_opt(4)?,
+        secret_sealed: r.text(5)?,
+        created_by: r.id_opt(6)?,
+        created_at: r.ts(7)?,
+        deleted_at: r.ts_opt(8)?,
+    })
+}
+
+/// A delivery attempt from `id, webhook_id, event_seq, event_id, attempt,
+/// status_code, ok, duration_ms, error, at` ([`crate::sql::WEBHOOK_DELIVERIES`]).
+pub(crate) fn webhook_delivery(r: &dyn RowRead) -> StoreResult<WebhookDelivery> {
+    Ok(WebhookDelivery {
+        id: r.int(0)?,
+        webhook_id: r.id(1)?,
+        event_seq: r.int(2)?,
+        event_id: r.id(3)?,
+        attempt: r.u32(4)?,
+        status_code: r
+            .int_opt(5)?
+            .map(|v| u16::try_from(v).map_err(|_| bad_value(format!("status {v}"))))
+            .transpose()?,
+        ok: r.flag(6)?,
+        duration_ms: r.int(7)?,
+        error: r.text_opt(8)?,
+        at: r.ts(9)?,
+    })
 }

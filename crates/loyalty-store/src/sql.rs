@@ -148,3 +148,29 @@ pub(crate) const UPDATE_APPROVAL: &str =
     "UPDATE approvals SET status = ?2, decided_by = ?3, decided_at = ?4,
      decision_reason = ?5, ledger_entry_id = ?6
      WHERE id = ?1";
+
+/// `Tx::insert_webhook`.
+pub(crate) const INSERT_WEBHOOK: &str = "INSERT INTO webhooks (id, url, event_types, description, \
+     secret_sealed, created_by, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// `Tx::webhook`.
+pub(crate) const WEBHOOK: &str = "SELECT seq, id, url, event_types, description, secret_sealed, \
+     created_by, created_at, deleted_at FROM webhooks WHERE id = ?1";
+
+/// `Tx::webhooks`.
+pub(crate) const WEBHOOKS: &str = "SELECT seq, id, url, event_types, description, secret_sealed, \
+     created_by, created_at, deleted_at FROM webhooks WHERE deleted_at IS NULL ORDER BY seq";
+
+/// `Tx::delete_webhook`.
+pub(crate) const DELETE_WEBHOOK: &str =
+    "UPDATE webhooks SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL";
+
+/// `Tx::insert_webhook_delivery`.
+pub(crate) const INSERT_WEBHOOK_DELIVERY: &str = "INSERT INTO webhook_deliveries (webhook_id, \
+     event_seq, event_id, attempt, status_code, ok, duration_ms, error, at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// `Tx::webhook_deliveries`.
+pub(crate) const WEBHOOK_DELIVERIES: &str = "SELECT id, webhook_id, event_seq, event_id, attempt, \
+     status_code, ok, duration_ms, error, at FROM webhook_deliveries \
+     WHERE webhook_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";

@@ -308,7 +308,10 @@ pub async fn cached_balance(
         metrics::counter!("loyalty_balance_cache_reads_total", "result" => "miss").increment(1);
         return Ok(None);
     };
-    let head = state.store.read(|tx| tx.outbox_head()).await?;
+    let Some(head) = state.store.read(|tx| tx.settled_outbox_head()).await? else {
+        metrics::counter!("loyalty_balance_cache_reads_total", "result" => "behind").increment(1);
+        return Ok(None);
+    };
     if position < head {
         metrics::counter!("loyalty_balance_cache_reads_total", "result" => "behind").increment(1);
         return Ok(None);

@@ -23,6 +23,7 @@ mod staff;
 mod tables;
 mod validate;
 mod wallet;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -105,6 +106,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/docs/redoc.js"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
 ];
 
 /// Whether a route of [`ROUTES`] exists only with `--test-mode`.
@@ -239,7 +245,12 @@ pub fn router(state: AppState) -> Router {
     .add("GET", "/readyz", health::readyz)
     .add("GET", "/openapi.json", reference::openapi)
     .add("GET", "/docs", reference::page)
-    .add("GET", "/docs/redoc.js", reference::redoc);
+    .add("GET", "/docs/redoc.js", reference::redoc)
+    .add("POST", "/v1/webhooks", webhooks::create)
+    .add("GET", "/v1/webhooks", webhooks::list)
+    .add("GET", "/v1/webhooks/{id}", webhooks::get)
+    .add("DELETE", "/v1/webhooks/{id}", webhooks::delete)
+    .add("GET", "/v1/webhooks/{id}/deliveries", webhooks::deliveries);
     let metrics_on_main = state.settings.metrics_on_main;
     if metrics_on_main {
         v1 = v1.add("GET", "/metrics", health::metrics);

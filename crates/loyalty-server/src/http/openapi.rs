@@ -114,6 +114,12 @@ fn body(required: &[(&str, Value)], optional: &[(&str, Value)], closed: bool) ->
     object(required, &optional, closed)
 }
 
+/// `schema` with an example value (shown on the reference page).
+fn example(mut schema: Value, value: Value) -> Value {
+    schema["example"] = value;
+    schema
+}
+
 /// A page of `items` under `key`, with the cursor of the next page.
 fn page(key: &str, item: Value) -> Value {
     object(
@@ -212,6 +218,10 @@ fn components() -> Value {
             "Approval": object(&[
                 ("id", uuid()), ("status", enumeration(&["PENDING", "APPROVED", "REJECTED", "WITHDRAWN", "EXPIRED"])),
                 ("player_id", uuid()), ("points", int()), ("reason", string()),
+            ], &[], false),
+            "Webhook": object(&[
+                ("id", uuid()), ("url", string()), ("event_types", nullable(array(string()))),
+                ("description", nullable(string())), ("created_at", time()),
             ], &[], false),
             "DeadLetter": object(&[
                 ("id", int()), ("subscriber", string()), ("event_seq", int()), ("event_id", uuid()),
@@ -373,7 +383,7 @@ fn operation(method: &str, path: &str) -> Option<Op> {
             .ok(200, "the file", json!({"application/octet-stream": {"schema": string()}}))
             .errors(&[NotFound]),
         ("POST", "/v1/staff") => Op::new("staff", "create a staff member; the token is shown once", staff(&["staff:admin"]))
-            .body(body(&[("name", text("1-200 characters")), ("role", enumeration(&["admin", "supervisor", "pit_boss", "cashier", "auditor"]))], &[], false))
+            .body(example(body(&[("name", text("1-200 characters")), ("role", enumeration(&["admin", "supervisor", "pit_boss", "cashier", "auditor"]))], &[], false), json!({"name": "Dana Floor", "role": "pit_boss"})))
             .idempotent()
             .ok(201, "created, with its first token", json_content(reference("Staff"))),
         ("POST", "/v1/staff/{id}/disable") => Op::new("staff", "disable a staff member and revoke their tokens", staff(&["staff:admin"]))
@@ -383,7 +393,7 @@ fn operation(method: &str, path: &str) -> Option<Op> {
         ("DELETE", "/v1/me/token") => Op::new("staff", "revoke the caller's own token", staff_or_player(S))
             .ok(204, "revoked", json!(null)),
         ("POST", "/v1/players") => Op::new("players", "create a player and their account", staff(&["players:write"]))
-            .body(body(&[("display_name", text("1-200 characters"))], &[("card_number", text("1-64 characters, unique"))], false))
+            .body(example(body(&[("display_name", text("1-200 characters"))], &[("card_number", text("1-64 characters, unique"))], false), json!({"display_name": "Ann Lee", "card_number": "C-1001"})))
             .idempotent()
             .ok(201, "created", json_content(reference("Player")))
             .errors(&[Conflict]),
@@ -418,14 +428,14 @@ fn operation(method: &str, path: &str) -> Option<Op> {
             .query("status", enumeration(&["HELD", "SETTLED", "PARTIALLY_SETTLED", "REFUNDED", "EXPIRED"]), false, "only this state")
             .ok(200, "a page", json_content(page("escrows", reference("Escrow")))),
         ("POST", "/v1/tables") => Op::new("tables", "create a table", staff(&["tables:write"]))
-            .body(body(&[
+            .body(example(body(&[
                 ("name", text("1-200 characters")), ("game_type", text("1-200 characters")),
                 ("house_edge", decimal()),
                 ("average_rounds_per_hour", json!({"type": "integer", "minimum": 1, "maximum": 1000})),
             ], &[
                 ("points_conversion_rate", decimal()), ("point_multiplier", decimal()),
                 ("seats_available", json!({"type": "integer", "minimum": 0, "maximum": 20})),
-            ], false))
+            ], false), json!({"name": "BJ-7", "game_type": "blackjack", "house_edge": "2.7", "average_rounds_per_hour": 60})))
             .idempotent()
             .ok(201, "created", json_content(reference("Table"))),
         ("GET", "/v1/tables") => Op::new("tables", "every table", staff(&["players:read"]))
@@ -443,10 +453,10 @@ fn operation(method: &str, path: &str) -> Option<Op> {
             ], false))
             .ok(200, "the table", json_content(reference("Table"))),
         ("POST", "/v1/rating-slips") => Op::new("rating slips", "open a rating slip", staff(&["ratingslip:write"]))
-            .body(body(&[("player_id", uuid()), ("table_id", uuid()), ("average_bet", decimal())], &[
+            .body(example(body(&[("player_id", uuid()), ("table_id", uuid()), ("average_bet", decimal())], &[
                 ("seat_number", json!({"type": "integer", "minimum": 1, "maximum": 20})),
                 ("started_at", time()),
-            ], false))
+            ], false), json!({"player_id": "01a200af-02ec-7531-aa24-a4edc6e86436", "table_id": "01a200af-03a1-754b-ba7e-6aeb36c7ac41", "average_bet": "25.00", "seat_number": 3})))
             .idempotent()
             .ok(201, "opened", json_content(slip.clone()))
             .errors(&[NotFound]),
@@ -467,7 +477,7 @@ fn operation(method: &str, path: &str) -> Option<Op> {
             Op::new("rating slips", "pause or resume an open slip", staff(&["ratingslip:write"]))
                 .idempotent()
                 .ok(200, "the slip", json_content(slip.clone()))
-                .errors(&[SlipNotOpen])
+                .errors(&[SlipNotOpen, Conflict])
         }
         ("POST", "/v1/rating-slips/{id}/complete") => Op::new("rating slips", "close a slip and accrue its points", staff(&["ratingslip:write"]))
             .body(body(&[], &[("ended_at", time())], false))
@@ -494,7 +504,7 @@ fn operation(method: &str, path: &str) -> Option<Op> {
             .ok(200, "the computation", json_content(object(&[("points", int()), ("theo", decimal()), ("rounds", int()), ("seconds_played", int()), ("tier_multiplier", decimal()), ("bonuses", array(json!({"type": "object"})))], &[], false)))
             .errors(&[SlipNotOpen]),
         ("POST", "/v1/loyalty/manual-rewards") => Op::new("ledger", "grant a manual reward or adjustment", staff(&["loyalty:award"]))
-            .body(body(&[
+            .body(example(body(&[
                 ("player_id", uuid()),
                 ("points", json!({"type": "integer", "not": {"const": 0}, "description": "signed; |points| at most 10,000 (REWARD_EXCEEDS_LIMIT); negative needs loyalty:adjust"})),
                 ("reason", text("10-500 characters")),
@@ -502,7 +512,7 @@ fn operation(method: &str, path: &str) -> Option<Op> {
             ], &[
                 ("rating_slip_id", uuid()),
                 ("reward_id", json!({"type": "string", "pattern": "^[!-~]{1,128}$"})),
-            ], false))
+            ], false), json!({"player_id": "01a200af-02ec-7531-aa24-a4edc6e86436", "points": 500, "reason": "birthday bonus at the cage", "staff_id": "01a200af-0000-7000-8000-000000000001"})))
             .idempotent()
             .ok(201, "written", json_content(reference("LedgerEntry")))
             .ok(200, "a replay of the same reward", json_content(reference("LedgerEntry")))
@@ -579,7 +589,7 @@ fn operation(method: &str, path: &str) -> Option<Op> {
             .ok(200, "rejected, or the same decision again", json_content(object(&[("approval", reference("Approval"))], &[], false)))
             .errors(&[ApprovalNotPending]),
         ("POST", "/v1/merchants") => Op::new("wallet", "create a merchant (outlet)", staff(&["wallet:escrow"]))
-            .body(body(&[("name", text("1-200 characters"))], &[], false))
+            .body(example(body(&[("name", text("1-200 characters"))], &[], false), json!({"name": "Steakhouse"})))
             .idempotent()
             .ok(201, "created", json_content(reference("Merchant"))),
         ("GET", "/v1/merchants") => Op::new("wallet", "every merchant", staff(&["wallet:escrow", "loyalty:view_all", "audit:read"]))
@@ -588,11 +598,11 @@ fn operation(method: &str, path: &str) -> Option<Op> {
         ("GET", "/v1/merchants/{id}") => Op::new("wallet", "a merchant", staff(&["wallet:escrow", "loyalty:view_all", "audit:read"]))
             .ok(200, "the merchant", json_content(reference("Merchant"))),
         ("POST", "/v1/escrows") => Op::new("wallet", "hold a player's points for a merchant", staff(&["wallet:escrow"]))
-            .body(body(&[
+            .body(example(body(&[
                 ("player_id", uuid()), ("merchant_id", uuid()),
                 ("amount", json!({"type": "integer", "minimum": 1, "maximum": 1_000_000})),
                 ("reason", text("1-500 characters")),
-            ], &[("reference", text("1-200 characters")), ("expires_at", time())], false))
+            ], &[("reference", text("1-200 characters")), ("expires_at", time())], false), json!({"player_id": "01a200af-02ec-7531-aa24-a4edc6e86436", "merchant_id": "01a200af-0000-7000-8000-0000000000aa", "amount": 1200, "reason": "steakhouse dinner", "reference": "CHK-4471"})))
             .idempotent()
             .ok(201, "held", json_content(reference("Escrow")))
             .errors(&[NotFound, InsufficientBalance, PointsOutOfRange]),
@@ -612,6 +622,27 @@ fn operation(method: &str, path: &str) -> Option<Op> {
             .idempotent()
             .ok(200, "the escrow", json_content(reference("Escrow")))
             .errors(&[Conflict, EscrowNotHeld, PointsOutOfRange]),
+        ("POST", "/v1/webhooks") => Op::new("webhooks", "register an endpoint; its secret is shown once", staff(&["staff:admin"]))
+            .body(example(body(&[("url", json!({"type": "string", "minLength": 1, "maxLength": 2000, "description": "http(s) on a host --webhook-allow-hosts allows"}))], &[
+                ("event_types", json!({"type": "array", "minItems": 1, "items": {"type": "string"}, "description": "the types it receives (default every type)"})),
+                ("description", text("1-500 characters")),
+            ], true), json!({"url": "https://pos.example.com/loyalty-events", "event_types": ["ESCROW_HELD", "ESCROW_SETTLED"], "description": "hotel point of sale"})))
+            .idempotent()
+            .ok(201, "registered", json_content(object(&[("id", uuid()), ("url", string()), ("secret", nullable(string())), ("created_at", time())], &[("event_types", nullable(array(string()))), ("description", nullable(string())), ("secret_redacted", boolean())], false)))
+            .errors(&[Conflict]),
+        ("GET", "/v1/webhooks") => Op::new("webhooks", "the live endpoints (never their secrets)", staff(&["staff:admin"]))
+            .ok(200, "endpoints", json_content(object(&[("webhooks", array(reference("Webhook")))], &[], false))),
+        ("GET", "/v1/webhooks/{id}") => Op::new("webhooks", "an endpoint", staff(&["staff:admin"]))
+            .ok(200, "the endpoint", json_content(reference("Webhook"))),
+        ("DELETE", "/v1/webhooks/{id}") => Op::new("webhooks", "delete an endpoint; its deliveries stop", staff(&["staff:admin"]))
+            .ok(204, "deleted", json!(null)),
+        ("GET", "/v1/webhooks/{id}/deliveries") => Op::new("webhooks", "every delivery attempt to an endpoint, newest first", staff(&["staff:admin"]))
+            .paged()
+            .ok(200, "attempts", json_content(page("deliveries", object(&[
+                ("id", int()), ("event_seq", int()), ("event_id", uuid()), ("attempt", int()),
+                ("status_code", nullable(int())), ("ok", boolean()), ("duration_ms", int()),
+                ("error", nullable(string())), ("at", time()),
+            ], &[], false)))),
         ("PUT", "/v1/test/clock") => Op::new("test mode", "set the server clock (test mode only)", staff(&["staff:admin"]))
             .body(body(&[("now", time())], &[], false))
             .ok(200, "the clock", json_content(object(&[("now", time())], &[], false))),
@@ -792,7 +823,7 @@ pub fn document(test_mode: bool, metrics_on_main: bool) -> Value {
         "tags": [
             {"name": "staff"}, {"name": "players"}, {"name": "tables"}, {"name": "rating slips"},
             {"name": "ledger"}, {"name": "wallet"}, {"name": "approvals"}, {"name": "audit"},
-            {"name": "events"}, {"name": "operations"}, {"name": "console"}, {"name": "test mode"}
+            {"name": "events"}, {"name": "webhooks"}, {"name": "operations"}, {"name": "console"}, {"name": "test mode"}
         ],
         "paths": paths,
         "components": components(),

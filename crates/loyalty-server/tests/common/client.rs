@@ -391,6 +391,27 @@ impl TestApp {
         self.call(Method::GET, "", "/readyz".into()).anonymous()
     }
 
+    /// `POST /v1/webhooks`.
+    pub fn create_webhook(&self, token: &str, body: Value) -> Call<'_> {
+        self.call(Method::POST, token, "/v1/webhooks".into())
+            .body(body)
+    }
+
+    /// `GET /v1/webhooks`.
+    pub fn webhooks(&self, token: &str) -> Call<'_> {
+        self.call(Method::GET, token, "/v1/webhooks".into())
+    }
+
+    /// `DELETE /v1/webhooks/{id}`.
+    pub fn delete_webhook(&self, token: &str, id: &str) -> Call<'_> {
+        self.call(Method::DELETE, token, format!("/v1/webhooks/{id}"))
+    }
+
+    /// `GET /v1/webhooks/{id}/deliveries`.
+    pub fn webhook_deliveries(&self, token: &str, id: &str) -> Call<'_> {
+        self.call(Method::GET, token, format!("/v1/webhooks/{id}/deliveries"))
+    }
+
     /// `GET /openapi.json` (no token).
     pub fn openapi(&self) -> Call<'_> {
         self.call(Method::GET, "", "/openapi.json".into())

@@ -103,7 +103,7 @@ use Access::{AnyToken, Public, Staff, StaffAny, StaffAnyOrSelf, StaffBoth, Staff
 /// One row per route. DESIGN names no permission for the events replay,
 /// verification and single-table reads; these rows record the server's
 /// choice (audit:read, audit:read, players:read).
-const ROWS: [Row; 64] = [
+const ROWS: [Row; 69] = [
     row("POST", "/v1/staff", Staff("staff:admin"), 201),
     row("POST", "/v1/players", Staff("players:write"), 201),
     row("GET", "/v1/players/{id}", Staff("players:read"), 200),
@@ -288,6 +288,16 @@ const ROWS: [Row; 64] = [
     row("GET", "/openapi.json", Public, 200),
     row("GET", "/docs", Public, 200),
     row("GET", "/docs/redoc.js", Public, 200),
+    row("POST", "/v1/webhooks", Staff("staff:admin"), 201),
+    row("GET", "/v1/webhooks", Staff("staff:admin"), 200),
+    row("GET", "/v1/webhooks/{id}", Staff("staff:admin"), 200),
+    row("DELETE", "/v1/webhooks/{id}", Staff("staff:admin"), 204),
+    row(
+        "GET",
+        "/v1/webhooks/{id}/deliveries",
+        Staff("staff:admin"),
+        200,
+    ),
 ];
 
 fn role_has(role: usize, permission: &str) -> bool {
@@ -439,6 +449,14 @@ async fn request(
             ),
             None,
         ),
+        ("POST", "/v1/webhooks") => (
+            r.path.into(),
+            Some(json!({"url": "http://127.0.0.1:9/matrix", "description": "matrix endpoint"})),
+        ),
+        ("GET", "/v1/webhooks") => (r.path.into(), None),
+        ("GET" | "DELETE", "/v1/webhooks/{id}") | ("GET", "/v1/webhooks/{id}/deliveries") => {
+            (r.path.replace("{id}", &new_webhook(app).await), None)
+        }
         ("POST", "/v1/merchants") => (r.path.into(), Some(json!({"name": "Matrix bar"}))),
         ("GET", "/v1/merchants") => (r.path.into(), None),
         ("GET", "/v1/merchants/{id}") => (r.path.replace("{id}", &fx.merchant), None),
@@ -588,6 +606,18 @@ async fn new_approval(app: &TestApp, fx: &Fixture, n: usize) -> String {
     id_of(&r.body["approval"])
 }
 
+/// A new webhook endpoint on a closed loopback port, registered by the admin.
+async fn new_webhook(app: &TestApp) -> String {
+    let r = app
+        .create_webhook(
+            &app.admin_token,
+            json!({"url": "http://127.0.0.1:9/matrix", "event_types": ["TIER_CHANGED"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    id_of(&r.body)
+}
+
 /// A new token for `player`, issued by the admin.
 async fn mint_player_token(app: &TestApp, player: &str) -> String {
     let r = app.create_player_token(&app.admin_token, player).await;
@@ -621,6 +651,8 @@ async fn every_route_answers_every_caller_as_design_section_3_7_says() {
         &threshold,
         "--reward-rate-limit",
         "1000",
+        "--webhook-allow-hosts",
+        "127.0.0.1",
     ])
     .await;
     app.set_clock(T0).await;

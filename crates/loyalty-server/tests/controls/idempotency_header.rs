@@ -39,9 +39,10 @@ enum Op {
     Hold,
     Settle,
     Refund,
+    CreateWebhook,
 }
 
-const OPS: [Op; 19] = [
+const OPS: [Op; 20] = [
     Op::CreateStaff,
     Op::CreatePlayer,
     Op::PlayerToken,
@@ -61,6 +62,7 @@ const OPS: [Op; 19] = [
     Op::Hold,
     Op::Settle,
     Op::Refund,
+    Op::CreateWebhook,
 ];
 
 /// POST routes that change nothing and so need no key.
@@ -107,6 +109,7 @@ impl Op {
             Op::Hold => "/v1/escrows",
             Op::Settle => "/v1/escrows/{id}/settle",
             Op::Refund => "/v1/escrows/{id}/refund",
+            Op::CreateWebhook => "/v1/webhooks",
         }
     }
 
@@ -118,6 +121,7 @@ impl Op {
             | Op::CreateTable
             | Op::OpenSlip
             | Op::CreateMerchant
+            | Op::CreateWebhook
             | Op::Hold => 201,
             Op::ManualReward => 201,
             Op::Pause
@@ -144,6 +148,11 @@ impl Op {
                 "/v1/staff".to_string(),
                 r#"{"name":"Idem Staff","role":"cashier"}"#.to_string(),
                 r#"{"name":"Idem Staff","role":"auditor"}"#.to_string(),
+            ),
+            Op::CreateWebhook => (
+                "/v1/webhooks".to_string(),
+                r#"{"url":"http://127.0.0.1:9/idem"}"#.to_string(),
+                r#"{"url":"http://127.0.0.1:9/idem-2"}"#.to_string(),
             ),
             Op::CreateMerchant => (
                 "/v1/merchants".to_string(),
@@ -324,12 +333,20 @@ async fn post(
 /// that a token shown once is `null` with `token_redacted: true` (DESIGN §3.7).
 fn stored_form(text: &str) -> String {
     let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
-    if v["token"].is_string() {
-        v["token"] = serde_json::Value::Null;
-        v["token_redacted"] = json!(true);
-        return v.to_string();
+    let mut redacted = false;
+    // Secrets shown once (a token, a webhook's secret) are never stored.
+    for field in ["token", "secret"] {
+        if v[field].is_string() {
+            v[field] = serde_json::Value::Null;
+            v[format!("{field}_redacted")] = json!(true);
+            redacted = true;
+        }
     }
-    text.to_string()
+    if redacted {
+        v.to_string()
+    } else {
+        text.to_string()
+    }
 }
 
 fn key(k: &str) -> Option<HeaderValue> {
@@ -367,6 +384,8 @@ async fn setup() -> (TestApp, Caller, Caller) {
         "1000",
         "--dual-control-threshold",
         &threshold,
+        "--webhook-allow-hosts",
+        "127.0.0.1",
     ])
     .await;
     app.set_clock(T0).await;

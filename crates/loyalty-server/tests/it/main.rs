@@ -25,3 +25,4 @@ mod smoke;
 mod test_mode;
 mod verify;
 mod wallet;
+mod webhooks;

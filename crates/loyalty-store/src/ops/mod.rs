@@ -24,6 +24,7 @@ mod staff;
 mod tables;
 pub mod verify;
 pub mod wallet;
+pub mod webhooks;
 
 pub use corrections::*;
 pub use ledger::*;

@@ -53,10 +53,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/postgres/0011_approvals.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_webhooks.sql"),
+    ),
 ];
 
 /// The versions of [`MIGRATIONS`], in order.
-pub const MIGRATION_VERSIONS: [i64; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+pub const MIGRATION_VERSIONS: [i64; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
 /// Default number of pooled connections per node.
 pub const POOL_SIZE_DEFAULT: usize = 16;

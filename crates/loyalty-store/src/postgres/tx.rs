@@ -179,6 +179,10 @@ impl RowRead for Row {
         self.try_get(i).map_err(|e| map_err(&e))
     }
 
+    fn flag(&self, i: usize) -> StoreResult<bool> {
+        self.try_get(i).map_err(|e| map_err(&e))
+    }
+
     fn width(&self) -> usize {
         self.len()
     }
@@ -1153,6 +1157,19 @@ impl Tx for PgTx<'_> {
             .unwrap_or(0))
     }
 
+    fn settled_outbox_head(&mut self) -> StoreResult<Option<i64>> {
+        // A writer whose wait for the sequencer timed out (or a process
+        // that exited) leaves committed rows in `outbox_pending`: until they
+        // are numbered, the head does not cover them.
+        Ok(self
+            .opt(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM outbox_pending) THEN NULL
+                     ELSE (SELECT coalesce(max(seq), 0) FROM outbox) END",
+                &[],
+            )?
+            .and_then(|r| r.get::<_, Option<i64>>(0)))
+    }
+
     fn checkpoint(&mut self, subscriber: &str) -> StoreResult<Option<i64>> {
         Ok(self.opt(sql::CHECKPOINT, &[&subscriber])?.map(|r| r.get(0)))
     }
@@ -1444,6 +1461,80 @@ impl Tx for PgTx<'_> {
             &[&status, &us(now), &before_seq, &i64::from(limit)],
         )?;
         rows.iter().map(|r| rows::approval(r)).collect()
+    }
+
+    fn insert_webhook(&mut self, w: &Webhook) -> StoreResult<()> {
+        let types = w
+            .event_types
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.exec_one(
+            sql::INSERT_WEBHOOK,
+            &[
+                &w.id,
+                &w.url,
+                &types,
+                &w.description,
+                &w.secret_sealed,
+                &w.created_by,
+                &us(w.created_at),
+            ],
+            "insert webhook",
+        )
+    }
+
+    fn webhook(&mut self, id: Uuid) -> StoreResult<Option<Webhook>> {
+        self.opt(sql::WEBHOOK, &[&id])?
+            .map(|r| rows::webhook(&r))
+            .transpose()
+    }
+
+    fn webhooks(&mut self) -> StoreResult<Vec<Webhook>> {
+        let rows = self.query(sql::WEBHOOKS, &[])?;
+        rows.iter().map(|r| rows::webhook(r)).collect()
+    }
+
+    fn delete_webhook(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
+        Ok(self.exec(sql::DELETE_WEBHOOK, &[&id, &us(at)])? == 1)
+    }
+
+    fn insert_webhook_delivery(&mut self, d: &WebhookDelivery) -> StoreResult<()> {
+        let attempt = i32::try_from(d.attempt).unwrap_or(i32::MAX);
+        let status = d.status_code.map(i32::from);
+        self.exec_one(
+            sql::INSERT_WEBHOOK_DELIVERY,
+            &[
+                &d.webhook_id,
+                &d.event_seq,
+                &d.event_id,
+                &attempt,
+                &status,
+                &d.ok,
+                &d.duration_ms,
+                &d.error,
+                &us(d.at),
+            ],
+            "insert webhook delivery",
+        )
+    }
+
+    fn webhook_deliveries(
+        &mut self,
+        webhook_id: Uuid,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let rows = self.query(
+            sql::WEBHOOK_DELIVERIES,
+            &[
+                &webhook_id,
+                &before_id.unwrap_or(i64::MAX),
+                &i64::from(limit),
+            ],
+        )?;
+        rows.iter().map(|r| rows::webhook_delivery(r)).collect()
     }
 
     fn insert_alert(&mut self, a: &Alert) -> StoreResult<bool> {

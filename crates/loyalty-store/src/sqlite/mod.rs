@@ -53,6 +53,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/sqlite/0011_approvals.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_webhooks.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

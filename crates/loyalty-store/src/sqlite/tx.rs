@@ -111,6 +111,10 @@ impl RowRead for Row<'_> {
         serde_json::from_str(&self.text(i)?).map_err(|e| rows::bad_value(e.to_string()))
     }
 
+    fn flag(&self, i: usize) -> StoreResult<bool> {
+        self.get(i).map_err(map_err)
+    }
+
     fn width(&self) -> usize {
         self.as_ref().column_count()
     }
@@ -1388,6 +1392,81 @@ impl Tx for SqliteTx<'_> {
             )
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    fn insert_webhook(&mut self, w: &Webhook) -> StoreResult<()> {
+        let types = w
+            .event_types
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.exec_one(
+            sql::INSERT_WEBHOOK,
+            params![
+                w.id.to_string(),
+                w.url,
+                types,
+                w.description,
+                w.secret_sealed,
+                w.created_by.map(|u| u.to_string()),
+                us(w.created_at)
+            ],
+            "insert webhook",
+        )
+    }
+
+    fn webhook(&mut self, id: Uuid) -> StoreResult<Option<Webhook>> {
+        self.one(sql::WEBHOOK, [id.to_string()], sq(rows::webhook))
+    }
+
+    fn webhooks(&mut self) -> StoreResult<Vec<Webhook>> {
+        let mut st = self.conn.prepare_cached(sql::WEBHOOKS).map_err(map_err)?;
+        st.query_map([], sq(rows::webhook))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)
+    }
+
+    fn delete_webhook(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
+        Ok(self.exec(sql::DELETE_WEBHOOK, params![id.to_string(), us(at)])? == 1)
+    }
+
+    fn insert_webhook_delivery(&mut self, d: &WebhookDelivery) -> StoreResult<()> {
+        self.exec_one(
+            sql::INSERT_WEBHOOK_DELIVERY,
+            params![
+                d.webhook_id.to_string(),
+                d.event_seq,
+                d.event_id.to_string(),
+                d.attempt,
+                d.status_code,
+                d.ok,
+                d.duration_ms,
+                d.error,
+                us(d.at)
+            ],
+            "insert webhook delivery",
+        )
+    }
+
+    fn webhook_deliveries(
+        &mut self,
+        webhook_id: Uuid,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        let mut st = self
+            .conn
+            .prepare_cached(sql::WEBHOOK_DELIVERIES)
+            .map_err(map_err)?;
+        st.query_map(
+            params![webhook_id.to_string(), before_id.unwrap_or(i64::MAX), limit],
+            sq(rows::webhook_delivery),
+        )
+        .map_err(map_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(map_err)
     }
 
     fn insert_alert(&mut self, a: &Alert) -> StoreResult<bool> {

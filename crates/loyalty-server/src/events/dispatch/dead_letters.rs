@@ -72,7 +72,7 @@ impl Runner {
     /// its position itself.
     async fn dead_letter(&mut self, ev: &EventRecord, error: &str, attempts: u32) {
         let name = self.name();
-        let durable = matches!(self.sub.handler, Handler::Durable(_));
+        let durable = !matches!(self.sub.handler, Handler::Local(_));
         // A durable dead letter is stamped at each try, as is the checkpoint
         // stored with it; a local one keeps the time of the first try.
         let first_try = (!durable).then(|| self.state.clock.now());
@@ -167,6 +167,20 @@ impl Runner {
             let result: Result<Result<Vec<Deferred>, String>, StoreError> = match handler {
                 Handler::Local(h) => {
                     let r = self.try_local(&**h, &event).await;
+                    let (status, err) = replay_outcome(&r);
+                    self.state
+                        .store
+                        .write(move |tx| {
+                            tx.update_dead_letter(id, status, err.as_deref(), Some(attempts), now)
+                        })
+                        .await
+                        .map(|()| r.map(|()| Vec::new()))
+                }
+                Handler::Remote(h) => {
+                    let r = match self.injected_fault() {
+                        Some(e) => Err(e),
+                        None => h.deliver(&event, attempts).await,
+                    };
                     let (status, err) = replay_outcome(&r);
                     self.state
                         .store

@@ -56,6 +56,7 @@ mod durable;
 mod lease;
 mod local;
 mod registry;
+mod remote;
 mod runner;
 mod subscription;
 #[cfg(test)]
@@ -64,7 +65,9 @@ mod test_support;
 pub use lease::Lease;
 pub use registry::{Progress, Registry, SubscriberView};
 pub use runner::start;
-pub use subscription::{Deferred, DurableHandler, HandleCtx, Handler, LocalHandler, Subscription};
+pub use subscription::{
+    Deferred, DurableHandler, HandleCtx, Handler, LocalHandler, RemoteHandler, Subscription,
+};
 
 /// Longest a subscriber waits for a lower-priority one on one event.
 pub const PRIORITY_WAIT_MS_MAX: u64 = 2_000;

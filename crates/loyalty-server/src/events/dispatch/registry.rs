@@ -83,6 +83,14 @@ impl Registry {
             .collect()
     }
 
+    /// Forgets a subscriber that ended (a deleted webhook).
+    pub(super) fn remove(&self, name: &str) {
+        if let Ok(mut subs) = self.subs.write() {
+            subs.retain(|p| p.name != name);
+        }
+        self.changed.notify_waiters();
+    }
+
     /// Whether a subscriber of that name runs here.
     pub fn knows(&self, name: &str) -> bool {
         self.get(name).is_some()

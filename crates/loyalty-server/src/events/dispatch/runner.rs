@@ -29,7 +29,7 @@ pub fn start(state: &AppState, subs: Vec<Subscription>, head: i64) {
             name: s.name,
             priority: s.priority,
             event_types: s.event_types,
-            durable: matches!(s.handler, Handler::Durable(_)),
+            durable: !matches!(s.handler, Handler::Local(_)),
             position: AtomicI64::new(head),
             healthy: AtomicBool::new(true),
             active: AtomicBool::new(false),
@@ -194,6 +194,7 @@ impl Runner {
         match self.sub.handler.clone() {
             Handler::Local(h) => self.run_local(h).await,
             Handler::Durable(h) => self.run_durable(h).await,
+            Handler::Remote(h) => self.run_remote(h).await,
         }
     }
 

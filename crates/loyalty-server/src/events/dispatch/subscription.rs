@@ -41,6 +41,24 @@ pub trait LocalHandler: Send + Sync + 'static {
     fn on_dead_letter(&self, _event: &EventRecord) {}
 }
 
+/// A subscriber whose effect is outside this system (a webhook call): it
+/// runs outside any transaction, and the checkpoint past the event is stored
+/// after it succeeds or is dead-lettered — at least once, in order, one node
+/// at a time.
+pub trait RemoteHandler: Send + Sync + 'static {
+    /// Delivers one event (`attempt` counts from 1); `Err` is retried later.
+    fn deliver<'a>(
+        &'a self,
+        event: &'a EventRecord,
+        attempt: u32,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// True once the subscriber is gone (a webhook deleted): its task ends.
+    fn retired(&self) -> bool {
+        false
+    }
+}
+
 /// How a subscriber handles events.
 #[derive(Clone)]
 pub enum Handler {
@@ -48,6 +66,8 @@ pub enum Handler {
     Durable(Arc<dyn DurableHandler>),
     /// In-memory effects on every node.
     Local(Arc<dyn LocalHandler>),
+    /// Effects elsewhere, checkpoint stored after each; one node at a time.
+    Remote(Arc<dyn RemoteHandler>),
 }
 
 /// A subscriber: name, event-type filter, priority and handler.
