@@ -296,7 +296,9 @@ pub async fn postgres_migration_gives_existing_wallet_entries_their_escrow_chang
         tokio::task::spawn_blocking(move || {
             let mut c = pg.raw_client().unwrap();
             c.batch_execute(
-                "DROP TABLE approvals;
+                "DROP TABLE webhook_deliveries;
+                 DROP TABLE webhooks;
+                 DROP TABLE approvals;
                  ALTER TABLE ledger_entries DROP COLUMN approved_by;
                  ALTER TABLE ledger_entries DROP COLUMN escrow_change;
                  DELETE FROM schema_migrations WHERE version >= 10;",

@@ -222,7 +222,9 @@ async fn sqlite_migration_computes_the_chains_of_existing_entries() {
     // 10), no slip corrections (schema 9), no chain columns.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "DROP TABLE approvals;
+        "DROP TABLE webhook_deliveries;
+         DROP TABLE webhooks;
+         DROP TABLE approvals;
          ALTER TABLE ledger_entries DROP COLUMN approved_by;
          ALTER TABLE ledger_entries DROP COLUMN escrow_change;
          ALTER TABLE rating_slips DROP COLUMN corrections;
@@ -287,7 +289,9 @@ async fn sqlite_migration_gives_existing_wallet_entries_their_escrow_changes() {
     // Back to schema 9: no approvals (schema 11), no escrow_change column.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "DROP TABLE approvals;
+        "DROP TABLE webhook_deliveries;
+         DROP TABLE webhooks;
+         DROP TABLE approvals;
          ALTER TABLE ledger_entries DROP COLUMN approved_by;
          ALTER TABLE ledger_entries DROP COLUMN escrow_change;
          PRAGMA user_version = 9;",

@@ -165,21 +165,15 @@ impl Runner {
             let attempts = dead.attempts.saturating_add(1);
             let (now, id) = (self.state.clock.now(), dead.id);
             let result: Result<Result<Vec<Deferred>, String>, StoreError> = match handler {
-                Handler::Local(h) => {
-                    let r = self.try_local(&**h, &event).await;
-                    let (status, err) = replay_outcome(&r);
-                    self.state
-                        .store
-                        .write(move |tx| {
-                            tx.update_dead_letter(id, status, err.as_deref(), Some(attempts), now)
-                        })
-                        .await
-                        .map(|()| r.map(|()| Vec::new()))
-                }
-                Handler::Remote(h) => {
-                    let r = match self.injected_fault() {
-                        Some(e) => Err(e),
-                        None => h.deliver(&event, attempts).await,
+                // Effects outside the database: the attempt, then its outcome.
+                Handler::Local(_) | Handler::Remote(_) => {
+                    let r = match handler {
+                        Handler::Local(h) => self.try_local(&**h, &event).await,
+                        Handler::Remote(h) => match self.injected_fault() {
+                            Some(e) => Err(e),
+                            None => h.deliver(&event, attempts).await,
+                        },
+                        Handler::Durable(_) => unreachable!("matched above"),
                     };
                     let (status, err) = replay_outcome(&r);
                     self.state

@@ -110,33 +110,11 @@ impl Runner {
         // database whenever the lease is (re)taken.
         let mut known: Option<i64> = None;
         loop {
-            let held = lease.hold(&self.state).await;
-            if held != self.me.active() {
-                self.me.active.store(held, Ordering::SeqCst);
-                self.state.events.registry.changed.notify_waiters();
-                known = None;
-            }
-            if !held {
-                tokio::time::sleep(self.state.events.poll_interval()).await;
+            let Some(checkpoint) = self.leased_checkpoint(&mut lease, &mut known).await else {
                 continue;
-            }
+            };
             self.replays(&Handler::Durable(handler.clone())).await;
             let name = self.name();
-            let checkpoint = match known {
-                Some(c) => c,
-                None => match self.state.store.read(move |tx| tx.checkpoint(name)).await {
-                    Ok(c) => {
-                        let c = c.unwrap_or(0);
-                        self.stored = Some((c, Instant::now()));
-                        c
-                    }
-                    Err(e) => {
-                        tracing::warn!(subscriber = name, error = %e, "reading the checkpoint failed");
-                        tokio::time::sleep(self.state.events.poll_interval()).await;
-                        continue;
-                    }
-                },
-            };
             self.me.position.store(checkpoint, Ordering::SeqCst);
             let batch = match self.read_batch(checkpoint).await {
                 Ok(b) => b,

@@ -22,29 +22,11 @@ impl Runner {
         let mut lease = Lease::new(format!("subscriber:{}", self.name()));
         let mut known: Option<i64> = None;
         while !handler.retired() {
-            let held = lease.hold(&self.state).await;
-            if held != self.me.active() {
-                self.me.active.store(held, Ordering::SeqCst);
-                self.state.events.registry.changed.notify_waiters();
-                known = None;
-            }
-            if !held {
-                tokio::time::sleep(self.state.events.poll_interval()).await;
+            let Some(checkpoint) = self.leased_checkpoint(&mut lease, &mut known).await else {
                 continue;
-            }
+            };
             self.replays(&Handler::Remote(handler.clone())).await;
             let name = self.name();
-            let checkpoint = match known {
-                Some(c) => c,
-                None => match self.state.store.read(move |tx| tx.checkpoint(name)).await {
-                    Ok(c) => c.unwrap_or(0),
-                    Err(e) => {
-                        tracing::warn!(subscriber = name, error = %e, "reading the checkpoint failed");
-                        tokio::time::sleep(self.state.events.poll_interval()).await;
-                        continue;
-                    }
-                },
-            };
             self.me.position.store(checkpoint, Ordering::SeqCst);
             let batch = match self.read_batch(checkpoint).await {
                 Ok(b) => b,

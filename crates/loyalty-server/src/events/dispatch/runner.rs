@@ -115,6 +115,44 @@ impl Runner {
         self.sub.name
     }
 
+    /// The step every cluster-wide subscriber (durable or remote) begins its
+    /// loop with: holds (or waits for) its lease, and reads its checkpoint
+    /// whenever the lease is (re)taken (`known` is forgotten then). `None`:
+    /// not this node's turn, or the store failed; the caller loops again
+    /// after the pause this already took.
+    pub(super) async fn leased_checkpoint(
+        &mut self,
+        lease: &mut super::lease::Lease,
+        known: &mut Option<i64>,
+    ) -> Option<i64> {
+        let held = lease.hold(&self.state).await;
+        if held != self.me.active() {
+            self.me.active.store(held, Ordering::SeqCst);
+            self.state.events.registry.changed.notify_waiters();
+            *known = None;
+        }
+        if !held {
+            tokio::time::sleep(self.state.events.poll_interval()).await;
+            return None;
+        }
+        if let Some(c) = *known {
+            return Some(c);
+        }
+        let name = self.name();
+        match self.state.store.read(move |tx| tx.checkpoint(name)).await {
+            Ok(c) => {
+                let c = c.unwrap_or(0);
+                self.stored = Some((c, Instant::now()));
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(subscriber = name, error = %e, "reading the checkpoint failed");
+                tokio::time::sleep(self.state.events.poll_interval()).await;
+                None
+            }
+        }
+    }
+
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
         let c = &self.state.events.config;
         // The dispatcher stops doubling after 20 doublings (attempt 21), even
