@@ -350,6 +350,18 @@ impl DurableHandler for ManualRewardAlerts {
             return Ok(Vec::new());
         };
         let err = |e: loyalty_store::StoreError| e.to_string();
+        let at = ev.occurred_at;
+        let window_start = at - SignedDuration::from_secs(ALERT_WINDOW_SECONDS);
+        // One alert per window: none while the last one is less than a
+        // window old. Checked first (one indexed row): a staff member who
+        // rewards thousands of times an hour is counted once per window,
+        // not once per reward — the count reads every reward in the window.
+        if let Some(last) = tx.latest_alert(ALERT_KIND, staff_id).map_err(err)?
+            && last.occurred_at > window_start
+            && last.trigger_event_id != ev.event_id
+        {
+            return Ok(Vec::new());
+        }
         let up_to_seq = match entry_id {
             Some(id) => {
                 tx.entry(id)
@@ -359,22 +371,12 @@ impl DurableHandler for ManualRewardAlerts {
             }
             None => i64::MAX,
         };
-        let at = ev.occurred_at;
-        let window_start = at - SignedDuration::from_secs(ALERT_WINDOW_SECONDS);
         let count = tx
             .count_manual_rewards(staff_id, window_start, at, up_to_seq)
             .map_err(err)?
             + tx.count_approval_requests(staff_id, window_start, at)
                 .map_err(err)?;
         if count <= ALERT_REWARDS_MAX {
-            return Ok(Vec::new());
-        }
-        // One alert per window: none while the last one is less than a
-        // window old.
-        if let Some(last) = tx.latest_alert(ALERT_KIND, staff_id).map_err(err)?
-            && last.occurred_at > window_start
-            && last.trigger_event_id != ev.event_id
-        {
             return Ok(Vec::new());
         }
         let alert = Alert {
