@@ -170,6 +170,103 @@ async fn redeem_client(
     Ok((lat, errors))
 }
 
+/// What the read workloads read from: existing players (with their names)
+/// and a staff member who wrote ledger entries.
+#[derive(Debug, Clone, Default)]
+struct ReadTargets {
+    players: Vec<(String, String)>,
+    staff_id: String,
+}
+
+async fn read_targets(client: &reqwest::Client, cfg: &BenchConfig) -> anyhow::Result<ReadTargets> {
+    let (s, page) = get(client, cfg, "/v1/players?limit=1000").await?;
+    if s != 200 {
+        bail!("listing players failed ({s}): {page}");
+    }
+    let players: Vec<(String, String)> = page["players"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["id"].as_str()?.to_string(),
+                p["display_name"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    if players.is_empty() {
+        bail!("the read workloads need players with entries (loyalty seed)");
+    }
+    let (_, entries) = get(client, cfg, "/v1/ledger?limit=1").await?;
+    let staff_id = entries["entries"][0]["staff_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(ReadTargets { players, staff_id })
+}
+
+/// One client of a read workload: `balance` (a player's loyalty), `ledger`
+/// (a 50-entry page of a player's ledger), `audit` (a 50-entry audit search
+/// by staff member) or `search` (a player search by name substring), over
+/// the existing players in turn.
+async fn read_client(
+    client: &reqwest::Client,
+    cfg: &BenchConfig,
+    kind: &str,
+    i: usize,
+    targets: &ReadTargets,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let mut lat = Vec::new();
+    let mut errors = 0usize;
+    let mut n = i;
+    while Instant::now() < deadline {
+        n += 7;
+        let (id, name) = &targets.players[n % targets.players.len()];
+        let path = match kind {
+            "balance" => format!("/v1/players/{id}/loyalty"),
+            "ledger" => format!("/v1/players/{id}/ledger?limit=50"),
+            "audit" => format!("/v1/ledger?staff_id={}&limit=50", targets.staff_id),
+            _ => {
+                // A distinctive part of the name: its last word.
+                let word = name.rsplit(' ').next().unwrap_or(name);
+                format!("/v1/players?q={}&limit=20", urlencode(word))
+            }
+        };
+        let t = Instant::now();
+        let (s, _) = get(client, cfg, &path).await?;
+        if s == 200 {
+            lat.push(t.elapsed());
+        } else {
+            errors += 1;
+        }
+    }
+    Ok((lat, errors))
+}
+
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn get(c: &reqwest::Client, cfg: &BenchConfig, path: &str) -> anyhow::Result<(u16, Value)> {
+    let resp = c
+        .get(format!("{}{path}", cfg.url))
+        .bearer_auth(&cfg.token)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+    Ok((status, v))
+}
+
 /// A new player's id.
 async fn new_player(
     client: &reqwest::Client,
@@ -284,9 +381,31 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
     for i in 0..cfg.players {
         shared_players.push(new_player(&client, &first, i).await?);
     }
+    let reads: Vec<&str> = match cfg.workload.as_str() {
+        "read" => vec!["balance", "ledger", "audit", "search"],
+        w @ ("balance" | "ledger" | "audit" | "search") => vec![w],
+        _ => Vec::new(),
+    };
+    let targets = if reads.is_empty() {
+        ReadTargets::default()
+    } else {
+        read_targets(&client, &first).await?
+    };
+    // A read workload runs each kind at each client count.
+    let runs: Vec<(String, usize)> = if reads.is_empty() {
+        cfg.clients
+            .iter()
+            .map(|&n| (cfg.workload.clone(), n))
+            .collect()
+    } else {
+        reads
+            .iter()
+            .flat_map(|k| cfg.clients.iter().map(move |&n| (k.to_string(), n)))
+            .collect()
+    };
     let mut results = Vec::new();
     println!("workload  clients      ops  errors     ops/s   p50_ms   p99_ms   max_ms");
-    for &n in &cfg.clients {
+    for (workload, n) in runs {
         let mut handles = Vec::new();
         let deadline = Instant::now() + cfg.duration;
         let started = Instant::now();
@@ -302,14 +421,18 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         };
         for i in 0..n {
             let (client, mut cfg, table_id) = (client.clone(), cfg.clone(), table_id.clone());
-            let merchant_id = merchant_id.clone();
+            let (merchant_id, targets, workload) =
+                (merchant_id.clone(), targets.clone(), workload.clone());
             let shared = (!shared_players.is_empty())
                 .then(|| shared_players[i % shared_players.len()].clone());
             let urls: Vec<&str> = cfg.url.split(',').collect();
             cfg.url = urls[i % urls.len()].trim_end_matches('/').to_string();
             handles.push(tokio::spawn(async move {
-                match cfg.workload.as_str() {
+                match workload.as_str() {
                     "reward" => reward_client(&client, &cfg, i, shared, deadline).await,
+                    k @ ("balance" | "ledger" | "audit" | "search") => {
+                        read_client(&client, &cfg, k, i, &targets, deadline).await
+                    }
                     "redeem" => {
                         redeem_client(&client, &cfg, i, shared, &merchant_id, deadline).await
                     }
@@ -339,7 +462,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         };
         println!(
             "{:<8} {:>8} {:>8} {:>7} {:>9.1} {:>8.2} {:>8.2} {:>8.2}",
-            cfg.workload, r.clients, r.ops, r.errors, r.ops_per_s, r.p50_ms, r.p99_ms, r.max_ms
+            workload, r.clients, r.ops, r.errors, r.ops_per_s, r.p50_ms, r.p99_ms, r.max_ms
         );
         results.push(r);
     }

@@ -271,9 +271,12 @@ struct BenchArgs {
     #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
     clients: Vec<usize>,
     /// What to drive: `complete` (open and complete slips), `reward`
-    /// (manual rewards; needs an admin token and a high --reward-rate-limit)
-    /// or `redeem` (hold one point and capture it; needs an admin token).
-    #[arg(long, default_value = "complete", value_parser = ["complete", "reward", "redeem"])]
+    /// (manual rewards; needs an admin token and a high --reward-rate-limit),
+    /// `redeem` (hold one point and capture it; needs an admin token), or a
+    /// read over existing data (`loyalty seed`): `balance`, `ledger` (a
+    /// 50-entry page), `audit` (a 50-entry search by staff member),
+    /// `search` (players by name), or `read` for all four.
+    #[arg(long, default_value = "complete", value_parser = ["complete", "reward", "redeem", "read", "balance", "ledger", "audit", "search"])]
     workload: String,
     /// Seconds per client count.
     #[arg(long, default_value_t = 10)]
