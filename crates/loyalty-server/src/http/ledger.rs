@@ -234,21 +234,43 @@ fn build_query(st: &AppState, p: LedgerParams) -> ApiResult<EntryQuery> {
     })
 }
 
-async fn page(st: &AppState, q: EntryQuery) -> ApiResult<Response> {
+/// A page of entries as it is sent (serialised straight from the entries,
+/// with no intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct EntryPage {
+    entries: Vec<LedgerEntry>,
+    next_cursor: Option<String>,
+}
+
+/// A page of entries matching `q`; with `player`, in the same read, 404 if
+/// that player does not exist.
+async fn page(st: &AppState, q: EntryQuery, player: Option<uuid::Uuid>) -> ApiResult<Response> {
     let limit = q.limit as usize;
     // One extra row tells whether another page exists.
     let mut q = q;
     q.limit += 1;
-    let mut entries: Vec<LedgerEntry> = st
+    let found: Option<Vec<LedgerEntry>> = st
         .store
-        .read(move |tx| -> Result<_, StoreError> { tx.entries(&q) })
+        .read(move |tx| -> Result<_, StoreError> {
+            if let Some(id) = player
+                && tx.player(id)?.is_none()
+            {
+                return Ok(None);
+            }
+            tx.entries(&q).map(Some)
+        })
         .await?;
+    let mut entries = found.ok_or_else(|| ApiError::not_found("player"))?;
     let more = entries.len() > limit;
     entries.truncate(limit);
     let next_cursor = more
         .then(|| entries.last().map(|e| encode_cursor(st, e.seq)))
         .flatten();
-    Ok(axum::Json(json!({"entries": entries, "next_cursor": next_cursor})).into_response())
+    Ok(axum::Json(EntryPage {
+        entries,
+        next_cursor,
+    })
+    .into_response())
 }
 
 pub(super) async fn player_ledger(
@@ -261,11 +283,7 @@ pub(super) async fn player_ledger(
     caller.require_or_self(Permission::LoyaltyViewAll, id)?;
     let mut q = build_query(&st, params)?;
     q.player_id = Some(id);
-    let exists = st.store.read(move |tx| tx.player(id)).await?.is_some();
-    if !exists {
-        return Err(ApiError::not_found("player"));
-    }
-    page(&st, q).await
+    page(&st, q, Some(id)).await
 }
 
 pub(super) async fn audit_search(
@@ -275,7 +293,7 @@ pub(super) async fn audit_search(
 ) -> ApiResult<Response> {
     caller.require(Permission::LoyaltyViewAll)?;
     let q = build_query(&st, params)?;
-    page(&st, q).await
+    page(&st, q, None).await
 }
 
 #[derive(Deserialize, Default)]
