@@ -59,6 +59,11 @@ pub(crate) fn serve_command(a: ServeArgs) -> anyhow::Result<ExitCode> {
             balance_cache_entries: usize::try_from(a.balance_cache_entries).unwrap_or(100_000),
             stream_buffer_events: usize::try_from(a.stream_buffer_events).unwrap_or(1024),
             nats_url: a.nats_url,
+            retention: retention(
+                &a.storage,
+                a.event_retention_days,
+                a.event_archive_interval_ms,
+            )?,
             ..loyalty_server::events::EventsConfig::default()
         },
         conn_limits: loyalty_server::listen::ConnLimits {
@@ -76,6 +81,25 @@ pub(crate) fn serve_command(a: ServeArgs) -> anyhow::Result<ExitCode> {
     // worker threads, not by the thread blocked in `block_on`.
     runtime()?.block_on(async { tokio::spawn(serve(cfg)).await })??;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The retention settings; an archive directory is needed on PostgreSQL.
+fn retention(
+    storage: &StorageArgs,
+    days: u32,
+    interval_ms: u64,
+) -> anyhow::Result<Option<loyalty_server::events::archive::RetentionConfig>> {
+    if days == 0 {
+        return Ok(None);
+    }
+    let dir = storage.archive_dir().context(
+        "--event-retention-days on PostgreSQL needs --event-archive-dir (a directory every node shares)",
+    )?;
+    Ok(Some(loyalty_server::events::archive::RetentionConfig {
+        retention_days: days,
+        dir,
+        interval: Duration::from_millis(interval_ms),
+    }))
 }
 
 /// `loyalty staff create`: a staff member; prints their first token once.
@@ -131,6 +155,32 @@ pub(crate) fn verify(
     pb.finish_and_clear();
     let mut report =
         serde_json::json!({"accounts_checked": checked, "drift": drift, "drift_count": total});
+    // Archived events: every recorded file present and unchanged.
+    let archives = rt
+        .block_on(store.read(|tx| tx.event_archives()))
+        .context("verification failed to run")?;
+    let mut archive_problems = Vec::new();
+    if !archives.is_empty() {
+        match storage.archive_dir() {
+            None => archive_problems.push(
+                "events are archived: name the archive directory (--event-archive-dir)".to_string(),
+            ),
+            Some(dir) => {
+                for a in &archives {
+                    if let Err(e) =
+                        loyalty_server::events::archive::check_file(&dir.join(&a.file), a)
+                    {
+                        archive_problems.push(format!("{e:#}"));
+                    }
+                }
+            }
+        }
+    }
+    report["event_archives"] = serde_json::json!({
+        "files": archives.len(),
+        "events": archives.iter().map(|a| a.events()).sum::<i64>(),
+        "problems": archive_problems,
+    });
     let mut changed = Vec::new();
     if let Some(cp) = &recorded {
         let seq = cp["seq"].as_i64().context("the checkpoint has no seq")?;
@@ -193,6 +243,10 @@ pub(crate) fn verify(
         );
         return Ok(ExitCode::from(1));
     }
+    if !archive_problems.is_empty() {
+        eprintln!("error: {}", archive_problems.join("; "));
+        return Ok(ExitCode::from(1));
+    }
     if total == 0 {
         Ok(ExitCode::SUCCESS)
     } else {
@@ -238,6 +292,34 @@ pub(crate) fn export(
             out.write_all(&chunk)?;
         }
         out.flush()?;
+        pb.finish_and_clear();
+        anyhow::Ok(())
+    });
+    drop(rt);
+    std::thread::spawn(move || drop(store)).join().ok();
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `loyalty export --events`: every event there is, archived ones first.
+pub(crate) fn export_events(storage: StorageArgs, format: String) -> anyhow::Result<ExitCode> {
+    init_logs("warn", false);
+    anyhow::ensure!(
+        format == "jsonl",
+        "--events exports JSON lines only (--format jsonl)"
+    );
+    let store = open_store(&storage.config())?;
+    let dir = storage.archive_dir();
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let head = store.read(|tx| tx.outbox_head()).await?;
+        let pb =
+            loyalty_server::progress::bar(u64::try_from(head).unwrap_or(0), "exporting", "events");
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        loyalty_server::events::archive::export_events(&store, dir.as_deref(), &mut out, &|n| {
+            pb.set_position(n)
+        })
+        .await?;
         pb.finish_and_clear();
         anyhow::Ok(())
     });

@@ -55,7 +55,8 @@ enum Command {
     },
     /// Apply pending schema migrations and exit.
     Migrate(StorageArgs),
-    /// Write the ledger (optionally a date range) to stdout as CSV or JSON lines.
+    /// Write the ledger (optionally a date range) to stdout as CSV or JSON
+    /// lines; with `--events`, every event instead (archived ones too).
     Export {
         #[command(flatten)]
         storage: StorageArgs,
@@ -65,6 +66,10 @@ enum Command {
         /// Only entries created before this instant (RFC 3339).
         #[arg(long)]
         to: Option<jiff::Timestamp>,
+        /// Every event, oldest first, as JSON lines (the envelope of `GET
+        /// /v1/events`): the archive files, checked, then the outbox.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        events: bool,
         /// csv or jsonl.
         #[arg(long, default_value = "jsonl", value_parser = ["csv", "jsonl"])]
         format: String,
@@ -139,6 +144,11 @@ struct StorageArgs {
     /// PostgreSQL connections per node.
     #[arg(long, env = "LOYALTY_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
     db_pool_size: u32,
+    /// Where archived events are kept (docs/events.md, "Retention");
+    /// default `event-archive` in the data directory. Needed on PostgreSQL
+    /// once events are archived.
+    #[arg(long, env = "LOYALTY_EVENT_ARCHIVE_DIR")]
+    event_archive_dir: Option<PathBuf>,
 }
 
 impl StorageArgs {
@@ -146,6 +156,16 @@ impl StorageArgs {
         match &self.database_url {
             Some(url) => StorageConfig::Url(url.clone(), self.db_pool_size as usize),
             None => StorageConfig::DataDir(self.data_dir.clone()),
+        }
+    }
+
+    /// The event archive directory: the one named, else the embedded
+    /// store's own; none on PostgreSQL unless named.
+    fn archive_dir(&self) -> Option<PathBuf> {
+        match (&self.event_archive_dir, &self.database_url) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, None) => Some(self.data_dir.join("event-archive")),
+            (None, Some(_)) => None,
         }
     }
 }
@@ -254,6 +274,14 @@ struct ServeArgs {
     /// however long a load lasts.
     #[arg(long, env = "LOYALTY_SQLITE_WAL_MAX_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(8..=65_536))]
     sqlite_wal_max_mb: u64,
+    /// Events older than this many days that every subscriber, webhook and
+    /// the relay have passed move to archive files (0: keep every event in
+    /// the database).
+    #[arg(long, env = "LOYALTY_EVENT_RETENTION_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    event_retention_days: u32,
+    /// How often old events are looked for, ms.
+    #[arg(long, env = "LOYALTY_EVENT_ARCHIVE_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..=86_400_000))]
+    event_archive_interval_ms: u64,
     /// Events buffered per live-stream connection before a slow client is disconnected.
     #[arg(long, env = "LOYALTY_STREAM_BUFFER_EVENTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     stream_buffer_events: u64,
@@ -428,7 +456,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             from,
             to,
             format,
-        } => commands::export(storage, from, to, format),
+            events,
+        } => {
+            if events {
+                commands::export_events(storage, format)
+            } else {
+                commands::export(storage, from, to, format)
+            }
+        }
         Command::MigrateTo { data_dir, to } => commands::migrate_to(data_dir, to),
         // Answered in `main`, before the command line becomes a `Cli`.
         Command::Config { .. } => Ok(ExitCode::SUCCESS),

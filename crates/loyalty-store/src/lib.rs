@@ -38,7 +38,7 @@ use uuid::Uuid;
 
 /// The schema version this build creates and expects (both backends carry
 /// the same numbered migrations).
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// Failures of the storage layer itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -211,6 +211,28 @@ pub trait Tx {
     }
     /// A subscriber's (or relay's) checkpoint: the last seq it fully handled.
     fn checkpoint(&mut self, subscriber: &str) -> StoreResult<Option<i64>>;
+    /// The archive files events have moved to, oldest first.
+    fn event_archives(&mut self) -> StoreResult<Vec<EventArchive>>;
+    /// Records an archive file of the events `first_seq..=last_seq`; it must
+    /// continue the last one (`first_seq` one past its `last_seq`, or 1).
+    /// From then on those events may be deleted from the outbox.
+    fn insert_event_archive(&mut self, a: &EventArchive) -> StoreResult<()>;
+    /// Deletes the archived events `first..=last` from the outbox, and the
+    /// activity-feed items (player, seq) that point at them. Refused (by the
+    /// schema) for an event no archive covers. Returns events deleted.
+    fn delete_archived_events(
+        &mut self,
+        first: i64,
+        last: i64,
+        activity: &[(Uuid, i64)],
+    ) -> StoreResult<u64>;
+    /// The oldest event still in the outbox, if any.
+    fn first_outbox_seq(&mut self) -> StoreResult<Option<i64>>;
+    /// The subscribers' checkpoints by name.
+    fn checkpoints(&mut self) -> StoreResult<Vec<(String, i64)>>;
+    /// The lowest event seq a dead letter waiting for a replay (status DEAD
+    /// or REPLAY_REQUESTED) names, if any.
+    fn oldest_unreplayed_dead_letter(&mut self) -> StoreResult<Option<i64>>;
     /// Moves a checkpoint forward to `seq` (never back), creating it if needed.
     fn set_checkpoint(
         &mut self,

@@ -350,6 +350,31 @@ impl NewEvent {
     }
 }
 
+/// A file of archived events (schema 13): the outbox rows `first_seq..=
+/// last_seq`, one envelope per line as `GET /v1/events` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventArchive {
+    /// First event in the file.
+    pub first_seq: i64,
+    /// Last event in the file.
+    pub last_seq: i64,
+    /// The file's name in the archive directory.
+    pub file: String,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Size of the file.
+    pub bytes: i64,
+    /// When it was recorded.
+    pub archived_at: Timestamp,
+}
+
+impl EventArchive {
+    /// Events in the file.
+    pub fn events(&self) -> i64 {
+        self.last_seq - self.first_seq + 1
+    }
+}
+
 /// An event as stored, with its global sequence number.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRecord {

@@ -399,3 +399,16 @@ pub(crate) fn webhook_delivery(r: &dyn RowRead) -> StoreResult<WebhookDelivery> 
         at: r.ts(9)?,
     })
 }
+
+/// An archive file from `first_seq, last_seq, file, sha256, bytes,
+/// archived_at` ([`crate::sql::EVENT_ARCHIVES`]).
+pub(crate) fn event_archive(r: &dyn RowRead) -> StoreResult<EventArchive> {
+    Ok(EventArchive {
+        first_seq: r.int(0)?,
+        last_seq: r.int(1)?,
+        file: r.text(2)?,
+        sha256: r.text(3)?,
+        bytes: r.int(4)?,
+        archived_at: r.ts(5)?,
+    })
+}

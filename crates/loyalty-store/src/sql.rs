@@ -174,3 +174,31 @@ pub(crate) const INSERT_WEBHOOK_DELIVERY: &str = "INSERT INTO webhook_deliveries
 pub(crate) const WEBHOOK_DELIVERIES: &str = "SELECT id, webhook_id, event_seq, event_id, attempt, \
      status_code, ok, duration_ms, error, at FROM webhook_deliveries \
      WHERE webhook_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3";
+
+/// `Tx::event_archives`.
+pub(crate) const EVENT_ARCHIVES: &str = "SELECT first_seq, last_seq, file, sha256, bytes, archived_at \
+     FROM event_archives ORDER BY first_seq";
+
+/// `Tx::insert_event_archive`: only a file that continues the last one.
+pub(crate) const INSERT_EVENT_ARCHIVE: &str = "INSERT INTO event_archives \
+     (first_seq, last_seq, events, file, sha256, bytes, archived_at) \
+     SELECT CAST(?1 AS BIGINT), CAST(?2 AS BIGINT), CAST(?2 AS BIGINT) - CAST(?1 AS BIGINT) + 1, \
+            CAST(?3 AS TEXT), CAST(?4 AS TEXT), CAST(?5 AS BIGINT), CAST(?6 AS BIGINT) \
+     WHERE CAST(?1 AS BIGINT) = (SELECT coalesce(max(last_seq), 0) + 1 FROM event_archives)";
+
+/// `Tx::delete_archived_events`: one activity item.
+pub(crate) const DELETE_ACTIVITY_ITEM: &str =
+    "DELETE FROM activity_items WHERE player_id = ?1 AND event_seq = ?2";
+
+/// `Tx::delete_archived_events`: the events.
+pub(crate) const DELETE_ARCHIVED_EVENTS: &str = "DELETE FROM outbox WHERE seq >= ?1 AND seq <= ?2";
+
+/// `Tx::first_outbox_seq`.
+pub(crate) const FIRST_OUTBOX_SEQ: &str = "SELECT min(seq) FROM outbox";
+
+/// `Tx::checkpoints`.
+pub(crate) const CHECKPOINTS: &str = "SELECT subscriber, seq FROM subscriber_checkpoints";
+
+/// `Tx::oldest_unreplayed_dead_letter`.
+pub(crate) const OLDEST_UNREPLAYED_DEAD_LETTER: &str =
+    "SELECT min(event_seq) FROM dead_letters WHERE status IN ('DEAD', 'REPLAY_REQUESTED')";

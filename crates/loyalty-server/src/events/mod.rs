@@ -15,8 +15,9 @@
 //!
 //! Modules: [`dispatch`] (subscribers, retries, dead letters, checkpoints),
 //! [`subscribers`] (the shipped ones), [`stream`] (`GET /v1/events/stream`),
-//! [`nats`] (the relay).
+//! [`nats`] (the relay), [`archive`] (retention: old events to files).
 
+pub mod archive;
 pub mod dispatch;
 pub mod nats;
 pub mod stream;
@@ -68,6 +69,9 @@ pub struct EventsConfig {
     pub nats_stream: String,
     /// Subject prefix; the event type is appended.
     pub nats_subject_prefix: String,
+    /// Event retention: archive events older than this (None: keep every
+    /// event in the database).
+    pub retention: Option<archive::RetentionConfig>,
 }
 
 impl Default for EventsConfig {
@@ -84,6 +88,7 @@ impl Default for EventsConfig {
             nats_url: None,
             nats_stream: "LOYALTY_EVENTS".into(),
             nats_subject_prefix: "loyalty.events".into(),
+            retention: None,
         }
     }
 }
@@ -194,6 +199,11 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
     dispatch::start(state, subscribers::shipped(state), head);
     if let Some(url) = state.events.config.nats_url.clone() {
         tokio::spawn(nats::relay(state.clone(), url));
+    }
+    if let Some(retention) = state.events.config.retention.clone()
+        && retention.retention_days > 0
+    {
+        tokio::spawn(archive::run(state.clone(), retention));
     }
     Ok(())
 }

@@ -1174,6 +1174,59 @@ impl Tx for PgTx<'_> {
         Ok(self.opt(sql::CHECKPOINT, &[&subscriber])?.map(|r| r.get(0)))
     }
 
+    fn event_archives(&mut self) -> StoreResult<Vec<EventArchive>> {
+        self.query(sql::EVENT_ARCHIVES, &[])?
+            .iter()
+            .map(|r| rows::event_archive(r))
+            .collect()
+    }
+
+    fn insert_event_archive(&mut self, a: &EventArchive) -> StoreResult<()> {
+        let at = us(a.archived_at);
+        match self.exec(
+            sql::INSERT_EVENT_ARCHIVE,
+            &[&a.first_seq, &a.last_seq, &a.file, &a.sha256, &a.bytes, &at],
+        )? {
+            1 => Ok(()),
+            _ => Err(StoreError::Conflict(format!(
+                "archive {}..={} does not continue the last archive",
+                a.first_seq, a.last_seq
+            ))),
+        }
+    }
+
+    fn delete_archived_events(
+        &mut self,
+        first: i64,
+        last: i64,
+        activity: &[(Uuid, i64)],
+    ) -> StoreResult<u64> {
+        for (player, seq) in activity {
+            self.exec(sql::DELETE_ACTIVITY_ITEM, &[player, seq])?;
+        }
+        self.exec(sql::DELETE_ARCHIVED_EVENTS, &[&first, &last])
+    }
+
+    fn first_outbox_seq(&mut self) -> StoreResult<Option<i64>> {
+        Ok(self
+            .opt(sql::FIRST_OUTBOX_SEQ, &[])?
+            .and_then(|r| r.get::<_, Option<i64>>(0)))
+    }
+
+    fn checkpoints(&mut self) -> StoreResult<Vec<(String, i64)>> {
+        Ok(self
+            .query(sql::CHECKPOINTS, &[])?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    fn oldest_unreplayed_dead_letter(&mut self) -> StoreResult<Option<i64>> {
+        Ok(self
+            .opt(sql::OLDEST_UNREPLAYED_DEAD_LETTER, &[])?
+            .and_then(|r| r.get::<_, Option<i64>>(0)))
+    }
+
     fn set_checkpoint(&mut self, subscriber: &str, seq: i64, at: Timestamp) -> StoreResult<()> {
         self.query(
             "INSERT INTO subscriber_checkpoints (subscriber, seq, updated_at) VALUES ($1, $2, $3)

@@ -57,6 +57,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         12,
         include_str!("../../migrations/sqlite/0012_webhooks.sql"),
     ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_event_archives.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

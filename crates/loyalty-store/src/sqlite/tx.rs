@@ -1098,6 +1098,70 @@ impl Tx for SqliteTx<'_> {
         self.one(sql::CHECKPOINT, params![subscriber], |r| r.get(0))
     }
 
+    fn event_archives(&mut self) -> StoreResult<Vec<EventArchive>> {
+        let mut st = self
+            .conn
+            .prepare_cached(sql::EVENT_ARCHIVES)
+            .map_err(map_err)?;
+        st.query_map([], sq(rows::event_archive))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)
+    }
+
+    fn insert_event_archive(&mut self, a: &EventArchive) -> StoreResult<()> {
+        match self.exec(
+            sql::INSERT_EVENT_ARCHIVE,
+            params![
+                a.first_seq,
+                a.last_seq,
+                a.file,
+                a.sha256,
+                a.bytes,
+                us(a.archived_at)
+            ],
+        )? {
+            1 => Ok(()),
+            _ => Err(StoreError::Conflict(format!(
+                "archive {}..={} does not continue the last archive",
+                a.first_seq, a.last_seq
+            ))),
+        }
+    }
+
+    fn delete_archived_events(
+        &mut self,
+        first: i64,
+        last: i64,
+        activity: &[(Uuid, i64)],
+    ) -> StoreResult<u64> {
+        for (player, seq) in activity {
+            self.exec(sql::DELETE_ACTIVITY_ITEM, params![player.to_string(), seq])?;
+        }
+        Ok(self.exec(sql::DELETE_ARCHIVED_EVENTS, params![first, last])? as u64)
+    }
+
+    fn first_outbox_seq(&mut self) -> StoreResult<Option<i64>> {
+        Ok(self.one(sql::FIRST_OUTBOX_SEQ, [], |r| r.get(0))?.flatten())
+    }
+
+    fn checkpoints(&mut self) -> StoreResult<Vec<(String, i64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached(sql::CHECKPOINTS)
+            .map_err(map_err)?;
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(map_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(map_err)
+    }
+
+    fn oldest_unreplayed_dead_letter(&mut self) -> StoreResult<Option<i64>> {
+        Ok(self
+            .one(sql::OLDEST_UNREPLAYED_DEAD_LETTER, [], |r| r.get(0))?
+            .flatten())
+    }
+
     fn set_checkpoint(&mut self, subscriber: &str, seq: i64, at: Timestamp) -> StoreResult<()> {
         self.exec(
             "INSERT INTO subscriber_checkpoints (subscriber, seq, updated_at) VALUES (?1, ?2, ?3)
