@@ -6,6 +6,7 @@
 mod common;
 mod support;
 
+mod archive;
 mod dispatch;
 mod metrics;
 mod nats;

@@ -168,6 +168,7 @@ macro_rules! contract_suite {
                 ledger_entries_round_trip_and_keys_are_unique,
                 events_round_trip_in_sequence,
                 activity_items_reference_outbox_events_once_each,
+                archived_events_leave_the_outbox_only_when_recorded,
                 idempotency_records_round_trip_and_purge,
             ],
             atomicity: [

@@ -296,7 +296,13 @@ pub async fn postgres_migration_gives_existing_wallet_entries_their_escrow_chang
         tokio::task::spawn_blocking(move || {
             let mut c = pg.raw_client().unwrap();
             c.batch_execute(
-                "DROP TABLE webhook_deliveries;
+                "DROP TABLE event_archives;
+                 DROP TRIGGER outbox_no_update ON outbox;
+                 CREATE TRIGGER outbox_no_update BEFORE UPDATE OR DELETE ON outbox
+                     FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
+                 DROP FUNCTION outbox_archived_only();
+                 DROP FUNCTION event_archives_append_only();
+                 DROP TABLE webhook_deliveries;
                  DROP TABLE webhooks;
                  DROP TABLE approvals;
                  ALTER TABLE ledger_entries DROP COLUMN approved_by;

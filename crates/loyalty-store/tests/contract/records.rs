@@ -4,8 +4,8 @@ use jiff::SignedDuration;
 use loyalty_core::{GameSettings, LoyaltyStatus, Role, SlipStatus, Tier, TransactionType};
 use loyalty_store::ops::{self, OpError};
 use loyalty_store::{
-    IdempotencyRecord, LedgerEntry, NewEvent, Player, RatingSlip, Staff, Store, StoreError,
-    TokenSubject,
+    EventArchive, IdempotencyRecord, LedgerEntry, NewEvent, Player, RatingSlip, Staff, Store,
+    StoreError, TokenSubject,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -508,6 +508,125 @@ pub async fn activity_items_reference_outbox_events_once_each(store: Store) {
     assert_eq!(ns(&after_page), vec![2, 0]);
     assert_eq!(ns(&bo_items), vec![1]);
     assert!(nobody.is_empty());
+}
+
+/// Schema 13: an event leaves the outbox only once an archive covering it
+/// is recorded; archives are recorded only in order; the activity items of
+/// archived events go with them; numbering goes on after the head.
+pub async fn archived_events_leave_the_outbox_only_when_recorded(store: Store) {
+    let ana = Uuid::now_v7();
+    let append = |n: i64| NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "SOMETHING_HAPPENED",
+        version: 1,
+        occurred_at: at(n),
+        correlation_id: format!("corr-{n}"),
+        idempotency_key: None,
+        source: "contract_test",
+        payload: json!({"n": n}),
+    };
+    store
+        .write(move |tx| (0..6).try_for_each(|n| tx.append_event(append(n))))
+        .await
+        .expect("append events");
+    let seqs: Vec<i64> = events(&store).await.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs.len(), 6);
+    let archive = |first: i64, last: i64| EventArchive {
+        first_seq: first,
+        last_seq: last,
+        file: format!("events-{first}-{last}.jsonl"),
+        sha256: "00".repeat(32),
+        bytes: 10,
+        archived_at: at(100),
+    };
+
+    // Nothing recorded: no event may be deleted.
+    let (first, third) = (seqs[0], seqs[2]);
+    let refused = store
+        .write(move |tx| tx.delete_archived_events(first, first, &[]))
+        .await;
+    assert!(
+        refused.is_err(),
+        "deleting an unarchived event: {refused:?}"
+    );
+
+    // An archive must start right after the last one (here: at seq 1).
+    let skip = archive(first + 1, third);
+    let out_of_order = store.write(move |tx| tx.insert_event_archive(&skip)).await;
+    assert!(
+        matches!(out_of_order, Err(StoreError::Conflict(_))),
+        "{out_of_order:?}"
+    );
+    let a1 = archive(first, third);
+    store
+        .write(move |tx| tx.insert_event_archive(&a1))
+        .await
+        .expect("record the first archive");
+    let again = archive(first, third);
+    let twice = store.write(move |tx| tx.insert_event_archive(&again)).await;
+    assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
+
+    // Past the archive: still refused, and the whole delete rolls back.
+    let fourth = seqs[3];
+    let past = store
+        .write(move |tx| tx.delete_archived_events(first, fourth, &[]))
+        .await;
+    assert!(past.is_err(), "deleting past the archive: {past:?}");
+    assert_eq!(events(&store).await.len(), 6);
+
+    // Covered: the events and their activity items go (the schema refuses
+    // to leave an item pointing at a deleted event).
+    let s = seqs.clone();
+    store
+        .write(move |tx| {
+            s.iter()
+                .try_for_each(|q| tx.insert_activity_item(ana, *q).map(|_| ()))
+        })
+        .await
+        .expect("activity items");
+    let fk = store
+        .write(move |tx| tx.delete_archived_events(first, third, &[]))
+        .await;
+    assert!(
+        fk.is_err(),
+        "an activity item still points at the event: {fk:?}"
+    );
+    let keys: Vec<(Uuid, i64)> = seqs[..3].iter().map(|q| (ana, *q)).collect();
+    let deleted = store
+        .write(move |tx| tx.delete_archived_events(first, third, &keys))
+        .await
+        .expect("delete archived events");
+    assert_eq!(deleted, 3);
+    let (left, archives, oldest, head, feed) = look(&store, move |tx| {
+        Ok((
+            tx.events(0, 100, None)?,
+            tx.event_archives()?,
+            tx.first_outbox_seq()?,
+            tx.outbox_head()?,
+            tx.activity_events(ana, None, 100)?,
+        ))
+    })
+    .await;
+    assert_eq!(
+        left.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        seqs[3..].to_vec()
+    );
+    assert_eq!(archives, vec![archive(first, third)]);
+    assert_eq!(archives[0].events(), 3);
+    assert_eq!(oldest, Some(seqs[3]));
+    assert_eq!(head, seqs[5]);
+    assert_eq!(
+        feed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![seqs[5], seqs[4], seqs[3]]
+    );
+
+    // Numbering goes on after the head, not after what is left.
+    store
+        .write(move |tx| tx.append_event(append(6)))
+        .await
+        .expect("append after archiving");
+    let after = events(&store).await;
+    assert_eq!(after.last().map(|e| e.seq), Some(seqs[5] + 1));
 }
 
 pub async fn idempotency_records_round_trip_and_purge(store: Store) {

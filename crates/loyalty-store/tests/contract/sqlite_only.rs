@@ -222,7 +222,9 @@ async fn sqlite_migration_computes_the_chains_of_existing_entries() {
     // 10), no slip corrections (schema 9), no chain columns.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "DROP TABLE webhook_deliveries;
+        "DROP TRIGGER outbox_no_delete;
+         DROP TABLE event_archives;
+         DROP TABLE webhook_deliveries;
          DROP TABLE webhooks;
          DROP TABLE approvals;
          ALTER TABLE ledger_entries DROP COLUMN approved_by;
@@ -289,7 +291,9 @@ async fn sqlite_migration_gives_existing_wallet_entries_their_escrow_changes() {
     // Back to schema 9: no approvals (schema 11), no escrow_change column.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "DROP TABLE webhook_deliveries;
+        "DROP TRIGGER outbox_no_delete;
+         DROP TABLE event_archives;
+         DROP TABLE webhook_deliveries;
          DROP TABLE webhooks;
          DROP TABLE approvals;
          ALTER TABLE ledger_entries DROP COLUMN approved_by;
