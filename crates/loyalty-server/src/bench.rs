@@ -55,6 +55,7 @@ async fn complete_client(
     i: usize,
     shared: Option<String>,
     table_id: &str,
+    server_offset: jiff::SignedDuration,
     deadline: Instant,
 ) -> anyhow::Result<(Vec<Duration>, usize)> {
     let player_id = match shared {
@@ -64,7 +65,10 @@ async fn complete_client(
     let mut lat = Vec::new();
     let mut errors = 0usize;
     while Instant::now() < deadline {
-        let start = (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(30)).to_string();
+        // Half an hour of play by the server's clock (which test mode may
+        // have moved).
+        let start = (jiff::Timestamp::now() + server_offset - jiff::SignedDuration::from_mins(30))
+            .to_string();
         let body = json!({"player_id": player_id, "table_id": table_id, "average_bet": "25", "started_at": start});
         let (s, slip) = post(client, cfg, "/v1/rating-slips", body).await?;
         if s != 201 {
@@ -363,6 +367,12 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
         bail!("creating the bench table failed ({s}): {table}");
     }
     let table_id = table["id"].as_str().unwrap_or_default().to_string();
+    // How far the server's clock is from ours (test mode may have set it).
+    let server_offset = table["created_at"]
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| t.duration_since(jiff::Timestamp::now()))
+        .unwrap_or_default();
     let mut merchant_id = String::new();
     if cfg.workload == "redeem" {
         let (s, m) = post(
@@ -436,7 +446,18 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Vec<BenchResult>> {
                     "redeem" => {
                         redeem_client(&client, &cfg, i, shared, &merchant_id, deadline).await
                     }
-                    _ => complete_client(&client, &cfg, i, shared, &table_id, deadline).await,
+                    _ => {
+                        complete_client(
+                            &client,
+                            &cfg,
+                            i,
+                            shared,
+                            &table_id,
+                            server_offset,
+                            deadline,
+                        )
+                        .await
+                    }
                 }
             }));
         }

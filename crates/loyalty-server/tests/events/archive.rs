@@ -183,6 +183,14 @@ async fn old_events_every_consumer_has_passed_move_to_checked_archives() {
     )
     .await;
 
+    // The activity items of archived events went with them.
+    assert_eq!(
+        app.storage.query_i64(&format!(
+            "SELECT count(*) FROM activity_items WHERE event_seq < {head}"
+        )),
+        0
+    );
+
     // Every event there ever was, in order, from the archives and the outbox.
     assert_eq!(exported_events(&app), before);
     let out = cli(&app, &["verify"]);

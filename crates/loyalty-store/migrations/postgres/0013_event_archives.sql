@@ -37,3 +37,10 @@ END $$;
 DROP TRIGGER outbox_no_update ON outbox;
 CREATE TRIGGER outbox_no_update BEFORE UPDATE OR DELETE ON outbox
     FOR EACH ROW EXECUTE FUNCTION outbox_archived_only();
+
+-- Activity items point at outbox events by seq. The foreign key goes: it
+-- would look for children of every deleted outbox row in a table with no
+-- index on event_seq — a scan per event archived. Archiving deletes each
+-- archived event's items by their key instead; the feed joins the outbox,
+-- so it never shows an item without its event.
+ALTER TABLE activity_items DROP CONSTRAINT activity_items_event_seq_fkey;

@@ -23,3 +23,18 @@ BEGIN SELECT RAISE(ABORT, 'event archives are append-only'); END;
 CREATE TRIGGER outbox_no_delete BEFORE DELETE ON outbox
 WHEN OLD.seq > (SELECT coalesce(max(last_seq), 0) FROM event_archives)
 BEGIN SELECT RAISE(ABORT, 'the outbox is append-only: only archived events may leave it'); END;
+
+-- Activity items point at outbox events by seq. The foreign key goes: SQLite
+-- (and PostgreSQL) would look for children of every deleted outbox row in a
+-- table with no index on event_seq — a scan per event archived. Archiving
+-- deletes each archived event's items by their key instead; the feed joins
+-- the outbox, so it never shows an item without its event.
+CREATE TABLE activity_items_v13 (
+    player_id  TEXT NOT NULL,
+    event_seq  INTEGER NOT NULL,
+    PRIMARY KEY (player_id, event_seq)
+) STRICT, WITHOUT ROWID;
+INSERT INTO activity_items_v13 (player_id, event_seq)
+    SELECT player_id, event_seq FROM activity_items;
+DROP TABLE activity_items;
+ALTER TABLE activity_items_v13 RENAME TO activity_items;
