@@ -511,6 +511,12 @@ fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection> {
          PRAGMA cache_size = -16384;",
     )
     .map_err(tx::map_err)?;
+    // Plans must not depend on bound values: otherwise SQLite re-prepares a
+    // statement whenever a parameter it compared with a partial index's
+    // condition (or a LIKE pattern) changes — every lookup of an entry by
+    // its idempotency key was parsed and planned again.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(tx::map_err)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
