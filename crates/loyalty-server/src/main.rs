@@ -11,6 +11,10 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use loyalty_server::serve::StorageConfig;
 
+/// mimalloc instead of glibc's malloc: see Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `loyalty --version`: the release and the schema version it migrates to.
 fn version_text() -> &'static str {
     Box::leak(

@@ -515,8 +515,11 @@ fn open_conn(path: &Path, read_only: bool) -> StoreResult<Connection> {
     // statement whenever a parameter it compared with a partial index's
     // condition (or a LIKE pattern) changes — every lookup of an entry by
     // its idempotency key was parsed and planned again.
-    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map_err(tx::map_err)?;
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(tx::map_err)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
