@@ -661,6 +661,7 @@ const OP_RELEASE: &str = "RELEASE loyalty_op";
 const OP_ROLLBACK: &str = "ROLLBACK TO loyalty_op; RELEASE loyalty_op";
 
 fn run_batch(conn: &Connection, batch: &mut Vec<Job>, committed: &CommittedEvents) {
+    metrics::histogram!("loyalty_sqlite_batch_ops").record(batch.len() as f64);
     if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = tx::map_err(e);
         for job in batch.drain(..) {
@@ -671,11 +672,45 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, committed: &CommittedEvent
     }
     let mut finishers: Vec<Finisher> = Vec::with_capacity(batch.len());
     let mut events: Vec<EventRecord> = Vec::new();
-    for job in batch.drain(..) {
-        // The operation's own savepoint has a name of its own, not one of the
-        // `Tx` savepoints the operation may nest (and may leave unbalanced if
-        // it fails or panics): rolling back to it undoes everything the
-        // operation wrote, releasing it keeps everything.
+    let mut jobs = batch.drain(..);
+    while let Some(job) = jobs.next() {
+        // The first operation of the transaction runs without a savepoint of
+        // its own: undoing it is undoing the transaction, which costs
+        // nothing beforehand, where a savepoint copies every page the
+        // operation changes into its journal. If it fails, the transaction
+        // starts over for the rest.
+        if finishers.is_empty() && events.is_empty() {
+            let mut tx = SqliteTx::new(conn);
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
+            match outcome {
+                Ok((true, finish)) => {
+                    events.extend(tx.into_appended());
+                    finishers.push(finish);
+                    continue;
+                }
+                Ok((false, finish)) => {
+                    drop(tx);
+                    let restarted = restart(conn);
+                    finish(Ok(()));
+                    if let Err(e) = restarted {
+                        return fail_rest(jobs, e);
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    tracing::error!("a write operation panicked; it was rolled back");
+                    drop(tx);
+                    if let Err(e) = restart(conn) {
+                        return fail_rest(jobs, e);
+                    }
+                    continue;
+                }
+            }
+        }
+        // Every later one has a savepoint with a name of its own, not one of
+        // the `Tx` savepoints the operation may nest (and may leave
+        // unbalanced if it fails or panics): rolling back to it undoes
+        // everything the operation wrote, releasing it keeps everything.
         if exec_cached(conn, OP_SAVEPOINT).is_err() {
             finishers.push(fail_finisher(job));
             continue;
@@ -711,6 +746,20 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, committed: &CommittedEvent
     }
     for finish in finishers {
         finish(commit.clone());
+    }
+}
+
+/// Undoes everything the transaction wrote and begins it again.
+fn restart(conn: &Connection) -> StoreResult<()> {
+    let _ = exec_cached(conn, "ROLLBACK");
+    exec_cached(conn, "BEGIN IMMEDIATE").map_err(tx::map_err)
+}
+
+/// The transaction could not begin again: every operation still waiting
+/// fails (none of them has run).
+fn fail_rest(jobs: impl Iterator<Item = Job>, err: StoreError) {
+    for job in jobs {
+        fail_job(job, err.clone());
     }
 }
 

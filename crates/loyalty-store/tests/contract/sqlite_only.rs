@@ -468,3 +468,95 @@ async fn sqlite_the_wal_stays_bounded_under_load_and_empties_when_it_stops() {
     assert!(drift.is_empty(), "{drift:?}");
     let _ = std::thread::spawn(move || drop(store)).join();
 }
+
+/// The writer runs the first operation of a batch without a savepoint of
+/// its own: when that one fails or panics, the transaction starts over and
+/// the operations queued behind it still commit, each exactly as it did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_batch_whose_first_operation_fails_keeps_the_rest() {
+    use loyalty_store::ops::OpError;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::Sqlite(Arc::new(SqliteStore::open(dir.path()).expect("open")));
+    // What each queued operation does after writing a player.
+    #[derive(Clone, Copy, Debug)]
+    enum Then {
+        Fail,
+        Panic,
+        Keep,
+    }
+    let script = [
+        Then::Fail,
+        Then::Keep,
+        Then::Panic,
+        Then::Keep,
+        // The writer is held again before these: a new batch led by a panic.
+        Then::Panic,
+        Then::Keep,
+        Then::Fail,
+    ];
+    let mut tasks = Vec::new();
+    let mut players = Vec::new();
+    for (i, then) in script.into_iter().enumerate() {
+        if i == 0 || i == 4 {
+            // Hold the writer so that what follows queues up as one batch.
+            let s = store.clone();
+            tasks.push(tokio::spawn(async move {
+                op(&s, |_| {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+                .map(|_| None)
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let p = new_player_record(i);
+        players.push((p.id, then));
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            op(&s, move |tx| {
+                tx.insert_player(&p)?;
+                match then {
+                    Then::Fail => Err(OpError::Conflict(format!("forced failure {i}"))),
+                    Then::Panic => panic!("forced panic {i}"),
+                    Then::Keep => Ok(Some(i)),
+                }
+            })
+            .await
+        }));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("task"));
+    }
+    let kept: Vec<usize> = outcomes
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied().flatten())
+        .collect();
+    assert_eq!(kept, vec![1, 3, 5], "{outcomes:?}");
+    barrier(&store).await;
+    let ids: Vec<Uuid> = players.iter().map(|(id, _)| *id).collect();
+    let stored = look(&store, move |tx| {
+        ids.iter()
+            .map(|id| Ok(tx.player(*id)?.is_some()))
+            .collect::<Result<Vec<bool>, loyalty_store::StoreError>>()
+    })
+    .await;
+    let want: Vec<bool> = players
+        .iter()
+        .map(|(_, then)| matches!(then, Then::Keep))
+        .collect();
+    assert_eq!(stored, want);
+    let _ = std::thread::spawn(move || drop(store)).join();
+}
+
+fn new_player_record(i: usize) -> loyalty_store::Player {
+    loyalty_store::Player {
+        id: Uuid::now_v7(),
+        display_name: format!("Batch player {i}"),
+        card_number: None,
+        status: loyalty_core::PlayerStatus::Active,
+        created_at: at(0),
+    }
+}
