@@ -234,8 +234,7 @@ pub(crate) fn verify(
         }
     }
     println!("{report}");
-    drop(rt);
-    std::thread::spawn(move || drop(store)).join().ok();
+    close(rt, store);
     if !changed.is_empty() {
         eprintln!(
             "error: the ledger no longer extends the checkpoint: history changed for {}",
@@ -295,8 +294,7 @@ pub(crate) fn export(
         pb.finish_and_clear();
         anyhow::Ok(())
     });
-    drop(rt);
-    std::thread::spawn(move || drop(store)).join().ok();
+    close(rt, store);
     result?;
     Ok(ExitCode::SUCCESS)
 }
@@ -323,8 +321,7 @@ pub(crate) fn export_events(storage: StorageArgs, format: String) -> anyhow::Res
         pb.finish_and_clear();
         anyhow::Ok(())
     });
-    drop(rt);
-    std::thread::spawn(move || drop(store)).join().ok();
+    close(rt, store);
     result?;
     Ok(ExitCode::SUCCESS)
 }
@@ -387,8 +384,7 @@ pub(crate) fn seed_command(
     let rt = runtime()?;
     let started = std::time::Instant::now();
     let report = rt.block_on(seed(&store, players, entries));
-    drop(rt);
-    std::thread::spawn(move || drop(store)).join().ok();
+    close(rt, store);
     let (players, entries) = report.context("seeding failed")?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
@@ -506,4 +502,11 @@ fn cli_ctx() -> OpCtx {
         tiers: Arc::new(loyalty_core::TierTable::default()),
         fail_accrual: false,
     }
+}
+
+/// Stops a command's runtime, then closes its store on a plain thread (the
+/// PostgreSQL pool's blocking client must not be dropped inside a runtime).
+fn close(rt: tokio::runtime::Runtime, store: loyalty_store::Store) {
+    drop(rt);
+    std::thread::spawn(move || drop(store)).join().ok();
 }

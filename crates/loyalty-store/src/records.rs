@@ -373,6 +373,14 @@ impl EventArchive {
     pub fn events(&self) -> i64 {
         self.last_seq - self.first_seq + 1
     }
+
+    /// The refusal of a file that does not continue the last archive.
+    pub(crate) fn out_of_order(&self) -> crate::StoreError {
+        crate::StoreError::Conflict(format!(
+            "archive {}..={} does not continue the last archive",
+            self.first_seq, self.last_seq
+        ))
+    }
 }
 
 /// An event as stored, with its global sequence number.

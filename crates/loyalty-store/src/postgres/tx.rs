@@ -1188,10 +1188,7 @@ impl Tx for PgTx<'_> {
             &[&a.first_seq, &a.last_seq, &a.file, &a.sha256, &a.bytes, &at],
         )? {
             1 => Ok(()),
-            _ => Err(StoreError::Conflict(format!(
-                "archive {}..={} does not continue the last archive",
-                a.first_seq, a.last_seq
-            ))),
+            _ => Err(a.out_of_order()),
         }
     }
 

@@ -1122,10 +1122,7 @@ impl Tx for SqliteTx<'_> {
             ],
         )? {
             1 => Ok(()),
-            _ => Err(StoreError::Conflict(format!(
-                "archive {}..={} does not continue the last archive",
-                a.first_seq, a.last_seq
-            ))),
+            _ => Err(a.out_of_order()),
         }
     }
 
