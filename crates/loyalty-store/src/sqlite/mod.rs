@@ -86,7 +86,7 @@ pub const WAL_RESET_BYTES: u64 = 4 << 20;
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
     /// The write-ahead log is kept below this size under sustained load:
-    /// once it holds an eighth of it, the checkpointer makes the writer's
+    /// once it holds a quarter of it, the checkpointer makes the writer's
     /// next transaction start the log over (see [`checkpointer_loop`]); the
     /// rest is headroom for the writes that land while a reader delays that.
     pub wal_max_bytes: u64,
@@ -192,6 +192,22 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64
     })
 }
 
+/// Frames of the log left uncopied below which catching up stops.
+const CATCH_UP_FRAMES: i64 = 64;
+
+/// PASSIVE checkpoints back to back (eight at most) until no more than
+/// [`CATCH_UP_FRAMES`] frames of the log are left uncopied. Under a steady
+/// load each pass ends a little behind the writer again, so this mostly
+/// bounds what the gated checkpoint after it has to copy.
+fn catch_up(conn: &Connection) {
+    for _ in 0..8 {
+        match checkpoint(conn, "PASSIVE") {
+            Ok((_, log, copied)) if log - copied > CATCH_UP_FRAMES => {}
+            _ => return,
+        }
+    }
+}
+
 /// Checkpoints the WAL from its own connection, so the writer never pays
 /// for a checkpoint inside a commit (SQLite's automatic checkpoint would
 /// copy pages and fsync the database file on the commit path).
@@ -201,9 +217,10 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64
 /// with the end of the log, and SQLite starts a log over only when a writer
 /// begins while everything in it is copied and no reader still reads from
 /// it — with readers always about, the log would grow as long as the load
-/// lasts. Once the log holds an eighth of [`SqliteOptions::wal_max_bytes`],
-/// the checkpointer takes the writer's gate between two batches and runs a
-/// RESTART checkpoint: it copies the little written since its last pass and
+/// lasts. Once the log holds a quarter of [`SqliteOptions::wal_max_bytes`],
+/// the checkpointer catches up with back-to-back PASSIVE checkpoints
+/// ([`catch_up`]), then takes the writer's gate between two batches and runs
+/// a RESTART checkpoint: it copies the little written since its last pass and
 /// waits at most 5 ms for readers that started before to finish (readers
 /// that start meanwhile read the database file, not the log), then lets go.
 /// The writer's next transaction starts the log over, truncated to
@@ -229,7 +246,7 @@ fn checkpointer_loop(path: PathBuf, stop: Arc<AtomicBool>, wal: Arc<WalState>, m
         .map(|p| u64::try_from(p).unwrap_or(4096))
         .unwrap_or(4096);
     let frame_bytes = page_bytes + 24;
-    let reset_at = (max_bytes / 8).max(frame_bytes * 64);
+    let reset_at = (max_bytes / 4).max(frame_bytes * 64);
     let wal_path = {
         let mut p = path.clone().into_os_string();
         p.push("-wal");
@@ -264,6 +281,9 @@ fn checkpointer_loop(path: PathBuf, stop: Arc<AtomicBool>, wal: Arc<WalState>, m
             // No writer to start the log over: empty it now.
             gated("TRUNCATE").map(|_| false)
         } else if log_bytes >= reset_at && !idle {
+            // Catch up without the gate first, so that less is left to copy
+            // (and fsync) while the writer waits.
+            catch_up(&conn);
             // Let the log stand still for the copy of its tail and the wait
             // for earlier readers: the next write starts it over.
             gated("RESTART").map(|(completed, _, _)| completed)
