@@ -2,7 +2,10 @@
 # Write throughput with the event dispatcher and every subscriber running
 # versus without it (--no-dispatcher), in one run, on the embedded profile.
 # Rounds alternate (with, without, with, …) so background load hits both
-# alike; the medians and their ratio are reported.
+# alike; the medians and their ratio are reported. When the raw SQLite
+# posting floor (../shared/perf/floors) is built, each round also runs it
+# (1,000 postings per commit, and one per commit) and the server's write
+# requests/s (2 per completion) are reported as a share of it.
 # Usage: scripts/bench-dispatch.sh [CLIENTS] [SECONDS] [ROUNDS]   (after cargo build --release)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +14,7 @@ CLIENTS=${1:-16}
 SECONDS_PER_RUN=${2:-10}
 ROUNDS=${3:-3}
 PORT=${LOYALTY_BENCH_PORT:-18299}
+FLOOR=${LOYALTY_FLOOR_BIN:-$HOME/.cache/floors/release/sqlite_posting}
 work=$(mktemp -d)
 trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -47,6 +51,14 @@ for r in $(seq 1 "$ROUNDS"); do
   run with >>"$work/with.all"
   echo "== round $r: without (--no-dispatcher)" >&2
   run without --no-dispatcher >>"$work/without.all"
+  if [ -x "$FLOOR" ]; then
+    for batch in 1000 1; do
+      out=$("$FLOOR" "$work/floor.db" FULL "$batch" 100000 "$SECONDS_PER_RUN" 2>&1)
+      echo "$out" >&2
+      echo "$out" | sed -n 's/.*postings_per_s=\([0-9]*\).*/\1/p' >>"$work/floor$batch.all"
+      rm -f "$work"/floor.db*
+    done
+  fi
 done
 with=$(median <"$work/with.all")
 without=$(median <"$work/without.all")
@@ -60,3 +72,10 @@ cpu_with=$(median <"$work/with.cpu")
 cpu_without=$(median <"$work/without.cpu")
 echo "server CPU µs per completion, median: with $cpu_with, without $cpu_without" \
   "(with / without: $(awk -v a="$cpu_with" -v b="$cpu_without" 'BEGIN {printf "%.3f", a / b}'))"
+if [ -s "$work/floor1000.all" ]; then
+  f1000=$(median <"$work/floor1000.all")
+  f1=$(median <"$work/floor1.all")
+  echo "SQLite floor postings/s, median: 1,000 per commit $f1000, one per commit $f1"
+  echo "write requests/s with dispatcher (2 per completion) / floor: $(awk -v a="$with" -v b="$f1000" 'BEGIN {printf "%.3f", 2 * a / b}')" \
+    "of 1,000 per commit, $(awk -v a="$with" -v b="$f1" 'BEGIN {printf "%.3f", 2 * a / b}') of one per commit"
+fi
