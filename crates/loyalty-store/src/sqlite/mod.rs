@@ -79,7 +79,10 @@ pub struct SqliteStore {
 
 /// Default of [`SqliteOptions::wal_max_bytes`]: 256 MiB.
 pub const WAL_MAX_BYTES_DEFAULT: u64 = 256 << 20;
-/// What a reset write-ahead log is truncated to (`journal_size_limit`).
+/// The least a reset write-ahead log is cut back to (`journal_size_limit`
+/// is half of [`SqliteOptions::wal_max_bytes`], and at least this): a log
+/// that starts over is written again in place, where cutting it to a few
+/// MB made every reset's successor allocate (and zero) its blocks anew.
 pub const WAL_RESET_BYTES: u64 = 4 << 20;
 
 /// How the embedded store runs.
@@ -224,7 +227,7 @@ fn catch_up(conn: &Connection) {
 /// waits at most 5 ms for readers that started before to finish (readers
 /// that start meanwhile read the database file, not the log), then lets go.
 /// The writer's next transaction starts the log over, truncated to
-/// [`WAL_RESET_BYTES`] (`journal_size_limit`). If a reader outlasts the 5
+/// half the bound (`journal_size_limit`, see [`WAL_RESET_BYTES`]). If a reader outlasts the 5
 /// ms, the next pass tries again. When the writer has been idle for
 /// [`WAL_IDLE_MS`], a TRUNCATE checkpoint (also under the gate) empties the
 /// log.
@@ -314,8 +317,9 @@ impl SqliteStore {
         let mut conn = open_conn(&path, false)?;
         migrate(&mut conn)?;
         make_private(data_dir)?;
+        let keep = (options.wal_max_bytes / 2).max(WAL_RESET_BYTES);
         conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_RESET_BYTES};"
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {keep};"
         ))
         .map_err(tx::map_err)?;
         let stop_checkpointer = Arc::new(AtomicBool::new(false));
