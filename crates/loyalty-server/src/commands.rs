@@ -75,6 +75,7 @@ pub(crate) fn serve_command(a: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics_listen: a.metrics_listen,
         sqlite: loyalty_store::sqlite::SqliteOptions {
             wal_max_bytes: a.sqlite_wal_max_mb << 20,
+            reader_cache_bytes: SERVER_READER_CACHE_BYTES,
         },
     };
     // Run the server as a task so every part of it is polled by the
@@ -372,6 +373,12 @@ pub(crate) fn migrate_to(data_dir: PathBuf, to: String) -> anyhow::Result<ExitCo
         Ok(ExitCode::from(1))
     }
 }
+
+/// Page cache of each of the server's read connections (at most
+/// `loyalty_store::sqlite::READERS_MAX` of them): 64 MiB holds the interior
+/// pages of a 10-million-entry ledger, so a ledger page reads only its rows
+/// (server CPU per page at 10 M entries 298 -> 270 us).
+const SERVER_READER_CACHE_BYTES: u64 = 64 << 20;
 
 /// `loyalty seed`: fills a data directory through the real operations.
 pub(crate) fn seed_command(

@@ -329,6 +329,7 @@ async fn sqlite_the_wal_stays_bounded_under_load_and_empties_when_it_stops() {
             dir.path(),
             SqliteOptions {
                 wal_max_bytes: BOUND,
+                ..SqliteOptions::default()
             },
         )
         .expect("open"),
