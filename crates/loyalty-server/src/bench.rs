@@ -260,12 +260,19 @@ fn urlencode(v: &str) -> String {
         .collect()
 }
 
-async fn get(c: &reqwest::Client, cfg: &BenchConfig, path: &str) -> anyhow::Result<(u16, Value)> {
-    let resp = c
-        .get(format!("{}{path}", cfg.url))
+async fn send_get(
+    c: &reqwest::Client,
+    cfg: &BenchConfig,
+    path: &str,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(c.get(format!("{}{path}", cfg.url))
         .bearer_auth(&cfg.token)
         .send()
-        .await?;
+        .await?)
+}
+
+async fn get(c: &reqwest::Client, cfg: &BenchConfig, path: &str) -> anyhow::Result<(u16, Value)> {
+    let resp = send_get(c, cfg, path).await?;
     let status = resp.status().as_u16();
     let v = resp.json::<Value>().await.unwrap_or(Value::Null);
     Ok((status, v))
@@ -275,11 +282,7 @@ async fn get(c: &reqwest::Client, cfg: &BenchConfig, path: &str) -> anyhow::Resu
 /// times the server, and on a small machine parsing every 40 KB ledger page
 /// into a JSON tree took CPU from the server it measures.
 async fn get_unparsed(c: &reqwest::Client, cfg: &BenchConfig, path: &str) -> anyhow::Result<u16> {
-    let resp = c
-        .get(format!("{}{path}", cfg.url))
-        .bearer_auth(&cfg.token)
-        .send()
-        .await?;
+    let resp = send_get(c, cfg, path).await?;
     let status = resp.status().as_u16();
     resp.bytes().await?;
     Ok(status)
