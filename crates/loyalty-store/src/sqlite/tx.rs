@@ -101,10 +101,18 @@ impl RowRead for Row<'_> {
     }
 
     fn id_opt(&self, i: usize) -> StoreResult<Option<Uuid>> {
-        self.get::<_, Option<String>>(i)
-            .map_err(map_err)?
-            .map(|v| Uuid::parse_str(&v).map_err(|e| rows::bad_value(format!("{v}: {e}"))))
-            .transpose()
+        // Parsed from SQLite's own bytes: no String per id (a ledger page
+        // reads five ids per entry).
+        match self.get_ref(i).map_err(map_err)? {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            rusqlite::types::ValueRef::Text(b) => Uuid::try_parse_ascii(b)
+                .map(Some)
+                .map_err(|e| rows::bad_value(format!("{}: {e}", String::from_utf8_lossy(b)))),
+            other => Err(rows::bad_value(format!(
+                "column {i}: an id must be text, not {:?}",
+                other.data_type()
+            ))),
+        }
     }
 
     fn json(&self, i: usize) -> StoreResult<serde_json::Value> {
