@@ -4,7 +4,6 @@
 //! fails, again with a savepoint per event to keep the events before it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -110,19 +109,10 @@ impl Runner {
         // database whenever the lease is (re)taken.
         let mut known: Option<i64> = None;
         loop {
-            let Some(checkpoint) = self.leased_checkpoint(&mut lease, &mut known).await else {
+            let turn = Handler::Durable(handler.clone());
+            let Some((checkpoint, batch)) = self.next_batch(&mut lease, &mut known, &turn).await
+            else {
                 continue;
-            };
-            self.replays(&Handler::Durable(handler.clone())).await;
-            let name = self.name();
-            self.me.position.store(checkpoint, Ordering::SeqCst);
-            let batch = match self.read_batch(checkpoint).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(subscriber = name, error = %e, "reading the outbox failed");
-                    tokio::time::sleep(self.state.events.poll_interval()).await;
-                    continue;
-                }
             };
             if batch.is_empty() {
                 known = Some(checkpoint);
@@ -277,7 +267,7 @@ impl Runner {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU32;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::super::test_support::{append, dead_letters, state, until};
     use super::super::{Subscription, start};

@@ -22,20 +22,12 @@ impl Runner {
         let mut lease = Lease::new(format!("subscriber:{}", self.name()));
         let mut known: Option<i64> = None;
         while !handler.retired() {
-            let Some(checkpoint) = self.leased_checkpoint(&mut lease, &mut known).await else {
+            let turn = Handler::Remote(handler.clone());
+            let Some((checkpoint, batch)) = self.next_batch(&mut lease, &mut known, &turn).await
+            else {
                 continue;
             };
-            self.replays(&Handler::Remote(handler.clone())).await;
             let name = self.name();
-            self.me.position.store(checkpoint, Ordering::SeqCst);
-            let batch = match self.read_batch(checkpoint).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(subscriber = name, error = %e, "reading the outbox failed");
-                    tokio::time::sleep(self.state.events.poll_interval()).await;
-                    continue;
-                }
-            };
             if batch.is_empty() {
                 known = Some(checkpoint);
                 self.advance(checkpoint);

@@ -153,6 +153,29 @@ impl Runner {
         }
     }
 
+    /// A cluster-wide subscriber's turn up to its next batch: the lease and
+    /// checkpoint ([`Runner::leased_checkpoint`]), the replays that are due,
+    /// then the events after the checkpoint. `None`: nothing to do this turn
+    /// (not this node's, or the store failed; the pause is already taken).
+    pub(super) async fn next_batch(
+        &mut self,
+        lease: &mut super::lease::Lease,
+        known: &mut Option<i64>,
+        handler: &Handler,
+    ) -> Option<(i64, Vec<Arc<EventRecord>>)> {
+        let checkpoint = self.leased_checkpoint(lease, known).await?;
+        self.replays(handler).await;
+        self.me.position.store(checkpoint, Ordering::SeqCst);
+        match self.read_batch(checkpoint).await {
+            Ok(batch) => Some((checkpoint, batch)),
+            Err(e) => {
+                tracing::warn!(subscriber = self.name(), error = %e, "reading the outbox failed");
+                tokio::time::sleep(self.state.events.poll_interval()).await;
+                None
+            }
+        }
+    }
+
     pub(super) fn backoff(&self, attempt: u32) -> Duration {
         let c = &self.state.events.config;
         // The dispatcher stops doubling after 20 doublings (attempt 21), even
