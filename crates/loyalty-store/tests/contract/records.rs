@@ -454,20 +454,7 @@ pub async fn events_round_trip_in_sequence(store: Store) {
 pub async fn activity_items_reference_outbox_events_once_each(store: Store) {
     let (ana, bo) = (Uuid::now_v7(), Uuid::now_v7());
     store
-        .write(move |tx| {
-            (0..5).try_for_each(|n| {
-                tx.append_event(NewEvent {
-                    event_id: Uuid::now_v7(),
-                    event_type: "SOMETHING_HAPPENED",
-                    version: 1,
-                    occurred_at: at(n),
-                    correlation_id: format!("corr-{n}"),
-                    idempotency_key: None,
-                    source: "contract_test",
-                    payload: json!({"n": n}),
-                })
-            })
-        })
+        .write(move |tx| (0..5).try_for_each(|n| tx.append_event(plain_event(n))))
         .await
         .expect("append events");
     let seqs: Vec<i64> = events(&store).await.iter().map(|e| e.seq).collect();
@@ -515,18 +502,8 @@ pub async fn activity_items_reference_outbox_events_once_each(store: Store) {
 /// archived events go with them; numbering goes on after the head.
 pub async fn archived_events_leave_the_outbox_only_when_recorded(store: Store) {
     let ana = Uuid::now_v7();
-    let append = |n: i64| NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "SOMETHING_HAPPENED",
-        version: 1,
-        occurred_at: at(n),
-        correlation_id: format!("corr-{n}"),
-        idempotency_key: None,
-        source: "contract_test",
-        payload: json!({"n": n}),
-    };
     store
-        .write(move |tx| (0..6).try_for_each(|n| tx.append_event(append(n))))
+        .write(move |tx| (0..6).try_for_each(|n| tx.append_event(plain_event(n))))
         .await
         .expect("append events");
     let seqs: Vec<i64> = events(&store).await.iter().map(|e| e.seq).collect();
@@ -631,7 +608,7 @@ pub async fn archived_events_leave_the_outbox_only_when_recorded(store: Store) {
 
     // Numbering goes on after the head, not after what is left.
     store
-        .write(move |tx| tx.append_event(append(6)))
+        .write(move |tx| tx.append_event(plain_event(6)))
         .await
         .expect("append after archiving");
     let after = events(&store).await;

@@ -7,7 +7,8 @@ use jiff::Timestamp;
 use loyalty_core::{EventType, GameSettings, TierTable, TransactionType};
 use loyalty_store::ops::{self, EntrySpec, ManualReward, OpCtx, OpError};
 use loyalty_store::{
-    Account, EntryQuery, EventRecord, GameTable, LedgerEntry, Player, Store, StoreResult, Tx,
+    Account, EntryQuery, EventRecord, GameTable, LedgerEntry, NewEvent, Player, Store, StoreResult,
+    Tx,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -18,6 +19,20 @@ pub const EPOCH_S: i64 = 1_750_000_000;
 /// `EPOCH_S + secs` as a timestamp.
 pub fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(EPOCH_S + secs).expect("valid test time")
+}
+
+/// A plain event numbered `n` (type `SOMETHING_HAPPENED`, at `at(n)`).
+pub fn plain_event(n: i64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "SOMETHING_HAPPENED",
+        version: 1,
+        occurred_at: at(n),
+        correlation_id: format!("corr-{n}"),
+        idempotency_key: None,
+        source: "contract_test",
+        payload: serde_json::json!({"n": n}),
+    }
 }
 
 /// A context at `now` with a fresh correlation id, default tiers, no staff.
