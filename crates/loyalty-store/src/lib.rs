@@ -18,6 +18,7 @@
 
 pub mod chain;
 pub mod dispatch;
+mod entry_json;
 pub mod ops;
 pub mod postgres;
 pub mod records;
