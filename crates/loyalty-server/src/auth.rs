@@ -345,7 +345,7 @@ async fn lookup(state: &AppState, hash: String) -> Result<Result<Caller, &'stati
     let h = hash.clone();
     let found = state
         .store
-        .read(
+        .read_short(
             move |tx| -> Result<Result<Caller, &'static str>, StoreError> {
                 Ok(match tx.token(&h)? {
                     Some(TokenSubject::Staff(id)) => match tx.staff(id)? {

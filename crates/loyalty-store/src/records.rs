@@ -440,6 +440,25 @@ pub struct EntryQuery {
     pub limit: u32,
 }
 
+impl EntryQuery {
+    /// Whether one index range answers the query in `seq` order with no
+    /// row read and then filtered out, so that it reads at most `limit`
+    /// rows: the whole ledger, or one player's, one staff member's or one
+    /// request's entries, with nothing else but the cursor. Such a page can
+    /// use [`crate::Store::read_short`].
+    pub fn index_bounded(&self) -> bool {
+        let keys = [
+            self.player_id.is_some(),
+            self.staff_id.is_some(),
+            self.correlation_id.is_some(),
+        ];
+        keys.iter().filter(|k| **k).count() <= 1
+            && self.transaction_type.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+    }
+}
+
 /// One account's disagreement with its ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
@@ -572,4 +591,59 @@ pub struct RewardBucket {
     pub count: i64,
     /// Σ of their points.
     pub points: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_index_range_and_the_cursor_make_a_page_index_bounded() {
+        let id = Some(Uuid::from_u128(7));
+        let base = EntryQuery {
+            before_seq: Some(10),
+            limit: 50,
+            ..EntryQuery::default()
+        };
+        assert!(base.index_bounded(), "the whole ledger by seq");
+        for q in [
+            EntryQuery {
+                player_id: id,
+                ..base.clone()
+            },
+            EntryQuery {
+                staff_id: id,
+                ..base.clone()
+            },
+            EntryQuery {
+                correlation_id: Some("c".into()),
+                ..base.clone()
+            },
+        ] {
+            assert!(q.index_bounded(), "{q:?}");
+        }
+        for q in [
+            EntryQuery {
+                player_id: id,
+                staff_id: id,
+                ..base.clone()
+            },
+            EntryQuery {
+                player_id: id,
+                transaction_type: Some(TransactionType::Gameplay),
+                ..base.clone()
+            },
+            EntryQuery {
+                staff_id: id,
+                from: Some(Timestamp::UNIX_EPOCH),
+                ..base.clone()
+            },
+            EntryQuery {
+                to: Some(Timestamp::UNIX_EPOCH),
+                ..base.clone()
+            },
+        ] {
+            assert!(!q.index_bounded(), "{q:?}");
+        }
+    }
 }

@@ -41,7 +41,7 @@ pub(super) async fn player_loyalty(
         None => {
             let account = st
                 .store
-                .read(move |tx| tx.account(id))
+                .read_short(move |tx| tx.account(id))
                 .await?
                 .ok_or_else(|| ApiError::not_found("player"))?;
             (account, "loyalty-balance-cache; fwd=miss")
@@ -269,17 +269,21 @@ async fn page(st: &AppState, q: EntryQuery, player: Option<uuid::Uuid>) -> ApiRe
     // One extra row tells whether another page exists.
     let mut q = q;
     q.limit += 1;
-    let found: Option<Vec<LedgerEntry>> = st
-        .store
-        .read(move |tx| -> Result<_, StoreError> {
-            if let Some(id) = player
-                && tx.player(id)?.is_none()
-            {
-                return Ok(None);
-            }
-            tx.entries(&q).map(Some)
-        })
-        .await?;
+    let bounded = q.index_bounded();
+    let read = move |tx: &mut dyn loyalty_store::Tx| -> Result<_, StoreError> {
+        if let Some(id) = player
+            && tx.player(id)?.is_none()
+        {
+            return Ok(None);
+        }
+        tx.entries(&q).map(Some)
+    };
+    // A page one index range answers reads at most `limit` rows: in place.
+    let found: Option<Vec<LedgerEntry>> = if bounded {
+        st.store.read_short(read).await?
+    } else {
+        st.store.read(read).await?
+    };
     let mut entries = found.ok_or_else(|| ApiError::not_found("player"))?;
     let more = entries.len() > limit;
     entries.truncate(limit);

@@ -59,7 +59,7 @@ pub(super) async fn get_player(
     let id = path_id(&id, "player")?;
     let player = st
         .store
-        .read(move |tx| tx.player(id))
+        .read_short(move |tx| tx.player(id))
         .await?
         .ok_or_else(|| ApiError::not_found("player"))?;
     Ok(axum::Json(player).into_response())

@@ -309,26 +309,51 @@ impl SqliteStore {
             .acquire()
             .await
             .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
-        let conn = self.readers.lock().map_err(poisoned)?.pop();
-        let conn = match conn {
-            Some(c) => c,
-            None => {
-                let c = open_conn(&self.path, true).map_err(E::from)?;
-                c.execute_batch(&format!("PRAGMA cache_size = -{};", self.reader_cache_kib))
-                    .map_err(|e| E::from(tx::map_err(e)))?;
-                c
-            }
-        };
+        let conn = self.reader().map_err(E::from)?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let result = run_read(&conn, op);
             (conn, result)
         })
         .await
         .map_err(|e| E::from(StoreError::Internal(format!("read task failed: {e}"))))?;
+        self.give_back(conn);
+        result
+    }
+
+    /// [`crate::Store::read_short`]: the read runs on the caller's thread.
+    pub(crate) async fn read_in_place<T, E>(
+        &self,
+        op: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let _permit = self
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
+        let conn = self.reader().map_err(E::from)?;
+        let result = run_read(&conn, op);
+        self.give_back(conn);
+        result
+    }
+
+    /// A read connection from the pool, or a new one.
+    fn reader(&self) -> StoreResult<Connection> {
+        if let Some(c) = self.readers.lock().map_err(poisoned)?.pop() {
+            return Ok(c);
+        }
+        let c = open_conn(&self.path, true)?;
+        c.execute_batch(&format!("PRAGMA cache_size = -{};", self.reader_cache_kib))
+            .map_err(tx::map_err)?;
+        Ok(c)
+    }
+
+    fn give_back(&self, conn: Connection) {
         if let Ok(mut pool) = self.readers.lock() {
             pool.push(conn);
         }
-        result
     }
 }
 
