@@ -244,7 +244,7 @@ async fn tail(store: Store, state: AppState) {
             Some(events) => (Ok(events), false),
             None if read_outbox || handed_some => (
                 store
-                    .read(move |tx| tx.events(after, BATCH_EVENTS_MAX, None))
+                    .read_short(move |tx| tx.events(after, BATCH_EVENTS_MAX, None))
                     .await,
                 true,
             ),
@@ -318,7 +318,11 @@ pub async fn cached_balance(
         metrics::counter!("loyalty_balance_cache_reads_total", "result" => "miss").increment(1);
         return Ok(None);
     };
-    let Some(head) = state.store.read(|tx| tx.settled_outbox_head()).await? else {
+    let Some(head) = state
+        .store
+        .read_short(|tx| tx.settled_outbox_head())
+        .await?
+    else {
         metrics::counter!("loyalty_balance_cache_reads_total", "result" => "behind").increment(1);
         return Ok(None);
     };

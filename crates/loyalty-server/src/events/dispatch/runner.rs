@@ -139,7 +139,12 @@ impl Runner {
             return Some(c);
         }
         let name = self.name();
-        match self.state.store.read(move |tx| tx.checkpoint(name)).await {
+        match self
+            .state
+            .store
+            .read_short(move |tx| tx.checkpoint(name))
+            .await
+        {
             Ok(c) => {
                 let c = c.unwrap_or(0);
                 self.stored = Some((c, Instant::now()));
@@ -246,7 +251,7 @@ impl Runner {
         let batch = self
             .state
             .store
-            .read(move |tx| tx.events(after, BATCH_EVENTS_MAX, None))
+            .read_short(move |tx| tx.events(after, BATCH_EVENTS_MAX, None))
             .await?;
         Ok(batch.into_iter().map(Arc::new).collect())
     }
