@@ -76,7 +76,6 @@ pub(crate) fn serve_command(a: ServeArgs) -> anyhow::Result<ExitCode> {
         sqlite: loyalty_store::sqlite::SqliteOptions {
             wal_max_bytes: a.sqlite_wal_max_mb << 20,
             reader_cache_bytes: SERVER_READER_CACHE_BYTES,
-            ..loyalty_store::sqlite::SqliteOptions::default()
         },
     };
     // Run the server as a task so every part of it is polled by the
@@ -381,10 +380,6 @@ pub(crate) fn migrate_to(data_dir: PathBuf, to: String) -> anyhow::Result<ExitCo
 /// (server CPU per page at 10 M entries 298 -> 270 us).
 const SERVER_READER_CACHE_BYTES: u64 = 64 << 20;
 
-/// The writer's page cache while seeding: random inserts into the indexes
-/// of a ledger of millions of entries find their pages cached.
-const SEED_WRITER_CACHE_BYTES: u64 = 512 << 20;
-
 /// `loyalty seed`: fills a data directory through the real operations.
 pub(crate) fn seed_command(
     storage: StorageArgs,
@@ -392,13 +387,7 @@ pub(crate) fn seed_command(
     entries: u64,
 ) -> anyhow::Result<ExitCode> {
     init_logs("warn", false);
-    let store = loyalty_server::serve::open_store_with(
-        &storage.config(),
-        &loyalty_store::sqlite::SqliteOptions {
-            writer_cache_bytes: SEED_WRITER_CACHE_BYTES,
-            ..loyalty_store::sqlite::SqliteOptions::default()
-        },
-    )?;
+    let store = open_store(&storage.config())?;
     let rt = runtime()?;
     let started = std::time::Instant::now();
     let report = rt.block_on(seed(&store, players, entries));

@@ -106,11 +106,6 @@ pub struct SqliteOptions {
     /// over the table: at 10 million entries the B-tree's interior pages
     /// alone outgrow 16 MiB, and every visit then copies them in again.
     pub reader_cache_bytes: u64,
-    /// Page cache of the writer's connection, bytes. A bulk load into a
-    /// large database (`loyalty seed`) inserts into every index at random
-    /// places; with the indexes' upper levels cached it reads each leaf
-    /// once instead of walking down from disk.
-    pub writer_cache_bytes: u64,
 }
 
 impl Default for SqliteOptions {
@@ -118,7 +113,6 @@ impl Default for SqliteOptions {
         SqliteOptions {
             wal_max_bytes: WAL_MAX_BYTES_DEFAULT,
             reader_cache_bytes: READER_CACHE_BYTES_DEFAULT,
-            writer_cache_bytes: READER_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -194,10 +188,8 @@ impl SqliteStore {
         migrate(&mut conn)?;
         make_private(data_dir)?;
         let keep = (options.wal_max_bytes / 2).max(WAL_RESET_BYTES);
-        let writer_cache_kib = (options.writer_cache_bytes >> 10).max(1024);
         conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {keep};
-             PRAGMA cache_size = -{writer_cache_kib};"
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {keep};"
         ))
         .map_err(tx::map_err)?;
         let stop_checkpointer = Arc::new(AtomicBool::new(false));
