@@ -304,12 +304,7 @@ impl SqliteStore {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let _permit = self
-            .reader_permits
-            .acquire()
-            .await
-            .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
-        let conn = self.reader().map_err(E::from)?;
+        let (_permit, conn) = self.reader().await.map_err(E::from)?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let result = run_read(&conn, op);
             (conn, result)
@@ -328,26 +323,27 @@ impl SqliteStore {
     where
         E: From<StoreError>,
     {
-        let _permit = self
-            .reader_permits
-            .acquire()
-            .await
-            .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
-        let conn = self.reader().map_err(E::from)?;
+        let (_permit, conn) = self.reader().await.map_err(E::from)?;
         let result = run_read(&conn, op);
         self.give_back(conn);
         result
     }
 
-    /// A read connection from the pool, or a new one.
-    fn reader(&self) -> StoreResult<Connection> {
+    /// A read connection from the pool, or a new one, with the permit that
+    /// holds its place among [`READERS_MAX`].
+    async fn reader(&self) -> StoreResult<(tokio::sync::SemaphorePermit<'_>, Connection)> {
+        let permit = self
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("store closed".into()))?;
         if let Some(c) = self.readers.lock().map_err(poisoned)?.pop() {
-            return Ok(c);
+            return Ok((permit, c));
         }
         let c = open_conn(&self.path, true)?;
         c.execute_batch(&format!("PRAGMA cache_size = -{};", self.reader_cache_kib))
             .map_err(tx::map_err)?;
-        Ok(c)
+        Ok((permit, c))
     }
 
     fn give_back(&self, conn: Connection) {
