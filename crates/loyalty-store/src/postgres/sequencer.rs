@@ -36,7 +36,8 @@ use tokio::sync::watch;
 use super::map_err;
 use crate::StoreResult;
 
-/// Pending rows moved per sequencer transaction.
+/// Pending rows moved per sequencer transaction: the LIMIT in
+/// `outbox_sequence_pass` (migrations/postgres/0014).
 const BATCH_ROWS: i64 = 5_000;
 /// How often an idle sequencer looks for rows committed by nodes that died
 /// before numbering them.
@@ -44,45 +45,19 @@ const IDLE_POLL: Duration = Duration::from_millis(25);
 /// The longest a writer waits for its events to be numbered before it
 /// answers anyway (its events are committed and will be numbered).
 const ACK_WAIT: Duration = Duration::from_secs(2);
-/// The advisory lock key only sequencers take.
-const SEQUENCER_LOCK: i64 = 7_411_002;
-
 /// One sequencer transaction, sent as one simple-protocol message (one
-/// round trip): take the sequencers' lock, move up to [`BATCH_ROWS`]
-/// committed pending rows into `outbox`, numbered in id order from the
-/// counter row, and report how many moved and the oldest one's age. Each
-/// statement of a READ COMMITTED transaction takes a fresh snapshot, so the
-/// move sees every batch committed before the lock was granted. An empty
-/// pass writes nothing (no counter update), so an idle sequencer's polls
-/// cost no WAL and no fsync.
-fn move_batch_sql() -> String {
-    format!(
-        "BEGIN ISOLATION LEVEL READ COMMITTED;
-SELECT pg_advisory_xact_lock({SEQUENCER_LOCK});
-WITH moved AS (
-    DELETE FROM outbox_pending
-    WHERE id IN (SELECT id FROM outbox_pending ORDER BY id LIMIT {BATCH_ROWS})
-    RETURNING *
-), counted AS (
-    SELECT count(*) AS n FROM moved
-), taken AS (
-    UPDATE outbox_sequence SET last = last + (SELECT n FROM counted)
-    WHERE id = 1 AND (SELECT n FROM counted) > 0
-    RETURNING last - (SELECT n FROM counted) AS base
-), numbered AS (
-    INSERT INTO outbox (seq, event_id, event_type, version, occurred_at, correlation_id,
-                        idempotency_key, source, payload)
-    SELECT taken.base + row_number() OVER (ORDER BY moved.id), moved.event_id,
-           moved.event_type, moved.version, moved.occurred_at, moved.correlation_id,
-           moved.idempotency_key, moved.source, moved.payload
-    FROM moved CROSS JOIN taken
-    RETURNING seq
-)
-SELECT (SELECT count(*) FROM numbered),
-       (SELECT extract(epoch FROM clock_timestamp() - min(written_at))::float8 FROM moved);
-COMMIT;"
-    )
-}
+/// round trip): `outbox_sequence_pass` (schema 14) takes the sequencers'
+/// lock, moves up to [`BATCH_ROWS`] committed pending rows into `outbox`,
+/// numbered in id order from the counter row, and reports how many moved
+/// and the oldest one's age. It is a VOLATILE PL/pgSQL function, so each of
+/// its statements takes a fresh READ COMMITTED snapshot (the move sees every
+/// batch committed before the lock was granted), and its plan is kept for
+/// the session: sent as statements, the pass was planned again every time,
+/// which cost as much as the move. An empty pass writes nothing (no counter
+/// update), so an idle sequencer's polls cost no WAL and no fsync.
+const MOVE_BATCH_SQL: &str = "BEGIN ISOLATION LEVEL READ COMMITTED;
+SELECT moved_count, oldest_age_s FROM outbox_sequence_pass();
+COMMIT;";
 
 struct Shared {
     /// Tickets handed to writers after their commit.
@@ -203,10 +178,9 @@ fn run(shared: &Shared, config: &postgres::Config) {
 
 /// Numbers every committed pending event, in batches. Returns how many.
 fn pass(client: &mut Client) -> StoreResult<u64> {
-    let sql = move_batch_sql();
     let mut total = 0u64;
     loop {
-        let messages = match client.simple_query(&sql) {
+        let messages = match client.simple_query(MOVE_BATCH_SQL) {
             Ok(m) => m,
             Err(e) => {
                 // A failure mid-message leaves the transaction aborted.

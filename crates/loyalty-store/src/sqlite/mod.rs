@@ -64,6 +64,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_event_archives.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_sequencer_function.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;
