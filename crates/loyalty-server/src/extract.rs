@@ -140,6 +140,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let q = parts.uri.query().unwrap_or("");
+        // No parameter of this API (ids, cursors, instants, names, keys)
+        // holds a control character, and PostgreSQL refuses NUL in text
+        // outright: refuse them here, naming the parameter, before any
+        // reaches storage.
+        for (key, value) in form_urlencoded::parse(q.as_bytes()) {
+            if key.chars().chain(value.chars()).any(char::is_control) {
+                let field = if key.chars().any(char::is_control) {
+                    "query"
+                } else {
+                    &key
+                };
+                return Err(ApiError::validation(
+                    field,
+                    "must not contain control characters",
+                ));
+            }
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(ApiQuery)

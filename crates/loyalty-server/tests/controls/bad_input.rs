@@ -539,3 +539,29 @@ async fn a_malformed_correlation_id_is_refused_with_a_generated_one_in_the_envel
     assert_eq!(r.headers["x-correlation-id"], cid);
     assert_eq!(app.balance(&player).await, 0);
 }
+
+/// Text query parameters never reach storage with a control character in
+/// them (PostgreSQL refuses NUL in text: a dead-letter search by such a
+/// subscriber name was a 500 there): 400, naming the parameter.
+#[tokio::test]
+async fn control_characters_in_query_parameters_are_refused() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.staff("admin").await;
+    for (path, field) in [
+        ("/v1/dead-letters?subscriber=%C3%BC%01%00%1F", "subscriber"),
+        ("/v1/players?q=a%00b", "q"),
+        ("/v1/ledger?correlation_id=x%0Ay", "correlation_id"),
+        ("/v1/ledger?a%00b=1", "query"),
+    ] {
+        let r = app.get(&token, path).await;
+        assert_error(&r, 400, "VALIDATION_ERROR", Some(field));
+    }
+    // Printable text beyond ASCII still passes.
+    assert_eq!(app.get(&token, "/v1/players?q=%C3%BC").await.status, 200);
+    assert_eq!(
+        app.get(&token, "/v1/dead-letters?subscriber=%C3%BC")
+            .await
+            .status,
+        200
+    );
+}
