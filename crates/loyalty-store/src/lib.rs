@@ -273,6 +273,14 @@ pub trait Tx {
     ) -> StoreResult<Vec<FeedItem>>;
     /// Adds an event to a player's activity feed; false if it is there already.
     fn insert_activity_item(&mut self, player_id: Uuid, event_seq: i64) -> StoreResult<bool>;
+    /// Adds many events to players' activity feeds (those already there
+    /// stay as they are): one statement on PostgreSQL, where a round trip
+    /// per item was most of their cost.
+    fn insert_activity_items(&mut self, items: &[(Uuid, i64)]) -> StoreResult<()> {
+        items
+            .iter()
+            .try_for_each(|(player, seq)| self.insert_activity_item(*player, *seq).map(|_| ()))
+    }
     /// A player's activity feed: its events, newest first, with
     /// `seq < before_seq`.
     fn activity_events(

@@ -1381,6 +1381,21 @@ impl Tx for PgTx<'_> {
         Ok(!rows.is_empty())
     }
 
+    fn insert_activity_items(&mut self, items: &[(Uuid, i64)]) -> StoreResult<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let players: Vec<Uuid> = items.iter().map(|(p, _)| *p).collect();
+        let seqs: Vec<i64> = items.iter().map(|(_, s)| *s).collect();
+        self.exec(
+            "INSERT INTO activity_items (player_id, event_seq)
+             SELECT * FROM unnest($1::uuid[], $2::bigint[])
+             ON CONFLICT DO NOTHING",
+            &[&players, &seqs],
+        )?;
+        Ok(())
+    }
+
     fn activity_events(
         &mut self,
         player_id: Uuid,

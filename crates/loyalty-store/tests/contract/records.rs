@@ -495,6 +495,41 @@ pub async fn activity_items_reference_outbox_events_once_each(store: Store) {
     assert_eq!(ns(&after_page), vec![2, 0]);
     assert_eq!(ns(&bo_items), vec![1]);
     assert!(nobody.is_empty());
+
+    // Many at once: new ones added, one given twice added once, ones
+    // already there left as they are.
+    store
+        .write(move |tx| (5..8).try_for_each(|n| tx.append_event(plain_event(n))))
+        .await
+        .expect("append more events");
+    let seqs: Vec<i64> = events(&store).await.iter().map(|e| e.seq).collect();
+    let s = seqs.clone();
+    store
+        .write(move |tx| {
+            tx.insert_activity_items(&[
+                (bo, s[5]),
+                (bo, s[6]),
+                (bo, s[6]),
+                (ana, s[4]),
+                (bo, s[1]),
+                (ana, s[7]),
+            ])
+        })
+        .await
+        .expect("insert activity items at once");
+    let (ana_items, bo_items) = look(&store, move |tx| {
+        Ok((
+            tx.activity_events(ana, None, 100)?,
+            tx.activity_events(bo, None, 100)?,
+        ))
+    })
+    .await;
+    assert_eq!(ns(&ana_items), vec![7, 4, 3, 2, 0]);
+    assert_eq!(ns(&bo_items), vec![6, 5, 1]);
+    store
+        .write(|tx| tx.insert_activity_items(&[]))
+        .await
+        .expect("nothing to insert");
 }
 
 /// Schema 13: an event leaves the outbox only once an archive covering it

@@ -43,7 +43,8 @@ impl From<StoreError> for BatchError {
 /// One durable batch inside the dispatcher's transaction: the wanted events
 /// through the handler, then the checkpoint past the last one handled. With
 /// `per_event` each event runs in a savepoint and a failure stops the batch
-/// after the events before it; without, a failure fails the transaction.
+/// after the events before it; without, they all go through the handler's
+/// `handle_all` and a failure fails the transaction.
 #[allow(clippy::too_many_arguments)]
 fn durable_tx(
     tx: &mut dyn Tx,
@@ -56,6 +57,25 @@ fn durable_tx(
     per_event: bool,
 ) -> Result<BatchOutcome, BatchError> {
     let mut out = BatchOutcome::default();
+    if !per_event && fault.is_none() {
+        // The whole batch through `handle_all`; a failure rolls it all back
+        // and the caller runs it again an event at a time.
+        let events: Vec<&EventRecord> = batch
+            .iter()
+            .zip(&wanted)
+            .filter(|(_, w)| **w)
+            .map(|(e, _)| &**e)
+            .collect();
+        out.deferred = h
+            .handle_all(tx, &events, ctx)
+            .map_err(|_| BatchError::Handler)?;
+        out.delivered = events.iter().map(|e| (e.event_id, e.occurred_at)).collect();
+        out.last = batch.last().map(|e| e.seq);
+        if let Some(last) = out.last {
+            tx.set_checkpoint(name, last, ctx.now)?;
+        }
+        return Ok(out);
+    }
     for (ev, want) in batch.into_iter().zip(wanted) {
         if !want {
             out.last = Some(ev.seq);
@@ -63,8 +83,7 @@ fn durable_tx(
         }
         let r = match &fault {
             Some(e) => Err(e.clone()),
-            None if per_event => handle_in_savepoint(tx, h, &ev, ctx)?,
-            None => Ok(h.handle(tx, &ev, ctx).map_err(|_| BatchError::Handler)?),
+            None => handle_in_savepoint(tx, h, &ev, ctx)?,
         };
         match r {
             Ok(d) => {

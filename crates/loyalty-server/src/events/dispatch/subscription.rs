@@ -29,6 +29,23 @@ pub trait DurableHandler: Send + Sync + 'static {
         event: &EventRecord,
         ctx: &HandleCtx,
     ) -> Result<Vec<Deferred>, String>;
+
+    /// Handles a batch in one go, in one transaction: what [`Self::handle`]
+    /// does for each event in order, which is the default. A handler that
+    /// can write a batch in fewer statements overrides it. `Err` rolls the
+    /// transaction back and the batch is run again one event at a time.
+    fn handle_all(
+        &self,
+        tx: &mut dyn Tx,
+        events: &[&EventRecord],
+        ctx: &HandleCtx,
+    ) -> Result<Vec<Deferred>, String> {
+        let mut deferred = Vec::new();
+        for ev in events {
+            deferred.extend(self.handle(tx, ev, ctx)?);
+        }
+        Ok(deferred)
+    }
 }
 
 /// A subscriber whose state is in this process's memory.
