@@ -312,19 +312,14 @@ impl DurableHandler for ActivityFeed {
         &self,
         tx: &mut dyn Tx,
         ev: &EventRecord,
-        _ctx: &HandleCtx,
+        ctx: &HandleCtx,
     ) -> Result<Vec<Deferred>, String> {
-        let Some(player_id) = typed(ev)?.player_id() else {
-            return Ok(Vec::new());
-        };
-        // A key only: the item is shown from the event in the outbox.
-        tx.insert_activity_item(player_id, ev.seq)
-            .map_err(|e| e.to_string())?;
-        Ok(Vec::new())
+        self.handle_all(tx, &[ev], ctx)
     }
 
     /// One statement for the batch's items (on PostgreSQL a round trip per
-    /// item was most of their cost).
+    /// item was most of their cost). An item is a key only: it is shown
+    /// from the event in the outbox.
     fn handle_all(
         &self,
         tx: &mut dyn Tx,

@@ -71,29 +71,26 @@ fn durable_tx(
             .map_err(|_| BatchError::Handler)?;
         out.delivered = events.iter().map(|e| (e.event_id, e.occurred_at)).collect();
         out.last = batch.last().map(|e| e.seq);
-        if let Some(last) = out.last {
-            tx.set_checkpoint(name, last, ctx.now)?;
-        }
-        return Ok(out);
-    }
-    for (ev, want) in batch.into_iter().zip(wanted) {
-        if !want {
-            out.last = Some(ev.seq);
-            continue;
-        }
-        let r = match &fault {
-            Some(e) => Err(e.clone()),
-            None => handle_in_savepoint(tx, h, &ev, ctx)?,
-        };
-        match r {
-            Ok(d) => {
-                out.deferred.extend(d);
-                out.delivered.push((ev.event_id, ev.occurred_at));
+    } else {
+        for (ev, want) in batch.into_iter().zip(wanted) {
+            if !want {
                 out.last = Some(ev.seq);
+                continue;
             }
-            Err(e) => {
-                out.failure = Some((ev, e));
-                break;
+            let r = match &fault {
+                Some(e) => Err(e.clone()),
+                None => handle_in_savepoint(tx, h, &ev, ctx)?,
+            };
+            match r {
+                Ok(d) => {
+                    out.deferred.extend(d);
+                    out.delivered.push((ev.event_id, ev.occurred_at));
+                    out.last = Some(ev.seq);
+                }
+                Err(e) => {
+                    out.failure = Some((ev, e));
+                    break;
+                }
             }
         }
     }
