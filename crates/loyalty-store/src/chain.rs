@@ -6,7 +6,6 @@
 //! never wait on each other; changing, removing, inserting or reordering an
 //! entry breaks the chain from that point on.
 
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::LedgerEntry;
@@ -21,39 +20,58 @@ pub const ENCODING: &str = "loyalty-ledger-entry-v1";
 /// JSON string escaping) of the fields in this order, absent values as
 /// `null`, `created_at` in microseconds since the Unix epoch.
 pub fn canonical(e: &LedgerEntry) -> String {
-    json!([
-        ENCODING,
-        e.prev_hash,
-        e.id,
-        e.player_id,
-        e.transaction_type.as_str(),
-        e.event_type,
-        e.points_change,
-        e.reason,
-        e.source,
-        e.staff_id,
-        e.rating_slip_id,
-        e.idempotency_key,
-        e.escrow_id,
-        e.balance_before,
-        e.balance_after,
-        e.tier_before.as_str(),
-        e.tier_after.as_str(),
-        e.lifetime_after,
-        e.correlation_id,
-        e.created_at.as_microsecond(),
-    ])
-    .to_string()
+    // Serialising borrowed fields cannot fail (strings, numbers, nulls) and
+    // writes valid UTF-8; the fields go straight to the output, without the
+    // `serde_json::Value` tree (and its copies) a `json!` array would build.
+    serde_json::to_string(&Canonical(e)).unwrap_or_default()
+}
+
+/// [`canonical`]'s field order.
+struct Canonical<'a>(&'a LedgerEntry);
+
+impl serde::Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let e = self.0;
+        let mut t = s.serialize_tuple(20)?;
+        t.serialize_element(ENCODING)?;
+        t.serialize_element(&e.prev_hash)?;
+        t.serialize_element(&e.id)?;
+        t.serialize_element(&e.player_id)?;
+        t.serialize_element(e.transaction_type.as_str())?;
+        t.serialize_element(&e.event_type)?;
+        t.serialize_element(&e.points_change)?;
+        t.serialize_element(&e.reason)?;
+        t.serialize_element(&e.source)?;
+        t.serialize_element(&e.staff_id)?;
+        t.serialize_element(&e.rating_slip_id)?;
+        t.serialize_element(&e.idempotency_key)?;
+        t.serialize_element(&e.escrow_id)?;
+        t.serialize_element(&e.balance_before)?;
+        t.serialize_element(&e.balance_after)?;
+        t.serialize_element(e.tier_before.as_str())?;
+        t.serialize_element(e.tier_after.as_str())?;
+        t.serialize_element(&e.lifetime_after)?;
+        t.serialize_element(&e.correlation_id)?;
+        t.serialize_element(&e.created_at.as_microsecond())?;
+        t.end()
+    }
 }
 
 /// The entry's hash: lower-case hex SHA-256 of [`canonical`].
 pub fn entry_hash(e: &LedgerEntry) -> String {
-    let digest = Sha256::digest(canonical(e).as_bytes());
-    digest.iter().fold(String::with_capacity(64), |mut s, b| {
-        use std::fmt::Write;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex(&Sha256::digest(canonical(e).as_bytes()))
+}
+
+/// Lower-case hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
 }
 
 /// Checks every player's chain, entry by entry in sequence order: each
@@ -159,17 +177,56 @@ pub fn checkpoint(
         players += 1;
         visit(player, &head);
     })?;
-    let root = h
-        .finalize()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
-            s
-        });
+    let root = hex(&h.finalize());
     Ok(Checkpoint {
         seq: up_to_seq,
         players,
         root,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    /// The encoding as first written (a `json!` array): hashes written
+    /// before must still verify.
+    fn canonical_as_json_array(e: &crate::LedgerEntry) -> String {
+        serde_json::json!([
+            super::ENCODING,
+            e.prev_hash,
+            e.id,
+            e.player_id,
+            e.transaction_type.as_str(),
+            e.event_type,
+            e.points_change,
+            e.reason,
+            e.source,
+            e.staff_id,
+            e.rating_slip_id,
+            e.idempotency_key,
+            e.escrow_id,
+            e.balance_before,
+            e.balance_after,
+            e.tier_before.as_str(),
+            e.tier_after.as_str(),
+            e.lifetime_after,
+            e.correlation_id,
+            e.created_at.as_microsecond(),
+        ])
+        .to_string()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn canonical_is_the_json_array_it_always_was(e in crate::entry_json::tests::entry()) {
+            prop_assert_eq!(super::canonical(&e), canonical_as_json_array(&e));
+        }
+    }
+
+    #[test]
+    fn hex_is_lower_case_two_digits_a_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+    }
 }

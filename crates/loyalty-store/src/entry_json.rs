@@ -120,7 +120,7 @@ fn needs_no_escape(s: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use jiff::Timestamp;
     use loyalty_core::{Tier, TransactionType};
     use proptest::prelude::*;
@@ -143,7 +143,8 @@ mod tests {
     }
 
     prop_compose! {
-        fn entry()(
+        /// Any entry, with text that needs escaping.
+        pub(crate) fn entry()(
             ids in (uuid(), uuid(), proptest::option::of(uuid()), proptest::option::of(uuid()),
                     proptest::option::of(uuid()), proptest::option::of(uuid())),
             kind in proptest::sample::select(TransactionType::ALL.to_vec()),
