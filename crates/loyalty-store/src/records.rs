@@ -74,6 +74,10 @@ pub struct Account {
     pub entry_count: i64,
     /// Last change.
     pub updated_at: Timestamp,
+    /// The `hash` of the player's newest entry, as `Tx::account` read it
+    /// (schema 15); `None` when not read or not yet recorded, and then the
+    /// next entry reads it from the ledger.
+    pub chain_head: Option<String>,
 }
 
 /// A gaming table and its current settings.

@@ -158,6 +158,7 @@ pub(crate) fn account(r: &dyn RowRead, at: usize) -> StoreResult<Account> {
         tier: name(r, at + 4, "tier", Tier::parse)?,
         entry_count: r.int(at + 5)?,
         updated_at: r.ts(at + 6)?,
+        chain_head: None,
     })
 }
 

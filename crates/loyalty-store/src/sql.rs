@@ -54,7 +54,8 @@ pub(crate) const PLAYER: &str =
 /// `Tx::update_account`.
 pub(crate) const UPDATE_ACCOUNT: &str =
     "UPDATE loyalty_accounts SET current_balance = ?2, escrow_balance = ?3,
-     lifetime_points = ?4, tier = ?5, entry_count = ?6, updated_at = ?7
+     lifetime_points = ?4, tier = ?5, entry_count = ?6, updated_at = ?7,
+     chain_head = COALESCE(?8, chain_head)
      WHERE player_id = ?1";
 
 /// `Tx::update_table`.

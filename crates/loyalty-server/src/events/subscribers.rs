@@ -201,6 +201,7 @@ impl BalanceCache {
                 tier: b.tier,
                 entry_count: 0,
                 updated_at: event.occurred_at,
+                chain_head: None,
             },
         })
     }

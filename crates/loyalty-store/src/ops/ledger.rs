@@ -139,13 +139,19 @@ pub(crate) fn apply_entry_to(
         created_at: written_at,
         // The player's chain: the account row is locked (or the writer is
         // the only one), so no other entry of this player comes between.
-        prev_hash: tx.chain_head(spec.player_id)?,
+        // The account carries the head since schema 15; an account not
+        // written since reads it from the ledger once.
+        prev_hash: match account.chain_head.take() {
+            Some(head) => head,
+            None => tx.chain_head(spec.player_id)?,
+        },
         hash: String::new(),
         escrow_change: spec.escrow_change,
         approved_by: spec.approved_by,
     };
     entry.hash = crate::chain::entry_hash(&entry);
     entry.seq = tx.insert_entry(&entry)?;
+    account.chain_head = Some(entry.hash.clone());
     tx.update_account(&account)?;
 
     ctx.emit(

@@ -28,6 +28,7 @@ pub fn create_player(
         tier: Tier::Bronze,
         entry_count: 0,
         updated_at: ctx.now,
+        chain_head: None,
     })?;
     ctx.emit(
         tx,

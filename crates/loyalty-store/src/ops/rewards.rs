@@ -29,6 +29,21 @@ pub fn check_manual_reward(
     tx: &mut dyn Tx,
     input: &ManualReward,
 ) -> Result<Option<LedgerEntry>, OpError> {
+    Ok(match check(tx, input)? {
+        Checked::Replay(entry) => Some(*entry),
+        Checked::Write(_) => None,
+    })
+}
+
+/// What [`check`] found.
+enum Checked {
+    /// The key's earlier entry, to answer again.
+    Replay(Box<LedgerEntry>),
+    /// The player's account (locked in a write), to write the entry on.
+    Write(Account),
+}
+
+fn check(tx: &mut dyn Tx, input: &ManualReward) -> Result<Checked, OpError> {
     if let Some(existing) = tx.entry_by_key(&input.key)? {
         // A key replays only the request that wrote it; anything else is a
         // reuse, answered without revealing the original entry.
@@ -44,11 +59,13 @@ pub fn check_manual_reward(
         if !same {
             return Err(OpError::IdempotencyKeyReused);
         }
-        return Ok(Some(existing));
+        return Ok(Checked::Replay(Box::new(existing)));
     }
-    tx.player(input.player_id.uuid())?
-        .ok_or(OpError::NotFound("player"))?;
     if let Some(slip_id) = input.rating_slip_id.map(SlipId::uuid) {
+        // An unknown player is reported before anything about the slip;
+        // without a slip, the account's read below tells it.
+        tx.player(input.player_id.uuid())?
+            .ok_or(OpError::NotFound("player"))?;
         match tx.slip(slip_id)? {
             Some(slip) if slip.player_id == input.player_id.uuid() => {}
             Some(_) => {
@@ -70,7 +87,7 @@ pub fn check_manual_reward(
             requested: -input.points.get(),
         });
     }
-    Ok(None)
+    Ok(Checked::Write(account))
 }
 
 /// Grants a manual reward (MANUAL_BONUS) or adjustment (ADJUSTMENT). Returns
@@ -91,17 +108,19 @@ pub(crate) fn manual_reward_by(
     input: ManualReward,
     approved_by: Option<Uuid>,
 ) -> Result<(LedgerEntry, bool), OpError> {
-    if let Some(existing) = check_manual_reward(tx, &input)? {
-        return Ok((existing, true));
-    }
+    let account = match check(tx, &input)? {
+        Checked::Replay(existing) => return Ok((*existing, true)),
+        Checked::Write(account) => account,
+    };
     let transaction_type = if input.points.get() > 0 {
         TransactionType::ManualBonus
     } else {
         TransactionType::Adjustment
     };
-    let entry = apply_entry(
+    let entry = apply_entry_to(
         tx,
         ctx,
+        account,
         EntrySpec {
             player_id: input.player_id.uuid(),
             transaction_type,

@@ -364,11 +364,16 @@ impl Tx for PgTx<'_> {
 
     fn account(&mut self, player_id: Uuid) -> StoreResult<Option<Account>> {
         let sql = format!(
-            "SELECT {ACCOUNT_COLS} FROM loyalty_accounts WHERE player_id = $1{}",
+            "SELECT {ACCOUNT_COLS}, chain_head FROM loyalty_accounts WHERE player_id = $1{}",
             self.lock_suffix()
         );
         self.opt(&sql, &[&player_id])?
-            .map(|r| rows::account(&r, 0))
+            .map(|r| {
+                Ok(Account {
+                    chain_head: r.text_opt(7)?,
+                    ..rows::account(&r, 0)?
+                })
+            })
             .transpose()
     }
 
@@ -383,6 +388,7 @@ impl Tx for PgTx<'_> {
                 &a.tier.as_str(),
                 &a.entry_count,
                 &us(a.updated_at),
+                &a.chain_head,
             ],
             "update account",
         )

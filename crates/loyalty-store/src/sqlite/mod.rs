@@ -68,6 +68,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/sqlite/0014_sequencer_function.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/sqlite/0015_account_chain_head.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

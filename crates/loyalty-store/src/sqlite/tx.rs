@@ -273,10 +273,15 @@ impl Tx for SqliteTx<'_> {
     fn account(&mut self, player_id: Uuid) -> StoreResult<Option<Account>> {
         self.one(
             "SELECT player_id, current_balance, escrow_balance, lifetime_points, tier,
-                    entry_count, updated_at
+                    entry_count, updated_at, chain_head
              FROM loyalty_accounts WHERE player_id = ?1",
             [player_id.to_string()],
-            sq(account_row),
+            sq(|r| {
+                Ok(Account {
+                    chain_head: r.text_opt(7)?,
+                    ..account_row(r)?
+                })
+            }),
         )
     }
 
@@ -290,7 +295,8 @@ impl Tx for SqliteTx<'_> {
                 a.lifetime_points,
                 a.tier.as_str(),
                 a.entry_count,
-                us(a.updated_at)
+                us(a.updated_at),
+                a.chain_head
             ],
             "update account",
         )

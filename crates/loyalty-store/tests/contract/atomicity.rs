@@ -31,6 +31,7 @@ fn raw_account(player_id: Uuid) -> Account {
         tier: Tier::Bronze,
         entry_count: 0,
         updated_at: at(0),
+        chain_head: None,
     }
 }
 

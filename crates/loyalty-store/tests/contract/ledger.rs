@@ -111,6 +111,22 @@ pub async fn apply_entry_chains_balances_and_moves_the_account(store: Store) {
         assert_eq!(acc.tier, tier);
         assert_eq!(acc.entry_count, n as i64 + 1);
         assert_eq!(acc.updated_at, c.now);
+        // The chain: each entry follows the player's previous one, whose
+        // hash the account keeps for the next.
+        let prev = written
+            .last()
+            .map_or(loyalty_store::chain::GENESIS, |w| w.hash.as_str());
+        assert_eq!(e.prev_hash, prev, "step {n}: prev_hash");
+        assert_eq!(
+            e.hash,
+            loyalty_store::chain::entry_hash(&e),
+            "step {n}: hash"
+        );
+        assert_eq!(
+            acc.chain_head.as_deref(),
+            Some(e.hash.as_str()),
+            "step {n}: chain head"
+        );
         written.push(e);
     }
     assert_eq!(balance, 4_800);

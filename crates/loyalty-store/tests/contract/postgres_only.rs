@@ -296,7 +296,8 @@ pub async fn postgres_migration_gives_existing_wallet_entries_their_escrow_chang
         tokio::task::spawn_blocking(move || {
             let mut c = pg.raw_client().unwrap();
             c.batch_execute(
-                "DROP FUNCTION outbox_sequence_pass();
+                "ALTER TABLE loyalty_accounts DROP COLUMN chain_head;
+                 DROP FUNCTION outbox_sequence_pass();
                  DROP TABLE event_archives;
                  ALTER TABLE activity_items ADD CONSTRAINT activity_items_event_seq_fkey
                      FOREIGN KEY (event_seq) REFERENCES outbox(seq);

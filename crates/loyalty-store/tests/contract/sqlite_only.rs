@@ -222,7 +222,8 @@ async fn sqlite_migration_computes_the_chains_of_existing_entries() {
     // 10), no slip corrections (schema 9), no chain columns.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "DROP TRIGGER outbox_no_delete;
+        "ALTER TABLE loyalty_accounts DROP COLUMN chain_head;
+         DROP TRIGGER outbox_no_delete;
          DROP TABLE event_archives;
          DROP TABLE webhook_deliveries;
          DROP TABLE webhooks;
@@ -291,7 +292,8 @@ async fn sqlite_migration_gives_existing_wallet_entries_their_escrow_changes() {
     // Back to schema 9: no approvals (schema 11), no escrow_change column.
     let conn = Connection::open(&path).expect("open the file");
     conn.execute_batch(
-        "DROP TRIGGER outbox_no_delete;
+        "ALTER TABLE loyalty_accounts DROP COLUMN chain_head;
+         DROP TRIGGER outbox_no_delete;
          DROP TABLE event_archives;
          DROP TABLE webhook_deliveries;
          DROP TABLE webhooks;
