@@ -23,6 +23,12 @@ pub struct PgTx<'c> {
     /// Events appended by the operation, written at commit, and the open
     /// savepoints.
     pending_events: Savepoints<NewEvent>,
+    /// A RELEASE not yet sent. Releasing costs a round trip and changes
+    /// nothing the transaction's statements can see, so it travels with the
+    /// next savepoint command, is made moot by a rollback to an outer
+    /// savepoint (which ends every savepoint taken after it), and is never
+    /// sent when COMMIT comes first (which commits the savepoints with it).
+    deferred_release: Option<String>,
 }
 
 impl<'c> PgTx<'c> {
@@ -31,6 +37,7 @@ impl<'c> PgTx<'c> {
             conn,
             write,
             pending_events: Savepoints::default(),
+            deferred_release: None,
         }
     }
 
@@ -753,7 +760,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn savepoint(&mut self) -> StoreResult<()> {
-        let sql = self.pending_events.open();
+        let open = self.pending_events.open();
+        let sql = match self.deferred_release.take() {
+            Some(release) => format!("{release}; {open}"),
+            None => open,
+        };
         self.conn
             .client
             .batch_execute(&sql)
@@ -761,6 +772,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn rollback_savepoint(&mut self) -> StoreResult<()> {
+        // Released savepoints are all inner to the one rolled back to, and
+        // the rollback ends them.
+        self.deferred_release = None;
         let sql = self.pending_events.rollback();
         self.conn
             .client
@@ -769,11 +783,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn release_savepoint(&mut self) -> StoreResult<()> {
-        let sql = self.pending_events.release();
-        self.conn
-            .client
-            .batch_execute(&sql)
-            .map_err(|e| map_err(&e))
+        // Releasing an outer savepoint releases the inner ones too, so the
+        // outermost deferred RELEASE is the only one to keep.
+        self.deferred_release = Some(self.pending_events.release());
+        Ok(())
     }
 
     fn insert_merchant(&mut self, m: &Merchant) -> StoreResult<()> {

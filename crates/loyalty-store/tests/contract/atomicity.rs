@@ -191,6 +191,46 @@ pub async fn a_rolled_back_savepoint_keeps_the_outer_writes(store: Store) {
     .expect("recover from a conflict with a savepoint");
     assert!(exists(&store, d1).await);
     assert!(!exists(&store, d2).await);
+
+    // Released savepoints (PostgreSQL sends a RELEASE with the next
+    // savepoint command, or not at all before COMMIT): a rollback to an
+    // outer savepoint still undoes a released inner one, a later savepoint
+    // rolls back only its own writes, and a failed statement after a
+    // release is recoverable in a savepoint of its own.
+    let [e, f, g, h, k] = [0; 5].map(|_| raw_player(None));
+    let dup = raw_player(Some("C-Y".into()));
+    let dup2 = raw_player(Some("C-Y".into()));
+    let ids = [e.id, f.id, g.id, h.id, k.id, dup.id, dup2.id];
+    op(&store, move |tx| {
+        tx.savepoint()?;
+        tx.savepoint()?;
+        tx.insert_player(&e)?;
+        tx.release_savepoint()?;
+        tx.rollback_savepoint()?;
+        tx.savepoint()?;
+        tx.insert_player(&f)?;
+        tx.release_savepoint()?;
+        tx.savepoint()?;
+        tx.insert_player(&g)?;
+        tx.rollback_savepoint()?;
+        tx.insert_player(&h)?;
+        tx.insert_player(&dup)?;
+        tx.savepoint()?;
+        let r = tx.insert_player(&dup2);
+        assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+        tx.rollback_savepoint()?;
+        tx.savepoint()?;
+        tx.insert_player(&k)?;
+        tx.release_savepoint()?;
+        Ok(())
+    })
+    .await
+    .expect("operation with released savepoints");
+    let mut kept = Vec::new();
+    for id in ids {
+        kept.push(exists(&store, id).await);
+    }
+    assert_eq!(kept, [false, true, false, true, true, true, false]);
 }
 
 pub async fn a_panicking_operation_fails_and_leaves_nothing_behind(store: Store) {
