@@ -119,6 +119,19 @@ pub trait Tx {
     fn table_unlocked(&mut self, id: Uuid) -> StoreResult<Option<GameTable>> {
         self.table(id)
     }
+    /// What opening a slip reads: whether the player exists, and the table
+    /// as [`Tx::table_unlocked`] reads it. PostgreSQL answers both in one
+    /// statement (one round trip instead of two).
+    fn slip_subjects(
+        &mut self,
+        player_id: Uuid,
+        table_id: Uuid,
+    ) -> StoreResult<(bool, Option<GameTable>)> {
+        Ok((
+            self.player(player_id)?.is_some(),
+            self.table_unlocked(table_id)?,
+        ))
+    }
     /// Overwrites a table.
     fn update_table(&mut self, table: &GameTable) -> StoreResult<()>;
 

@@ -31,11 +31,11 @@ pub fn open_slip(tx: &mut dyn Tx, ctx: &OpCtx, input: OpenSlip) -> Result<Rating
     if ctx.now.duration_since(started) > session_max() {
         return Err(validation("started_at", "must be at most 24 hours ago"));
     }
-    tx.player(input.player_id.uuid())?
-        .ok_or(OpError::NotFound("player"))?;
-    let table = tx
-        .table_unlocked(input.table_id.uuid())?
-        .ok_or(OpError::NotFound("table"))?;
+    let (player, table) = tx.slip_subjects(input.player_id.uuid(), input.table_id.uuid())?;
+    if !player {
+        return Err(OpError::NotFound("player"));
+    }
+    let table = table.ok_or(OpError::NotFound("table"))?;
     let slip = RatingSlip {
         id: ctx.new_id(),
         player_id: input.player_id.uuid(),

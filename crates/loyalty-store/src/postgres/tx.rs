@@ -435,6 +435,25 @@ impl Tx for PgTx<'_> {
         self.opt(&sql, &[&id])?.map(|r| rows::table(&r)).transpose()
     }
 
+    fn slip_subjects(
+        &mut self,
+        player_id: Uuid,
+        table_id: Uuid,
+    ) -> StoreResult<(bool, Option<GameTable>)> {
+        let sql = format!(
+            "SELECT {TABLE_COLS}, EXISTS (SELECT 1 FROM players WHERE id = $1)
+             FROM game_tables WHERE id = $2"
+        );
+        match self.opt(&sql, &[&player_id, &table_id])? {
+            Some(r) => {
+                let player = r.try_get::<_, bool>(10).map_err(|e| map_err(&e))?;
+                Ok((player, Some(rows::table(&r)?)))
+            }
+            // No such table: an unknown player is still the error to report.
+            None => Ok((self.player(player_id)?.is_some(), None)),
+        }
+    }
+
     fn update_table(&mut self, t: &GameTable) -> StoreResult<()> {
         self.exec_one(
             sql::UPDATE_TABLE,

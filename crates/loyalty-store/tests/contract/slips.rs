@@ -297,6 +297,17 @@ pub async fn closed_slips_refuse_changes(store: Store) {
     };
     let r = op(&store, move |tx| ops::open_slip(tx, &c, bad_table)).await;
     assert!(matches!(r, Err(OpError::NotFound("table"))), "{r:?}");
+    // Neither exists: the player is reported first.
+    let c = ctx(at(800));
+    let neither = OpenSlip {
+        player_id: loyalty_core::PlayerId::of(Uuid::now_v7()),
+        table_id: loyalty_core::TableId::of(Uuid::now_v7()),
+        average_bet: bet("1"),
+        seat_number: None,
+        started_at: None,
+    };
+    let r = op(&store, move |tx| ops::open_slip(tx, &c, neither)).await;
+    assert!(matches!(r, Err(OpError::NotFound("player"))), "{r:?}");
 }
 
 pub async fn a_failed_accrual_closes_the_slip_pending_and_recovery_accrues_once(store: Store) {
