@@ -43,6 +43,79 @@ pub enum EventDecodeError {
     },
 }
 
+/// An event's payload: its JSON object as text. Events are written and
+/// forwarded (outbox, event stream, webhooks, NATS) far more often than
+/// anything looks inside one, so the text is kept as written: storing or
+/// sending a payload copies it, without building a `serde_json::Value` tree
+/// and writing it out again. Equality is equality of the JSON values (the
+/// key order may differ, e.g. after a round trip through PostgreSQL's
+/// `jsonb`).
+#[derive(Clone)]
+pub struct Payload(Box<serde_json::value::RawValue>);
+
+impl Payload {
+    /// The payload `value` serialises to.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Payload {
+        // Serialising the payload structs cannot fail: every field is a
+        // string, number, bool or null.
+        serde_json::value::to_raw_value(value).map_or_else(|_| Payload::null(), Payload)
+    }
+
+    /// A payload from stored JSON text; an error if it is not JSON.
+    pub fn from_json(text: String) -> Result<Payload, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(Payload)
+    }
+
+    fn null() -> Payload {
+        Payload::from_json("null".into()).unwrap_or_else(|_| unreachable!("null is JSON"))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a `serde_json::Value`, for code that looks inside.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(self.as_str()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The payload read as `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.as_str())
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.as_str() == other.as_str() || self.value() == other.value()
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Payload, D::Error> {
+        Box::<serde_json::value::RawValue>::deserialize(d).map(Payload)
+    }
+}
+
 /// Declares [`Event`], [`EventType`] and their mappings from one list, so a
 /// type's name, source and payload struct are written once.
 macro_rules! events {
@@ -91,20 +164,17 @@ macro_rules! events {
             }
 
             /// The payload as stored and published.
-            pub fn payload(&self) -> serde_json::Value {
-                let value = match self {
-                    $( Event::$variant(p) => serde_json::to_value(p), )*
-                };
-                // Serialising these plain structs into a `Value` cannot
-                // fail: every field is a string, number, bool or null.
-                value.unwrap_or(serde_json::Value::Null)
+            pub fn payload(&self) -> Payload {
+                match self {
+                    $( Event::$variant(p) => Payload::of(p), )*
+                }
             }
 
             /// Reads a stored event back.
             pub fn from_stored(
                 event_type: &str,
                 version: u32,
-                payload: &serde_json::Value,
+                payload: &Payload,
             ) -> Result<Event, EventDecodeError> {
                 let ty = EventType::parse(event_type)
                     .ok_or_else(|| EventDecodeError::UnknownType(event_type.to_string()))?;
@@ -120,7 +190,7 @@ macro_rules! events {
                 };
                 Ok(match ty {
                     $( EventType::$variant => Event::$variant(
-                        <$payload>::deserialize(payload).map_err(bad)?,
+                        payload.decode::<$payload>().map_err(bad)?,
                     ), )*
                 })
             }
@@ -701,7 +771,8 @@ mod tests {
 
     #[test]
     fn an_unknown_type_or_version_or_a_wrong_payload_is_refused() {
-        let payload = serde_json::json!({"player_id": Uuid::nil(), "card_number": null});
+        let payload =
+            Payload::of(&serde_json::json!({"player_id": Uuid::nil(), "card_number": null}));
         assert!(Event::from_stored("PLAYER_CREATED", 1, &payload).is_ok());
         assert_eq!(
             Event::from_stored("PLAYER_VANISHED", 1, &payload),
@@ -718,6 +789,25 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_keeps_its_text_and_compares_as_json() {
+        let text = r#"{"b":1,"a":"ü","n":null}"#;
+        let p = Payload::from_json(text.into()).expect("JSON");
+        assert_eq!(p.as_str(), text);
+        assert_eq!(serde_json::to_string(&p).expect("serialise"), text);
+        assert_eq!(p.value(), serde_json::json!({"a": "ü", "b": 1, "n": null}));
+        // The same object with its keys in another order is equal; another
+        // value is not.
+        let reordered =
+            Payload::from_json(r#"{"a": "ü", "n": null, "b": 1}"#.into()).expect("JSON");
+        assert_eq!(p, reordered);
+        assert_ne!(
+            p,
+            Payload::of(&serde_json::json!({"a": "ü", "b": 2, "n": null}))
+        );
+        assert!(Payload::from_json("{not json".into()).is_err());
+    }
+
+    #[test]
     fn optional_fields_absent_when_unset_stay_absent() {
         let ev = Event::PointsUpdateRequested(PointsUpdateRequested {
             player_id: Uuid::nil(),
@@ -729,8 +819,9 @@ mod tests {
             approved_by: None,
         });
         let p = ev.payload();
-        assert!(p.get("approved_by").is_none(), "{p}");
-        assert!(p.get("staff_id").is_some_and(|v| v.is_null()), "{p}");
+        let v = p.value();
+        assert!(v.get("approved_by").is_none(), "{p}");
+        assert!(v.get("staff_id").is_some_and(|v| v.is_null()), "{p}");
         assert_eq!(Event::from_stored("POINTS_UPDATE_REQUESTED", 1, &p), Ok(ev));
     }
 }

@@ -327,7 +327,7 @@ pub struct NewEvent {
     /// Subsystem that emitted it.
     pub source: &'static str,
     /// Ids and numbers of what changed.
-    pub payload: serde_json::Value,
+    pub payload: loyalty_core::events::Payload,
 }
 
 impl NewEvent {
@@ -407,7 +407,7 @@ pub struct EventRecord {
     /// Emitting subsystem.
     pub source: String,
     /// Payload.
-    pub payload: serde_json::Value,
+    pub payload: loyalty_core::events::Payload,
 }
 
 /// A stored response for an `Idempotency-Key`.

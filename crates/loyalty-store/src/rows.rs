@@ -41,6 +41,10 @@ pub(crate) trait RowRead {
     fn id_opt(&self, i: usize) -> StoreResult<Option<Uuid>>;
     /// A JSON column (TEXT on SQLite, JSONB on PostgreSQL).
     fn json(&self, i: usize) -> StoreResult<serde_json::Value>;
+    /// A JSON column as its text (an event's payload).
+    fn payload(&self, i: usize) -> StoreResult<loyalty_core::events::Payload> {
+        Ok(loyalty_core::events::Payload::of(&self.json(i)?))
+    }
     /// A boolean column (INTEGER 0/1 on SQLite, BOOLEAN on PostgreSQL).
     fn flag(&self, i: usize) -> StoreResult<bool>;
     /// How many columns the row has.
@@ -314,7 +318,7 @@ pub(crate) fn event(r: &dyn RowRead) -> StoreResult<EventRecord> {
         correlation_id: r.text(5)?,
         idempotency_key: r.text_opt(6)?,
         source: r.text(7)?,
-        payload: r.json(8)?,
+        payload: r.payload(8)?,
     })
 }
 

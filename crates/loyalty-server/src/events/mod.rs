@@ -348,7 +348,7 @@ mod tests {
             correlation_id: "c".into(),
             idempotency_key: None,
             source: "test".into(),
-            payload: serde_json::json!({}),
+            payload: loyalty_core::events::Payload::of(&serde_json::json!({})),
         }
     }
 

@@ -75,9 +75,18 @@ impl Filter {
     fn admits(&self, ev: &EventRecord) -> bool {
         self.event_type.as_ref().is_none_or(|t| *t == ev.event_type)
             && self.player.as_ref().is_none_or(|p| {
-                ev.payload.get("player_id").and_then(|v| v.as_str()) == Some(p.as_str())
+                ev.payload
+                    .decode::<PlayerField>()
+                    .is_ok_and(|f| f.player_id.as_deref() == Some(p.as_str()))
             })
     }
+}
+
+/// The one payload field the player filter reads (other fields are skipped
+/// unparsed).
+#[derive(serde::Deserialize)]
+struct PlayerField {
+    player_id: Option<String>,
 }
 
 fn sse_event(ev: &EventRecord) -> Event {

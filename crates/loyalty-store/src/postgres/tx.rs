@@ -64,6 +64,11 @@ impl<'c> PgTx<'c> {
             .map(|e| i32::try_from(e.version).unwrap_or(i32::MAX))
             .collect();
         let occurred: Vec<i64> = events.iter().map(|e| us(e.occurred_at)).collect();
+        // The payload's text goes to `jsonb` as it is.
+        let payloads: Vec<postgres::types::Json<&loyalty_core::events::Payload>> = events
+            .iter()
+            .map(|e| postgres::types::Json(&e.payload))
+            .collect();
         let mut sql = String::from(
             "INSERT INTO outbox_pending (event_id, event_type, version, occurred_at,
                  correlation_id, idempotency_key, source, payload) VALUES ",
@@ -84,7 +89,7 @@ impl<'c> PgTx<'c> {
                 &e.correlation_id,
                 &e.idempotency_key,
                 &e.source,
-                &e.payload,
+                &payloads[i],
             ]);
         }
         let st = self.stmt(&sql)?;

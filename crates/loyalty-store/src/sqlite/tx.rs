@@ -119,6 +119,13 @@ impl RowRead for Row<'_> {
         serde_json::from_str(&self.text(i)?).map_err(|e| rows::bad_value(e.to_string()))
     }
 
+    fn payload(&self, i: usize) -> StoreResult<loyalty_core::events::Payload> {
+        // The stored text as it is (checked to be JSON), not parsed into a
+        // tree and written out again.
+        loyalty_core::events::Payload::from_json(self.text(i)?)
+            .map_err(|e| rows::bad_value(e.to_string()))
+    }
+
     fn flag(&self, i: usize) -> StoreResult<bool> {
         self.get(i).map_err(map_err)
     }
@@ -599,7 +606,7 @@ impl Tx for SqliteTx<'_> {
                 e.correlation_id,
                 e.idempotency_key,
                 e.source,
-                e.payload.to_string()
+                e.payload.as_str()
             ],
             "append event",
         )?;

@@ -108,7 +108,7 @@ pub async fn a_successful_operation_is_visible_to_the_next_read(store: Store) {
     let evs = look(&store, |tx| tx.events(0, 100, None)).await;
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0].event_type, "PLAYER_CREATED");
-    assert_eq!(evs[0].payload["player_id"], json!(pid));
+    assert_eq!(evs[0].payload.value()["player_id"], json!(pid));
 
     // Read-your-writes across a chain of operations.
     for i in 0..5 {
@@ -273,7 +273,7 @@ pub async fn group_commit_keeps_exactly_the_successful_operations(store: Store) 
                     correlation_id: c.correlation_id.clone(),
                     idempotency_key: None,
                     source: "contract_test",
-                    payload: json!({"player_id": p.id, "i": i}),
+                    payload: loyalty_core::events::Payload::of(&json!({"player_id": p.id, "i": i})),
                 })?;
                 if i % 3 == 0 {
                     return Err(OpError::Conflict(format!("forced failure {i}")));
@@ -311,7 +311,7 @@ pub async fn group_commit_keeps_exactly_the_successful_operations(store: Store) 
     assert_gap_free(&evs);
     let mut seen: Vec<usize> = evs
         .iter()
-        .map(|e| e.payload["i"].as_u64().expect("i") as usize)
+        .map(|e| e.payload.value()["i"].as_u64().expect("i") as usize)
         .collect();
     seen.sort_unstable();
     assert_eq!(

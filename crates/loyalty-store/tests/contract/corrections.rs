@@ -134,7 +134,7 @@ pub async fn a_void_takes_back_what_the_slip_earned_with_lifetime_and_tier(store
         .filter(|e| e.event_type == "RATING_SLIP_VOIDED")
         .collect();
     assert_eq!(voided.len(), 1, "one RATING_SLIP_VOIDED event");
-    assert_eq!(voided[0].payload["points_reversed"], 1_620);
+    assert_eq!(voided[0].payload.value()["points_reversed"], 1_620);
     verify_clean(&store).await;
 }
 

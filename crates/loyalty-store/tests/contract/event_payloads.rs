@@ -47,7 +47,7 @@ fn lines(events: &[EventRecord]) -> String {
     let mut ids = HashMap::new();
     let mut out = String::new();
     for e in events {
-        let mut payload = e.payload.clone();
+        let mut payload = e.payload.value();
         normalise(&mut payload, &mut ids);
         let line = serde_json::json!({
             "event_type": e.event_type,

@@ -15,19 +15,25 @@ fn assert_entry_events(evs: &[EventRecord], entry: &LedgerEntry, tiers: &TierTab
         .iter()
         .position(|e| {
             e.event_type == "LEDGER_ENTRY_CREATED"
-                && e.payload["ledger_entry_id"] == json!(entry.id)
+                && e.payload.value()["ledger_entry_id"] == json!(entry.id)
         })
         .unwrap_or_else(|| panic!("no LEDGER_ENTRY_CREATED for {}", entry.id));
     let created = &evs[i];
-    assert_eq!(created.payload["player_id"], json!(entry.player_id));
-    assert_eq!(created.payload["points_change"], json!(entry.points_change));
+    assert_eq!(created.payload.value()["player_id"], json!(entry.player_id));
     assert_eq!(
-        created.payload["balance_before"],
+        created.payload.value()["points_change"],
+        json!(entry.points_change)
+    );
+    assert_eq!(
+        created.payload.value()["balance_before"],
         json!(entry.balance_before)
     );
-    assert_eq!(created.payload["balance_after"], json!(entry.balance_after));
     assert_eq!(
-        created.payload["transaction_type"],
+        created.payload.value()["balance_after"],
+        json!(entry.balance_after)
+    );
+    assert_eq!(
+        created.payload.value()["transaction_type"],
         json!(entry.transaction_type)
     );
     assert_eq!(created.correlation_id, entry.correlation_id);
@@ -36,16 +42,16 @@ fn assert_entry_events(evs: &[EventRecord], entry: &LedgerEntry, tiers: &TierTab
     let balance = evs.get(i + 1).expect("BALANCE_UPDATED follows");
     assert_eq!(balance.event_type, "BALANCE_UPDATED");
     assert_eq!(balance.seq, created.seq + 1);
-    assert_eq!(balance.payload["ledger_entry_id"], json!(entry.id));
+    assert_eq!(balance.payload.value()["ledger_entry_id"], json!(entry.id));
     assert_eq!(
-        balance.payload["current_balance"],
+        balance.payload.value()["current_balance"],
         json!(entry.balance_after)
     );
     assert_eq!(
-        balance.payload["lifetime_points"],
+        balance.payload.value()["lifetime_points"],
         json!(entry.lifetime_after)
     );
-    assert_eq!(balance.payload["tier"], json!(entry.tier_after));
+    assert_eq!(balance.payload.value()["tier"], json!(entry.tier_after));
     assert_eq!(balance.correlation_id, entry.correlation_id);
 
     let next = evs.get(i + 2);
@@ -53,14 +59,18 @@ fn assert_entry_events(evs: &[EventRecord], entry: &LedgerEntry, tiers: &TierTab
         let tier = next.expect("TIER_CHANGED follows");
         assert_eq!(tier.event_type, "TIER_CHANGED");
         assert_eq!(tier.seq, balance.seq + 1);
-        assert_eq!(tier.payload["ledger_entry_id"], json!(entry.id));
-        assert_eq!(tier.payload["tier_before"], json!(entry.tier_before));
-        assert_eq!(tier.payload["tier_after"], json!(entry.tier_after));
+        assert_eq!(tier.payload.value()["ledger_entry_id"], json!(entry.id));
+        assert_eq!(
+            tier.payload.value()["tier_before"],
+            json!(entry.tier_before)
+        );
+        assert_eq!(tier.payload.value()["tier_after"], json!(entry.tier_after));
         assert_eq!(tier.correlation_id, entry.correlation_id);
         assert_eq!(entry.tier_after, tiers.tier_for(entry.lifetime_after));
     } else if let Some(n) = next {
         assert!(
-            !(n.event_type == "TIER_CHANGED" && n.payload["ledger_entry_id"] == json!(entry.id)),
+            !(n.event_type == "TIER_CHANGED"
+                && n.payload.value()["ledger_entry_id"] == json!(entry.id)),
             "TIER_CHANGED without a tier change"
         );
     }
@@ -156,7 +166,7 @@ pub async fn apply_entry_chains_balances_and_moves_the_account(store: Store) {
     let evids: Vec<Uuid> = ledger_events
         .iter()
         .map(|e| {
-            e.payload["ledger_entry_id"]
+            e.payload.value()["ledger_entry_id"]
                 .as_str()
                 .unwrap()
                 .parse()

@@ -66,7 +66,7 @@ impl Gate {
 fn of_player(events: &[EventRecord], player: Uuid) -> Vec<&EventRecord> {
     events
         .iter()
-        .filter(|e| e.payload["player_id"] == serde_json::json!(player))
+        .filter(|e| e.payload.value()["player_id"] == serde_json::json!(player))
         .collect()
 }
 
@@ -182,7 +182,7 @@ pub async fn postgres_a_transaction_rolled_back_after_writing_events_leaves_no_t
     assert!(
         after[before.len()..]
             .iter()
-            .all(|e| e.payload["points_change"] != serde_json::json!(100)),
+            .all(|e| e.payload.value()["points_change"] != serde_json::json!(100)),
         "the rolled-back reward has no event"
     );
 }
@@ -264,11 +264,13 @@ pub async fn postgres_concurrent_writers_and_readers_agree_on_one_gap_free_order
         .iter()
         .filter(|e| e.event_type == "LEDGER_ENTRY_CREATED")
     {
-        let p: Uuid = serde_json::from_value(e.payload["player_id"].clone()).unwrap();
-        by_player
-            .entry(p)
-            .or_default()
-            .push(e.payload["ledger_entry_id"].as_str().unwrap().to_string());
+        let p: Uuid = serde_json::from_value(e.payload.value()["player_id"].clone()).unwrap();
+        by_player.entry(p).or_default().push(
+            e.payload.value()["ledger_entry_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     assert_eq!(by_player.values().map(Vec::len).sum::<usize>(), 24 * 15);
     for p in &players {

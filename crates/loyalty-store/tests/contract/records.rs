@@ -73,7 +73,7 @@ pub async fn staff_and_tokens_round_trip(store: Store) {
     let evs = events(&store).await;
     assert!(
         evs.iter()
-            .any(|e| e.event_type == "STAFF_CREATED" && e.payload["staff_id"] == json!(cid))
+            .any(|e| e.event_type == "STAFF_CREATED" && e.payload.value()["staff_id"] == json!(cid))
     );
 }
 
@@ -400,7 +400,9 @@ pub async fn events_round_trip_in_sequence(store: Store) {
         correlation_id: format!("corr-{n}"),
         idempotency_key: key.map(str::to_string),
         source: "contract_test",
-        payload: json!({"n": n, "nested": {"list": [1, 2, 3]}, "text": "ü", "none": null}),
+        payload: loyalty_core::events::Payload::of(
+            &json!({"n": n, "nested": {"list": [1, 2, 3]}, "text": "ü", "none": null}),
+        ),
     };
     let written = vec![
         new("A_HAPPENED", None, 1),
@@ -484,7 +486,7 @@ pub async fn activity_items_reference_outbox_events_once_each(store: Store) {
     .await;
     let ns = |evs: &[loyalty_store::EventRecord]| -> Vec<i64> {
         evs.iter()
-            .map(|e| e.payload["n"].as_i64().unwrap())
+            .map(|e| e.payload.value()["n"].as_i64().unwrap())
             .collect()
     };
     // Newest first, each event once, with the outbox's own record.

@@ -160,8 +160,8 @@ pub async fn complete_slip_closes_and_accrues_exactly_once(store: Store) {
         .iter()
         .find(|e| e.event_type == "RATING_SLIP_COMPLETED")
         .unwrap();
-    assert_eq!(completed.payload["rating_slip_id"], json!(sid));
-    assert_eq!(completed.payload["seconds_played"], json!(3600));
+    assert_eq!(completed.payload.value()["rating_slip_id"], json!(sid));
+    assert_eq!(completed.payload.value()["seconds_played"], json!(3600));
 
     // Completing again replays the first result and writes nothing.
     for fail_accrual in [false, true] {
@@ -347,10 +347,10 @@ pub async fn a_failed_accrual_closes_the_slip_pending_and_recovery_accrues_once(
         .iter()
         .find(|e| e.event_type == "LOYALTY_ACCRUAL_FAILED")
         .unwrap();
-    assert_eq!(failed.payload["rating_slip_id"], json!(sid));
-    assert_eq!(failed.payload["player_id"], json!(player.id));
-    assert_eq!(failed.payload["recovery_needed"], json!(true));
-    assert_eq!(failed.payload["attempts"], json!(1));
+    assert_eq!(failed.payload.value()["rating_slip_id"], json!(sid));
+    assert_eq!(failed.payload.value()["player_id"], json!(player.id));
+    assert_eq!(failed.payload.value()["recovery_needed"], json!(true));
+    assert_eq!(failed.payload.value()["attempts"], json!(1));
 
     // Due for a retry only from next_retry_at on.
     let due = closed.next_retry_at.unwrap();

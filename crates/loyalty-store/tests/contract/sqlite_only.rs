@@ -93,7 +93,7 @@ async fn sqlite_hands_over_exactly_the_committed_events_in_seq_order() {
         correlation_id: format!("corr-{n}"),
         idempotency_key: None,
         source: "contract_test",
-        payload: serde_json::json!({"n": n, "text": "ü"}),
+        payload: loyalty_core::events::Payload::of(&serde_json::json!({"n": n, "text": "ü"})),
     };
     // Many writers at once, so operations share group commits: rewards and
     // completions that commit, completions whose accrual is rolled back to a
@@ -180,7 +180,7 @@ async fn sqlite_hands_over_exactly_the_committed_events_in_seq_order() {
     let ns: Vec<i64> = handed
         .iter()
         .filter(|e| e.event_type == "HANDOVER_TEST")
-        .filter_map(|e| e.payload["n"].as_i64())
+        .filter_map(|e| e.payload.value()["n"].as_i64())
         .collect();
     assert!(ns.iter().all(|n| *n >= 2_000), "rolled-back events: {ns:?}");
     assert_eq!(ns.len(), 10);

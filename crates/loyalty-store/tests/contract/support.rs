@@ -31,7 +31,7 @@ pub fn plain_event(n: i64) -> NewEvent {
         correlation_id: format!("corr-{n}"),
         idempotency_key: None,
         source: "contract_test",
-        payload: serde_json::json!({"n": n}),
+        payload: loyalty_core::events::Payload::of(&serde_json::json!({"n": n})),
     }
 }
 

@@ -167,9 +167,12 @@ pub async fn a_hold_moves_available_to_escrow_with_its_entry_and_event(store: St
         .filter(|ev| ev.event_type == "ESCROW_HELD")
         .collect();
     assert_eq!(held.len(), 1);
-    assert_eq!(held[0].payload["escrow_balance"], 300);
-    assert_eq!(held[0].payload["current_balance"], 700);
-    assert_eq!(held[0].payload["merchant_id"], serde_json::json!(m.id));
+    assert_eq!(held[0].payload.value()["escrow_balance"], 300);
+    assert_eq!(held[0].payload.value()["current_balance"], 700);
+    assert_eq!(
+        held[0].payload.value()["merchant_id"],
+        serde_json::json!(m.id)
+    );
     assert_clean(&store).await;
 }
 

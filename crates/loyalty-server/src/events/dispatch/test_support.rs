@@ -49,7 +49,7 @@ pub(super) async fn append(st: &AppState, n: usize) {
                     correlation_id: "test".into(),
                     idempotency_key: None,
                     source: "test",
-                    payload: serde_json::json!({"i": i}),
+                    payload: loyalty_core::events::Payload::of(&serde_json::json!({"i": i})),
                 })
             })
             .await
