@@ -23,6 +23,8 @@ pub struct EntryFacts {
     pub balance_after: i64,
     /// Lifetime points after.
     pub lifetime_after: i64,
+    /// The entry's chain hash.
+    pub hash: String,
 }
 
 /// Folds one account's entries and reports every disagreement.
@@ -33,6 +35,9 @@ pub struct Checker<'a> {
     balance: i64,
     lifetime: i64,
     count: i64,
+    /// The current account's newest entry so far, and its hash.
+    newest: Option<Uuid>,
+    newest_hash: String,
 }
 
 impl<'a> Checker<'a> {
@@ -45,6 +50,8 @@ impl<'a> Checker<'a> {
             balance: 0,
             lifetime: 0,
             count: 0,
+            newest: None,
+            newest_hash: String::new(),
         }
     }
 
@@ -55,6 +62,8 @@ impl<'a> Checker<'a> {
         self.balance = 0;
         self.lifetime = 0;
         self.count = 0;
+        self.newest = None;
+        self.newest_hash.clear();
     }
 
     fn drift(
@@ -119,6 +128,9 @@ impl<'a> Checker<'a> {
             );
         }
         self.count += 1;
+        self.newest = Some(e.entry_id);
+        self.newest_hash.clear();
+        self.newest_hash.push_str(&e.hash);
     }
 
     /// An entry whose player has no account.
@@ -158,6 +170,18 @@ impl<'a> Checker<'a> {
         }
         if a.escrow_balance < 0 {
             self.drift(a.player_id, "negative_escrow", 0, a.escrow_balance, None);
+        }
+        // The chain head the account keeps for the next entry (schema 15)
+        // must be its newest entry's hash: a wrong one would start the next
+        // entry's chain from a hash no entry has.
+        let newest = if self.count == 0 {
+            crate::chain::GENESIS
+        } else {
+            self.newest_hash.as_str()
+        };
+        if a.chain_head.as_deref().is_some_and(|head| head != newest) {
+            let entry = self.newest;
+            self.drift(a.player_id, "chain_head", 0, 1, entry);
         }
     }
 

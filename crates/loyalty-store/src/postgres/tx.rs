@@ -1140,7 +1140,7 @@ impl Tx for PgTx<'_> {
             "SELECT a.player_id, a.current_balance, a.escrow_balance, a.lifetime_points, a.tier,
                     a.entry_count, a.updated_at,
                     e.id, e.transaction_type, e.points_change, e.balance_before, e.balance_after,
-                    e.lifetime_after, e.player_id
+                    e.lifetime_after, e.player_id, a.chain_head, e.hash
              FROM loyalty_accounts a FULL JOIN ledger_entries e ON e.player_id = a.player_id
              ORDER BY COALESCE(a.player_id, e.player_id), e.seq"
                 .to_string();
@@ -1156,7 +1156,10 @@ impl Tx for PgTx<'_> {
         while let Some(r) = rows.next().map_err(|e| map_err(&e))? {
             let has_account = r.get::<_, Option<Uuid>>(0).is_some();
             if has_account {
-                let account = rows::account(&r, 0)?;
+                let account = Account {
+                    chain_head: r.get(14),
+                    ..rows::account(&r, 0)?
+                };
                 if current != Some(account.player_id) {
                     if current.is_some() {
                         checker.end();
@@ -1177,6 +1180,7 @@ impl Tx for PgTx<'_> {
                     balance_before: r.get(10),
                     balance_after: r.get(11),
                     lifetime_after: r.get(12),
+                    hash: r.get(15),
                 };
                 if has_account {
                     checker.entry(&facts);

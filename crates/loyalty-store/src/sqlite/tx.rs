@@ -1060,7 +1060,7 @@ impl Tx for SqliteTx<'_> {
             .conn
             .prepare(
                 "SELECT player_id, current_balance, escrow_balance, lifetime_points, tier,
-                        entry_count, updated_at
+                        entry_count, updated_at, chain_head
                  FROM loyalty_accounts ORDER BY player_id",
             )
             .map_err(map_err)?;
@@ -1068,7 +1068,7 @@ impl Tx for SqliteTx<'_> {
             .conn
             .prepare(
                 "SELECT player_id, id, transaction_type, points_change, balance_before,
-                        balance_after, lifetime_after
+                        balance_after, lifetime_after, hash
                  FROM ledger_entries INDEXED BY ledger_player ORDER BY player_id, seq",
             )
             .map_err(map_err)?;
@@ -1077,7 +1077,10 @@ impl Tx for SqliteTx<'_> {
         let mut checker = crate::ops::verify::Checker::new(drift);
         let mut pending: Option<crate::ops::verify::EntryFacts> = None;
         while let Some(row) = acc_rows.next().map_err(map_err)? {
-            let account = account_row(row)?;
+            let account = Account {
+                chain_head: row.text_opt(7)?,
+                ..account_row(row)?
+            };
             let pid = account.player_id;
             checker.begin(&account);
             loop {
@@ -1613,5 +1616,6 @@ fn entry_facts(r: &Row<'_>) -> rusqlite::Result<crate::ops::verify::EntryFacts> 
         balance_before: r.get(4)?,
         balance_after: r.get(5)?,
         lifetime_after: r.get(6)?,
+        hash: r.get(7)?,
     })
 }

@@ -215,6 +215,7 @@ macro_rules! contract_suite {
             verify: [
                 verify_finds_no_drift_in_a_clean_store,
                 verify_reports_a_corrupted_balance_naming_the_player,
+                verify_reports_a_chain_head_that_is_not_the_newest_hash,
                 verify_reports_corrupted_lifetime_points_and_entry_count,
                 verify_reports_entries_whose_account_is_missing,
             ],

@@ -75,6 +75,42 @@ pub async fn verify_finds_no_drift_in_a_clean_store(store: Store) {
     assert_eq!(total, 0);
 }
 
+/// The account's chain head (schema 15) is checked against the player's
+/// newest entry; an account that has none recorded is not.
+pub async fn verify_reports_a_chain_head_that_is_not_the_newest_hash(store: Store) {
+    let ids = populate(&store).await;
+    let victim = ids[2];
+    let entries = ledger(&store, victim).await;
+    let newest = entries.iter().max_by_key(|e| e.seq).expect("entries");
+    assert_eq!(
+        account(&store, victim).await.chain_head.as_deref(),
+        Some(newest.hash.as_str())
+    );
+    let older = entries
+        .iter()
+        .min_by_key(|e| e.seq)
+        .expect("entries")
+        .hash
+        .clone();
+    corrupt(&store, victim, move |a| a.chain_head = Some(older)).await;
+
+    let (checked, drift, total) = verify(&store).await;
+    assert_eq!(checked, ids.len() as u64);
+    assert_eq!(total, 1, "{drift:?}");
+    assert_eq!(
+        drift,
+        vec![Drift {
+            player_id: victim,
+            check: "chain_head".into(),
+            expected: 0,
+            actual: 1,
+            entry_id: Some(newest.id),
+            escrow_id: None,
+            merchant_id: None,
+        }]
+    );
+}
+
 pub async fn verify_reports_a_corrupted_balance_naming_the_player(store: Store) {
     let ids = populate(&store).await;
     let victim = ids[1];
