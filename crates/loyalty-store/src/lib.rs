@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 /// The schema version this build creates and expects (both backends carry
 /// the same numbered migrations).
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
 
 /// Failures of the storage layer itself.
 #[derive(Debug, Clone, thiserror::Error)]

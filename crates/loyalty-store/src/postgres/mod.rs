@@ -69,10 +69,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../migrations/postgres/0015_account_chain_head.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/postgres/0016_sequencer_skip.sql"),
+    ),
 ];
 
 /// The versions of [`MIGRATIONS`], in order.
-pub const MIGRATION_VERSIONS: [i64; 15] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+pub const MIGRATION_VERSIONS: [i64; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];
 
 /// Default number of pooled connections per node.
 pub const POOL_SIZE_DEFAULT: usize = 16;
@@ -213,7 +217,7 @@ impl PgStore {
                             let e = StoreError::Unavailable(format!(
                                 "cannot connect to PostgreSQL: {e}"
                             ));
-                            return (Err(E::from(e)), false);
+                            return (Err(E::from(e)), None);
                         }
                     };
                     PgConn {
@@ -231,11 +235,11 @@ impl PgStore {
             result
         })
         .await;
-        let (result, wrote_events) =
+        let (result, newest_pending) =
             ran.map_err(|e| E::from(StoreError::Internal(format!("database task failed: {e}"))))?;
-        if wrote_events {
+        if let Some(newest) = newest_pending {
             // Acknowledge only once the events have their public numbers.
-            self.sequencer.committed().await;
+            self.sequencer.committed(newest).await;
         }
         result
     }
@@ -279,37 +283,38 @@ impl PgStore {
     }
 }
 
-/// Runs `op` in a transaction; also says whether its commit wrote events.
+/// Runs `op` in a transaction; also gives the largest `outbox_pending` id
+/// its commit wrote, if it wrote events.
 fn run_in_tx<T, E: From<StoreError>>(
     conn: &mut PgConn,
     write: bool,
     op: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
     before_commit: &BeforeCommit,
-) -> (Result<T, E>, bool) {
+) -> (Result<T, E>, Option<i64>) {
     let begin = if write {
         "BEGIN ISOLATION LEVEL READ COMMITTED"
     } else {
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
     };
     if let Err(e) = conn.client.batch_execute(begin) {
-        return (Err(E::from(map_err(e))), false);
+        return (Err(E::from(map_err(e))), None);
     }
     let mut tx = PgTx::new(conn, write);
     let result = op(&mut tx).and_then(|v| {
-        let wrote_events = tx.flush_events().map_err(E::from)?;
+        let newest_pending = tx.flush_events().map_err(E::from)?;
         if write {
             before_commit.run().map_err(E::from)?;
         }
-        Ok((v, wrote_events))
+        Ok((v, newest_pending))
     });
     match result {
-        Ok((v, wrote_events)) => match conn.client.batch_execute("COMMIT") {
-            Ok(()) => (Ok(v), wrote_events),
-            Err(e) => (Err(E::from(map_err(e))), false),
+        Ok((v, newest_pending)) => match conn.client.batch_execute("COMMIT") {
+            Ok(()) => (Ok(v), newest_pending),
+            Err(e) => (Err(E::from(map_err(e))), None),
         },
         Err(e) => {
             let _ = conn.client.batch_execute("ROLLBACK");
-            (Err(e), false)
+            (Err(e), None)
         }
     }
 }

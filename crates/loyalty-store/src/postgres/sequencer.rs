@@ -26,7 +26,7 @@
 //! write finds its events there, as it did when numbers were taken inside
 //! the transaction.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -46,22 +46,33 @@ const IDLE_POLL: Duration = Duration::from_millis(25);
 /// answers anyway (its events are committed and will be numbered).
 const ACK_WAIT: Duration = Duration::from_secs(2);
 /// One sequencer transaction, sent as one simple-protocol message (one
-/// round trip): `outbox_sequence_pass` (schema 14) takes the sequencers'
-/// lock, moves up to [`BATCH_ROWS`] committed pending rows into `outbox`,
-/// numbered in id order from the counter row, and reports how many moved
-/// and the oldest one's age. It is a VOLATILE PL/pgSQL function, so each of
-/// its statements takes a fresh READ COMMITTED snapshot (the move sees every
-/// batch committed before the lock was granted), and its plan is kept for
-/// the session: sent as statements, the pass was planned again every time,
-/// which cost as much as the move. An empty pass writes nothing (no counter
-/// update), so an idle sequencer's polls cost no WAL and no fsync.
-const MOVE_BATCH_SQL: &str = "BEGIN ISOLATION LEVEL READ COMMITTED;
-SELECT moved_count, oldest_age_s FROM outbox_sequence_pass();
-COMMIT;";
+/// round trip): `outbox_sequence_pass(upto)` (schema 16) first looks for a
+/// pending row with an id at or below `upto` (the newest id this node's
+/// waiting writers committed) and, if there is none, returns at once: every
+/// such row was moved by a pass that has committed, which on several nodes
+/// is often another node's. Otherwise it runs the schema-14 pass: take the
+/// sequencers' lock, move up to [`BATCH_ROWS`] committed pending rows into
+/// `outbox`, numbered in id order from the counter row, and report how many
+/// moved and the oldest one's age. The functions are VOLATILE PL/pgSQL, so
+/// each statement takes a fresh READ COMMITTED snapshot (the check and the
+/// move see every batch committed before they run), and their plans are kept
+/// for the session: sent as statements, the pass was planned again every
+/// time, which cost as much as the move. An empty pass writes nothing (no
+/// counter update), so an idle sequencer's polls cost no WAL and no fsync.
+fn move_batch_sql(upto: i64) -> String {
+    format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED;
+SELECT moved_count, oldest_age_s FROM outbox_sequence_pass({upto}::BIGINT);
+COMMIT;"
+    )
+}
 
 struct Shared {
     /// Tickets handed to writers after their commit.
     requested: AtomicU64,
+    /// The largest `outbox_pending` id of any writer that took a ticket
+    /// (raised before the ticket is taken).
+    newest_pending: AtomicI64,
     /// The highest ticket whose pass has finished.
     completed: watch::Sender<u64>,
     wake: Mutex<bool>,
@@ -89,6 +100,7 @@ impl Sequencer {
         let (completed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             requested: AtomicU64::new(0),
+            newest_pending: AtomicI64::new(0),
             completed,
             wake: Mutex::new(false),
             woken: Condvar::new(),
@@ -105,8 +117,13 @@ impl Sequencer {
     }
 
     /// Waits until a pass that began after this call has numbered every
-    /// committed pending event (bounded by [`ACK_WAIT`]). Call after COMMIT.
-    pub(crate) async fn committed(&self) {
+    /// committed pending event up to `newest`, the largest pending id the
+    /// writer committed (bounded by [`ACK_WAIT`]). Call after COMMIT.
+    pub(crate) async fn committed(&self, newest: i64) {
+        // Before the ticket: a pass that reads the ticket reads this too.
+        self.shared
+            .newest_pending
+            .fetch_max(newest, Ordering::SeqCst);
         let ticket = self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut done = self.shared.completed.subscribe();
         self.shared.wake();
@@ -144,10 +161,18 @@ fn run(shared: &Shared, config: &postgres::Config) {
         // Read the tickets before the pass begins: every writer holding
         // one of them has committed, so the pass's snapshot sees its rows.
         let target = shared.requested.load(Ordering::SeqCst);
+        // Every writer holding one of those tickets raised this first. With
+        // no new ticket (an idle poll), look at every pending row: a node
+        // that died may have left some.
+        let upto = if target > *shared.completed.borrow() {
+            shared.newest_pending.load(Ordering::SeqCst)
+        } else {
+            i64::MAX
+        };
         let result = match client.as_mut() {
-            Some(c) => pass(c),
+            Some(c) => pass(c, upto),
             None => match config.connect(NoTls) {
-                Ok(c) => pass(client.insert(c)),
+                Ok(c) => pass(client.insert(c), upto),
                 Err(e) => Err(crate::StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {e}"
                 ))),
@@ -176,11 +201,13 @@ fn run(shared: &Shared, config: &postgres::Config) {
     }
 }
 
-/// Numbers every committed pending event, in batches. Returns how many.
-fn pass(client: &mut Client) -> StoreResult<u64> {
+/// Numbers every committed pending event, in batches, unless none is left
+/// at or below `upto`. Returns how many.
+fn pass(client: &mut Client, upto: i64) -> StoreResult<u64> {
     let mut total = 0u64;
+    let sql = move_batch_sql(upto);
     loop {
-        let messages = match client.simple_query(MOVE_BATCH_SQL) {
+        let messages = match client.simple_query(&sql) {
             Ok(m) => m,
             Err(e) => {
                 // A failure mid-message leaves the transaction aborted.

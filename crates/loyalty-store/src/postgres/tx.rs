@@ -45,20 +45,22 @@ impl<'c> PgTx<'c> {
     /// operation appended them, in one statement. Called right before
     /// COMMIT, after every lock the operation takes, so the pending ids of
     /// two writers of one player are in their commit order; the public
-    /// `seq` is given after commit (see `sequencer`). Returns whether there
-    /// were any.
-    pub(crate) fn flush_events(&mut self) -> StoreResult<bool> {
+    /// `seq` is given after commit (see `sequencer`). Returns the largest
+    /// pending id written, if any.
+    pub(crate) fn flush_events(&mut self) -> StoreResult<Option<i64>> {
         if self.pending_events.events().is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         let events = self.pending_events.take();
+        let mut newest = None;
         for chunk in events.chunks(EVENTS_PER_INSERT) {
-            self.insert_pending(chunk)?;
+            newest = newest.max(Some(self.insert_pending(chunk)?));
         }
-        Ok(true)
+        Ok(newest)
     }
 
-    fn insert_pending(&mut self, events: &[NewEvent]) -> StoreResult<()> {
+    /// Inserts `events` into `outbox_pending`; returns the largest id given.
+    fn insert_pending(&mut self, events: &[NewEvent]) -> StoreResult<i64> {
         let versions: Vec<i32> = events
             .iter()
             .map(|e| i32::try_from(e.version).unwrap_or(i32::MAX))
@@ -92,19 +94,23 @@ impl<'c> PgTx<'c> {
                 &payloads[i],
             ]);
         }
+        sql.push_str(" RETURNING id");
         let st = self.stmt(&sql)?;
-        let n = self
+        let ids = self
             .conn
             .client
-            .execute(&st, &params)
+            .query(&st, &params)
             .map_err(|e| map_err(&e))?;
-        if n != events.len() as u64 {
+        if ids.len() != events.len() {
             return Err(StoreError::Internal(format!(
-                "append events: expected {} rows, wrote {n}",
-                events.len()
+                "append events: expected {} rows, wrote {}",
+                events.len(),
+                ids.len()
             )));
         }
-        Ok(())
+        ids.iter()
+            .map(|r| r.try_get::<_, i64>(0).map_err(|e| map_err(&e)))
+            .try_fold(0i64, |newest, id| Ok(newest.max(id?)))
     }
 }
 

@@ -72,6 +72,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../migrations/sqlite/0015_account_chain_head.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/sqlite/0016_sequencer_skip.sql"),
+    ),
 ];
 
 type Finisher = Box<dyn FnOnce(StoreResult<()>) + Send>;

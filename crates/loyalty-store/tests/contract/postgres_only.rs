@@ -187,6 +187,81 @@ pub async fn postgres_a_transaction_rolled_back_after_writing_events_leaves_no_t
     );
 }
 
+/// Schema 16: a sequencer pass asked about rows that a committed pass has
+/// already numbered returns at once, without the sequencers' lock; asked
+/// about a row still pending, it needs the lock (and numbers the row once
+/// the lock is free).
+pub async fn postgres_a_pass_whose_rows_are_numbered_skips_the_lock(store: Store) {
+    let pg = pg(&store);
+    let a = new_player(&store, at(0)).await.id;
+    let before = events(&store).await;
+    let pending_id = {
+        let pg = pg.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut holder = pg.raw_client().unwrap();
+            let mut c = pg.raw_client().unwrap();
+            // The player's events were numbered before the write answered.
+            let pending: i64 = c
+                .query_one("SELECT count(*) FROM outbox_pending", &[])
+                .unwrap()
+                .get(0);
+            assert_eq!(pending, 0);
+            // Hold the sequencers' lock: a pass that needs it waits.
+            holder
+                .execute("SELECT pg_advisory_lock(7411002)", &[])
+                .unwrap();
+            c.batch_execute("SET statement_timeout = '2s'").unwrap();
+            let pass = |c: &mut postgres::Client, upto: i64| {
+                c.query_one("SELECT moved_count FROM outbox_sequence_pass($1)", &[&upto])
+                    .map(|r| r.get::<_, i64>(0))
+            };
+            assert_eq!(pass(&mut c, i64::MAX).unwrap(), 0, "nothing pending");
+            // A committed row that no pass has moved yet.
+            let id: i64 = c
+                .query_one(
+                    "INSERT INTO outbox_pending (event_id, event_type, version, occurred_at,
+                         correlation_id, idempotency_key, source, payload)
+                     VALUES ($1, 'PLAYER_CREATED', 1, 0, 'skip-test', NULL, 'players',
+                             jsonb_build_object('player_id', $2::text, 'card_number', NULL))
+                     RETURNING id",
+                    &[&Uuid::now_v7(), &a.to_string()],
+                )
+                .unwrap()
+                .get(0);
+            assert_eq!(
+                pass(&mut c, id - 1).unwrap(),
+                0,
+                "nothing at or below id - 1"
+            );
+            c.batch_execute("SET statement_timeout = '300ms'").unwrap();
+            let blocked = pass(&mut c, id);
+            assert!(
+                blocked.is_err(),
+                "a pass with a pending row to move waits for the lock: {blocked:?}"
+            );
+            holder
+                .execute("SELECT pg_advisory_unlock(7411002)", &[])
+                .unwrap();
+            id
+        })
+        .await
+        .unwrap()
+    };
+    // Once the lock is free, the row is numbered (by this node's sequencer,
+    // which also polls), right after the events before it.
+    let mut after = events(&store).await;
+    for _ in 0..100 {
+        if after.len() > before.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = events(&store).await;
+    }
+    assert_eq!(after.len(), before.len() + 1, "row {pending_id} numbered");
+    assert_gap_free(&after);
+    assert_eq!(after.last().unwrap().correlation_id, "skip-test");
+}
+
 /// Many writers (several players, some shared) and readers polling the
 /// outbox all at once: every reader sees every event exactly once, in one
 /// order, without gaps, never finding later an event at or below a seq it
@@ -298,7 +373,8 @@ pub async fn postgres_migration_gives_existing_wallet_entries_their_escrow_chang
         tokio::task::spawn_blocking(move || {
             let mut c = pg.raw_client().unwrap();
             c.batch_execute(
-                "ALTER TABLE loyalty_accounts DROP COLUMN chain_head;
+                "DROP FUNCTION outbox_sequence_pass(BIGINT);
+                 ALTER TABLE loyalty_accounts DROP COLUMN chain_head;
                  DROP FUNCTION outbox_sequence_pass();
                  DROP TABLE event_archives;
                  ALTER TABLE activity_items ADD CONSTRAINT activity_items_event_seq_fkey
