@@ -20,6 +20,7 @@
 pub mod backoff;
 pub mod events;
 pub mod model;
+pub mod payload;
 pub mod policy;
 pub mod tier;
 pub mod values;
