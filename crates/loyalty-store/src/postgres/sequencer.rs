@@ -22,9 +22,10 @@
 //!   numbered in id order.
 //!
 //! A write is acknowledged only after a sequencer pass that began after its
-//! commit has finished, so a client that reads the event stream after its
-//! write finds its events there, as it did when numbers were taken inside
-//! the transaction.
+//! commit has finished (or, since schema 16, after a check that began after
+//! its commit found its rows already moved by a committed pass), so a
+//! client that reads the event stream after its write finds its events
+//! there, as it did when numbers were taken inside the transaction.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
