@@ -202,6 +202,10 @@ impl PgStore {
             .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
         let (idle, config) = (self.idle.clone(), self.config.clone());
         let before_commit = self.before_commit.clone();
+        // A write counts as running until its transaction has ended: the
+        // sequencer's passes wait a moment for running writes (see
+        // `sequencer::GATHER_MAX`).
+        let writing = write.then(|| self.sequencer.writing());
         // Everything that touches a blocking client — connecting, running,
         // returning or dropping it — happens on a blocking thread: the
         // `postgres` client drives its own runtime and must not be dropped
@@ -235,6 +239,7 @@ impl PgStore {
             result
         })
         .await;
+        drop(writing);
         let (result, newest_pending) =
             ran.map_err(|e| E::from(StoreError::Internal(format!("database task failed: {e}"))))?;
         if let Some(newest) = newest_pending {

@@ -26,10 +26,16 @@
 //! its commit found its rows already moved by a committed pass), so a
 //! client that reads the event stream after its write finds its events
 //! there, as it did when numbers were taken inside the transaction.
+//!
+//! Passes are gathered the way PostgreSQL's `commit_delay` gathers commits
+//! when `commit_siblings` transactions are running: while other writes on
+//! this node are still in their transaction, a pass waits for them, up to
+//! [`GATHER_MAX`] after the previous pass began, so one pass numbers all of
+//! their events. A write with no other write running never waits.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls, SimpleQueryMessage};
 use tokio::sync::watch;
@@ -46,6 +52,14 @@ const IDLE_POLL: Duration = Duration::from_millis(25);
 /// The longest a writer waits for its events to be numbered before it
 /// answers anyway (its events are committed and will be numbered).
 const ACK_WAIT: Duration = Duration::from_secs(2);
+/// The longest a pass waits, counted from when the previous one began, for
+/// writes still running on this node to commit (see the module docs). Every
+/// pass costs PostgreSQL a lock, a counter update and a durable commit;
+/// under load (2-core machine, 16 clients) gathering for up to 4 ms cut
+/// PostgreSQL's CPU per completion by ~10 % and raised completions/s by
+/// 4–5 % on one node and 9–11 % on two, with p99 no higher. 8 ms began to
+/// lose throughput at 16 clients: the writers wait longer than they save.
+pub(crate) const GATHER_MAX: Duration = Duration::from_millis(4);
 /// One sequencer transaction, sent as one simple-protocol message (one
 /// round trip): `outbox_sequence_pass(upto)` (schema 16) first looks for a
 /// pending row with an id at or below `upto` (the newest id this node's
@@ -76,6 +90,10 @@ struct Shared {
     newest_pending: AtomicI64,
     /// The highest ticket whose pass has finished.
     completed: watch::Sender<u64>,
+    /// Write transactions of this node that have not yet ended.
+    writing: AtomicUsize,
+    /// Set while a pass waits for them ([`gather`]).
+    gathering: AtomicBool,
     wake: Mutex<bool>,
     woken: Condvar,
     stop: AtomicBool,
@@ -103,6 +121,8 @@ impl Sequencer {
             requested: AtomicU64::new(0),
             newest_pending: AtomicI64::new(0),
             completed,
+            writing: AtomicUsize::new(0),
+            gathering: AtomicBool::new(false),
             wake: Mutex::new(false),
             woken: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -115,6 +135,15 @@ impl Sequencer {
             tracing::error!(error = %e, "cannot start the outbox sequencer thread");
         }
         Sequencer { shared }
+    }
+
+    /// Counts a write transaction of this node as running until the guard
+    /// is dropped (after its COMMIT or ROLLBACK): passes wait for it.
+    pub(crate) fn writing(&self) -> Writing {
+        self.shared.writing.fetch_add(1, Ordering::SeqCst);
+        Writing {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Waits until a pass that began after this call has numbered every
@@ -136,6 +165,20 @@ impl Sequencer {
     }
 }
 
+/// A running write transaction (see [`Sequencer::writing`]).
+pub(crate) struct Writing {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let last = self.shared.writing.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && self.shared.gathering.load(Ordering::SeqCst) {
+            self.shared.wake();
+        }
+    }
+}
+
 impl Drop for Sequencer {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
@@ -146,6 +189,7 @@ impl Drop for Sequencer {
 fn run(shared: &Shared, config: &postgres::Config) {
     let mut client: Option<Client> = None;
     let mut failures = 0u32;
+    let mut last_pass = Instant::now();
     loop {
         if let Ok(mut w) = shared.wake.lock() {
             if !*w {
@@ -159,6 +203,10 @@ fn run(shared: &Shared, config: &postgres::Config) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
+        if shared.requested.load(Ordering::SeqCst) > *shared.completed.borrow() {
+            gather(shared, last_pass + GATHER_MAX);
+        }
+        last_pass = Instant::now();
         // Read the tickets before the pass begins: every writer holding
         // one of them has committed, so the pass's snapshot sees its rows.
         let target = shared.requested.load(Ordering::SeqCst);
@@ -200,6 +248,32 @@ fn run(shared: &Shared, config: &postgres::Config) {
             }
         }
     }
+}
+
+/// Waits while writes of this node are still running, until `until` at the
+/// latest. The last of them to end wakes the sequencer; so does every
+/// writer that takes a ticket.
+fn gather(shared: &Shared, until: Instant) {
+    let Ok(mut woken) = shared.wake.lock() else {
+        return;
+    };
+    shared.gathering.store(true, Ordering::SeqCst);
+    loop {
+        let now = Instant::now();
+        if shared.writing.load(Ordering::SeqCst) == 0 || now >= until {
+            break;
+        }
+        if *woken {
+            // Consumed here: the pass about to run covers whoever woke us.
+            *woken = false;
+            continue;
+        }
+        woken = match shared.woken.wait_timeout(woken, until - now) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+    }
+    shared.gathering.store(false, Ordering::SeqCst);
 }
 
 /// Numbers every committed pending event, in batches, unless none is left

@@ -73,7 +73,9 @@ fn of_player(events: &[EventRecord], player: Uuid) -> Vec<&EventRecord> {
 /// A transaction that has written its entry, its account and its events and
 /// is about to commit holds nothing another player's write needs: that
 /// write commits and its events are numbered meanwhile; the held one's
-/// events follow after it commits, with no gap.
+/// events follow after it commits, with no gap. (The held transaction also
+/// counts as a running write, which a sequencer pass waits for: only for a
+/// bounded moment, or the other write's acknowledgement would never come.)
 pub async fn postgres_a_transaction_about_to_commit_blocks_no_other_player(store: Store) {
     let pg = pg(&store);
     let staff = Uuid::now_v7();
