@@ -276,6 +276,20 @@ impl PgStore {
         Ok(self.take()?.client)
     }
 
+    /// Sets how long a sequencer pass may wait for this node's running
+    /// writes (default `sequencer::GATHER_MAX`). For tests.
+    #[doc(hidden)]
+    pub fn set_sequencer_gather(&self, max: std::time::Duration) {
+        self.sequencer.set_gather_max(max);
+    }
+
+    /// Sequencer passes run for writers that numbered at least one event.
+    /// For tests.
+    #[doc(hidden)]
+    pub fn sequencer_moving_passes(&self) -> u64 {
+        self.sequencer.moving_passes()
+    }
+
     /// Runs `hook` in every write transaction after its events are written
     /// and before it commits; an error rolls the transaction back. For
     /// tests that hold a transaction at its most contended moment (or make

@@ -94,6 +94,11 @@ struct Shared {
     writing: AtomicUsize,
     /// Set while a pass waits for them ([`gather`]).
     gathering: AtomicBool,
+    /// How long a pass may wait for them, µs ([`GATHER_MAX`] unless a test
+    /// changes it).
+    gather_max_us: AtomicU64,
+    /// Passes run for writers' tickets that numbered at least one event.
+    moving_passes: AtomicU64,
     wake: Mutex<bool>,
     woken: Condvar,
     stop: AtomicBool,
@@ -123,6 +128,10 @@ impl Sequencer {
             completed,
             writing: AtomicUsize::new(0),
             gathering: AtomicBool::new(false),
+            gather_max_us: AtomicU64::new(
+                u64::try_from(GATHER_MAX.as_micros()).unwrap_or(u64::MAX),
+            ),
+            moving_passes: AtomicU64::new(0),
             wake: Mutex::new(false),
             woken: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -135,6 +144,17 @@ impl Sequencer {
             tracing::error!(error = %e, "cannot start the outbox sequencer thread");
         }
         Sequencer { shared }
+    }
+
+    /// Sets how long a pass may wait for running writes (tests).
+    pub(crate) fn set_gather_max(&self, max: Duration) {
+        let us = u64::try_from(max.as_micros()).unwrap_or(u64::MAX);
+        self.shared.gather_max_us.store(us, Ordering::SeqCst);
+    }
+
+    /// Passes run for writers' tickets that numbered at least one event.
+    pub(crate) fn moving_passes(&self) -> u64 {
+        self.shared.moving_passes.load(Ordering::SeqCst)
     }
 
     /// Counts a write transaction of this node as running until the guard
@@ -203,8 +223,10 @@ fn run(shared: &Shared, config: &postgres::Config) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        if shared.requested.load(Ordering::SeqCst) > *shared.completed.borrow() {
-            gather(shared, last_pass + GATHER_MAX);
+        let ticketed = shared.requested.load(Ordering::SeqCst) > *shared.completed.borrow();
+        if ticketed {
+            let max = Duration::from_micros(shared.gather_max_us.load(Ordering::SeqCst));
+            gather(shared, last_pass + max);
         }
         last_pass = Instant::now();
         // Read the tickets before the pass begins: every writer holding
@@ -228,8 +250,11 @@ fn run(shared: &Shared, config: &postgres::Config) {
             },
         };
         match result {
-            Ok(_) => {
+            Ok(moved) => {
                 failures = 0;
+                if ticketed && moved > 0 {
+                    shared.moving_passes.fetch_add(1, Ordering::SeqCst);
+                }
                 shared.completed.send_if_modified(|c| {
                     let advanced = target > *c;
                     if advanced {

@@ -289,6 +289,7 @@ mod postgres_commit_path {
     postgres_tests!(
         postgres_a_transaction_about_to_commit_blocks_no_other_player,
         postgres_a_pass_whose_rows_are_numbered_skips_the_lock,
+        postgres_a_pass_waits_for_the_writes_running_on_its_node,
         postgres_a_transaction_rolled_back_after_writing_events_leaves_no_trace,
         postgres_concurrent_writers_and_readers_agree_on_one_gap_free_order,
         postgres_migration_gives_existing_wallet_entries_their_escrow_changes,

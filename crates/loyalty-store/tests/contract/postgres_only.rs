@@ -63,6 +63,16 @@ impl Gate {
     }
 }
 
+/// Opens the gate when dropped: a test that fails while a transaction is
+/// held at the gate ends instead of hanging on it.
+struct Opener(Arc<Gate>);
+
+impl Drop for Opener {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 fn of_player(events: &[EventRecord], player: Uuid) -> Vec<&EventRecord> {
     events
         .iter()
@@ -82,6 +92,7 @@ pub async fn postgres_a_transaction_about_to_commit_blocks_no_other_player(store
     let a = new_player(&store, at(0)).await.id;
     let b = new_player(&store, at(0)).await.id;
     let gate = Arc::new(Gate::default());
+    let _opener = Opener(gate.clone());
     pg.set_before_commit(Some(gate.hook()));
     gate.armed.store(true, Ordering::SeqCst);
 
@@ -134,6 +145,105 @@ pub async fn postgres_a_transaction_about_to_commit_blocks_no_other_player(store
         a_events.contains(&"LEDGER_ENTRY_CREATED") && a_events.contains(&"BALANCE_UPDATED"),
         "a's events follow: {a_events:?}"
     );
+}
+
+/// A sequencer pass waits for the writes still running on its node, so one
+/// pass numbers them all (ARCHITECTURE.md, "Event numbering on
+/// PostgreSQL", point 5), and the last of them to end starts it. The bound
+/// is raised to 30 s here, so the waiting shows; a write with nothing else
+/// running is still answered at once.
+pub async fn postgres_a_pass_waits_for_the_writes_running_on_its_node(store: Store) {
+    let pg = pg(&store);
+    let staff = Uuid::now_v7();
+    let a = new_player(&store, at(0)).await.id;
+    let b = new_player(&store, at(0)).await.id;
+    pg.set_sequencer_gather(Duration::from_secs(30));
+    let gate = Arc::new(Gate::default());
+    let _opener = Opener(gate.clone());
+    pg.set_before_commit(Some(gate.hook()));
+    gate.armed.store(true, Ordering::SeqCst);
+    let held = {
+        let store = store.clone();
+        tokio::spawn(async move { reward(&store, &ctx(at(1)), a, 100, "gather-a", staff).await })
+    };
+    let g = gate.clone();
+    tokio::task::spawn_blocking(move || g.wait_held())
+        .await
+        .unwrap();
+    let passes = pg.sequencer_moving_passes();
+
+    // b commits while a's transaction is still running.
+    let other = {
+        let store = store.clone();
+        tokio::spawn(async move { reward(&store, &ctx(at(2)), b, 50, "gather-b", staff).await })
+    };
+    let pending = |pg: Arc<PgStore>| {
+        tokio::task::spawn_blocking(move || {
+            let mut c = pg.raw_client().unwrap();
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM outbox_pending", &[])
+                .unwrap()
+                .get(0);
+            drop(c);
+            n
+        })
+    };
+    let mut committed = 0;
+    for _ in 0..200 {
+        committed = pending(pg.clone()).await.unwrap();
+        if committed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(committed > 0, "b's reward commits while a's is held");
+    // Without gathering, a pass (or the 25 ms idle poll) would number b's
+    // events within milliseconds; here it waits for a.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        pending(pg.clone()).await.unwrap(),
+        committed,
+        "b's events wait for the pass"
+    );
+    assert!(
+        !other.is_finished(),
+        "b is answered only once they are numbered"
+    );
+
+    gate.release();
+    let both = tokio::time::timeout(Duration::from_secs(10), async {
+        (held.await.unwrap(), other.await.unwrap())
+    })
+    .await
+    .expect("a's end starts the pass: nobody waits for the 30 s bound");
+    both.0.expect("a's reward");
+    both.1.expect("b's reward");
+    pg.set_before_commit(None);
+    assert_eq!(
+        pg.sequencer_moving_passes() - passes,
+        1,
+        "one pass numbered both rewards' events"
+    );
+    let numbered = events(&store).await;
+    assert_gap_free(&numbered);
+    for p in [a, b] {
+        assert!(
+            of_player(&numbered, p)
+                .iter()
+                .any(|e| e.event_type == "BALANCE_UPDATED"),
+            "{p}'s reward is on the stream"
+        );
+    }
+
+    // Nothing else running: a write is answered without waiting.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        reward(&store, &ctx(at(3)), b, 5, "alone", staff),
+    )
+    .await
+    .expect("a lone write never waits for the bound")
+    .expect("reward");
+    pg.set_sequencer_gather(Duration::from_millis(4));
 }
 
 /// A transaction that fails after its events are written leaves no event
