@@ -73,6 +73,47 @@ impl Drop for Opener {
     }
 }
 
+type Rewarded = Result<(loyalty_store::LedgerEntry, bool), loyalty_store::ops::OpError>;
+
+/// A reward of 100 points for `player`, held at a new gate after writing
+/// everything it writes and before it commits. The gate opens when the
+/// returned [`Opener`] is released or dropped.
+async fn held_reward(
+    store: &Store,
+    player: Uuid,
+    key: &'static str,
+    staff: Uuid,
+) -> (Opener, tokio::task::JoinHandle<Rewarded>) {
+    let gate = Arc::new(Gate::default());
+    pg(store).set_before_commit(Some(gate.hook()));
+    gate.armed.store(true, Ordering::SeqCst);
+    let held = {
+        let store = store.clone();
+        tokio::spawn(async move { reward(&store, &ctx(at(1)), player, 100, key, staff).await })
+    };
+    let g = gate.clone();
+    tokio::task::spawn_blocking(move || g.wait_held())
+        .await
+        .unwrap();
+    (Opener(gate), held)
+}
+
+/// Committed events that no sequencer pass has numbered yet.
+async fn pending_rows(pg: &Arc<PgStore>) -> i64 {
+    let pg = pg.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = pg.raw_client().unwrap();
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM outbox_pending", &[])
+            .unwrap()
+            .get(0);
+        drop(c);
+        n
+    })
+    .await
+    .unwrap()
+}
+
 fn of_player(events: &[EventRecord], player: Uuid) -> Vec<&EventRecord> {
     events
         .iter()
@@ -91,19 +132,7 @@ pub async fn postgres_a_transaction_about_to_commit_blocks_no_other_player(store
     let staff = Uuid::now_v7();
     let a = new_player(&store, at(0)).await.id;
     let b = new_player(&store, at(0)).await.id;
-    let gate = Arc::new(Gate::default());
-    let _opener = Opener(gate.clone());
-    pg.set_before_commit(Some(gate.hook()));
-    gate.armed.store(true, Ordering::SeqCst);
-
-    let held = {
-        let store = store.clone();
-        tokio::spawn(async move { reward(&store, &ctx(at(1)), a, 100, "held-a", staff).await })
-    };
-    let g = gate.clone();
-    tokio::task::spawn_blocking(move || g.wait_held())
-        .await
-        .unwrap();
+    let (gate, held) = held_reward(&store, a, "held-a", staff).await;
 
     // A's transaction is open after writing everything it writes.
     let other = tokio::time::timeout(
@@ -127,7 +156,7 @@ pub async fn postgres_a_transaction_about_to_commit_blocks_no_other_player(store
         "nothing of a's uncommitted reward is visible"
     );
 
-    gate.release();
+    gate.0.release();
     held.await.unwrap().expect("the held reward commits");
     pg.set_before_commit(None);
     let after = events(&store).await;
@@ -158,18 +187,7 @@ pub async fn postgres_a_pass_waits_for_the_writes_running_on_its_node(store: Sto
     let a = new_player(&store, at(0)).await.id;
     let b = new_player(&store, at(0)).await.id;
     pg.set_sequencer_gather(Duration::from_secs(30));
-    let gate = Arc::new(Gate::default());
-    let _opener = Opener(gate.clone());
-    pg.set_before_commit(Some(gate.hook()));
-    gate.armed.store(true, Ordering::SeqCst);
-    let held = {
-        let store = store.clone();
-        tokio::spawn(async move { reward(&store, &ctx(at(1)), a, 100, "gather-a", staff).await })
-    };
-    let g = gate.clone();
-    tokio::task::spawn_blocking(move || g.wait_held())
-        .await
-        .unwrap();
+    let (gate, held) = held_reward(&store, a, "gather-a", staff).await;
     let passes = pg.sequencer_moving_passes();
 
     // b commits while a's transaction is still running.
@@ -177,20 +195,9 @@ pub async fn postgres_a_pass_waits_for_the_writes_running_on_its_node(store: Sto
         let store = store.clone();
         tokio::spawn(async move { reward(&store, &ctx(at(2)), b, 50, "gather-b", staff).await })
     };
-    let pending = |pg: Arc<PgStore>| {
-        tokio::task::spawn_blocking(move || {
-            let mut c = pg.raw_client().unwrap();
-            let n: i64 = c
-                .query_one("SELECT count(*) FROM outbox_pending", &[])
-                .unwrap()
-                .get(0);
-            drop(c);
-            n
-        })
-    };
     let mut committed = 0;
     for _ in 0..200 {
-        committed = pending(pg.clone()).await.unwrap();
+        committed = pending_rows(&pg).await;
         if committed > 0 {
             break;
         }
@@ -201,7 +208,7 @@ pub async fn postgres_a_pass_waits_for_the_writes_running_on_its_node(store: Sto
     // events within milliseconds; here it waits for a.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        pending(pg.clone()).await.unwrap(),
+        pending_rows(&pg).await,
         committed,
         "b's events wait for the pass"
     );
@@ -210,7 +217,7 @@ pub async fn postgres_a_pass_waits_for_the_writes_running_on_its_node(store: Sto
         "b is answered only once they are numbered"
     );
 
-    gate.release();
+    gate.0.release();
     let both = tokio::time::timeout(Duration::from_secs(10), async {
         (held.await.unwrap(), other.await.unwrap())
     })
@@ -267,20 +274,7 @@ pub async fn postgres_a_transaction_rolled_back_after_writing_events_leaves_no_t
     let failed = reward(&store, &ctx(at(1)), a, 100, "rolled-back", staff).await;
     assert!(failed.is_err(), "the hook's error fails the operation");
     assert_eq!(account(&store, a).await.current_balance, 0);
-    let pending = {
-        let pg = pg.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = pg.raw_client().unwrap();
-            let n: i64 = c
-                .query_one("SELECT count(*) FROM outbox_pending", &[])
-                .unwrap()
-                .get(0);
-            drop(c);
-            n
-        })
-        .await
-        .unwrap()
-    };
+    let pending = pending_rows(&pg).await;
     assert_eq!(pending, 0, "no pending event survives the rollback");
     assert_eq!(events(&store).await, before, "no event, no number");
 
