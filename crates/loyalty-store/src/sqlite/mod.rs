@@ -552,6 +552,7 @@ fn writer_loop(
     let mut requests: VecDeque<Job> = VecDeque::new();
     let mut background: VecDeque<Job> = VecDeque::new();
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH_OPS_MAX);
+    let prepared = tx::Prepared::new(&conn);
     loop {
         if requests.is_empty() && background.is_empty() {
             match jobs.blocking_recv() {
@@ -576,7 +577,7 @@ fn writer_loop(
         // The checkpointer may hold the gate for a moment (see
         // `checkpointer_loop`); a poisoned gate is no reason to stop writing.
         let _gate = wal.gate.lock().unwrap_or_else(|p| p.into_inner());
-        run_batch(&conn, &mut batch, committed);
+        run_batch(&prepared, &mut batch, committed);
         wal.last_commit_ms.store(now_ms(), Ordering::Relaxed);
     }
 }
@@ -593,7 +594,8 @@ const OP_SAVEPOINT: &str = "SAVEPOINT loyalty_op";
 const OP_RELEASE: &str = "RELEASE loyalty_op";
 const OP_ROLLBACK: &str = "ROLLBACK TO loyalty_op; RELEASE loyalty_op";
 
-fn run_batch(conn: &Connection, batch: &mut Vec<Job>, committed: &CommittedEvents) {
+fn run_batch(prepared: &tx::Prepared<'_>, batch: &mut Vec<Job>, committed: &CommittedEvents) {
+    let conn = prepared.conn();
     metrics::histogram!("loyalty_sqlite_batch_ops").record(batch.len() as f64);
     if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = tx::map_err(e);
@@ -613,7 +615,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, committed: &CommittedEvent
         // operation changes into its journal. If it fails, the transaction
         // starts over for the rest.
         if finishers.is_empty() && events.is_empty() {
-            let mut tx = SqliteTx::new(conn);
+            let mut tx = SqliteTx::on_writer(prepared);
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
             match outcome {
                 Ok((true, finish)) => {
@@ -648,7 +650,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Job>, committed: &CommittedEvent
             finishers.push(fail_finisher(job));
             continue;
         }
-        let mut tx = SqliteTx::new(conn);
+        let mut tx = SqliteTx::on_writer(prepared);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut tx)));
         match outcome {
             Ok((true, finish)) => match exec_cached(conn, OP_RELEASE) {
