@@ -23,9 +23,7 @@ done
   >/dev/null 2>&1 &
 bench=$!
 sleep 4.5
-kill -9 "$pid"
-wait "$pid" 2>/dev/null || true
-wait "$bench" 2>/dev/null || true
+{ kill -9 "$pid"; wait "$pid"; wait "$bench"; } 2>/dev/null || true
 mkdir "$work/copy"
 cp "$work/data/loyalty.db" "$work/data/loyalty.db-wal" "$work/copy/"
 python3 - "$work/copy/loyalty.db" <<'PY'
