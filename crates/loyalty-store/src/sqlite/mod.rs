@@ -7,6 +7,7 @@
 //! only then does any caller hear success (group commit). Reads use a small
 //! pool of read-only connections; WAL lets them run beside the writer.
 
+mod prepared;
 mod tx;
 mod wal;
 
@@ -552,7 +553,7 @@ fn writer_loop(
     let mut requests: VecDeque<Job> = VecDeque::new();
     let mut background: VecDeque<Job> = VecDeque::new();
     let mut batch: Vec<Job> = Vec::with_capacity(BATCH_OPS_MAX);
-    let prepared = tx::Prepared::new(&conn);
+    let prepared = prepared::Prepared::new(&conn);
     loop {
         if requests.is_empty() && background.is_empty() {
             match jobs.blocking_recv() {
@@ -594,7 +595,7 @@ const OP_SAVEPOINT: &str = "SAVEPOINT loyalty_op";
 const OP_RELEASE: &str = "RELEASE loyalty_op";
 const OP_ROLLBACK: &str = "ROLLBACK TO loyalty_op; RELEASE loyalty_op";
 
-fn run_batch(prepared: &tx::Prepared<'_>, batch: &mut Vec<Job>, committed: &CommittedEvents) {
+fn run_batch(prepared: &prepared::Prepared<'_>, batch: &mut Vec<Job>, committed: &CommittedEvents) {
     let conn = prepared.conn();
     metrics::histogram!("loyalty_sqlite_batch_ops").record(batch.len() as f64);
     if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
