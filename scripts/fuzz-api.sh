@@ -66,6 +66,9 @@ echo "== schemathesis ($BACKEND), every check, $EXAMPLES examples per operation"
 # inject faults for every other request), the live event stream (it does
 # not end; its backlog form is covered by the access-matrix test), and
 # revoking one's own token (it would end the run's authentication).
+# scripts/fuzz/hooks.py: unique Idempotency-Keys in the stateful phase (why
+# is in the file).
+export SCHEMATHESIS_HOOKS=scripts/fuzz/hooks.py
 set +e
 "$ST" --config-file scripts/fuzz/schemathesis.toml run "http://127.0.0.1:$PORT/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
