@@ -85,6 +85,13 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(prepared.held.borrow().len(), 1);
+        // One statement ran all three: SQLite counts its runs.
+        let runs = prepared
+            .with("INSERT INTO t (v) VALUES (?1)", |st| {
+                Ok(st.get_status(rusqlite::StatementStatus::Run))
+            })
+            .unwrap();
+        assert_eq!(runs, 3);
         let sum: i64 = prepared
             .with("SELECT sum(v) FROM t", |st| st.query_row([], |r| r.get(0)))
             .unwrap();
@@ -95,6 +102,12 @@ mod tests {
             .with(&text, |st| st.query_row([], |r| r.get(0)))
             .unwrap();
         assert_eq!(again, 6);
+        let runs = prepared
+            .with("SELECT sum(v) FROM t", |st| {
+                Ok(st.get_status(rusqlite::StatementStatus::Run))
+            })
+            .unwrap();
+        assert_eq!(runs, 2);
         assert_eq!(prepared.held.borrow().len(), 2);
     }
 
