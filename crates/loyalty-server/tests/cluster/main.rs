@@ -14,4 +14,5 @@ mod migrate;
 mod nodes;
 mod outages;
 mod revocation;
+mod tls;
 mod wallet;

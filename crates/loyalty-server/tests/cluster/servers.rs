@@ -148,6 +148,62 @@ pub struct PgInstance {
 
 impl PgInstance {
     pub fn start(bin: &Path) -> PgInstance {
+        let pg = PgInstance::init(bin);
+        pg.up();
+        pg
+    }
+
+    /// A private instance that takes TCP connections only over TLS
+    /// (`hostssl`), with `server.crt`, `server.key` and `ca.crt` from
+    /// `certs`; the role `certuser` must log in with a client certificate
+    /// signed by that CA (`cert`). Unix-socket connections need nothing
+    /// ([`PgInstance::socket_url`]).
+    pub fn start_tls(bin: &Path, certs: &Path) -> PgInstance {
+        let pg = PgInstance::init(bin);
+        for f in ["server.crt", "server.key", "ca.crt"] {
+            std::fs::copy(certs.join(f), pg.data.join(f)).unwrap();
+        }
+        std::fs::write(
+            pg.data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all certuser 127.0.0.1/32 cert\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostssl all all ::1/128 trust\n",
+        )
+        .unwrap();
+        let mut conf = std::fs::read_to_string(pg.data.join("postgresql.conf")).unwrap();
+        conf.push_str(
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'ca.crt'\n",
+        );
+        std::fs::write(pg.data.join("postgresql.conf"), conf).unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&pg.data)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            pg.data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        pg.up();
+        pg
+    }
+
+    /// A libpq key=value string for the Unix socket, as `postgres`.
+    pub fn socket_url(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.data.display(),
+            self.port
+        )
+    }
+
+    fn init(bin: &Path) -> PgInstance {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("pgdata");
         if is_root() {
@@ -176,7 +232,6 @@ impl PgInstance {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        pg.up();
         pg
     }
 

@@ -12,12 +12,13 @@
 //! `synchronous_commit = on`.
 
 mod sequencer;
+mod tls;
 mod tx;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 use tokio::sync::Semaphore;
 
 use crate::{StoreError, StoreResult, Tx};
@@ -89,7 +90,7 @@ pub struct PgConn {
 
 /// The PostgreSQL store.
 pub struct PgStore {
-    config: postgres::Config,
+    target: tls::Target,
     redacted: String,
     idle: Arc<Mutex<Vec<PgConn>>>,
     permits: Semaphore,
@@ -113,6 +114,21 @@ impl BeforeCommit {
     }
 }
 
+/// A failed connection attempt, with the driver's reason (and its source:
+/// a TLS failure says which check failed).
+fn connect_err(e: postgres::Error) -> StoreError {
+    let mut message = format!("cannot connect to PostgreSQL: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
+        }
+        source = s.source();
+    }
+    StoreError::Unavailable(message)
+}
+
 fn map_err(e: postgres::Error) -> StoreError {
     tx::map_err(&e)
 }
@@ -125,18 +141,18 @@ pub(crate) fn tx_map_err(e: &postgres::Error) -> StoreError {
 impl PgStore {
     /// Connects (checking the server answers) and applies migrations.
     pub fn open(url: &str, pool_size: usize) -> StoreResult<PgStore> {
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
-        config.connect_timeout(Duration::from_secs(5));
-        config.options("-c synchronous_commit=on -c statement_timeout=30000");
-        config.application_name("loyalty");
+        let mut target = tls::Target::parse(url)?;
+        target.config.connect_timeout(Duration::from_secs(5));
+        target
+            .config
+            .options("-c synchronous_commit=on -c statement_timeout=30000");
+        target.config.application_name("loyalty");
         let redacted = redact(url);
-        let mut conn = PgStore::connect_with(&config)?;
+        let mut conn = PgStore::connect_with(&target)?;
         migrate(&mut conn.client)?;
         let store = PgStore {
-            sequencer: sequencer::Sequencer::start(config.clone()),
-            config,
+            sequencer: sequencer::Sequencer::start(target.clone()),
+            target,
             redacted,
             idle: Arc::new(Mutex::new(Vec::new())),
             permits: Semaphore::new(pool_size.max(1)),
@@ -152,13 +168,11 @@ impl PgStore {
     }
 
     fn connect(&self) -> StoreResult<PgConn> {
-        PgStore::connect_with(&self.config)
+        PgStore::connect_with(&self.target)
     }
 
-    fn connect_with(config: &postgres::Config) -> StoreResult<PgConn> {
-        let client = config
-            .connect(NoTls)
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+    fn connect_with(target: &tls::Target) -> StoreResult<PgConn> {
+        let client = target.connect().map_err(connect_err)?;
         Ok(PgConn {
             client,
             statements: Default::default(),
@@ -200,7 +214,7 @@ impl PgStore {
             .acquire()
             .await
             .map_err(|_| E::from(StoreError::Unavailable("store closed".into())))?;
-        let (idle, config) = (self.idle.clone(), self.config.clone());
+        let (idle, target) = (self.idle.clone(), self.target.clone());
         let before_commit = self.before_commit.clone();
         // A write counts as running until its transaction has ended: the
         // sequencer's passes wait a moment for running writes (see
@@ -215,14 +229,9 @@ impl PgStore {
             let mut conn = match pooled {
                 Some(c) if !c.client.is_closed() => c,
                 _ => {
-                    let client = match config.connect(NoTls) {
+                    let client = match target.connect() {
                         Ok(c) => c,
-                        Err(e) => {
-                            let e = StoreError::Unavailable(format!(
-                                "cannot connect to PostgreSQL: {e}"
-                            ));
-                            return (Err(E::from(e)), None);
-                        }
+                        Err(e) => return (Err(E::from(connect_err(e))), None),
                     };
                     PgConn {
                         client,

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls, SimpleQueryMessage};
+use postgres::{Client, SimpleQueryMessage};
 use tokio::sync::watch;
 
 use super::map_err;
@@ -120,7 +120,7 @@ pub(crate) struct Sequencer {
 
 impl Sequencer {
     /// Starts the sequencer thread (it connects on its own, and reconnects).
-    pub(crate) fn start(config: postgres::Config) -> Sequencer {
+    pub(crate) fn start(db: super::tls::Target) -> Sequencer {
         let (completed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             requested: AtomicU64::new(0),
@@ -139,7 +139,7 @@ impl Sequencer {
         let worker = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("outbox-sequencer".into())
-            .spawn(move || run(&worker, &config));
+            .spawn(move || run(&worker, &db));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the outbox sequencer thread");
         }
@@ -206,7 +206,7 @@ impl Drop for Sequencer {
     }
 }
 
-fn run(shared: &Shared, config: &postgres::Config) {
+fn run(shared: &Shared, db: &super::tls::Target) {
     let mut client: Option<Client> = None;
     let mut failures = 0u32;
     let mut last_pass = Instant::now();
@@ -242,7 +242,7 @@ fn run(shared: &Shared, config: &postgres::Config) {
         };
         let result = match client.as_mut() {
             Some(c) => pass(c, upto),
-            None => match config.connect(NoTls) {
+            None => match db.connect() {
                 Ok(c) => pass(client.insert(c), upto),
                 Err(e) => Err(crate::StoreError::Unavailable(format!(
                     "cannot connect to PostgreSQL: {e}"

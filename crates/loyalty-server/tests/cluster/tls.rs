@@ -1,0 +1,235 @@
+//! TLS to PostgreSQL: `sslmode`, `sslrootcert`, `sslcert` and `sslkey` in
+//! `--database-url`, against a private PostgreSQL that refuses TCP
+//! connections without TLS, with certificates made by `openssl` for the
+//! test.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{Storage, TestApp, bin, cli_staff_create};
+use crate::servers::{PgInstance, on_path, pg_bin_dir, require};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for IP 127.0.0.1 (and no host name) and a
+/// client certificate for the role `certuser`, both signed by it, and an
+/// unrelated CA.
+fn make_certs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key, crt, subj) = (
+            format!("{ca}.key"),
+            format!("{ca}.crt"),
+            format!("/CN=loyalty test {ca}"),
+        );
+        let mut args = vec!["req", "-x509", "-new"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &crt, "-days", "2", "-subj", &subj]);
+        args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        openssl(d, &args);
+    }
+    for (name, subj, ext) in [
+        (
+            "server",
+            "/CN=127.0.0.1",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "/CN=certuser", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        let (key, csr, crt, extf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        std::fs::write(d.join(&extf), format!("basicConstraints=CA:FALSE\n{ext}")).unwrap();
+        let mut args = vec!["req", "-new"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &csr, "-subj", subj]);
+        openssl(d, &args);
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &extf,
+            ],
+        );
+    }
+    dir
+}
+
+/// Runs `loyalty staff create` (opens the store, migrates, writes) against
+/// `url`; returns whether it worked and what it printed on stderr.
+fn staff_create(url: &str) -> (bool, String) {
+    let out = Command::new(bin())
+        .args([
+            "staff",
+            "create",
+            "--name",
+            "tls",
+            "--role",
+            "admin",
+            "--database-url",
+            url,
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn on_socket<T: Send + 'static>(
+    url: String,
+    f: impl FnOnce(&mut postgres::Client) -> T + Send + 'static,
+) -> T {
+    std::thread::spawn(move || f(&mut postgres::Client::connect(&url, postgres::NoTls).unwrap()))
+        .join()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_checks_the_server_as_sslmode_says() {
+    let Some(pg_bin) = pg_bin_dir() else {
+        require("PostgreSQL server binaries (initdb, pg_ctl)", false);
+        return;
+    };
+    if !require("runuser (to run initdb as postgres)", on_path("runuser"))
+        || !require("openssl (to make test certificates)", on_path("openssl"))
+    {
+        return;
+    }
+    let certs = make_certs();
+    let c = |f: &str| certs.path().join(f).display().to_string();
+    let pg = PgInstance::start_tls(&pg_bin, certs.path());
+    on_socket(pg.socket_url("postgres"), |db| {
+        for sql in [
+            "CREATE DATABASE loyalty_tls",
+            "CREATE ROLE certuser LOGIN",
+            "CREATE DATABASE loyalty_cert OWNER certuser",
+        ] {
+            db.batch_execute(sql).unwrap();
+        }
+    });
+    let url = |user: &str, host: &str, db: &str, query: &str| {
+        format!("postgres://{user}@{host}:{}/{db}?{query}", pg.port)
+    };
+    let full = format!("sslmode=verify-full&sslrootcert={}", c("ca.crt"));
+
+    // The server takes no plaintext over TCP, so whatever works below ran
+    // over TLS.
+    let (ok, err) = staff_create(&url(
+        "postgres",
+        "127.0.0.1",
+        "loyalty_tls",
+        "sslmode=disable",
+    ));
+    assert!(!ok && err.contains("no encryption"), "{err}");
+
+    // verify-full: the chain leads to our CA and the certificate names
+    // 127.0.0.1. A node serves over it, every connection encrypted.
+    let verified = url("postgres", "127.0.0.1", "loyalty_tls", &full);
+    let (ok, err) = staff_create(&verified);
+    assert!(ok, "{err}");
+    let storage = Storage::Pg {
+        url: verified.clone(),
+        admin_url: pg.socket_url("postgres"),
+        db: "loyalty_tls".into(),
+    };
+    let admin = cli_staff_create(&storage, "admin", "admin");
+    let app = TestApp::start(
+        tempfile::tempdir().unwrap(),
+        storage,
+        admin,
+        &["--db-pool-size", "4"],
+    )
+    .await;
+    let player = app.player().await;
+    let (staff, token) = app.staff("supervisor").await;
+    let reward = serde_json::json!({"player_id": player, "points": 25, "staff_id": staff,
+        "reason": "reward over a TLS connection"});
+    let r = app.manual_reward(&token, reward).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (encrypted, all) = on_socket(pg.socket_url("postgres"), |db| {
+        let row = db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*)
+                 FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid)
+                 WHERE a.application_name = 'loyalty'",
+                &[],
+            )
+            .unwrap();
+        (row.get::<_, i64>(0), row.get::<_, i64>(1))
+    });
+    assert!(
+        all >= 2,
+        "the node's pool and sequencer are connected ({all})"
+    );
+    assert_eq!(encrypted, all, "every connection of the node is encrypted");
+
+    // A server whose certificate another CA signed is refused.
+    let other = format!("sslmode=verify-full&sslrootcert={}", c("other-ca.crt"));
+    let (ok, err) = staff_create(&url("postgres", "127.0.0.1", "loyalty_tls", &other));
+    assert!(!ok && err.contains("UnknownIssuer"), "{err}");
+
+    // The certificate does not name "localhost": verify-full refuses it,
+    // verify-ca (chain only) accepts it.
+    let (ok, err) = staff_create(&url("postgres", "localhost", "loyalty_tls", &full));
+    assert!(!ok && err.contains("not valid for name \"localhost\""), "{err}");
+    let ca_only = format!("sslmode=verify-ca&sslrootcert={}", c("ca.crt"));
+    let (ok, err) = staff_create(&url("postgres", "localhost", "loyalty_tls", &ca_only));
+    assert!(ok, "{err}");
+    // ...and so does require with no root certificate, as in libpq.
+    let (ok, err) = staff_create(&url(
+        "postgres",
+        "localhost",
+        "loyalty_tls",
+        "sslmode=require",
+    ));
+    assert!(ok, "{err}");
+
+    // A role that logs in by certificate needs the client certificate.
+    let (ok, err) = staff_create(&url("certuser", "127.0.0.1", "loyalty_cert", &full));
+    assert!(!ok && err.contains("requires a valid client certificate"), "{err}");
+    let with_cert = format!(
+        "{full}&sslcert={}&sslkey={}",
+        c("client.crt"),
+        c("client.key")
+    );
+    let (ok, err) = staff_create(&url("certuser", "127.0.0.1", "loyalty_cert", &with_cert));
+    assert!(ok, "{err}");
+}
