@@ -209,7 +209,10 @@ async fn postgres_over_tls_checks_the_server_as_sslmode_says() {
     // The certificate does not name "localhost": verify-full refuses it,
     // verify-ca (chain only) accepts it.
     let (ok, err) = staff_create(&url("postgres", "localhost", "loyalty_tls", &full));
-    assert!(!ok && err.contains("not valid for name \"localhost\""), "{err}");
+    assert!(
+        !ok && err.contains("not valid for name \"localhost\""),
+        "{err}"
+    );
     let ca_only = format!("sslmode=verify-ca&sslrootcert={}", c("ca.crt"));
     let (ok, err) = staff_create(&url("postgres", "localhost", "loyalty_tls", &ca_only));
     assert!(ok, "{err}");
@@ -224,7 +227,10 @@ async fn postgres_over_tls_checks_the_server_as_sslmode_says() {
 
     // A role that logs in by certificate needs the client certificate.
     let (ok, err) = staff_create(&url("certuser", "127.0.0.1", "loyalty_cert", &full));
-    assert!(!ok && err.contains("requires a valid client certificate"), "{err}");
+    assert!(
+        !ok && err.contains("requires a valid client certificate"),
+        "{err}"
+    );
     let with_cert = format!(
         "{full}&sslcert={}&sslkey={}",
         c("client.crt"),

@@ -369,6 +369,21 @@ mod tests {
     }
 
     #[test]
+    fn a_failover_url_keeps_its_hosts_and_session_attributes() {
+        let t = Target::parse(
+            "postgres://u@db-a:5432,db-b:5433/l?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=system",
+        )
+        .unwrap();
+        assert_eq!(t.config.get_hosts().len(), 2);
+        assert_eq!(t.config.get_ports(), [5432, 5433]);
+        assert_eq!(
+            t.config.get_target_session_attrs(),
+            postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(t.config.get_ssl_mode(), postgres::config::SslMode::Require);
+    }
+
+    #[test]
     fn bad_tls_settings_are_refused_with_what_is_wrong() {
         let err = |url: &str| match Target::parse(url) {
             Ok(_) => panic!("{url} was accepted"),
