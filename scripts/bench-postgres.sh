@@ -51,7 +51,9 @@ ROWS_URL="$PG/$ROWS_DB"
 
 # CPU ticks of a set of processes. PostgreSQL's: the postmaster's own and
 # its exited children's (cutime + cstime), plus its live children's.
-ticks() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# A backend may exit between listing and reading: it counts as 0 here (its
+# ticks move into the postmaster's cutime).
+ticks() { local t=0 p v; for p in "$@"; do v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true); t=$((t + ${v:-0})); done; echo "$t"; }
 POSTMASTER=$(awk '{print $4}' "/proc/$(psql "$PG/postgres" -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")/stat" 2>/dev/null || true)
 pg_ticks() {
   [ -n "$POSTMASTER" ] && [ -r "/proc/$POSTMASTER/stat" ] || { echo 0; return; }

@@ -238,6 +238,15 @@ struct ServeArgs {
     /// NATS server for the JetStream event relay (nats://host:port); no relay if unset.
     #[arg(long, env = "LOYALTY_NATS_URL")]
     nats_url: Option<String>,
+    /// PEM file of the CA certificates that sign the NATS server's certificate; the relay then requires TLS.
+    #[arg(long, env = "LOYALTY_NATS_CA_FILE")]
+    nats_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a NATS server that verifies its clients; with --nats-key-file.
+    #[arg(long, env = "LOYALTY_NATS_CERT_FILE", requires = "nats_key_file")]
+    nats_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM); with --nats-cert-file.
+    #[arg(long, env = "LOYALTY_NATS_KEY_FILE", requires = "nats_cert_file")]
+    nats_key_file: Option<PathBuf>,
     /// Run without the event dispatcher, subscribers, live stream and relay (benchmarking only).
     #[arg(long, env = "LOYALTY_NO_DISPATCHER")]
     no_dispatcher: bool,

@@ -44,17 +44,38 @@ pub fn subject(prefix: &str, event_type: &str) -> String {
     format!("{prefix}.{event_type}")
 }
 
+/// TLS to the NATS server (a `tls://` URL alone requires TLS too, checked
+/// against the system's roots).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// PEM file of the CAs to trust for the server's certificate; when
+    /// set, the relay refuses a connection without TLS.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM), for servers that verify clients.
+    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Tls {
+    fn apply(&self, mut opts: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+        if let Some(ca) = &self.ca_file {
+            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &self.client {
+            opts = opts.add_client_certificate(cert.clone(), key.clone());
+        }
+        opts
+    }
+}
+
 /// Runs the relay forever.
 pub async fn relay(state: AppState, url: String) {
     let cfg = state.events.config.clone();
     let client = loop {
-        match async_nats::ConnectOptions::new()
+        let opts = async_nats::ConnectOptions::new()
             .name("loyalty-relay")
             .retry_on_initial_connect()
-            .max_reconnects(None)
-            .connect(url.as_str())
-            .await
-        {
+            .max_reconnects(None);
+        match cfg.nats_tls.apply(opts).connect(url.as_str()).await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(error = %e, "nats: cannot connect; retrying");

@@ -2,6 +2,7 @@
 //! data directory and drives it over HTTP (zero2prod's `spawn_app`).
 #![allow(dead_code)]
 
+pub mod certs;
 mod client;
 
 #[allow(unused_imports)]

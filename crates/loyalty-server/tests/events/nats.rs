@@ -47,10 +47,17 @@ struct Nats {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// With TLS: the directory of `make_certs`; the server requires TLS
+    /// and a client certificate signed by its CA.
+    certs: Option<PathBuf>,
 }
 
 impl Nats {
     fn start(bin: PathBuf) -> Nats {
+        Nats::start_with(bin, None)
+    }
+
+    fn start_with(bin: PathBuf, certs: Option<PathBuf>) -> Nats {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -61,6 +68,7 @@ impl Nats {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            certs,
         };
         n.restart();
         n
@@ -81,6 +89,19 @@ impl Nats {
                 "-sd",
             ])
             .arg(self.dir.path())
+            .args(self.certs.iter().flat_map(|c| {
+                let f = |name: &str| c.join(name).display().to_string();
+                [
+                    "--tls".to_string(),
+                    "--tlscert".into(),
+                    f("server.crt"),
+                    "--tlskey".into(),
+                    f("server.key"),
+                    "--tlsverify".into(),
+                    "--tlscacert".into(),
+                    f("ca.crt"),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -108,8 +129,16 @@ impl Drop for Nats {
 }
 
 /// Every message of the stream: (sequence, Nats-Msg-Id, subject, envelope).
-async fn stream_messages(url: &str) -> Vec<(u64, String, String, Value)> {
-    let client = async_nats::connect(url)
+async fn stream_messages(nats: &Nats) -> Vec<(u64, String, String, Value)> {
+    let mut opts = async_nats::ConnectOptions::new();
+    if let Some(c) = &nats.certs {
+        opts = opts
+            .require_tls(true)
+            .add_root_certificates(c.join("ca.crt"))
+            .add_client_certificate(c.join("client.crt"), c.join("client.key"));
+    }
+    let client = opts
+        .connect(nats.url())
         .await
         .expect("test client connects");
     let js = async_nats::jetstream::new(client);
@@ -141,7 +170,7 @@ async fn stream_messages(url: &str) -> Vec<(u64, String, String, Value)> {
 /// in seq order.
 async fn assert_stream_matches_outbox(app: &TestApp, nats: &Nats) {
     let events = app.all_events().await;
-    let msgs = stream_messages(&nats.url()).await;
+    let msgs = stream_messages(nats).await;
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for (_, id, _, _) in &msgs {
         *count.entry(id.clone()).or_default() += 1;
@@ -283,10 +312,51 @@ async fn two_nodes_relay_one_at_a_time_and_every_event_arrives_once() {
     }
     caught_up(survivor, 60).await;
     assert_stream_matches_outbox(survivor, &nats).await;
-    let ids: BTreeSet<String> = stream_messages(&nats.url())
+    let ids: BTreeSet<String> = stream_messages(&nats)
         .await
         .into_iter()
         .map(|m| m.1)
         .collect();
     assert_eq!(ids.len(), survivor.all_events().await.len());
+}
+
+#[tokio::test]
+async fn the_relay_speaks_tls_to_a_server_that_verifies_it_and_its_client_certificate() {
+    let test = "the_relay_speaks_tls_to_a_server_that_verifies_it_and_its_client_certificate";
+    let Some(bin) = nats_or_skip(test) else {
+        return;
+    };
+    let has_openssl = Command::new("openssl").arg("version").output().is_ok();
+    if !has_openssl {
+        assert!(
+            std::env::var("LOYALTY_CI").map_or(true, |v| v != "1"),
+            "{test}: openssl is required under CI"
+        );
+        eprintln!("SKIPPED {test}: openssl not found");
+        return;
+    }
+    let certs = crate::common::certs::make_certs();
+    let c = |f: &str| certs.path().join(f).display().to_string();
+    // The server takes only TLS, and only from clients with a certificate
+    // its CA signed: events arriving prove the relay used both.
+    let nats = Nats::start_with(bin, Some(certs.path().to_path_buf()));
+    let (ca, cert, key) = (c("ca.crt"), c("client.crt"), c("client.key"));
+    let app = TestApp::spawn_with(&[
+        "--test-mode",
+        "--nats-url",
+        &nats.url(),
+        "--nats-ca-file",
+        &ca,
+        "--nats-cert-file",
+        &cert,
+        "--nats-key-file",
+        &key,
+    ])
+    .await;
+    for _ in 0..3 {
+        app.player().await;
+    }
+    caught_up(&app, 60).await;
+    assert_stream_matches_outbox(&app, &nats).await;
+    assert!(!stream_messages(&nats).await.is_empty());
 }
