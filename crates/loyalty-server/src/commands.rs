@@ -12,6 +12,7 @@ use loyalty_server::app::Settings;
 use loyalty_server::auth::{hash_token, new_token};
 use loyalty_server::ratelimit::Limit;
 use loyalty_server::serve::{ServeConfig, StorageConfig, open_store, serve};
+use loyalty_server::tls::TlsFiles;
 use loyalty_store::ops::{self, OpCtx};
 
 use super::{BenchArgs, ServeArgs, StorageArgs, init_logs, runtime};
@@ -51,6 +52,12 @@ pub(crate) fn serve_command(a: ServeArgs) -> anyhow::Result<ExitCode> {
             ..Limit::default()
         },
         redis_url: a.redis_url,
+        redis_tls: TlsFiles::checked(
+            "redis",
+            a.redis_ca_file,
+            a.redis_cert_file,
+            a.redis_key_file,
+        )?,
         events: loyalty_server::events::EventsConfig {
             enabled: !a.no_dispatcher,
             retry_base_ms: a.dispatch_retry_base_ms,
@@ -59,7 +66,7 @@ pub(crate) fn serve_command(a: ServeArgs) -> anyhow::Result<ExitCode> {
             balance_cache_entries: usize::try_from(a.balance_cache_entries).unwrap_or(100_000),
             stream_buffer_events: usize::try_from(a.stream_buffer_events).unwrap_or(1024),
             nats_url: a.nats_url,
-            nats_tls: nats_tls(a.nats_ca_file, a.nats_cert_file, a.nats_key_file)?,
+            nats_tls: TlsFiles::checked("nats", a.nats_ca_file, a.nats_cert_file, a.nats_key_file)?,
             retention: retention(
                 &a.storage,
                 a.event_retention_days,
@@ -380,28 +387,6 @@ pub(crate) fn migrate_to(data_dir: PathBuf, to: String) -> anyhow::Result<ExitCo
 /// pages of a 10-million-entry ledger, so a ledger page reads only its rows
 /// (server CPU per page at 10 M entries 298 -> 270 us).
 const SERVER_READER_CACHE_BYTES: u64 = 64 << 20;
-
-/// The relay's TLS files, each checked to be readable now: a wrong path
-/// stops the server at start instead of leaving the relay retrying.
-fn nats_tls(
-    ca_file: Option<PathBuf>,
-    cert_file: Option<PathBuf>,
-    key_file: Option<PathBuf>,
-) -> anyhow::Result<loyalty_server::events::nats::Tls> {
-    for (flag, path) in [
-        ("--nats-ca-file", &ca_file),
-        ("--nats-cert-file", &cert_file),
-        ("--nats-key-file", &key_file),
-    ] {
-        if let Some(p) = path {
-            std::fs::File::open(p).with_context(|| format!("{flag} {}", p.display()))?;
-        }
-    }
-    Ok(loyalty_server::events::nats::Tls {
-        ca_file,
-        client: cert_file.zip(key_file),
-    })
-}
 
 /// `loyalty seed`: fills a data directory through the real operations.
 pub(crate) fn seed_command(

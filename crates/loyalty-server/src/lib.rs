@@ -27,5 +27,6 @@ pub mod metrics;
 pub mod progress;
 pub mod ratelimit;
 pub mod serve;
+pub mod tls;
 pub mod views;
 pub mod webhooks;

@@ -232,6 +232,15 @@ struct ServeArgs {
     /// Redis URL for the rate limiter shared by several nodes (in memory if unset).
     #[arg(long, env = "LOYALTY_REDIS_URL")]
     redis_url: Option<String>,
+    /// PEM file of the CA certificates that sign the Redis server's certificate (with a rediss:// URL).
+    #[arg(long, env = "LOYALTY_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a Redis server that verifies its clients; with --redis-key-file.
+    #[arg(long, env = "LOYALTY_REDIS_CERT_FILE", requires = "redis_key_file")]
+    redis_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM); with --redis-cert-file.
+    #[arg(long, env = "LOYALTY_REDIS_KEY_FILE", requires = "redis_cert_file")]
+    redis_key_file: Option<PathBuf>,
     /// Log filter (tracing env-filter syntax).
     #[arg(long, env = "LOYALTY_LOG", default_value = "info")]
     log: String,

@@ -158,6 +158,40 @@ pub struct RedisLimiter {
     prefix: String,
 }
 
+fn redis_client(
+    url: &str,
+    tls: &crate::tls::TlsFiles,
+) -> Result<redis::Client, LimiterUnavailable> {
+    let unavailable = |e: redis::RedisError| LimiterUnavailable(e.to_string());
+    if tls.is_empty() {
+        return redis::Client::open(url).map_err(unavailable);
+    }
+    if !url.starts_with("rediss://") {
+        return Err(LimiterUnavailable(
+            "--redis-ca-file and --redis-cert-file need a rediss:// URL".into(),
+        ));
+    }
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).map_err(|e| LimiterUnavailable(format!("{}: {e}", p.display())))
+    };
+    let root_cert = tls.ca_file.as_ref().map(read).transpose()?;
+    let client_tls = match &tls.client {
+        Some((cert, key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        None => None,
+    };
+    redis::Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(unavailable)
+}
+
 /// How long one limiter call may take before Redis counts as unreachable.
 pub const REDIS_CALL_TIMEOUT_MS: u64 = 1_000;
 
@@ -177,9 +211,14 @@ return {1, 0}
 ";
 
 impl RedisLimiter {
-    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`).
-    pub async fn connect(url: &str, limit: Limit) -> Result<Self, LimiterUnavailable> {
-        let client = redis::Client::open(url).map_err(|e| LimiterUnavailable(e.to_string()))?;
+    /// Connects to `url` (e.g. `redis://127.0.0.1:6379`; `rediss://` for
+    /// TLS, with `tls`'s CA and client certificate when given).
+    pub async fn connect(
+        url: &str,
+        tls: &crate::tls::TlsFiles,
+        limit: Limit,
+    ) -> Result<Self, LimiterUnavailable> {
+        let client = redis_client(url, tls)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_millis(
                 REDIS_CALL_TIMEOUT_MS,

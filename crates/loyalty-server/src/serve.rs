@@ -66,6 +66,8 @@ pub struct ServeConfig {
     pub reward_limit: Limit,
     /// Redis for the shared rate limiter (several nodes); in memory if None.
     pub redis_url: Option<String>,
+    /// TLS files for Redis (with a `rediss://` URL).
+    pub redis_tls: crate::tls::TlsFiles,
     /// Event dispatch, live stream and NATS relay.
     pub events: crate::events::EventsConfig,
     /// Bounds of every connection.
@@ -92,7 +94,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     let limiter: Arc<dyn RateLimiter> = match &cfg.redis_url {
         Some(url) => Arc::new(
-            RedisLimiter::connect(url, cfg.reward_limit)
+            RedisLimiter::connect(url, &cfg.redis_tls, cfg.reward_limit)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot reach Redis: {}", e.0))?,
         ),

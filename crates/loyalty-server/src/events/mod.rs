@@ -66,7 +66,7 @@ pub struct EventsConfig {
     /// NATS server for the JetStream relay; none, no relay.
     pub nats_url: Option<String>,
     /// TLS to the NATS server.
-    pub nats_tls: nats::Tls,
+    pub nats_tls: crate::tls::TlsFiles,
     /// JetStream stream name.
     pub nats_stream: String,
     /// Subject prefix; the event type is appended.
@@ -88,7 +88,7 @@ impl Default for EventsConfig {
             balance_cache_entries: 100_000,
             stream_buffer_events: stream::STREAM_BUFFER_EVENTS,
             nats_url: None,
-            nats_tls: nats::Tls::default(),
+            nats_tls: crate::tls::TlsFiles::default(),
             nats_stream: "LOYALTY_EVENTS".into(),
             nats_subject_prefix: "loyalty.events".into(),
             retention: None,

@@ -44,27 +44,20 @@ pub fn subject(prefix: &str, event_type: &str) -> String {
     format!("{prefix}.{event_type}")
 }
 
-/// TLS to the NATS server (a `tls://` URL alone requires TLS too, checked
-/// against the system's roots).
-#[derive(Debug, Clone, Default)]
-pub struct Tls {
-    /// PEM file of the CAs to trust for the server's certificate; when
-    /// set, the relay refuses a connection without TLS.
-    pub ca_file: Option<std::path::PathBuf>,
-    /// Client certificate and key (PEM), for servers that verify clients.
-    pub client: Option<(std::path::PathBuf, std::path::PathBuf)>,
-}
-
-impl Tls {
-    fn apply(&self, mut opts: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
-        if let Some(ca) = &self.ca_file {
-            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let Some((cert, key)) = &self.client {
-            opts = opts.add_client_certificate(cert.clone(), key.clone());
-        }
-        opts
+/// The relay's TLS settings on top of `opts` (a `tls://` URL alone
+/// requires TLS too, checked against the system's roots): a CA file makes
+/// TLS required.
+fn with_tls(
+    mut opts: async_nats::ConnectOptions,
+    tls: &crate::tls::TlsFiles,
+) -> async_nats::ConnectOptions {
+    if let Some(ca) = &tls.ca_file {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
+    if let Some((cert, key)) = &tls.client {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    opts
 }
 
 /// Runs the relay forever.
@@ -75,7 +68,7 @@ pub async fn relay(state: AppState, url: String) {
             .name("loyalty-relay")
             .retry_on_initial_connect()
             .max_reconnects(None);
-        match cfg.nats_tls.apply(opts).connect(url.as_str()).await {
+        match with_tls(opts, &cfg.nats_tls).connect(url.as_str()).await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(error = %e, "nats: cannot connect; retrying");

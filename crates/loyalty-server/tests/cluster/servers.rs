@@ -60,13 +60,26 @@ fn wait_port(port: u16, up: bool) {
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    /// With TLS: the directory of `make_certs`; the port takes only TLS
+    /// from clients with a certificate signed by its CA.
+    tls: Option<PathBuf>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// A TLS-only Redis that verifies its clients' certificates.
+    pub fn start_tls(certs: &Path) -> Redis {
+        Redis::start_with(Some(certs.to_path_buf()))
+    }
+
+    fn start_with(tls: Option<PathBuf>) -> Redis {
         let mut r = Redis {
             port: free_port(),
             child: None,
+            tls,
         };
         r.up();
         r
@@ -78,17 +91,23 @@ impl Redis {
 
     /// Starts (again) on the same port.
     pub fn up(&mut self) {
+        let port = self.port.to_string();
+        let mut listen = vec!["--port".to_string(), port.clone()];
+        if let Some(c) = &self.tls {
+            let f = |name: &str| c.join(name).display().to_string();
+            listen = vec!["--port".into(), "0".into(), "--tls-port".into(), port];
+            for (flag, file) in [
+                ("--tls-cert-file", "server.crt"),
+                ("--tls-key-file", "server.key"),
+                ("--tls-ca-cert-file", "ca.crt"),
+            ] {
+                listen.extend([flag.to_string(), f(file)]);
+            }
+            listen.extend(["--tls-auth-clients".into(), "yes".into()]);
+        }
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
