@@ -208,6 +208,15 @@ impl SqliteStore {
         let stop_checkpointer = Arc::new(AtomicBool::new(false));
         let wal = Arc::new(WalState::default());
         wal.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+        // Set after `wal_autocheckpoint`, which replaces any WAL hook.
+        let hook_wal = wal.clone();
+        conn.wal_hook(Some(
+            move |_: &mut rusqlite::hooks::Wal, frames: std::ffi::c_int| {
+                hook_wal.committed(u64::try_from(frames).unwrap_or(0));
+                Ok(())
+            },
+        ))
+        .map_err(tx::map_err)?;
         let (cp_path, cp_stop, cp_wal) = (path.clone(), stop_checkpointer.clone(), wal.clone());
         let max_bytes = options.wal_max_bytes;
         std::thread::Builder::new()
@@ -576,7 +585,9 @@ fn writer_loop(
             batch.push(job);
         }
         // The checkpointer may hold the gate for a moment (see
-        // `checkpointer_loop`); a poisoned gate is no reason to stop writing.
+        // `checkpointer_loop`), and it goes first once it waits (the
+        // turnstile); a poisoned lock is no reason to stop writing.
+        drop(wal.turnstile.lock());
         let _gate = wal.gate.lock().unwrap_or_else(|p| p.into_inner());
         run_batch(&prepared, &mut batch, committed);
         wal.last_commit_ms.store(now_ms(), Ordering::Relaxed);
