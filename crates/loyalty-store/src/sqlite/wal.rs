@@ -190,20 +190,29 @@ pub(super) fn checkpointer_loop(
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "sqlite checkpoint failed");
+                std::thread::sleep(Duration::from_millis(CHECKPOINT_INTERVAL_MS));
                 continue;
             }
         };
+        // The hook's figure, refreshed from the checkpoint's own (a log
+        // emptied while idle must not look long to the wait above).
+        wal.log_frames
+            .store(u64::try_from(log).unwrap_or(0), Ordering::Relaxed);
         let log_bytes = u64::try_from(log).unwrap_or(0) * frame_bytes;
         let idle =
             now_ms().saturating_sub(wal.last_commit_ms.load(Ordering::Relaxed)) >= WAL_IDLE_MS;
         let file_bytes = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
         metrics::gauge!("loyalty_sqlite_wal_bytes").set(file_bytes as f64);
-        if log_bytes < reset_at || idle {
-            backoff_ms = 0;
-        }
         let result = if idle && file_bytes > 0 {
-            // No writer to start the log over: empty it now.
-            gated("TRUNCATE").map(|_| false)
+            // No writer to start the log over: empty it now (a reader in
+            // the way: again after an interval).
+            let r = gated("TRUNCATE");
+            let emptied = matches!(r, Ok((true, _, _)));
+            backoff_ms = if emptied { 0 } else { CHECKPOINT_INTERVAL_MS };
+            if emptied {
+                wal.log_frames.store(0, Ordering::Relaxed);
+            }
+            r.map(|_| false)
         } else if log_bytes >= reset_at && !idle {
             // Catch up without the gate first, so that less is left to copy
             // (and fsync) while the writer waits.
@@ -219,6 +228,7 @@ pub(super) fn checkpointer_loop(
             };
             r
         } else {
+            backoff_ms = 0;
             Ok(false)
         };
         match result {
